@@ -1,0 +1,1 @@
+"""metricpipe consumers: the stream consumer and the batch job."""

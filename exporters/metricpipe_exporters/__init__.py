@@ -1,0 +1,1 @@
+"""metricpipe exporters: Kafka lag, time lag and freshness for Prometheus."""

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Builds kube-apiserver, kube-controller-manager, kube-scheduler (pinned KUBE_VERSION) and
+# etcd (ETCD_VERSION) from Go modules through wrapper modules, into $METRICPIPE_CACHE/bin.
+# Idempotent: a binary that exists for the pinned version is never rebuilt.
+source "$(dirname "$0")/lib.sh"
+
+KUBE_BIN="$METRICPIPE_CACHE/bin/kubernetes-$KUBE_VERSION"
+ETCD_BIN="$METRICPIPE_CACHE/bin/etcd-$ETCD_VERSION"
+KUBE_CMDS=(kube-apiserver kube-controller-manager kube-scheduler)
+
+build_kube() {
+  local missing=0 cmd
+  for cmd in "${KUBE_CMDS[@]}"; do [[ -x "$KUBE_BIN/$cmd" ]] || missing=1; done
+  if [[ $missing == 0 ]]; then log "kubernetes $KUBE_VERSION: cached in $KUBE_BIN"; return; fi
+
+  local work="$METRICPIPE_CACHE/src/kube-wrapper-$KUBE_VERSION"
+  mkdir -p "$work" "$KUBE_BIN"
+  log "kubernetes $KUBE_VERSION: resolving k8s.io/kubernetes from the module proxy"
+  local gomod
+  gomod="$(cd "$work" && go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')" \
+    || die "kubernetes: 'go mod download k8s.io/kubernetes@$KUBE_VERSION' failed; check the Go module proxy"
+  local minor="${KUBE_VERSION#v1.}"; minor="${minor%%.*}"
+  local patch="${KUBE_VERSION##*.}"
+  local staging_version="v0.$minor.$patch"
+  local go_directive
+  go_directive="$(awk '/^go /{print $2; exit}' "$gomod")"
+
+  # The staging modules are exactly those the upstream go.mod replaces with ./staging/src/...
+  {
+    echo "module metricpipe.local/kube-wrapper"
+    echo
+    echo "go $go_directive"
+    echo
+    echo "require k8s.io/kubernetes $KUBE_VERSION"
+    echo
+    echo "replace ("
+    grep -E '^\s*k8s\.io/[^ ]+ => \./staging/src/' "$gomod" \
+      | awk -v v="$staging_version" '{print "\t" $1 " => " $1 " " v}'
+    echo ")"
+  } > "$work/go.mod"
+  printf 'package main\n\nimport (\n\t_ "k8s.io/kubernetes/cmd/kube-apiserver"\n\t_ "k8s.io/kubernetes/cmd/kube-controller-manager"\n\t_ "k8s.io/kubernetes/cmd/kube-scheduler"\n)\n\nfunc main() {}\n' > "$work/tools.go"
+  log "kubernetes $KUBE_VERSION: $(grep -c '=>' "$work/go.mod") staging modules pinned to $staging_version"
+  (cd "$work" && go mod tidy >"$work/tidy.log" 2>&1) \
+    || die "kubernetes: 'go mod tidy' failed in $work; see $work/tidy.log"
+
+  local ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION"
+  ldflags+=" -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
+  ldflags+=" -X k8s.io/component-base/version.gitTreeState=clean"
+  ldflags+=" -X k8s.io/client-go/pkg/version.gitVersion=$KUBE_VERSION"
+  for cmd in "${KUBE_CMDS[@]}"; do
+    [[ -x "$KUBE_BIN/$cmd" ]] && continue
+    log "kubernetes $KUBE_VERSION: building $cmd (a cold build takes several minutes on 2 cores)"
+    (cd "$work" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" \
+        -o "$KUBE_BIN/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd" >"$work/build-$cmd.log" 2>&1) \
+      || die "kubernetes: building $cmd failed; see $work/build-$cmd.log"
+    mv "$KUBE_BIN/$cmd.tmp" "$KUBE_BIN/$cmd"
+  done
+  log "kubernetes $KUBE_VERSION: built into $KUBE_BIN"
+}
+
+build_etcd() {
+  if [[ -x "$ETCD_BIN/etcd" ]]; then log "etcd $ETCD_VERSION: cached in $ETCD_BIN"; return; fi
+  local work="$METRICPIPE_CACHE/src/etcd-wrapper-$ETCD_VERSION"
+  mkdir -p "$work" "$ETCD_BIN"
+  printf 'module metricpipe.local/etcd-wrapper\n\ngo 1.24\n\nrequire go.etcd.io/etcd/server/v3 %s\n' "$ETCD_VERSION" > "$work/go.mod"
+  printf 'package main\n\nimport _ "go.etcd.io/etcd/server/v3"\n\nfunc main() {}\n' > "$work/tools.go"
+  log "etcd $ETCD_VERSION: building from go.etcd.io/etcd/server/v3"
+  (cd "$work" && go mod tidy >"$work/tidy.log" 2>&1) \
+    || die "etcd: 'go mod tidy' failed in $work; see $work/tidy.log"
+  (cd "$work" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$ETCD_BIN/etcd.tmp" \
+      go.etcd.io/etcd/server/v3 >"$work/build.log" 2>&1) \
+    || die "etcd: build failed; see $work/build.log"
+  mv "$ETCD_BIN/etcd.tmp" "$ETCD_BIN/etcd"
+  log "etcd $ETCD_VERSION: built into $ETCD_BIN"
+}
+
+case "${1:-all}" in
+  etcd) build_etcd ;;
+  kube) build_kube ;;
+  all) build_etcd; build_kube ;;
+  *) die "usage: $0 [all|etcd|kube]" ;;
+esac

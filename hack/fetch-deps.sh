@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Fetches every non-Go server of the local stack into $METRICPIPE_CACHE, once:
+# Kafka (+ log4j2 binding), the Elasticsearch and OpenSearch integ-test zips, Spark's Kafka
+# connector jars (all from Maven Central) and Prometheus/promtool (Debian package, extracted,
+# never installed as a service). Idempotent: a marker file per component skips finished work.
+source "$(dirname "$0")/lib.sh"
+
+M2="$METRICPIPE_CACHE/m2"
+MVN=(mvn -B -q "-Dmaven.repo.local=$M2")
+
+mvn_classpath() {  # name pom outdir extra-props...
+  local name="$1" pom="$2" out="$3"; shift 3
+  local key; key="$(cat "$pom" <(printf '%s\n' "$@") | sha256sum | cut -c1-16)"
+  if [[ "$(cat "$out/.complete" 2>/dev/null)" == "$key" ]]; then log "$name: cached in $out"; return; fi
+  log "$name: resolving from Maven Central into $out"
+  rm -rf "$out"; mkdir -p "$out"
+  "${MVN[@]}" -f "$pom" "$@" dependency:copy-dependencies -DoutputDirectory="$out" \
+      -DincludeScope=runtime >"$out.log" 2>&1 \
+    || die "$name: Maven resolution failed; see $out.log (is Maven Central reachable?)"
+  echo "$key" > "$out/.complete"
+  log "$name: $(find "$out" -name '*.jar' | wc -l) jars"
+}
+
+mvn_zip() {  # name group:artifact:version outdir
+  local name="$1" coords="$2" out="$3"
+  if [[ -f "$out/.complete" ]]; then log "$name: cached in $out"; return; fi
+  log "$name: downloading $coords:zip from Maven Central"
+  rm -rf "$out"; mkdir -p "$out"
+  "${MVN[@]}" dependency:copy -Dartifact="$coords:zip" -DoutputDirectory="$out" >"$out.log" 2>&1 \
+    || die "$name: download failed; see $out.log"
+  touch "$out/.complete"
+}
+
+fetch_prometheus() {
+  local out="$METRICPIPE_CACHE/prometheus"
+  if [[ -x "$out/usr/bin/prometheus" && -x "$out/usr/bin/promtool" ]]; then
+    log "prometheus: cached in $out"; return
+  fi
+  mkdir -p "$out/deb"
+  log "prometheus: downloading Debian's package (extracted only; no service is installed)"
+  if ! (cd "$out/deb" && apt-get download prometheus >"$out/download.log" 2>&1); then
+    log "prometheus: package lists look stale; running apt-get update"
+    apt-get update >"$out/apt-update.log" 2>&1 || die "prometheus: apt-get update failed; see $out/apt-update.log"
+    (cd "$out/deb" && apt-get download prometheus >"$out/download.log" 2>&1) \
+      || die "prometheus: apt-get download failed; see $out/download.log"
+  fi
+  dpkg-deb -x "$(ls "$out"/deb/prometheus_*.deb | head -1)" "$out"
+  [[ -x "$out/usr/bin/promtool" ]] || die "prometheus: promtool missing after extraction in $out"
+  log "prometheus: $("$out/usr/bin/prometheus" --version 2>&1 | head -1)"
+}
+
+fetch_kafka() {
+  mvn_classpath "kafka $KAFKA_VERSION" "$REPO_ROOT/hack/maven/kafka.pom.xml" \
+    "$METRICPIPE_CACHE/kafka-$KAFKA_VERSION/libs" "-Dkafka.version=$KAFKA_VERSION" "-Dlog4j.version=$LOG4J_VERSION"
+}
+fetch_spark_kafka() {
+  mvn_classpath "spark-sql-kafka $SPARK_VERSION" "$REPO_ROOT/hack/maven/spark-kafka.pom.xml" \
+    "$METRICPIPE_CACHE/spark-kafka-$SPARK_VERSION/jars" "-Dspark.version=$SPARK_VERSION"
+}
+fetch_elasticsearch() {
+  mvn_zip "elasticsearch $ELASTICSEARCH_VERSION" \
+    "org.elasticsearch.distribution.integ-test-zip:elasticsearch:$ELASTICSEARCH_VERSION" \
+    "$METRICPIPE_CACHE/dist/elasticsearch-$ELASTICSEARCH_VERSION"
+}
+fetch_opensearch() {
+  mvn_zip "opensearch $OPENSEARCH_VERSION" \
+    "org.opensearch.distribution.integ-test-zip:opensearch:$OPENSEARCH_VERSION" \
+    "$METRICPIPE_CACHE/dist/opensearch-$OPENSEARCH_VERSION"
+}
+
+command -v mvn >/dev/null || die "maven (mvn) is required; install it with 'apt-get install -y maven'"
+case "${1:-all}" in
+  kafka) fetch_kafka ;;
+  spark-kafka) fetch_spark_kafka ;;
+  elasticsearch) fetch_elasticsearch ;;
+  opensearch) fetch_opensearch ;;
+  prometheus) fetch_prometheus ;;
+  all) fetch_prometheus; fetch_kafka; fetch_spark_kafka; fetch_elasticsearch; fetch_opensearch ;;
+  *) die "usage: $0 [all|kafka|spark-kafka|elasticsearch|opensearch|prometheus]" ;;
+esac

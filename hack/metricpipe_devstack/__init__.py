@@ -1,0 +1,1 @@
+"""Development-only local stack: real servers as local processes (see docs/local-stack.md)."""

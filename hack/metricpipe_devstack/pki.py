@@ -1,0 +1,68 @@
+"""A throwaway certificate authority for the local Kubernetes control plane (openssl CLI)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from .errors import StackError
+
+APISERVER_SANS = (
+    "IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
+    "DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+)
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    result = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise StackError("kube-pki", f"openssl {args[0]} failed: {result.stderr.strip()}")
+
+
+def _issue(pki: Path, name: str, subject: str, *, sans: str | None = None) -> None:
+    """Create <name>.key and <name>.crt signed by the CA in pki/."""
+    _openssl("genrsa", "-out", f"{name}.key", "2048", cwd=pki)
+    _openssl("req", "-new", "-key", f"{name}.key", "-subj", subject, "-out", f"{name}.csr", cwd=pki)
+    ext = pki / f"{name}.ext"
+    lines = ["basicConstraints=CA:FALSE", "keyUsage=digitalSignature,keyEncipherment"]
+    lines.append("extendedKeyUsage=serverAuth,clientAuth")
+    if sans:
+        lines.append(f"subjectAltName={sans}")
+    ext.write_text("\n".join(lines) + "\n")
+    _openssl(
+        "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+        "-CAcreateserial", "-days", "30", "-sha256", "-extfile", ext.name, "-out", f"{name}.crt",
+        cwd=pki,
+    )
+
+
+def ensure_pki(pki: Path) -> None:
+    """CA, apiserver serving cert, admin client cert (system:masters), service-account keys."""
+    if (pki / "sa.pub").exists():
+        return
+    pki.mkdir(parents=True, exist_ok=True)
+    _openssl("genrsa", "-out", "ca.key", "2048", cwd=pki)
+    _openssl(
+        "req", "-x509", "-new", "-key", "ca.key", "-subj", "/CN=metricpipe-dev-ca",
+        "-days", "30", "-sha256", "-out", "ca.crt", cwd=pki,
+    )
+    _issue(pki, "apiserver", "/CN=kube-apiserver", sans=APISERVER_SANS)
+    _issue(pki, "admin", "/O=system:masters/CN=metricpipe-admin")
+    _openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
+    _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
+    for key in pki.glob("*.key"):
+        key.chmod(0o600)
+
+
+def build_kubeconfig(server: str, pki: Path) -> str:
+    """An admin kubeconfig (client certificate of group system:masters)."""
+    return (
+        "apiVersion: v1\nkind: Config\n"
+        "clusters:\n- name: metricpipe-dev\n  cluster:\n"
+        f"    server: {server}\n    certificate-authority: {pki / 'ca.crt'}\n"
+        "users:\n- name: metricpipe-admin\n  user:\n"
+        f"    client-certificate: {pki / 'admin.crt'}\n    client-key: {pki / 'admin.key'}\n"
+        "contexts:\n- name: metricpipe-dev\n  context:\n"
+        "    cluster: metricpipe-dev\n    user: metricpipe-admin\n"
+        "current-context: metricpipe-dev\n"
+    )

@@ -1,0 +1,148 @@
+"""Typed settings of the local stack: paths, ports and pinned versions (env prefix METRICPIPE_)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+JAVA_FOR_SEARCH_CANDIDATES = ("temurin-25-jdk-amd64", "temurin-21-jdk-amd64")
+
+
+def read_versions(path: Path | None = None) -> dict[str, str]:
+    """Parse hack/versions.env (shell KEY=value lines) into a dict."""
+    path = path or REPO_ROOT / "hack" / "versions.env"
+    versions: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            versions[key.strip()] = value.strip()
+    return versions
+
+
+def _env_path(name: str, default: Path) -> Path:
+    value = os.environ.get(name)
+    return Path(value).expanduser().resolve() if value else default
+
+
+def _env_port(name: str, default: int) -> int:
+    return int(os.environ.get(f"METRICPIPE_PORT_{name}", default))
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Loopback ports of every server (override each with METRICPIPE_PORT_<NAME>)."""
+
+    etcd: int = _env_port("ETCD", 32379)
+    etcd_peer: int = _env_port("ETCD_PEER", 32380)
+    apiserver: int = _env_port("APISERVER", 36443)
+    controller_manager: int = _env_port("CONTROLLER_MANAGER", 30257)
+    scheduler: int = _env_port("SCHEDULER", 30259)
+    kafka: int = _env_port("KAFKA", 39092)
+    kafka_controller: int = _env_port("KAFKA_CONTROLLER", 39093)
+    elasticsearch: int = _env_port("ELASTICSEARCH", 39200)
+    elasticsearch_transport: int = _env_port("ELASTICSEARCH_TRANSPORT", 39300)
+    opensearch: int = _env_port("OPENSEARCH", 39201)
+    opensearch_transport: int = _env_port("OPENSEARCH_TRANSPORT", 39301)
+    prometheus: int = _env_port("PROMETHEUS", 39090)
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """Where the stack keeps its cache, runtime state and data, and how it runs.
+
+    cache_dir: downloads and builds, shared by every clone (METRICPIPE_CACHE).
+    stack_dir: this checkout's runtime state: env file, pids, logs, data (METRICPIPE_STACK_DIR).
+    data_dir:  the shared real data set (METRICPIPE_DATA_DIR), may be absent.
+    search_user: unprivileged user for Elasticsearch/OpenSearch when run as root.
+    heap_mb: JVM heap of Kafka, Elasticsearch and OpenSearch each, in MiB.
+    """
+
+    cache_dir: Path = field(
+        default_factory=lambda: _env_path("METRICPIPE_CACHE", Path.home() / ".cache" / "metricpipe")
+    )
+    stack_dir: Path = field(
+        default_factory=lambda: _env_path("METRICPIPE_STACK_DIR", REPO_ROOT / ".stack")
+    )
+    data_dir: Path = field(
+        default_factory=lambda: _env_path(
+            "METRICPIPE_DATA_DIR", REPO_ROOT.parent / "shared" / "data"
+        )
+    )
+    search_user: str = field(
+        default_factory=lambda: os.environ.get("METRICPIPE_SEARCH_USER", "metricpipe")
+    )
+    heap_mb: int = field(default_factory=lambda: int(os.environ.get("METRICPIPE_HEAP_MB", "512")))
+    ports: Ports = field(default_factory=lambda: Ports())
+
+    @cached_property
+    def versions(self) -> dict[str, str]:
+        return read_versions()
+
+    @property
+    def env_file(self) -> Path:
+        return self.stack_dir / "env"
+
+    @property
+    def run_dir(self) -> Path:
+        """Pid files of the processes this stack started."""
+        return self.stack_dir / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.stack_dir / "logs"
+
+    @property
+    def data_root(self) -> Path:
+        return self.stack_dir / "data"
+
+    @property
+    def search_root(self) -> Path:
+        """Runtime home of the search engines. They refuse to run as root, and /root is not
+        readable by other users, so as root this lives under /var/tmp, owned by search_user."""
+        if os.geteuid() == 0:
+            tag = hashlib.sha256(str(self.stack_dir).encode()).hexdigest()[:10]
+            return Path("/var/tmp") / f"metricpipe-search-{tag}"
+        return self.stack_dir / "search"
+
+    @property
+    def kube_bin(self) -> Path:
+        return self.cache_dir / "bin" / f"kubernetes-{self.versions['KUBE_VERSION']}"
+
+    @property
+    def etcd_bin(self) -> Path:
+        return self.cache_dir / "bin" / f"etcd-{self.versions['ETCD_VERSION']}" / "etcd"
+
+    @property
+    def kafka_libs(self) -> Path:
+        return self.cache_dir / f"kafka-{self.versions['KAFKA_VERSION']}" / "libs"
+
+    @property
+    def spark_kafka_jars(self) -> Path:
+        return self.cache_dir / f"spark-kafka-{self.versions['SPARK_VERSION']}" / "jars"
+
+    @property
+    def prometheus_bin(self) -> Path:
+        return self.cache_dir / "prometheus" / "usr" / "bin"
+
+    def dist_zip(self, product: str) -> Path:
+        version = self.versions[f"{product.upper()}_VERSION"]
+        return self.cache_dir / "dist" / f"{product}-{version}" / f"{product}-{version}.zip"
+
+    @cached_property
+    def search_java_home(self) -> Path:
+        """The newer JDK beside Java 17 (Elasticsearch 9 and OpenSearch 3 need Java 21+)."""
+        override = os.environ.get("METRICPIPE_SEARCH_JAVA_HOME")
+        if override:
+            return Path(override)
+        for name in JAVA_FOR_SEARCH_CANDIDATES:
+            candidate = Path("/usr/lib/jvm") / name
+            if (candidate / "bin" / "java").exists():
+                return candidate
+        raise FileNotFoundError(
+            "no Java 21+ found under /usr/lib/jvm; set METRICPIPE_SEARCH_JAVA_HOME to one"
+        )

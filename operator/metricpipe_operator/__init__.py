@@ -1,0 +1,1 @@
+"""metricpipe operator: reconciles MetricPipeline resources and runs the ResourceManager."""
