@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ class Component(ABC):
     def probe(self) -> Probe:
         """Is it up and usable right now? Never raises."""
 
-    def prepare(self) -> None:
+    def prepare(self) -> None:  # noqa: B027 - optional hook
         """Write configuration and initialise storage before the first start."""
 
     def process_env(self) -> dict[str, str]:
@@ -74,10 +75,34 @@ class Component(ABC):
         record = self.record()
         return record is not None and process.is_alive(record)
 
+    def ports_in_use(self) -> list[int]:
+        """Ports of this component that something else already listens on."""
+        busy = []
+        for port in self.listen_ports():
+            with socket.socket() as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    busy.append(port)
+        return busy
+
+    def listen_ports(self) -> list[int]:
+        port = self.port()
+        return [port] if port else []
+
     def start(self) -> None:
         argv = self.argv()
         if argv is None or self.is_running():
             return
+        busy = self.ports_in_use()
+        if busy:
+            raise StackError(
+                self.name,
+                f"port(s) {busy} on 127.0.0.1 are already in use, probably by another metricpipe "
+                "stack (run 'make stack-down' in that checkout) or another program. Stop it, or "
+                f"choose other ports with METRICPIPE_PORT_<NAME> (see {__package__}/settings.py)",
+            )
         self.prepare()
         process.start_process(
             self.name,
@@ -121,9 +146,7 @@ class Component(ABC):
             return "(no log written)"
 
 
-def http_get_json(
-    url: str, *, timeout: float = 3.0, **kwargs: object
-) -> tuple[int, object]:
+def http_get_json(url: str, *, timeout: float = 3.0, **kwargs: object) -> tuple[int, object]:
     """GET a URL; returns (status, parsed JSON or text). Raises requests errors."""
     response = requests.get(url, timeout=timeout, **kwargs)  # type: ignore[arg-type]
     try:

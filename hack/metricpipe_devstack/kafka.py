@@ -34,6 +34,9 @@ class Kafka(Component):
     def port(self) -> int:
         return self.settings.ports.kafka
 
+    def listen_ports(self) -> list[int]:
+        return [self.settings.ports.kafka, self.settings.ports.kafka_controller]
+
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.settings.ports.kafka}"
@@ -44,7 +47,7 @@ class Kafka(Component):
 
     def _classpath(self) -> str:
         libs = self.settings.kafka_libs
-        if not (libs / "kafka-server-common-" f"{self.version}.jar").exists():
+        if not (libs / f"kafka-server-common-{self.version}.jar").exists():
             raise StackError(self.name, f"jars missing in {libs}; run 'make stack-deps'")
         return f"{libs}/*"
 

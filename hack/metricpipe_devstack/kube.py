@@ -38,6 +38,9 @@ class Etcd(Component):
     def port(self) -> int:
         return self.settings.ports.etcd
 
+    def listen_ports(self) -> list[int]:
+        return [self.settings.ports.etcd, self.settings.ports.etcd_peer]
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.settings.ports.etcd}"
@@ -90,7 +93,9 @@ class _KubeComponent(Component):
                 # The component serves a self-signed certificate of its own: nothing to verify.
                 warnings.simplefilter("ignore", InsecureRequestWarning)
                 response = requests.get(
-                    f"https://127.0.0.1:{port}{path}", timeout=3, verify=False  # noqa: S501
+                    f"https://127.0.0.1:{port}{path}",
+                    timeout=3,
+                    verify=False,  # noqa: S501
                 )
         except requests.RequestException as error:
             return Probe(False, f"unreachable: {type(error).__name__}")
@@ -122,8 +127,9 @@ class KubeApiserver(_KubeComponent):
         self.kubeconfig.write_text(build_kubeconfig(self.apiserver_url, self.pki))
         tokens = self.settings.stack_dir / "kube" / "tokens.csv"
         if not tokens.exists():
-            tokens.write_text(f"{secrets.token_hex(24)},metricpipe-admin-token,admin-token,"
-                              '"system:masters"\n')
+            tokens.write_text(
+                f'{secrets.token_hex(24)},metricpipe-admin-token,admin-token,"system:masters"\n'
+            )
             tokens.chmod(0o600)
 
     def argv(self) -> list[str]:

@@ -30,8 +30,22 @@ def _issue(pki: Path, name: str, subject: str, *, sans: str | None = None) -> No
         lines.append(f"subjectAltName={sans}")
     ext.write_text("\n".join(lines) + "\n")
     _openssl(
-        "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-        "-CAcreateserial", "-days", "30", "-sha256", "-extfile", ext.name, "-out", f"{name}.crt",
+        "x509",
+        "-req",
+        "-in",
+        f"{name}.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "30",
+        "-sha256",
+        "-extfile",
+        ext.name,
+        "-out",
+        f"{name}.crt",
         cwd=pki,
     )
 
@@ -43,8 +57,19 @@ def ensure_pki(pki: Path) -> None:
     pki.mkdir(parents=True, exist_ok=True)
     _openssl("genrsa", "-out", "ca.key", "2048", cwd=pki)
     _openssl(
-        "req", "-x509", "-new", "-key", "ca.key", "-subj", "/CN=metricpipe-dev-ca",
-        "-days", "30", "-sha256", "-out", "ca.crt", cwd=pki,
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        "ca.key",
+        "-subj",
+        "/CN=metricpipe-dev-ca",
+        "-days",
+        "30",
+        "-sha256",
+        "-out",
+        "ca.crt",
+        cwd=pki,
     )
     _issue(pki, "apiserver", "/CN=kube-apiserver", sans=APISERVER_SANS)
     _issue(pki, "admin", "/O=system:masters/CN=metricpipe-admin")

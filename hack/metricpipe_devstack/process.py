@@ -7,6 +7,7 @@ else. A pid file stores the pid and the process start time, so a recycled pid is
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -79,7 +80,7 @@ def read_record(run_dir: Path, name: str) -> PidRecord | None:
 def is_alive(record: PidRecord) -> bool:
     """True when the recorded process still runs (same pid and the same start time)."""
     ticks = _start_ticks(record.pid)
-    return ticks is not None and (record.start_ticks == 0 or ticks == record.start_ticks)
+    return ticks is not None and record.start_ticks in (0, ticks)
 
 
 def stop_process(run_dir: Path, name: str, grace_seconds: float = 20.0) -> str:
@@ -97,18 +98,19 @@ def stop_process(run_dir: Path, name: str, grace_seconds: float = 20.0) -> str:
         if _group_alive(record.pid):
             _signal_group(record.pid, signal.SIGKILL)
             outcome = "killed after grace period"
-    elif _group_alive(record.pid):
-        _signal_group(record.pid, signal.SIGKILL)  # leader gone, children left behind
+    elif _start_ticks(record.pid) is None and _group_alive(record.pid):
+        # The leader is gone but children of its group remain. The kernel never reuses a pid
+        # while a group of that id has members, so these are ours.
+        _signal_group(record.pid, signal.SIGKILL)
         outcome = "stopped orphaned children"
+    # Otherwise the pid now belongs to an unrelated process: leave it alone.
     (run_dir / f"{name}.pid").unlink(missing_ok=True)
     return outcome
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _group_alive(pgid: int) -> bool:

@@ -65,6 +65,9 @@ class SearchEngine(Component):
     def port(self) -> int:
         return self.http_port
 
+    def listen_ports(self) -> list[int]:
+        return [self.http_port, self.transport_port]
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
@@ -131,7 +134,9 @@ class SearchEngine(Component):
         if jvm_options.exists():  # relative log paths would resolve inside the read-only home
             text = jvm_options.read_text()
             text = text.replace("file=logs/", f"file={self.runtime / 'logs'}/")
-            text = text.replace("-XX:HeapDumpPath=data", f"-XX:HeapDumpPath={self.runtime / 'data'}")
+            text = text.replace(
+                "-XX:HeapDumpPath=data", f"-XX:HeapDumpPath={self.runtime / 'data'}"
+            )
             text = text.replace("-XX:ErrorFile=logs/", f"-XX:ErrorFile={self.runtime / 'logs'}/")
             jvm_options.write_text(text)
         lines = [f"{key}: {value}" for key, value in self.settings_yaml().items()]

@@ -16,8 +16,8 @@ def read_versions(path: Path | None = None) -> dict[str, str]:
     """Parse hack/versions.env (shell KEY=value lines) into a dict."""
     path = path or REPO_ROOT / "hack" / "versions.env"
     versions: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
         if line and not line.startswith("#") and "=" in line:
             key, value = line.split("=", 1)
             versions[key.strip()] = value.strip()
@@ -77,7 +77,7 @@ class StackSettings:
         default_factory=lambda: os.environ.get("METRICPIPE_SEARCH_USER", "metricpipe")
     )
     heap_mb: int = field(default_factory=lambda: int(os.environ.get("METRICPIPE_HEAP_MB", "512")))
-    ports: Ports = field(default_factory=lambda: Ports())
+    ports: Ports = field(default_factory=Ports)
 
     @cached_property
     def versions(self) -> dict[str, str]:
@@ -106,7 +106,7 @@ class StackSettings:
         readable by other users, so as root this lives under /var/tmp, owned by search_user."""
         if os.geteuid() == 0:
             tag = hashlib.sha256(str(self.stack_dir).encode()).hexdigest()[:10]
-            return Path("/var/tmp") / f"metricpipe-search-{tag}"
+            return Path("/var/tmp") / f"metricpipe-search-{tag}"  # noqa: S108 - root-owned parent
         return self.stack_dir / "search"
 
     @property

@@ -16,14 +16,13 @@ from .kube import Etcd, KubeApiserver, KubeControllerManager, KubeScheduler
 from .prometheus import Prometheus
 from .search import Elasticsearch, OpenSearch, SearchEngine
 from .settings import REPO_ROOT, StackSettings
+from .spark import Spark
 
 Echo = Callable[[str], None]
 
 
 def build_components(settings: StackSettings) -> list[Component]:
     """Every component, in start order (stop order is the reverse)."""
-    from .spark import Spark
-
     return [
         Etcd(settings),
         KubeApiserver(settings),

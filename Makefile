@@ -1,0 +1,64 @@
+# metricpipe — every set-up step is a target here; all are idempotent and cache outside the repo.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export METRICPIPE_CACHE ?= $(HOME)/.cache/metricpipe
+VENV_STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+
+.PHONY: help prereqs venv stack-deps stack-up stack-down stack-status lint format unit \
+        integration e2e test demo bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+prereqs: ## Check (and as root, install) the system tools the project needs
+	@bash hack/prereqs.sh
+
+$(VENV_STAMP): pyproject.toml
+	@bash hack/prereqs.sh
+	@echo "-- creating $(VENV) (Python deps incl. pyspark; pip caches wheels in ~/.cache/pip)"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip
+	@$(PY) -m pip install -q -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(VENV_STAMP) ## Create the virtualenv with runtime and dev dependencies
+
+stack-deps: venv ## Build kube/etcd and fetch Kafka, ES, OpenSearch, Prometheus, Spark connector
+	@bash hack/build-go-bins.sh all
+	@bash hack/fetch-deps.sh all
+
+stack-up: stack-deps ## Start the local stack and write .stack/env
+	@$(PY) -m metricpipe_devstack up --no-fetch
+
+stack-down: ## Stop exactly the processes stack-up started
+	@if [ -x $(PY) ]; then $(PY) -m metricpipe_devstack down; fi
+
+stack-status: venv ## Version, pid, port and health of each component
+	@$(PY) -m metricpipe_devstack status
+
+lint: venv ## ruff (lint + format check) and mypy --strict
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: venv ## Apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+unit: venv ## Pure tests, no servers
+	$(VENV)/bin/pytest tests/unit
+
+integration: stack-deps ## Tests against the real local stack (started and stopped if not running)
+	$(VENV)/bin/pytest tests/integration
+
+test: lint unit integration ## Everything CI runs: lint, unit and integration tests
+
+demo: venv ## The end-to-end demo (not built yet: prints what it will do)
+	@cat docs/demo-plan.txt
+
+clean: stack-down ## Remove the virtualenv and the stack state (the download cache stays)
+	rm -rf $(VENV) .stack .mypy_cache .ruff_cache .pytest_cache

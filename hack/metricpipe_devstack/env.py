@@ -1,0 +1,52 @@
+"""The typed view of `.stack/env` that tests, the demo and benchmarks use to reach the stack."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class StackEnv:
+    kubeconfig: Path
+    kafka_bootstrap: str
+    elasticsearch_url: str
+    opensearch_url: str
+    prometheus_url: str
+    prometheus_file_sd_dir: Path
+    prometheus_rules_dir: Path
+    promtool: Path
+    spark_kafka_jars: tuple[str, ...]
+    data_dir: Path
+    kube_version_expected: str
+
+    @classmethod
+    def from_entries(cls, entries: dict[str, str], kube_version: str) -> StackEnv:
+        missing = [
+            key
+            for key in (
+                "KUBECONFIG",
+                "KAFKA_BOOTSTRAP",
+                "ELASTICSEARCH_URL",
+                "OPENSEARCH_URL",
+                "PROMETHEUS_URL",
+                "METRICPIPE_DATA_DIR",
+            )
+            if key not in entries
+        ]
+        if missing:
+            raise KeyError(f".stack/env lacks {', '.join(missing)}; run 'make stack-up' again")
+        jars = tuple(j for j in entries.get("SPARK_KAFKA_JARS", "").split(",") if j)
+        return cls(
+            kubeconfig=Path(entries["KUBECONFIG"]),
+            kafka_bootstrap=entries["KAFKA_BOOTSTRAP"],
+            elasticsearch_url=entries["ELASTICSEARCH_URL"],
+            opensearch_url=entries["OPENSEARCH_URL"],
+            prometheus_url=entries["PROMETHEUS_URL"],
+            prometheus_file_sd_dir=Path(entries["PROMETHEUS_FILE_SD_DIR"]),
+            prometheus_rules_dir=Path(entries["PROMETHEUS_RULES_DIR"]),
+            promtool=Path(entries["PROMTOOL"]),
+            spark_kafka_jars=jars,
+            data_dir=Path(entries["METRICPIPE_DATA_DIR"]),
+            kube_version_expected=kube_version,
+        )

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Checks the system tools metricpipe needs; as root, installs missing Debian packages.
+source "$(dirname "$0")/lib.sh"
+
+declare -A PACKAGE_OF=([mvn]=maven [openssl]=openssl [go]=golang [java]=openjdk-17-jre-headless
+                       [apt-get]=apt [dpkg-deb]=dpkg [git]=git)
+missing=()
+for tool in mvn openssl go java dpkg-deb git; do
+  command -v "$tool" >/dev/null || missing+=("$tool")
+done
+python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+  || die "Python >= 3.11 is required (found $(python3 --version 2>&1))"
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+
+if ((${#missing[@]})); then
+  if [[ $EUID -ne 0 ]]; then
+    die "missing tools: ${missing[*]}; install them (Debian: apt-get install ${missing[*]/#/})"
+  fi
+  packages=()
+  for tool in "${missing[@]}"; do packages+=("${PACKAGE_OF[$tool]:-$tool}"); done
+  log "installing missing Debian packages: ${packages[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" \
+    || die "apt-get install ${packages[*]} failed"
+fi
+go_minor="$(go env GOVERSION | sed -E 's/go1\.([0-9]+).*/\1/')"
+((go_minor >= 25)) || die "Go >= 1.25 is required to build Kubernetes $KUBE_VERSION (found $(go env GOVERSION))"
+java_major="$(java -version 2>&1 | awk -F'"' '/version/{split($2, v, "."); print v[1]; exit}')"
+((java_major >= 17)) || die "Java >= 17 is required for Kafka and Spark (found $java_major)"
+ls /usr/lib/jvm/*/bin/java 2>/dev/null | xargs -r -n1 dirname | xargs -r -n1 dirname \
+  | while read -r jdk; do "$jdk/bin/java" -version 2>&1 | grep -qE '"(2[1-9]|[3-9][0-9])' && echo ok; done \
+  | grep -q ok || [[ -n "${METRICPIPE_SEARCH_JAVA_HOME:-}" ]] \
+  || die "Elasticsearch/OpenSearch need Java 21+ under /usr/lib/jvm (or set METRICPIPE_SEARCH_JAVA_HOME)"

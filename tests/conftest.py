@@ -1,0 +1,23 @@
+"""Fixtures shared by every tier."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The shared real data set (METRICPIPE_DATA_DIR, default ../shared/data)."""
+    return Path(os.environ.get("METRICPIPE_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture
+def unique_name() -> str:
+    """A name no other test uses: isolates tests on shared servers (namespaces, topics, indices)."""
+    return f"t-{uuid.uuid4().hex[:10]}"
