@@ -20,12 +20,15 @@ from metricpipe_devstack.settings import StackSettings
 from metricpipe_devstack.stack import read_env_file, stack_down, stack_status, stack_up
 
 
-def _progress(line: str) -> None:
-    print(line, file=sys.__stderr__, flush=True)
-
-
 @pytest.fixture(scope="session")
-def stack() -> Iterator[StackEnv]:
+def stack(request: pytest.FixtureRequest) -> Iterator[StackEnv]:
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+
+    def _progress(line: str) -> None:
+        # Progress of a minutes-long start must reach the terminal despite output capture.
+        with capture.global_and_fixture_disabled():
+            print(line, file=sys.stderr, flush=True)
+
     settings = StackSettings()
     healthy = all(row["health"].startswith("healthy") for row in stack_status(settings))
     started = False

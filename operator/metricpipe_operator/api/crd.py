@@ -1,0 +1,214 @@
+"""Generate the MetricPipeline CRD from the pydantic model (`make crds` writes crds/)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from .model import GROUP, KIND, PLURAL, VERSION, MetricPipelineSpec
+
+_KEEP = {
+    "type", "description", "default", "enum", "minimum", "maximum", "minLength", "maxLength",
+    "pattern", "items", "properties", "required", "additionalProperties", "maxItems",
+    "maxProperties", "minItems", "x-kubernetes-validations", "x-kubernetes-list-type",
+}  # fmt: skip
+
+CONDITION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "status"],
+    "properties": {
+        "type": {"type": "string", "maxLength": 64},
+        "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
+        "reason": {"type": "string", "maxLength": 128},
+        "message": {"type": "string", "maxLength": 4096},
+        "lastTransitionTime": {"type": "string", "format": "date-time"},
+        "observedGeneration": {"type": "integer", "format": "int64"},
+    },
+}
+
+STATUS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "Written by the operator only.",
+    "properties": {
+        "observedGeneration": {"type": "integer", "format": "int64"},
+        "conditions": {
+            "type": "array",
+            "items": CONDITION_SCHEMA,
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"],
+        },
+        "topic": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "partitions": {"type": "integer"},
+            },
+        },
+        "replicas": {"type": "integer", "description": "Consumer replicas that exist."},
+        "readyReplicas": {"type": "integer"},
+        "desiredReplicas": {"type": "integer"},
+        "selector": {"type": "string", "description": "Label selector of the consumer pods."},
+        "lag": {"type": "integer", "format": "int64", "description": "Records not consumed."},
+        "timeLagSeconds": {"type": "number"},
+        "timeLag": {"type": "string", "description": "Human form of timeLagSeconds."},
+        "freshnessSeconds": {"type": "number"},
+        "freshness": {"type": "string", "description": "Human form of freshnessSeconds."},
+        "slo": {"type": "string", "description": "Met, AtRisk, Breached or Unknown."},
+        "lastScaleTime": {"type": "string", "format": "date-time"},
+        "lastScaleReason": {"type": "string"},
+    },
+}
+
+PRINTER_COLUMNS: list[dict[str, Any]] = [
+    {"name": "Mode", "type": "string", "jsonPath": ".spec.mode"},
+    {"name": "Topic", "type": "string", "jsonPath": ".status.topic.name", "priority": 1},
+    {"name": "Partitions", "type": "integer", "jsonPath": ".status.topic.partitions"},
+    {"name": "Replicas", "type": "integer", "jsonPath": ".status.replicas"},
+    {"name": "Lag", "type": "integer", "jsonPath": ".status.lag"},
+    {"name": "Time-Lag", "type": "string", "jsonPath": ".status.timeLag"},
+    {"name": "Freshness", "type": "string", "jsonPath": ".status.freshness"},
+    {"name": "SLO", "type": "string", "jsonPath": ".status.slo"},
+    {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+
+def _factory_defaults(model: type[BaseModel]) -> dict[str, Any]:
+    """Fields filled by default_factory: the CRD needs `default: {}`/`[]` so that the API server
+    descends into them and applies their nested defaults."""
+    defaults: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        if info.default_factory is not None:
+            produced = info.default_factory()  # type: ignore[call-arg]
+            alias = info.alias or name
+            defaults[alias] = {} if isinstance(produced, BaseModel) else produced
+    return defaults
+
+
+def _models_by_title(root: type[BaseModel]) -> dict[str, type[BaseModel]]:
+    found: dict[str, type[BaseModel]] = {}
+    pending = [root]
+    while pending:
+        model = pending.pop()
+        if model.__name__ in found:
+            continue
+        found[model.__name__] = model
+        for info in model.model_fields.values():
+            for candidate in _nested_models(info.annotation):
+                pending.append(candidate)
+    return found
+
+
+def _nested_models(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in getattr(annotation, "__args__", ()) for m in _nested_models(arg)]
+
+
+def _to_structural(
+    node: dict[str, Any], defs: dict[str, Any], models: dict[str, type[BaseModel]]
+) -> dict[str, Any]:
+    if "$ref" in node:
+        name = node["$ref"].rsplit("/", 1)[1]
+        merged = {**defs[name], **{k: v for k, v in node.items() if k != "$ref"}}
+        return _to_structural(merged, defs, models)
+    if "anyOf" in node:  # Optional[X] -> X (absence means None)
+        options = [o for o in node["anyOf"] if o.get("type") != "null"]
+        (only,) = options
+        rest = {k: v for k, v in node.items() if k not in ("anyOf", "default")}
+        if node.get("default") is not None:
+            rest["default"] = node["default"]
+        return _to_structural({**only, **rest}, defs, models)
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key not in _KEEP or (key == "additionalProperties" and value is False):
+            continue  # structural schemas forbid additionalProperties: false (pruning does it)
+        if key == "properties":
+            out[key] = {k: _to_structural(v, defs, models) for k, v in value.items()}
+        elif key in ("items", "additionalProperties") and isinstance(value, dict):
+            out[key] = _to_structural(value, defs, models)
+        else:
+            out[key] = value
+    if "enum" in out and "type" not in out:
+        out["type"] = "string"
+    model = models.get(node.get("title", ""))
+    if model is not None and out.get("type") == "object":
+        for field, default in _factory_defaults(model).items():
+            out["properties"][field].setdefault("default", default)
+    return out
+
+
+def build_spec_schema() -> dict[str, Any]:
+    raw = MetricPipelineSpec.model_json_schema(by_alias=True, mode="validation")
+    defs = raw.pop("$defs", {})
+    return _to_structural(raw, defs, _models_by_title(MetricPipelineSpec))
+
+
+def build_crd() -> dict[str, Any]:
+    """The CustomResourceDefinition as a plain dict."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{PLURAL}.{GROUP}",
+            "labels": {"app.kubernetes.io/part-of": "metricpipe"},
+        },
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": KIND,
+                "listKind": f"{KIND}List",
+                "plural": PLURAL,
+                "singular": KIND.lower(),
+                "shortNames": ["mp"],
+                "categories": ["metricpipe"],
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": "A log-derived metric computed per event-time window "
+                            "under a freshness target.",
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": build_spec_schema(),
+                                "status": STATUS_SCHEMA,
+                            },
+                        }
+                    },
+                    "subresources": {
+                        "status": {},
+                        "scale": {
+                            "specReplicasPath": ".spec.replicas",
+                            "statusReplicasPath": ".status.replicas",
+                            "labelSelectorPath": ".status.selector",
+                        },
+                    },
+                    "additionalPrinterColumns": PRINTER_COLUMNS,
+                }
+            ],
+        },
+    }
+
+
+def render_crd_yaml() -> str:
+    header = "# Generated by `make crds` from metricpipe_operator/api/model.py. Do not edit.\n"
+    return header + yaml.safe_dump(build_crd(), sort_keys=False, width=100)
+
+
+def main() -> None:
+    print(render_crd_yaml(), end="")
+
+
+if __name__ == "__main__":
+    main()

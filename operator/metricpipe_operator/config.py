@@ -1,0 +1,46 @@
+"""The operator's one typed configuration object (environment variables METRICPIPE_*)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class OperatorConfig(BaseSettings):
+    """Read once at start-up. Durations are in seconds."""
+
+    model_config = SettingsConfigDict(env_prefix="METRICPIPE_", frozen=True)
+
+    kafka_bootstrap: str = Field(
+        default="127.0.0.1:9092", description="Kafka bootstrap servers (host:port,...)."
+    )
+    kafka_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Timeout of each Kafka admin request."
+    )
+    elasticsearch_url: str = Field(
+        default="http://elasticsearch:9200", description="Default sink endpoint (elasticsearch)."
+    )
+    opensearch_url: str = Field(
+        default="http://opensearch:9200", description="Default sink endpoint (opensearch)."
+    )
+    consumer_image: str = Field(
+        default="ghcr.io/metricpipe/consumer:0.1.0",
+        description="Image of the consumer/job container when a pipeline names none.",
+    )
+    route_mode: Literal["auto", "fluent-operator", "configmap"] = Field(
+        default="auto",
+        description="auto: fluent-operator resources when its CRDs exist, plus the fluent.conf "
+        "ConfigMap always; configmap: only the ConfigMap.",
+    )
+    fluentd_config_label: str = Field(
+        default="config.fluentd.fluent.io/enabled",
+        description="Label (value 'true') by which the Fluentd resource selects our configs.",
+    )
+    retry_min_seconds: float = Field(default=5.0, gt=0, description="First retry delay.")
+    retry_max_seconds: float = Field(default=120.0, gt=0, description="Largest retry delay.")
+    consumer_metrics_port: int = Field(default=9400, ge=1, le=65535)
+    consumer_termination_grace_seconds: int = Field(
+        default=90, ge=10, description="Time a consumer gets to flush, write and commit."
+    )

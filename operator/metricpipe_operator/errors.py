@@ -1,0 +1,27 @@
+"""One root exception for the operator; each says what to change or that a retry will do."""
+
+from __future__ import annotations
+
+
+class MetricPipeError(Exception):
+    """Root of every metricpipe operator error."""
+
+
+class TransientError(MetricPipeError):
+    """A dependency is unavailable; retrying later will fix it without user action."""
+
+
+class PermanentError(MetricPipeError):
+    """The spec cannot work as written; the message says what to change."""
+
+
+class KafkaUnavailableError(TransientError):
+    pass
+
+
+class TopicChangeRefusedError(PermanentError):
+    pass
+
+
+class KubernetesApiError(TransientError):
+    pass

@@ -1,0 +1,1 @@
+"""Reconciliation of a MetricPipeline: pure builders and idempotent ensure_* steps."""

@@ -1,0 +1,90 @@
+"""Idempotent writes to the Kubernetes API: server-side apply, with a record of what changed."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
+from urllib3.exceptions import HTTPError
+
+from ..errors import KubernetesApiError
+
+FIELD_MANAGER = "metricpipe-operator"
+
+
+class KubeApplier:
+    """Applies plain-dict objects. One per process: discovery is cached and refreshed on a miss."""
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self._api_client = api_client
+        self._dynamic: DynamicClient | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def dynamic(self) -> DynamicClient:
+        with self._lock:
+            if self._dynamic is None:
+                self._dynamic = DynamicClient(self._api_client)
+            return self._dynamic
+
+    def _resource(self, api_version: str, kind: str, refresh: bool = True) -> Any:
+        try:
+            return self.dynamic.resources.get(api_version=api_version, kind=kind)
+        except ResourceNotFoundError:
+            if not refresh:
+                raise
+            self.dynamic.resources.invalidate_cache()  # CRDs installed after start-up
+            return self.dynamic.resources.get(api_version=api_version, kind=kind)
+
+    def has_kind(self, api_version: str, kind: str) -> bool:
+        try:
+            self._resource(api_version, kind)
+        except ResourceNotFoundError:
+            return False
+        return True
+
+    def fetch(self, api_version: str, kind: str, name: str, namespace: str | None) -> Any | None:
+        resource = self._resource(api_version, kind)
+        try:
+            return resource.get(name=name, namespace=namespace)
+        except NotFoundError:
+            return None
+        except (ApiException, HTTPError) as error:
+            raise KubernetesApiError(f"reading {kind}/{name}: {error}") from error
+
+    def ensure(self, body: dict[str, Any]) -> tuple[str, str] | None:
+        """Server-side apply body; returns (reason, message) when something changed."""
+        meta = body["metadata"]
+        kind, name, namespace = body["kind"], meta["name"], meta.get("namespace")
+        resource = self._resource(body["apiVersion"], kind)
+        before = self.fetch(body["apiVersion"], kind, name, namespace)
+        try:
+            after = self.dynamic.server_side_apply(
+                resource, body=body, namespace=namespace,
+                field_manager=FIELD_MANAGER, force_conflicts=True,
+            )  # fmt: skip
+        except (ApiException, HTTPError) as error:
+            raise KubernetesApiError(f"applying {kind}/{name}: {error}") from error
+        if before is None:
+            return (f"{kind}Created", f"created {kind} {name}")
+        if before.metadata.resourceVersion != after.metadata.resourceVersion:
+            return (f"{kind}Updated", f"updated {kind} {name}")
+        return None
+
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
+        """Delete if present; True when something was deleted."""
+        try:
+            resource = self._resource(api_version, kind)
+        except ResourceNotFoundError:
+            return False
+        try:
+            resource.delete(name=name, namespace=namespace)
+        except NotFoundError:
+            return False
+        except (ApiException, HTTPError) as error:
+            raise KubernetesApiError(f"deleting {kind}/{name}: {error}") from error
+        return True

@@ -1,0 +1,57 @@
+"""Conditions in Kubernetes convention, and the pipeline's status (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+CONDITION_TYPES = ("TopicReady", "RouteReady", "ConsumerReady")
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: bool | None  # None: Unknown
+    reason: str
+    message: str
+
+    @property
+    def status_text(self) -> str:
+        return "Unknown" if self.status is None else str(self.status)
+
+
+def now_rfc3339(now: datetime | None = None) -> str:
+    return (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def build_ready(parts: list[Condition]) -> Condition:
+    """Ready is True when every part is True; otherwise it names the first part that is not."""
+    for part in parts:
+        if part.status is not True:
+            return Condition("Ready", part.status, f"{part.type}{part.reason}"[:128], part.message)
+    return Condition("Ready", True, "AllReady", "topic, route and consumer are in place")
+
+
+def merge_conditions(
+    previous: list[dict[str, Any]],
+    updates: list[Condition],
+    generation: int,
+    now: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Apply updates; lastTransitionTime changes only when a condition's status changes."""
+    by_type = {c["type"]: dict(c) for c in previous}
+    stamp = now_rfc3339(now)
+    for update in updates:
+        old = by_type.get(update.type)
+        changed = old is None or old.get("status") != update.status_text
+        by_type[update.type] = {
+            "type": update.type,
+            "status": update.status_text,
+            "reason": update.reason,
+            "message": update.message[:4096],
+            "lastTransitionTime": stamp if changed else old.get("lastTransitionTime", stamp),
+            "observedGeneration": generation,
+        }
+    order = {t: i for i, t in enumerate(("Ready", *CONDITION_TYPES))}
+    return sorted(by_type.values(), key=lambda c: (order.get(c["type"], 99), c["type"]))
