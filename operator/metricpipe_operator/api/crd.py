@@ -70,20 +70,28 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Time-Lag", "type": "string", "jsonPath": ".status.timeLag"},
     {"name": "Freshness", "type": "string", "jsonPath": ".status.freshness"},
     {"name": "SLO", "type": "string", "jsonPath": ".status.slo"},
-    {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
+    {
+        "name": "Ready",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+    },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 
 
 def _factory_defaults(model: type[BaseModel]) -> dict[str, Any]:
-    """Fields filled by default_factory: the CRD needs `default: {}`/`[]` so that the API server
-    descends into them and applies their nested defaults."""
+    """Fields filled by default_factory get their complete default object in the CRD, so the API
+    server fills an omitted section (and CEL rules see every key of a defaulted section)."""
     defaults: dict[str, Any] = {}
     for name, info in model.model_fields.items():
         if info.default_factory is not None:
             produced = info.default_factory()  # type: ignore[call-arg]
             alias = info.alias or name
-            defaults[alias] = {} if isinstance(produced, BaseModel) else produced
+            defaults[alias] = (
+                produced.model_dump(by_alias=True, exclude_none=True, mode="json")
+                if isinstance(produced, BaseModel)
+                else produced
+            )
     return defaults
 
 

@@ -51,8 +51,7 @@ class RecordFilter(_Model):
     model_config = ConfigDict(
         json_schema_extra=_rules(
             (
-                "[has(self.exists), has(self.equals), has(self.matches)]"
-                ".filter(x, x).size() == 1",
+                "[has(self.exists), has(self.equals), has(self.matches)].filter(x, x).size() == 1",
                 "a record filter needs exactly one of exists, equals or matches",
                 "",
             ),
@@ -88,7 +87,8 @@ class Topic(_Model):
     model_config = ConfigDict(
         json_schema_extra=_rules(
             (
-                "has(self.name) == has(oldSelf.name) && (!has(self.name) || self.name == oldSelf.name)",
+                "has(self.name) == has(oldSelf.name) && "
+                "(!has(self.name) || self.name == oldSelf.name)",
                 "topic.name cannot be changed; create a new pipeline for a new topic",
                 ".name",
             ),

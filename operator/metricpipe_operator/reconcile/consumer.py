@@ -35,7 +35,9 @@ def build_pipeline_document(
 def sink_endpoint(spec: MetricPipelineSpec, config: OperatorConfig) -> str:
     if spec.sink.endpoint:
         return spec.sink.endpoint
-    return config.elasticsearch_url if spec.sink.backend == "elasticsearch" else config.opensearch_url
+    return (
+        config.elasticsearch_url if spec.sink.backend == "elasticsearch" else config.opensearch_url
+    )
 
 
 def build_consumer_configmap(
@@ -114,7 +116,7 @@ def build_container(
         },
         "volumeMounts": [
             {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
-            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - a private emptyDir
         ],
     }
 
@@ -139,7 +141,10 @@ def build_deployment(
             "replicas": replicas,
             "selector": {"matchLabels": ref.selector_labels()},
             # A consumer group rebalances on every membership change: replace pods one by one.
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1},
+            },
             "template": {
                 "metadata": {
                     "labels": ref.labels("consumer"),

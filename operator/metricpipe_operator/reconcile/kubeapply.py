@@ -88,3 +88,18 @@ class KubeApplier:
         except (ApiException, HTTPError) as error:
             raise KubernetesApiError(f"deleting {kind}/{name}: {error}") from error
         return True
+
+    def patch_status(
+        self, api_version: str, kind: str, name: str, namespace: str, status: dict[str, Any]
+    ) -> None:
+        """JSON merge patch of the status subresource (lists are replaced whole)."""
+        resource = self._resource(api_version, kind)
+        try:
+            resource.status.patch(
+                body={"status": status}, name=name, namespace=namespace,
+                content_type="application/merge-patch+json",
+            )  # fmt: skip
+        except NotFoundError:
+            return
+        except (ApiException, HTTPError) as error:
+            raise KubernetesApiError(f"patching status of {kind}/{name}: {error}") from error

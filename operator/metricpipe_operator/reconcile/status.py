@@ -43,8 +43,8 @@ def merge_conditions(
     by_type = {c["type"]: dict(c) for c in previous}
     stamp = now_rfc3339(now)
     for update in updates:
-        old = by_type.get(update.type)
-        changed = old is None or old.get("status") != update.status_text
+        old = by_type.get(update.type) or {}
+        changed = old.get("status") != update.status_text
         by_type[update.type] = {
             "type": update.type,
             "status": update.status_text,
@@ -55,3 +55,16 @@ def merge_conditions(
         }
     order = {t: i for i, t in enumerate(("Ready", *CONDITION_TYPES))}
     return sorted(by_type.values(), key=lambda c: (order.get(c["type"], 99), c["type"]))
+
+
+def condition_from_dict(item: dict[str, Any]) -> Condition:
+    status = {"True": True, "False": False}.get(str(item.get("status")))
+    return Condition(
+        str(item["type"]), status, str(item.get("reason", "")), str(item.get("message", ""))
+    )
+
+
+def rebuild_ready(conditions: list[dict[str, Any]], generation: int) -> list[dict[str, Any]]:
+    """Recompute Ready from the part conditions after one of them changed."""
+    parts = [condition_from_dict(c) for c in conditions if c["type"] in CONDITION_TYPES]
+    return merge_conditions(conditions, [build_ready(parts)], generation)

@@ -106,7 +106,9 @@ class TopicResult:
     changes: list[tuple[str, str]]  # (Event reason, message)
 
 
-def ensure_topic(admin: AdminClient, plan: TopicPlan, bootstrap: str, timeout: float) -> TopicResult:
+def ensure_topic(
+    admin: AdminClient, plan: TopicPlan, bootstrap: str, timeout: float
+) -> TopicResult:
     """Make the topic match the plan. Returns the partition count and what changed (Events).
 
     Raises KafkaUnavailableError (retry later) or TopicChangeRefusedError (needs a spec change).
@@ -133,7 +135,10 @@ def ensure_topic(admin: AdminClient, plan: TopicPlan, bootstrap: str, timeout: f
             request = NewPartitions(plan.name, changes.add_partitions)
             admin.create_partitions([request], request_timeout=timeout)[plan.name].result(timeout)
             done.append(
-                ("TopicPartitionsRaised", f"raised {plan.name} to {changes.add_partitions} partitions")
+                (
+                    "TopicPartitionsRaised",
+                    f"raised {plan.name} to {changes.add_partitions} partitions",
+                )
             )
         if changes.config_updates:
             resource = ConfigResource(

@@ -1,0 +1,100 @@
+"""Kopf handlers: thin adapters between Kopf and `reconcile/` (no logic of their own)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+import structlog
+from pydantic import ValidationError
+
+from .api.model import GROUP, PLURAL, VERSION, MetricPipelineSpec
+from .config import OperatorConfig
+from .reconcile.names import MANAGED_BY, PipelineRef
+from .reconcile.pipeline import (
+    Outcome,
+    Runtime,
+    finalize_pipeline,
+    refresh_consumer_status,
+)
+from .reconcile.pipeline import reconcile_pipeline as run_reconcile
+from .reconcile.status import merge_conditions
+from .runtime import build_runtime
+
+log = structlog.get_logger("metricpipe.operator")
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.INFO
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    memo["runtime"] = build_runtime(OperatorConfig())
+
+
+def _parse(spec: dict[str, Any]) -> MetricPipelineSpec:
+    try:
+        return MetricPipelineSpec.model_validate(dict(spec))
+    except ValidationError as error:  # the CRD should have refused it: say what to change
+        raise kopf.PermanentError(f"invalid spec: {error}") from error
+
+
+def _ref(meta: dict[str, Any], body: Any) -> PipelineRef:
+    return PipelineRef(
+        namespace=meta["namespace"], name=meta["name"], uid=meta["uid"],
+        generation=int(meta.get("generation") or 0),
+    )  # fmt: skip
+
+
+def _write(outcome: Outcome, ref: PipelineRef, status: Any, patch: kopf.Patch, body: Any) -> None:
+    previous = list((status or {}).get("conditions") or [])
+    patch.status["conditions"] = merge_conditions(previous, outcome.conditions, ref.generation)
+    patch.status["observedGeneration"] = ref.generation
+    for key, value in outcome.status.items():
+        patch.status[key] = value
+    for reason, message in outcome.changes:
+        kopf.info(body, reason=reason, message=message)
+        log.info("changed", reason=reason, detail=message, pipeline=f"{ref.namespace}/{ref.name}")
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL)
+def reconcile(
+    *, spec: Any, meta: Any, status: Any, body: Any, patch: kopf.Patch, memo: kopf.Memo, **_: Any
+) -> None:
+    runtime: Runtime = memo["runtime"]
+    ref = _ref(meta, body)
+    outcome = run_reconcile(runtime, ref, _parse(spec))
+    _write(outcome, ref, status, patch, body)
+    if outcome.permanent:
+        raise kopf.PermanentError(outcome.permanent)
+    if outcome.transient:
+        config = runtime.config
+        raise kopf.TemporaryError(outcome.transient, delay=config.retry_min_seconds)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+def finalize(spec: Any, meta: Any, body: Any, memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime = memo["runtime"]
+    try:
+        changes = finalize_pipeline(runtime, _ref(meta, body), _parse(spec))
+    except Exception as error:
+        raise kopf.TemporaryError(f"cleanup failed, will retry: {error}", delay=10) from error
+    for reason, message in changes:
+        log.info("pipeline finalized", reason=reason, detail=message, pipeline=meta["name"])
+
+
+@kopf.on.field(
+    "apps", "v1", "deployments", field="status",
+    labels={"app.kubernetes.io/managed-by": MANAGED_BY, "app.kubernetes.io/component": "consumer"},
+)  # fmt: skip
+def consumer_status_changed(body: Any, meta: Any, memo: kopf.Memo, **_: Any) -> None:
+    """Keep ConsumerReady and the REPLICAS column live as the Deployment's status moves."""
+    owners = [o for o in meta.get("ownerReferences", []) if o.get("kind") == "MetricPipeline"]
+    if owners:
+        refresh_consumer_status(memo["runtime"], meta["namespace"], owners[0]["name"], dict(body))

@@ -1,0 +1,224 @@
+"""Reconcile one MetricPipeline: topic, route, consumer, then conditions (the I/O shell).
+
+Every step is idempotent, so a crash at any point followed by a rerun converges without
+duplicates. A failing step does not stop the others: each reports its own condition.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka.admin import AdminClient
+
+from ..api.model import API_VERSION, KIND, MetricPipelineSpec
+from ..config import OperatorConfig
+from ..errors import KafkaUnavailableError, KubernetesApiError, TopicChangeRefusedError
+from .consumer import build_consumer_configmap, build_deployment, build_metrics_service
+from .kubeapply import KubeApplier
+from .names import PipelineRef
+from .route import (
+    FLUENTD_API,
+    build_cluster_filter,
+    build_cluster_fluentd_config,
+    build_cluster_output,
+    build_route_configmap,
+)
+from .status import Condition, build_ready, merge_conditions, rebuild_ready
+from .topic import build_topic_plan, delete_topic, ensure_topic
+
+Change = tuple[str, str]
+
+
+@dataclass
+class Runtime:
+    """The clients a reconcile needs; built once per operator process."""
+
+    config: OperatorConfig
+    kube: KubeApplier
+    kafka: AdminClient
+
+
+@dataclass
+class Outcome:
+    conditions: list[Condition]
+    status: dict[str, Any]
+    changes: list[Change] = field(default_factory=list)
+    transient: str | None = None  # retry later
+    permanent: str | None = None  # needs a spec change
+
+
+def reconcile_topic(rt: Runtime, ref: PipelineRef, spec: MetricPipelineSpec, out: Outcome) -> None:
+    plan = build_topic_plan(spec, ref.namespace, ref.name)
+    out.status["topic"] = {"name": plan.name}
+    try:
+        result = ensure_topic(
+            rt.kafka, plan, rt.config.kafka_bootstrap, rt.config.kafka_timeout_seconds
+        )
+    except KafkaUnavailableError as error:
+        out.conditions.append(Condition("TopicReady", False, "KafkaUnavailable", str(error)))
+        out.transient = str(error)
+        return
+    except TopicChangeRefusedError as error:
+        out.conditions.append(
+            Condition("TopicReady", False, "PartitionDecreaseRefused", str(error))
+        )
+        out.permanent = str(error)
+        return
+    out.changes += result.changes
+    out.status["topic"] = {"name": plan.name, "partitions": result.partitions}
+    out.conditions.append(
+        Condition(
+            "TopicReady",
+            True,
+            "TopicInSync",
+            f"topic {plan.name}: {result.partitions} partitions, retention {spec.topic.retention}",
+        )
+    )
+
+
+def _fluent_operator_present(rt: Runtime) -> bool:
+    if rt.config.route_mode == "configmap":
+        return False
+    return rt.kube.has_kind(FLUENTD_API, "ClusterOutput")
+
+
+def reconcile_route(rt: Runtime, ref: PipelineRef, spec: MetricPipelineSpec, out: Outcome) -> None:
+    topic = spec.topic_name(ref.namespace, ref.name)
+    bootstrap = rt.config.kafka_bootstrap
+    try:
+        objects = [build_route_configmap(ref, spec, topic, bootstrap)]
+        with_operator = _fluent_operator_present(rt)
+        if with_operator:
+            objects += [
+                build_cluster_output(ref, spec, topic, bootstrap),
+                build_cluster_fluentd_config(ref, rt.config.fluentd_config_label),
+            ]
+            grep = build_cluster_filter(ref, spec)
+            if grep is not None:
+                objects.append(grep)
+            elif rt.kube.delete(FLUENTD_API, "ClusterFilter", ref.cluster_route_name):
+                out.changes.append(("ClusterFilterDeleted", "removed the route's record filter"))
+        elif rt.config.route_mode == "fluent-operator":
+            message = "route_mode is fluent-operator but its CRDs (fluentd.fluent.io) are absent"
+            out.conditions.append(Condition("RouteReady", False, "FluentOperatorMissing", message))
+            out.transient = message
+            return
+        for body in objects:
+            change = rt.kube.ensure(body)
+            if change:
+                out.changes.append(change)
+    except KubernetesApiError as error:
+        out.conditions.append(Condition("RouteReady", False, "ApplyFailed", str(error)))
+        out.transient = str(error)
+        return
+    how = (
+        "fluent-operator ClusterOutput and fluent.conf ConfigMap"
+        if with_operator
+        else ("fluent.conf ConfigMap (fluent-operator not installed)")
+    )
+    out.conditions.append(
+        Condition("RouteReady", True, "RouteApplied", f"tag {spec.source.tag} -> {topic} via {how}")
+    )
+
+
+def build_config_hash(configmap: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(configmap["data"], sort_keys=True).encode()).hexdigest()[:16]
+
+
+def reconcile_consumer(
+    rt: Runtime, ref: PipelineRef, spec: MetricPipelineSpec, out: Outcome
+) -> None:
+    topic = spec.topic_name(ref.namespace, ref.name)
+    configmap = build_consumer_configmap(ref, spec, topic, rt.config)
+    deployment = build_deployment(
+        ref, spec, rt.config, build_config_hash(configmap), replicas=spec.replicas
+    )
+    try:
+        for body in (configmap, deployment, build_metrics_service(ref, rt.config)):
+            change = rt.kube.ensure(body)
+            if change:
+                out.changes.append(change)
+        current = rt.kube.fetch("apps/v1", "Deployment", ref.consumer_name, ref.namespace)
+    except KubernetesApiError as error:
+        out.conditions.append(Condition("ConsumerReady", False, "ApplyFailed", str(error)))
+        out.transient = str(error)
+        return
+    out.status["selector"] = ref.selector()
+    condition, replicas = evaluate_deployment(current.to_dict() if current else None)
+    out.status.update(replicas)
+    out.conditions.append(condition)
+
+
+def evaluate_deployment(deployment: dict[str, Any] | None) -> tuple[Condition, dict[str, int]]:
+    """ConsumerReady from a Deployment: True once the deployment controller has rolled out the
+    current template (Progressing=True, generation observed). Availability of each replica is
+    reported in the numbers (status.replicas / readyReplicas), not in this condition."""
+    if deployment is None:
+        return Condition("ConsumerReady", None, "NotFound", "consumer Deployment not found"), {}
+    meta, status = deployment.get("metadata", {}), deployment.get("status") or {}
+    spec_replicas = int(deployment.get("spec", {}).get("replicas") or 0)
+    numbers = {
+        "replicas": int(status.get("replicas") or 0),
+        "readyReplicas": int(status.get("readyReplicas") or status.get("ready_replicas") or 0),
+    }
+    observed = int(status.get("observedGeneration") or status.get("observed_generation") or 0)
+    if observed < int(meta.get("generation") or 0):
+        return Condition(
+            "ConsumerReady",
+            None,
+            "RolloutPending",
+            "the deployment controller has not seen this version yet",
+        ), numbers
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    progressing = conditions.get("Progressing", {})
+    if progressing.get("reason") == "ProgressDeadlineExceeded":
+        return Condition(
+            "ConsumerReady", False, "ProgressDeadlineExceeded", str(progressing.get("message", ""))
+        ), numbers
+    message = f"{numbers['readyReplicas']}/{spec_replicas} replicas ready"
+    return Condition("ConsumerReady", True, "RolledOut", message), numbers
+
+
+def reconcile_pipeline(rt: Runtime, ref: PipelineRef, spec: MetricPipelineSpec) -> Outcome:
+    out = Outcome(conditions=[], status={"desiredReplicas": spec.replicas})
+    reconcile_topic(rt, ref, spec, out)
+    reconcile_route(rt, ref, spec, out)
+    reconcile_consumer(rt, ref, spec, out)
+    out.conditions.insert(0, build_ready(out.conditions))
+    return out
+
+
+def finalize_pipeline(rt: Runtime, ref: PipelineRef, spec: MetricPipelineSpec) -> list[Change]:
+    """On deletion: cluster-scoped route objects always go (no owner references possible);
+    the topic only with deletionPolicy Delete. Namespaced children go by garbage collection."""
+    changes: list[Change] = []
+    for kind in ("ClusterFluentdConfig", "ClusterOutput", "ClusterFilter"):
+        if rt.kube.delete(FLUENTD_API, kind, ref.cluster_route_name):
+            changes.append((f"{kind}Deleted", f"deleted {kind} {ref.cluster_route_name}"))
+    topic = spec.topic_name(ref.namespace, ref.name)
+    if spec.topic.deletion_policy == "Delete":
+        if delete_topic(
+            rt.kafka, topic, rt.config.kafka_bootstrap, rt.config.kafka_timeout_seconds
+        ):
+            changes.append(("TopicDeleted", f"deleted topic {topic} (deletionPolicy Delete)"))
+    else:
+        changes.append(("TopicRetained", f"kept topic {topic} (deletionPolicy Retain)"))
+    return changes
+
+
+def refresh_consumer_status(
+    rt: Runtime, namespace: str, name: str, deployment: dict[str, Any]
+) -> None:
+    """Write ConsumerReady, Ready and the replica numbers after the Deployment's status moved."""
+    pipeline = rt.kube.fetch(API_VERSION, KIND, name, namespace)
+    if pipeline is None:
+        return
+    current = pipeline.to_dict()
+    generation = int(current["metadata"].get("generation") or 0)
+    previous = (current.get("status") or {}).get("conditions") or []
+    condition, numbers = evaluate_deployment(deployment)
+    conditions = rebuild_ready(merge_conditions(previous, [condition], generation), generation)
+    rt.kube.patch_status(API_VERSION, KIND, name, namespace, {"conditions": conditions, **numbers})
