@@ -9,7 +9,7 @@ export METRICPIPE_CACHE ?= $(HOME)/.cache/metricpipe
 VENV_STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
 .PHONY: help prereqs venv stack-deps stack-up stack-down stack-status lint format unit \
-        integration e2e test demo bench clean
+        integration e2e test demo bench clean crds
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ stack-down: ## Stop exactly the processes stack-up started
 
 stack-status: venv ## Version, pid, port and health of each component
 	@$(PY) -m metricpipe_devstack status
+
+crds: venv ## Regenerate crds/ from the pydantic model (the one source of truth)
+	$(PY) -m metricpipe_operator.api.crd > crds/metricpipelines.metricpipe.io.yaml
 
 lint: venv ## ruff (lint + format check) and mypy --strict
 	$(VENV)/bin/ruff check .

@@ -1,0 +1,216 @@
+"""Pure builders: consumer Deployment, route, conditions."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from metricpipe_operator.api.model import MetricPipelineSpec
+from metricpipe_operator.config import OperatorConfig
+from metricpipe_operator.reconcile.consumer import (
+    build_consumer_configmap,
+    build_deployment,
+    build_pipeline_document,
+)
+from metricpipe_operator.reconcile.names import PipelineRef
+from metricpipe_operator.reconcile.pipeline import build_config_hash, evaluate_deployment
+from metricpipe_operator.reconcile.route import (
+    build_cluster_filter,
+    build_fluent_conf,
+    build_grep_rules,
+)
+from metricpipe_operator.reconcile.status import Condition, build_ready, merge_conditions
+
+REF = PipelineRef("team-a", "http-5xx", "uid-1", 3)
+CONFIG = OperatorConfig(kafka_bootstrap="kafka:9092")
+
+
+def spec_of(**extra: Any) -> MetricPipelineSpec:
+    base: dict[str, Any] = {"source": {"tag": "web.**"}, "metric": {"aggregation": "count"}}
+    return MetricPipelineSpec.model_validate({**base, **extra})
+
+
+def test_deployment_has_a_secure_pod_spec() -> None:
+    deployment = build_deployment(REF, spec_of(), CONFIG, "h", replicas=2)
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    security = container["securityContext"]
+    assert security["runAsNonRoot"] is True
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["terminationGracePeriodSeconds"] >= 60
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    labels = deployment["metadata"]["labels"]
+    assert labels["app.kubernetes.io/managed-by"] == "metricpipe-operator"
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_credentials_only_through_secret_references() -> None:
+    spec = spec_of(sink={"credentialsSecretRef": {"name": "es-creds"}})
+    container = build_deployment(REF, spec, CONFIG, "h", 1)["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    secret_env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]
+                  if "valueFrom" in e and "secretKeyRef" in e["valueFrom"]}  # fmt: skip
+    assert secret_env == {
+        "METRICPIPE_SINK_USERNAME": {"name": "es-creds", "key": "username"},
+        "METRICPIPE_SINK_PASSWORD": {"name": "es-creds", "key": "password"},
+    }
+    document = build_pipeline_document(REF, spec, "t", CONFIG)
+    # The ConfigMap handed to the pod carries the reference only, never a credential.
+    assert document["spec"]["sink"]["credentialsSecretRef"] == {
+        "name": "es-creds",
+        "usernameKey": "username",
+        "passwordKey": "password",
+    }
+
+
+def test_config_hash_follows_the_spec() -> None:
+    one = build_config_hash(build_consumer_configmap(REF, spec_of(), "t", CONFIG))
+    same = build_config_hash(build_consumer_configmap(REF, spec_of(), "t", CONFIG))
+    other = build_config_hash(
+        build_consumer_configmap(REF, spec_of(metric={"aggregation": "rate"}), "t", CONFIG)
+    )
+    assert one == same != other
+
+
+# -- the route selects exactly what the spec selects ------------------------------------------
+
+
+def fluentd_grep_keeps(rules: list[dict[str, str]], record: dict[str, Any]) -> bool:
+    """Fluentd's grep <regexp> semantics: every rule's key must exist and match its pattern."""
+    for rule in rules:
+        key = rule["key"]
+        path = key[2:].split(".") if key.startswith("$.") else [key]
+        value: Any = record
+        for part in path:
+            if not isinstance(value, dict) or part not in value:
+                return False
+            value = value[part]
+        pattern = rule["pattern"]
+        assert pattern.startswith("/")
+        assert pattern.endswith("/")
+        if not re.search(pattern[1:-1], str(value)):
+            return False
+    return True
+
+
+def spec_selects(spec: MetricPipelineSpec, record: dict[str, Any]) -> bool:
+    """The intended meaning of spec.source.filters, written independently of the builders."""
+    for f in spec.source.filters:
+        value: Any = record
+        for part in f.field.split("."):
+            if not isinstance(value, dict) or part not in value:
+                return False
+            value = value[part]
+        if f.equals is not None and str(value) != f.equals:
+            return False
+        if f.matches is not None and not re.search(f.matches, str(value)):
+            return False
+    return True
+
+
+RECORDS = [
+    {"status": "500", "path": "/a.b", "http": {"method": "GET"}},
+    {"status": "503", "path": "/a+b", "http": {"method": "POST"}},
+    {"status": "200", "path": "/a.b"},
+    {"path": "/x"},
+    {"status": "5000", "path": "a.b", "http": {"method": "GET"}},
+    {"status": "500", "path": "/axb", "http": {}},
+]
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        [],
+        [{"field": "status", "matches": "^5[0-9][0-9]$"}],
+        [{"field": "path", "equals": "/a.b"}],
+        [{"field": "path", "equals": "/a+b"}],
+        [{"field": "http.method", "exists": True}],
+        [{"field": "http.method", "equals": "GET"}, {"field": "status", "matches": "^5"}],
+    ],
+)
+def test_route_selects_exactly_the_spec(filters: list[dict[str, Any]]) -> None:
+    spec = spec_of(source={"tag": "web.**", "filters": filters})
+    rules = build_grep_rules(spec)
+    for record in RECORDS:
+        assert fluentd_grep_keeps(rules, record) == spec_selects(spec, record), record
+    conf = build_fluent_conf(REF, spec, "topic", "kafka:9092")
+    for rule in rules:
+        assert f"key {rule['key']}" in conf
+        assert f"pattern {rule['pattern']}" in conf
+    grep = build_cluster_filter(REF, spec)
+    assert (grep is None) == (not filters)
+
+
+def test_fluent_conf_sends_to_the_topic() -> None:
+    conf = build_fluent_conf(REF, spec_of(), "metricpipe.team-a.http-5xx", "kafka:9092")
+    assert "@type kafka2" in conf
+    assert "default_topic metricpipe.team-a.http-5xx" in conf
+    assert "<match web.**>" in conf
+    assert (conf.count("<label"), conf.count("</label>")) == (1, 1)
+
+
+# -- conditions --------------------------------------------------------------------------------
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+T1 = datetime(2026, 1, 1, 0, 5, tzinfo=UTC)
+
+
+def test_last_transition_time_changes_only_with_status() -> None:
+    first = merge_conditions([], [Condition("TopicReady", False, "KafkaUnavailable", "x")], 1, T0)
+    same = merge_conditions(first, [Condition("TopicReady", False, "KafkaUnavailable", "y")], 2, T1)
+    assert same[0]["lastTransitionTime"] == "2026-01-01T00:00:00Z"
+    assert (same[0]["message"], same[0]["observedGeneration"]) == ("y", 2)
+    flipped = merge_conditions(same, [Condition("TopicReady", True, "TopicInSync", "ok")], 2, T1)
+    assert flipped[0]["lastTransitionTime"] == "2026-01-01T00:05:00Z"
+    assert flipped[0]["status"] == "True"
+
+
+def test_ready_names_the_first_part_that_is_not_ready() -> None:
+    parts = [
+        Condition("TopicReady", True, "TopicInSync", ""),
+        Condition("RouteReady", False, "ApplyFailed", "forbidden"),
+        Condition("ConsumerReady", None, "RolloutPending", ""),
+    ]
+    ready = build_ready(parts)
+    assert (ready.status, ready.reason, ready.message) == (
+        False,
+        "RouteReadyApplyFailed",
+        "forbidden",
+    )
+    assert build_ready(parts[:1]).status is True
+
+
+@pytest.mark.parametrize(
+    ("deployment", "status", "reason"),
+    [
+        (None, None, "NotFound"),
+        ({"metadata": {"generation": 2}, "status": {"observedGeneration": 1}}, None,
+         "RolloutPending"),
+        ({"metadata": {"generation": 2}, "spec": {"replicas": 2},
+          "status": {"observedGeneration": 2, "replicas": 2, "readyReplicas": 1,
+                     "conditions": [{"type": "Progressing", "status": "True",
+                                     "reason": "NewReplicaSetAvailable"}]}}, True, "RolledOut"),
+        ({"metadata": {"generation": 1}, "status": {"observedGeneration": 1, "conditions": [
+            {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+             "message": "timed out"}]}}, False, "ProgressDeadlineExceeded"),
+    ],
+)  # fmt: skip
+def test_evaluate_deployment(
+    deployment: dict[str, Any] | None, status: bool | None, reason: str
+) -> None:
+    condition, _ = evaluate_deployment(deployment)
+    assert (condition.status, condition.reason) == (status, reason)
