@@ -9,13 +9,23 @@ Tests isolate themselves by unique names (namespace, topic, index), never by res
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
+import yaml
 from kubernetes import client, config
+from kubernetes.client.rest import ApiException
 
+from helpers import free_port, wait_for
 from metricpipe_devstack.env import StackEnv
+from metricpipe_devstack.fluent_operator import fetch_fluent_operator_crds
 from metricpipe_devstack.settings import StackSettings
 from metricpipe_devstack.stack import read_env_file, stack_down, stack_status, stack_up
 
@@ -54,3 +64,99 @@ def namespace(kube: client.ApiClient, unique_name: str) -> Iterator[str]:
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=unique_name)))
     yield unique_name
     core.delete_namespace(unique_name)
+
+
+# -- the MetricPipeline CRD, fluent-operator's CRDs and the operator process -------------------
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _apply_crd(kube: client.ApiClient, body: dict[str, Any]) -> None:
+    extensions = client.ApiextensionsV1Api(kube)
+    name = body["metadata"]["name"]
+    try:
+        current = extensions.read_custom_resource_definition(name)
+        body["metadata"]["resourceVersion"] = current.metadata.resource_version
+        extensions.replace_custom_resource_definition(name, body)
+    except ApiException as error:
+        if error.status != 404:
+            raise
+        extensions.create_custom_resource_definition(body)
+
+    def established() -> bool:
+        conditions = extensions.read_custom_resource_definition(name).status.conditions or []
+        return any(c.type == "Established" and c.status == "True" for c in conditions)
+
+    wait_for(established, what=f"CRD {name} Established")
+
+
+@pytest.fixture(scope="session")
+def metricpipeline_crd(kube: client.ApiClient) -> None:
+    _apply_crd(
+        kube, yaml.safe_load((REPO / "crds" / "metricpipelines.metricpipe.io.yaml").read_text())
+    )
+
+
+@pytest.fixture(scope="session")
+def fluent_operator_crds(kube: client.ApiClient) -> None:
+    for path in fetch_fluent_operator_crds(StackSettings()):
+        _apply_crd(kube, yaml.safe_load(path.read_text()))
+
+
+@dataclass
+class OperatorProcess:
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, kill: bool = False) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+            self.process.wait(timeout=30)
+
+
+@pytest.fixture
+def start_operator(
+    stack: StackEnv, metricpipeline_crd: None, tmp_path: Path
+) -> Iterator[Callable[..., OperatorProcess]]:
+    """Start `python -m metricpipe_operator` for one namespace, as a real process."""
+    started: list[OperatorProcess] = []
+
+    def start(namespace: str, **env: str) -> OperatorProcess:
+        port = free_port()
+        log_path = tmp_path / f"operator-{len(started)}.log"
+        process_env = {
+            **os.environ,
+            "KUBECONFIG": str(stack.kubeconfig),
+            "METRICPIPE_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
+            "METRICPIPE_ELASTICSEARCH_URL": stack.elasticsearch_url,
+            "METRICPIPE_OPENSEARCH_URL": stack.opensearch_url,
+            "METRICPIPE_KAFKA_TIMEOUT_SECONDS": "5",
+            "METRICPIPE_RETRY_MIN_SECONDS": "2",
+            **env,
+        }
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "metricpipe_operator", "--namespace", namespace,
+                 "--liveness", f"http://127.0.0.1:{port}/healthz"],
+                stdout=log, stderr=subprocess.STDOUT, env=process_env,
+            )  # fmt: skip
+        operator = OperatorProcess(process, log_path)
+        started.append(operator)
+
+        def live() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"operator exited:\n{operator.log()}")
+            try:
+                return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok
+            except requests.RequestException:
+                return False
+
+        wait_for(live, timeout=60, what="operator liveness")
+        return operator
+
+    yield start
+    for operator in started:
+        operator.stop()
