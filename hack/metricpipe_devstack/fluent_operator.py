@@ -35,7 +35,8 @@ def fetch_fluent_operator_crds(settings: StackSettings) -> list[Path]:
         capture_output=True, text=True, env=env, cwd=settings.cache_dir,
     )  # fmt: skip
     if result.returncode != 0:
-        raise StackError("fluent-operator", f"go mod download failed: {result.stdout}{result.stderr}")
+        output = f"{result.stdout}{result.stderr}".strip()
+        raise StackError("fluent-operator", f"go mod download failed: {output}")
     module_dir = Path(json.loads(result.stdout)["Dir"])
     paths = [module_dir / "config" / "crd" / "bases" / name for name in CRD_FILES]
     missing = [str(p) for p in paths if not p.exists()]

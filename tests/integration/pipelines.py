@@ -47,7 +47,7 @@ def condition(pipeline: dict[str, Any], kind: str) -> dict[str, Any]:
 
 
 def condition_is(
-    kube: client.ApiClient, namespace: str, name: str, kind: str, status: str, reason: str = ""
+    kube: client.ApiClient, namespace: str, name: str, kind: str, status: str, *, reason: str = ""
 ) -> dict[str, Any]:
     """The pipeline when its condition has that status (and reason); {} otherwise."""
     pipeline = get_pipeline(kube, namespace, name)

@@ -125,9 +125,11 @@ def test_update_raises_partitions_and_retention_refuses_decrease(
 
     patch_spec(kube, namespace, "p", {"topic": {"partitions": 2}})
     refused = wait_for(
-        lambda: condition_is(kube, namespace, "p", "TopicReady", "False", "PartitionDecreaseRefused"),
+        lambda: condition_is(
+            kube, namespace, "p", "TopicReady", "False", reason="PartitionDecreaseRefused"
+        ),
         what="the decrease refused",
-    )  # fmt: skip
+    )
     message = condition(refused, "TopicReady")["message"]
     assert "has 5 partitions" in message
     assert "spec.topic.partitions to 5 or more" in message

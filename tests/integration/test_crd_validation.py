@@ -1,0 +1,141 @@
+"""The API server itself refuses invalid MetricPipelines, naming the field to change;
+and its defaulting agrees with the Python model (one source of truth)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+from pipelines import create_pipeline, get_pipeline, patch_spec
+
+from metricpipe_operator.api.model import GROUP, PLURAL, VERSION, MetricPipelineSpec
+
+VALID: dict[str, Any] = {
+    "source": {"tag": "app.**"},
+    "metric": {"aggregation": "avg", "valueField": "rtt", "window": "1h"},
+}
+
+
+def with_(path: str, value: Any) -> dict[str, Any]:
+    """VALID with one dotted path set (value None removes it)."""
+    spec = copy.deepcopy(VALID)
+    *parents, leaf = path.split(".")
+    node = spec
+    for part in parents:
+        node = node.setdefault(part, {})
+    if value is None:
+        node.pop(leaf, None)
+    else:
+        node[leaf] = value
+    return spec
+
+
+# (case, spec, words the server's message must contain)
+INVALID: list[tuple[str, dict[str, Any], list[str]]] = [
+    ("no source", with_("source", None), ["spec.source", "Required"]),
+    ("no metric", with_("metric", None), ["spec.metric", "Required"]),
+    ("bad mode", with_("mode", "realtime"), ["spec.mode", "stream", "batch"]),
+    ("bad aggregation", with_("metric.aggregation", "median"), ["spec.metric.aggregation"]),
+    ("percentile without value", with_("metric", {"aggregation": "p95"}),
+     ["spec.metric.valueField", "percentile"]),
+    ("avg without value", with_("metric", {"aggregation": "avg"}),
+     ["spec.metric.valueField", "sum, avg, min and max"]),
+    ("lateness not below window", with_("metric.allowedLateness", "1h"),
+     ["spec.metric.allowedLateness", "shorter than metric.window"]),
+    ("window not dividing a day", with_("metric.window", "7m"),
+     ["spec.metric.window", "divide a day"]),
+    ("window too short", with_("metric.window", "5s"), ["spec.metric.window", "at least 10s"]),
+    ("bad duration", with_("metric.window", "1 hour"), ["spec.metric.window"]),
+    ("freshness below lateness", with_("freshness", {"target": "1m"}),
+     ["spec.freshness.target", "longer than metric.allowedLateness"]),
+    ("min above max replicas", with_("scaling", {"minReplicas": 5, "maxReplicas": 2}),
+     ["spec.scaling.minReplicas", "must not exceed"]),
+    ("replicas outside scaling range", with_("replicas", 9),
+     ["spec.replicas", "within scaling.minReplicas..scaling.maxReplicas"]),
+    ("zero partitions", with_("topic", {"partitions": 0}), ["spec.topic.partitions"]),
+    ("too many partitions", with_("topic", {"partitions": 5000}), ["spec.topic.partitions"]),
+    ("bad topic name", with_("topic", {"name": "logs/web"}), ["spec.topic.name"]),
+    ("retention through config", with_("topic", {"config": {"retention.ms": "1"}}),
+     ["spec.topic.config", "topic.retention"]),
+    ("bad deletion policy", with_("topic", {"deletionPolicy": "Archive"}),
+     ["spec.topic.deletionPolicy"]),
+    ("bad backend", with_("sink", {"backend": "solr"}), ["spec.sink.backend"]),
+    ("bad endpoint", with_("sink", {"endpoint": "elasticsearch:9200"}), ["spec.sink.endpoint"]),
+    ("upper-case index", with_("sink", {"index": "Metrics"}), ["spec.sink.index"]),
+    ("filter with two tests", with_("source.filters", [{"field": "a", "exists": True,
+                                                        "equals": "x"}]),
+     ["spec.source.filters[0]", "exactly one of exists, equals or matches"]),
+    ("filter with no test", with_("source.filters", [{"field": "a"}]),
+     ["spec.source.filters[0]", "exactly one"]),
+    ("bad tag", with_("source.tag", "app logs"), ["spec.source.tag"]),
+    ("strftime without layout", with_("metric.eventTime", {"format": "strftime"}),
+     ["spec.metric.eventTime.layout", "layout"]),
+    ("reserved env", with_("consumer", {"env": [{"name": "METRICPIPE_TOPIC", "value": "x"}]}),
+     ["spec.consumer.env", "reserved"]),
+    ("value field grouped", with_("metric.groupBy", ["rtt"]),
+     ["spec.metric.groupBy", "cannot also be a groupBy"]),
+    ("batch window under a minute", {**with_("metric.window", "30s"), "mode": "batch"},
+     ["spec.metric.window", "batch mode"]),
+    ("unknown field", with_("sourcee", {"tag": "x"}), ["unknown field", "spec.sourcee"]),
+]  # fmt: skip
+
+
+@pytest.mark.usefixtures("metricpipeline_crd")
+def test_invalid_pipelines_are_rejected_by_the_api_server(
+    kube: client.ApiClient, namespace: str
+) -> None:
+    assert len(INVALID) >= 20
+    objects = client.CustomObjectsApi(kube)
+    failures = []
+    for index, (case, spec, words) in enumerate(INVALID):
+        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "MetricPipeline",
+                "metadata": {"name": f"bad-{index}"}, "spec": spec}  # fmt: skip
+        try:
+            objects.create_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, body, field_validation="Strict"
+            )
+        except ApiException as error:
+            missing = [w for w in words if w not in error.body]
+            if error.status not in (400, 422) or missing:  # 400: strict decoding
+                failures.append(f"{case}: HTTP {error.status}, missing {missing}: {error.body}")
+        else:
+            failures.append(f"{case}: accepted")
+    assert failures == []
+    assert objects.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"] == []
+
+
+@pytest.mark.usefixtures("metricpipeline_crd")
+def test_immutable_fields_are_refused_on_update(kube: client.ApiClient, namespace: str) -> None:
+    create_pipeline(kube, namespace, "p", {**VALID, "topic": {"name": "logs.p"}})
+    for change, words in (
+        ({"topic": {"name": "logs.q"}}, "topic.name cannot be changed"),
+        ({"topic": {"replicationFactor": 3}}, "replicationFactor cannot be changed"),
+    ):
+        with pytest.raises(ApiException) as refused:
+            patch_spec(kube, namespace, "p", change)
+        assert refused.value.status == 422
+        assert words in refused.value.body
+
+
+@pytest.mark.usefixtures("metricpipeline_crd")
+@pytest.mark.parametrize(
+    "spec",
+    [
+        VALID,
+        {"source": {"tag": "a", "filters": [{"field": "x", "equals": "1"}]},
+         "metric": {"aggregation": "count"}, "scaling": {"maxReplicas": 3}},
+        {"mode": "batch", "source": {"tag": "b"}, "metric": {"aggregation": "p99",
+         "valueField": "v", "eventTime": {"field": "ts", "format": "epoch_millis"}}},
+    ],
+)  # fmt: skip
+def test_server_defaulting_agrees_with_the_model(
+    kube: client.ApiClient, namespace: str, unique_name: str, spec: dict[str, Any]
+) -> None:
+    create_pipeline(kube, namespace, unique_name, spec)
+    stored = get_pipeline(kube, namespace, unique_name)["spec"]
+    model = MetricPipelineSpec.model_validate(spec)
+    assert stored == model.model_dump(by_alias=True, exclude_none=True, mode="json")
+    assert MetricPipelineSpec.model_validate(stored) == model

@@ -1,0 +1,63 @@
+"""Kafka down while a pipeline is applied, then up again: the condition tells the story and the
+pipeline converges without any manual action. Stops and restarts the stack's real Kafka."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client
+from pipelines import condition, condition_is, create_pipeline, topic_state
+
+from helpers import wait_for
+from metricpipe_devstack.env import StackEnv
+from metricpipe_devstack.kafka import Kafka
+from metricpipe_devstack.settings import StackSettings
+
+SPEC = {"source": {"tag": "app.**"}, "metric": {"aggregation": "count"}, "topic": {"partitions": 2}}
+
+
+@pytest.fixture
+def kafka(stack: StackEnv) -> Iterator[Kafka]:
+    component = Kafka(StackSettings())
+    assert component.is_running(), "the stack's Kafka must be running before this test"
+    yield component
+    if not component.is_running():  # never leave the shared stack without Kafka
+        component.start()
+    component.wait_healthy()
+
+
+def test_kafka_outage_then_recovery(
+    kube: client.ApiClient,
+    stack: StackEnv,
+    namespace: str,
+    start_operator: Callable[..., Any],
+    kafka: Kafka,
+) -> None:
+    start_operator(namespace)
+    assert kafka.stop() == "stopped"
+    create_pipeline(kube, namespace, "outage", SPEC)
+    down = wait_for(
+        lambda: condition_is(
+            kube, namespace, "outage", "TopicReady", "False", reason="KafkaUnavailable"
+        ),
+        timeout=90,
+        what="TopicReady=False KafkaUnavailable",
+    )
+    assert stack.kafka_bootstrap in condition(down, "TopicReady")["message"]
+    assert condition(down, "Ready")["status"] == "False"
+    # The rest of the pipeline does not wait for Kafka.
+    assert condition(down, "ConsumerReady")["status"] in ("True", "Unknown")
+
+    kafka.start()
+    kafka.wait_healthy()
+    up = wait_for(
+        lambda: condition_is(kube, namespace, "outage", "Ready", "True"),
+        timeout=120,
+        what="Ready=True after Kafka came back",
+    )
+    assert condition(up, "TopicReady")["reason"] == "TopicInSync"
+    state = topic_state(stack.kafka_bootstrap, f"metricpipe.{namespace}.outage")
+    assert state is not None
+    assert state[0] == 2
