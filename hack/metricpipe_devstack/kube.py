@@ -180,62 +180,60 @@ class KubeApiserver(_KubeComponent):
         }
 
 
-class KubeControllerManager(_KubeComponent):
-    name = "kube-controller-manager"
+class _ControlLoop(_KubeComponent):
+    """kube-controller-manager and kube-scheduler: admin kubeconfig, loopback HTTPS health."""
+
+    binary: str
     startup_timeout = 90.0
 
     def port(self) -> int:
-        return self.settings.ports.controller_manager
+        raise NotImplementedError
 
     def prepare(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
 
+    def extra_args(self) -> list[str]:
+        return []
+
     def argv(self) -> list[str]:
         kubeconfig = str(self.kubeconfig)
         return [
-            str(self.settings.kube_bin / "kube-controller-manager"),
+            str(self.settings.kube_bin / self.binary),
             f"--kubeconfig={kubeconfig}",
             f"--authentication-kubeconfig={kubeconfig}",
             f"--authorization-kubeconfig={kubeconfig}",
             "--leader-elect=false",
             "--bind-address=127.0.0.1",
-            f"--secure-port={self.settings.ports.controller_manager}",
+            f"--secure-port={self.port()}",
             f"--cert-dir={self.data_dir}",
+            *self.extra_args(),
+            "--v=1",
+        ]
+
+    def probe(self) -> Probe:
+        return self._probe_https(self.port())
+
+
+class KubeControllerManager(_ControlLoop):
+    name = "kube-controller-manager"
+    binary = "kube-controller-manager"
+
+    def port(self) -> int:
+        return self.settings.ports.controller_manager
+
+    def extra_args(self) -> list[str]:
+        return [
             f"--root-ca-file={self.pki / 'ca.crt'}",
             f"--service-account-private-key-file={self.pki / 'sa.key'}",
             "--use-service-account-credentials=false",
             f"--controllers={','.join(CONTROLLERS)}",
             "--node-monitor-grace-period=50s",
-            "--v=1",
         ]
 
-    def probe(self) -> Probe:
-        return self._probe_https(self.settings.ports.controller_manager)
 
-
-class KubeScheduler(_KubeComponent):
+class KubeScheduler(_ControlLoop):
     name = "kube-scheduler"
-    startup_timeout = 90.0
+    binary = "kube-scheduler"
 
     def port(self) -> int:
         return self.settings.ports.scheduler
-
-    def prepare(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-
-    def argv(self) -> list[str]:
-        kubeconfig = str(self.kubeconfig)
-        return [
-            str(self.settings.kube_bin / "kube-scheduler"),
-            f"--kubeconfig={kubeconfig}",
-            f"--authentication-kubeconfig={kubeconfig}",
-            f"--authorization-kubeconfig={kubeconfig}",
-            "--leader-elect=false",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={self.settings.ports.scheduler}",
-            f"--cert-dir={self.data_dir}",
-            "--v=1",
-        ]
-
-    def probe(self) -> Probe:
-        return self._probe_https(self.settings.ports.scheduler)

@@ -47,12 +47,7 @@ def build_consumer_configmap(
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {
-            "name": ref.config_name,
-            "namespace": ref.namespace,
-            "labels": ref.labels("consumer"),
-            "ownerReferences": [ref.owner_reference()],
-        },
+        "metadata": ref.owned_metadata(ref.config_name, "consumer"),
         "data": {CONFIG_FILE: json.dumps(document, indent=2, sort_keys=True)},
     }
 
@@ -131,12 +126,7 @@ def build_deployment(
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {
-            "name": ref.consumer_name,
-            "namespace": ref.namespace,
-            "labels": ref.labels("consumer"),
-            "ownerReferences": [ref.owner_reference()],
-        },
+        "metadata": ref.owned_metadata(ref.consumer_name, "consumer"),
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": ref.selector_labels()},
@@ -176,12 +166,7 @@ def build_metrics_service(ref: PipelineRef, config: OperatorConfig) -> dict[str,
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {
-            "name": ref.consumer_name,
-            "namespace": ref.namespace,
-            "labels": ref.labels("consumer"),
-            "ownerReferences": [ref.owner_reference()],
-        },
+        "metadata": ref.owned_metadata(ref.consumer_name, "consumer"),
         "spec": {
             "clusterIP": "None",
             "selector": ref.selector_labels(),

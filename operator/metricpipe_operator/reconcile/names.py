@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ..api.model import API_VERSION, KIND
 
@@ -58,6 +59,16 @@ class PipelineRef:
 
     def selector(self) -> str:
         return ",".join(f"{k}={v}" for k, v in sorted(self.selector_labels().items()))
+
+    def owned_metadata(self, name: str, component: str) -> dict[str, Any]:
+        """Metadata of a namespaced child: labels and a controller owner reference, so the
+        garbage collector removes it with the pipeline."""
+        return {
+            "name": name,
+            "namespace": self.namespace,
+            "labels": self.labels(component),
+            "ownerReferences": [self.owner_reference()],
+        }
 
     def owner_reference(self) -> dict[str, object]:
         return {

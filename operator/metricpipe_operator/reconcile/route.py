@@ -140,11 +140,6 @@ def build_route_configmap(
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {
-            "name": ref.route_configmap_name,
-            "namespace": ref.namespace,
-            "labels": ref.labels("route"),
-            "ownerReferences": [ref.owner_reference()],
-        },
+        "metadata": ref.owned_metadata(ref.route_configmap_name, "route"),
         "data": {"fluent.conf": build_fluent_conf(ref, spec, topic, bootstrap)},
     }
