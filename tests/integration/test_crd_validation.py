@@ -4,9 +4,11 @@ and its defaulting agrees with the Python model (one source of truth)."""
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from pipelines import create_pipeline, get_pipeline, patch_spec
@@ -139,3 +141,20 @@ def test_server_defaulting_agrees_with_the_model(
     model = MetricPipelineSpec.model_validate(spec)
     assert stored == model.model_dump(by_alias=True, exclude_none=True, mode="json")
     assert MetricPipelineSpec.model_validate(stored) == model
+
+
+EXAMPLES = sorted(
+    Path(__file__).resolve().parents[2].joinpath("manifests", "examples").glob("*.yaml")
+)
+
+
+@pytest.mark.usefixtures("metricpipeline_crd")
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_examples_are_accepted_by_the_api_server(
+    kube: client.ApiClient, namespace: str, path: Path
+) -> None:
+    body = yaml.safe_load(path.read_text())
+    created = client.CustomObjectsApi(kube).create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, body, dry_run="All", field_validation="Strict"
+    )
+    assert created["metadata"]["name"] == body["metadata"]["name"]
