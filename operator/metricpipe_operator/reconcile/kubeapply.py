@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 import threading
 from typing import Any
 
@@ -23,12 +25,17 @@ class KubeApplier:
         self._api_client = api_client
         self._dynamic: DynamicClient | None = None
         self._lock = threading.Lock()
+        self._cache_dir: tempfile.TemporaryDirectory[str] | None = None
 
     @property
     def dynamic(self) -> DynamicClient:
         with self._lock:
             if self._dynamic is None:
-                self._dynamic = DynamicClient(self._api_client)
+                # A private discovery cache: the client's default file in /tmp is shared by
+                # every process talking to the same URL and outlives API servers and CRDs.
+                self._cache_dir = tempfile.TemporaryDirectory(prefix="metricpipe-discovery-")
+                cache_file = os.path.join(self._cache_dir.name, "discovery.json")
+                self._dynamic = DynamicClient(self._api_client, cache_file=cache_file)
             return self._dynamic
 
     def _resource(self, api_version: str, kind: str, refresh: bool = True) -> Any:
@@ -54,7 +61,7 @@ class KubeApplier:
         except NotFoundError:
             return None
         except (ApiException, HTTPError) as error:
-            raise KubernetesApiError(f"reading {kind}/{name}: {error}") from error
+            raise KubernetesApiError(f"reading {kind}/{name}: {_short(error)}") from error
 
     def ensure(self, body: dict[str, Any]) -> tuple[str, str] | None:
         """Server-side apply body; returns (reason, message) when something changed."""
@@ -67,8 +74,11 @@ class KubeApplier:
                 resource, body=body, namespace=namespace,
                 field_manager=FIELD_MANAGER, force_conflicts=True,
             )  # fmt: skip
+        except NotFoundError as error:  # the kind vanished (CRD deleted): rediscover next time
+            self.dynamic.resources.invalidate_cache()
+            raise KubernetesApiError(f"applying {kind}/{name}: API not found") from error
         except (ApiException, HTTPError) as error:
-            raise KubernetesApiError(f"applying {kind}/{name}: {error}") from error
+            raise KubernetesApiError(f"applying {kind}/{name}: {_short(error)}") from error
         if before is None:
             return (f"{kind}Created", f"created {kind} {name}")
         if before.metadata.resourceVersion != after.metadata.resourceVersion:
@@ -86,7 +96,7 @@ class KubeApplier:
         except NotFoundError:
             return False
         except (ApiException, HTTPError) as error:
-            raise KubernetesApiError(f"deleting {kind}/{name}: {error}") from error
+            raise KubernetesApiError(f"deleting {kind}/{name}: {_short(error)}") from error
         return True
 
     def patch_status(
@@ -102,4 +112,13 @@ class KubeApplier:
         except NotFoundError:
             return
         except (ApiException, HTTPError) as error:
-            raise KubernetesApiError(f"patching status of {kind}/{name}: {error}") from error
+            message = f"patching status of {kind}/{name}: {_short(error)}"
+            raise KubernetesApiError(message) from error
+
+
+def _short(error: BaseException) -> str:
+    """Status and reason of an API error, without headers or tracebacks (for conditions)."""
+    status, reason = getattr(error, "status", None), getattr(error, "reason", None)
+    if status is not None:
+        return f"HTTP {status} {reason or ''}".strip()
+    return str(error).splitlines()[0][:300]
