@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,21 +44,19 @@ class Aggregate:
 
     def value(self, aggregation: str, window_seconds: float) -> float | None:
         """The metric value these aggregates give (None when undefined, e.g. avg of nothing)."""
-        if aggregation == "count":
-            return float(self.count)
-        if aggregation == "rate":
-            return self.count / window_seconds
-        if aggregation == "sum":
-            return self.total
-        if aggregation == "avg":
-            return self.total / self.count if self.count else None
-        if aggregation == "min":
-            return self.minimum
-        if aggregation == "max":
-            return self.maximum
         if aggregation in PERCENTILES:
             return self.sketch.quantile(PERCENTILES[aggregation]) if self.sketch else None
-        raise ValueError(f"unknown aggregation {aggregation!r}")
+        simple: dict[str, Callable[[], float | None]] = {
+            "count": lambda: float(self.count),
+            "rate": lambda: self.count / window_seconds,
+            "sum": lambda: self.total,
+            "avg": lambda: self.total / self.count if self.count else None,
+            "min": lambda: self.minimum,
+            "max": lambda: self.maximum,
+        }
+        if aggregation not in simple:
+            raise ValueError(f"unknown aggregation {aggregation!r}")
+        return simple[aggregation]()
 
     def to_fields(self) -> dict[str, Any]:
         fields: dict[str, Any] = {

@@ -18,9 +18,9 @@ from metricpipe_operator.api.model import MetricPipelineSpec
 
 MAX_RECORD_BYTES = 1_048_576
 APACHE_COMBINED = re.compile(
-    r'^(?P<host>\S+) (?P<ident>\S+) (?P<user>\S+) \[(?P<time>[^\]]+)\] '
+    r"^(?P<host>\S+) (?P<ident>\S+) (?P<user>\S+) \[(?P<time>[^\]]+)\] "
     r'"(?P<method>[A-Z]+|-) ?(?P<path>[^"]*?)(?: (?P<protocol>HTTP/[0-9.]+))?" '
-    r'(?P<status>[0-9]{3}) (?P<bytes>[0-9]+|-)'
+    r"(?P<status>[0-9]{3}) (?P<bytes>[0-9]+|-)"
     r'(?: "(?P<referrer>(?:[^"\\]|\\.)*)" "(?P<agent>(?:[^"\\]|\\.)*)")?\s*$'
 )
 CLF_FORMAT = "%d/%b/%Y:%H:%M:%S %z"
@@ -71,22 +71,37 @@ class RecordParser:
             return record
         if not self._selected(record):
             return None
+        return self._extract(record)
+
+    def _extract(self, record: dict[str, Any]) -> Parsed | Rejected:
         when = lookup(record, self.time_path)
         if when is None:
             return Rejected("missing_field", f"event time field {'.'.join(self.time_path)}")
         event_ms = self._event_ms(when)
         if isinstance(event_ms, Rejected):
             return event_ms
-        value: float | None = None
-        if self.value_path is not None:
-            raw_value = lookup(record, self.value_path)
-            if raw_value is None:
-                return Rejected("missing_field", f"value field {'.'.join(self.value_path)}")
-            if isinstance(raw_value, bool) or not isinstance(raw_value, int | float):
-                return Rejected("bad_type", f"value {raw_value!r} is not a number")
-            value = float(raw_value)
-            if not math.isfinite(value):
-                return Rejected("bad_type", f"value {raw_value!r} is not finite")
+        value = self._value(record)
+        if isinstance(value, Rejected):
+            return value
+        group = self._group(record)
+        if isinstance(group, Rejected):
+            return group
+        return Parsed(event_ms, group, value)
+
+    def _value(self, record: dict[str, Any]) -> float | Rejected | None:
+        if self.value_path is None:
+            return None
+        raw_value = lookup(record, self.value_path)
+        if raw_value is None:
+            return Rejected("missing_field", f"value field {'.'.join(self.value_path)}")
+        if isinstance(raw_value, bool) or not isinstance(raw_value, int | float):
+            return Rejected("bad_type", f"value {raw_value!r} is not a number")
+        value = float(raw_value)
+        if not math.isfinite(value):
+            return Rejected("bad_type", f"value {raw_value!r} is not finite")
+        return value
+
+    def _group(self, record: dict[str, Any]) -> tuple[str, ...] | Rejected:
         group = []
         for path in self.group_paths:
             part = lookup(record, path)
@@ -95,7 +110,7 @@ class RecordParser:
             if isinstance(part, dict | list):
                 return Rejected("bad_type", f"group-by field {'.'.join(path)} is not a scalar")
             group.append(str(part))
-        return Parsed(event_ms, tuple(group), value)
+        return tuple(group)
 
     def _decode(self, text: str) -> dict[str, Any] | Rejected:
         if self.apache:

@@ -1,0 +1,57 @@
+"""`python -m metricpipe_consumers stream`: the consumer process of a pipeline's Deployment."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import structlog
+
+from metricpipe_operator.logs import configure_logging
+
+from .config import ConsumerConfig
+from .document import PipelineDocument
+from .engine import SparkAggregator
+from .metrics import ConsumerMetrics
+from .sink import SinkError, build_sink
+from .stream import StreamConsumer, StreamSettings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="metricpipe-consumer", description=__doc__)
+    parser.add_argument("mode", choices=("stream",), help="batch mode comes with its own issue")
+    parser.parse_args(argv)
+    config = ConsumerConfig()
+    configure_logging(config.log_level)
+    log = structlog.get_logger("metricpipe.consumer")
+    document = PipelineDocument.load(config.pipeline_config)
+    overrides: dict[str, object] = {}
+    if config.kafka_bootstrap:
+        overrides["kafka_bootstrap"] = config.kafka_bootstrap
+    if config.sink_endpoint:
+        overrides["sink"] = document.sink.model_copy(update={"endpoint": config.sink_endpoint})
+    document = document.model_copy(update=overrides)
+    password = config.sink_password.get_secret_value() if config.sink_password else None
+    sink = build_sink(document.sink.backend, document.sink.endpoint, document.sink.index,
+                      config.sink_username, password)  # fmt: skip
+    metrics = ConsumerMetrics(document.pipeline.key)
+    if config.metrics_port:
+        metrics.serve(config.metrics_port)
+    settings = StreamSettings(
+        max_batch_records=config.max_batch_records,
+        max_batch_seconds=config.max_batch_seconds,
+        finalize_interval_seconds=config.finalize_interval_seconds,
+    )
+    engine = SparkAggregator(config.spark_master)
+    try:
+        StreamConsumer(document, sink, engine, metrics, settings).run()
+    except SinkError as error:
+        log.error("sink error; exiting so the pod restarts", error=str(error))
+        return 2
+    finally:
+        engine.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,26 @@
+"""The consumer's one typed configuration object (environment variables METRICPIPE_*)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConsumerConfig(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="METRICPIPE_", frozen=True)
+
+    pipeline_config: Path = Field(
+        default=Path("/etc/metricpipe/pipeline.json"), description="The operator's pipeline.json."
+    )
+    metrics_port: int = Field(default=9400, ge=0, le=65535, description="0 disables the server.")
+    kafka_bootstrap: str | None = Field(default=None, description="Overrides pipeline.json.")
+    sink_endpoint: str | None = Field(default=None, description="Overrides pipeline.json.")
+    sink_username: str | None = None
+    sink_password: SecretStr | None = None
+    spark_master: str = Field(default="local[2]", description="Spark master of the session.")
+    max_batch_records: int = Field(default=100_000, ge=1)
+    max_batch_seconds: float = Field(default=2.0, gt=0)
+    finalize_interval_seconds: float = Field(default=5.0, gt=0)
+    log_level: str = "INFO"

@@ -1,0 +1,56 @@
+"""The pipeline document the operator mounts into the pod (`pipeline.json`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from metricpipe_operator.api.durations import parse_duration
+from metricpipe_operator.api.model import MetricPipelineSpec
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, frozen=True)
+
+
+class PipelineIdentity(_Doc):
+    namespace: str
+    name: str
+    uid: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+class SinkTarget(_Doc):
+    backend: str
+    endpoint: str
+    index: str
+
+
+class PipelineDocument(_Doc):
+    """What the operator's `build_pipeline_document` writes; the consumer's whole configuration
+    besides secrets (which come as environment variables from Secret references)."""
+
+    pipeline: PipelineIdentity
+    topic: str
+    consumer_group: str = Field(alias="consumerGroup")
+    dead_letter_topic: str = Field(alias="deadLetterTopic")
+    kafka_bootstrap: str = Field(alias="kafkaBootstrap")
+    sink: SinkTarget
+    spec: MetricPipelineSpec
+
+    @property
+    def window_ms(self) -> int:
+        return round(parse_duration(self.spec.metric.window) * 1000)
+
+    @property
+    def lateness_ms(self) -> int:
+        return round(parse_duration(self.spec.metric.allowed_lateness) * 1000)
+
+    @classmethod
+    def load(cls, path: Path) -> PipelineDocument:
+        return cls.model_validate(json.loads(path.read_text()))

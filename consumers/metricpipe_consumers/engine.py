@@ -1,0 +1,104 @@
+"""Spark computes each micro-batch's aggregates (local mode, one session per process).
+
+Python hands the batch over as an Arrow table (partition, offset, event_ms, gkey, value);
+Spark groups it by (partition, window start, group key) into count, sum, min, max, sum of
+squares and the highest offset, and, for percentile metrics, counts per sketch bucket. The
+result comes back as Arrow and is folded into mergeable `Aggregate`s.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any
+
+import pyarrow as pa
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as sf
+
+from .aggregate import Aggregate
+from .sketch import DEFAULT_RELATIVE_ACCURACY, QuantileSketch
+
+BatchKey = tuple[int, int, tuple[str, ...]]  # (partition, window start ms, group)
+SCHEMA = pa.schema(
+    [("partition", pa.int32()), ("offset", pa.int64()), ("event_ms", pa.int64()),
+     ("gkey", pa.string()), ("value", pa.float64())]
+)  # fmt: skip
+
+
+class SparkAggregator:
+    def __init__(self, master: str = "local[2]", alpha: float = DEFAULT_RELATIVE_ACCURACY) -> None:
+        os.environ.setdefault("PYSPARK_PYTHON", "python3")
+        self.alpha = alpha
+        self.gamma = (1 + alpha) / (1 - alpha)
+        self.session = (
+            SparkSession.builder.master(master)
+            .appName("metricpipe-consumer")
+            .config("spark.ui.enabled", "false")
+            .config("spark.sql.shuffle.partitions", "2")
+            .config("spark.sql.session.timeZone", "UTC")
+            .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+            .config("spark.driver.memory", os.environ.get("METRICPIPE_SPARK_DRIVER_MEMORY", "1g"))
+            .getOrCreate()
+        )
+        self.session.sparkContext.setLogLevel("WARN")
+
+    def aggregate(
+        self, table: pa.Table, window_ms: int, with_sketch: bool
+    ) -> dict[BatchKey, Aggregate]:
+        if table.num_rows == 0:
+            return {}
+        frame = self.session.createDataFrame(table).withColumn(
+            "ws", (sf.floor(sf.col("event_ms") / window_ms) * window_ms).cast("long")
+        )
+        keys = ["partition", "ws", "gkey"]
+        main = frame.groupBy(*keys).agg(
+            sf.count(sf.lit(1)).alias("n"),
+            sf.sum("value").alias("total"),
+            sf.min("value").alias("lo"),
+            sf.max("value").alias("hi"),
+            sf.sum(sf.col("value") * sf.col("value")).alias("squares"),
+            sf.max("offset").alias("max_offset"),
+        )
+        result: dict[BatchKey, Aggregate] = {}
+        for row in main.toArrow().to_pylist():
+            key = (int(row["partition"]), int(row["ws"]), tuple(json.loads(row["gkey"])))
+            result[key] = Aggregate(
+                count=int(row["n"]), total=float(row["total"] or 0.0), minimum=row["lo"],
+                maximum=row["hi"], sum_squares=float(row["squares"] or 0.0),
+                max_offset=int(row["max_offset"]),
+                offsets={int(row["partition"]): int(row["max_offset"])},
+            )  # fmt: skip
+        if with_sketch:
+            self._add_sketches(frame, keys, result)
+        return result
+
+    def _add_sketches(self, frame: Any, keys: list[str], result: dict[BatchKey, Aggregate]) -> None:
+        value = sf.col("value")
+        buckets = (
+            frame.where(value.isNotNull())
+            .withColumn("sign", sf.signum(value).cast("int"))
+            .withColumn(
+                "idx",
+                sf.when(value != 0, sf.ceil(sf.log(sf.abs(value)) / math.log(self.gamma))).cast(
+                    "int"
+                ),
+            )
+            .groupBy(*keys, "sign", "idx")
+            .count()
+        )
+        for row in buckets.toArrow().to_pylist():
+            key = (int(row["partition"]), int(row["ws"]), tuple(json.loads(row["gkey"])))
+            sketch = result[key].sketch
+            if sketch is None:
+                sketch = result[key].sketch = QuantileSketch(self.alpha)
+            if row["sign"] > 0:
+                sketch.positive[int(row["idx"])] += int(row["count"])
+            elif row["sign"] < 0:
+                sketch.negative[int(row["idx"])] += int(row["count"])
+            else:
+                sketch.zero += int(row["count"])
+
+    def stop(self) -> None:
+        self.session.stop()

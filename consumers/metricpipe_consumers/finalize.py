@@ -1,0 +1,129 @@
+"""Window finalisation: merge a window's partials into one final document per group, once every
+partition's committed watermark passed window end + allowed lateness.
+
+Only the replica that owns partition 0 finalizes (one writer); the others read how far it got.
+Partitions that are caught up (nothing left to read) do not hold the watermark back: the
+pipeline watermark is the minimum over partitions still reading, or the maximum when all are
+caught up. Finals are create-only, so a rerun after a crash writes nothing twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from typing import Any
+
+import structlog
+
+from .aggregate import Aggregate
+from .document import PipelineDocument
+from .documents import SinkDoc, build_final_doc
+from .metrics import ConsumerMetrics
+from .sink import MetricSink
+
+log = structlog.get_logger("metricpipe.finalize")
+PAGE = 10_000
+
+
+def decide_pipeline_watermark(states: list[dict[str, Any]], partition_count: int) -> int | None:
+    """The event time up to which every partition's data is in the sink (None: unknown)."""
+    by_partition = {int(s["partition"]): s for s in states}
+    if any(p not in by_partition for p in range(partition_count)):
+        return None
+    active = [s for s in by_partition.values() if not s.get("caught_up")]
+    if any(s.get("watermark_ms") is None for s in active):
+        return None
+    marks = [int(s["watermark_ms"]) for s in (active or by_partition.values())
+             if s.get("watermark_ms") is not None]  # fmt: skip
+    if not marks:
+        return None
+    return min(marks) if active else max(marks)
+
+
+class Finalizer:
+    def __init__(self, doc: PipelineDocument, sink: MetricSink, metrics: ConsumerMetrics) -> None:
+        self.doc = doc
+        self.sink = sink
+        self.metrics = metrics
+        self.state_index = f"{doc.sink.index}-state"
+        self.finalized_through = -(2**62)
+
+    def load(self) -> None:
+        found = self.sink.search(self.state_index, {"term": {"kind": "pipeline"}}, size=1)
+        if found:
+            self.finalized_through = int(found[0]["finalized_through_ms"])
+
+    def run(self, *, owns_leader_partition: bool, partition_count: int) -> None:
+        if not owns_leader_partition:
+            self.load()
+            return
+        self.sink.refresh()
+        states = self.sink.search(self.state_index, {"term": {"kind": "partition"}})
+        watermark = decide_pipeline_watermark(states, partition_count)
+        if watermark is None:
+            return
+        self.metrics.pipeline_watermark.set(watermark / 1000)
+        window = self.doc.window_ms
+        through = (watermark - self.doc.lateness_ms) // window * window
+        while through > self.finalized_through:
+            done = self._finalize_page(through)
+            if done is None:
+                break
+            self._save(done)
+
+    def _finalize_page(self, through: int) -> int | None:
+        """Finalize the next windows up to `through`; returns the window end reached."""
+        partials = self.sink.search(
+            self.doc.sink.index,
+            {"bool": {"filter": [
+                {"term": {"final": False}},
+                {"range": {"window_end_ms": {"gt": self.finalized_through, "lte": through}}},
+            ]}},
+            size=PAGE,
+        )  # fmt: skip
+        if not partials:
+            return through
+        ends = sorted({int(p["window_end_ms"]) for p in partials})
+        if len(partials) >= PAGE:
+            if len(ends) == 1:
+                raise RuntimeError("more than 10,000 partial documents in one window")
+            ends = ends[:-1]  # the last window may be incomplete in this page
+        reached = ends[-1]
+        series: dict[tuple[int, tuple[str, ...]], Aggregate] = defaultdict(Aggregate)
+        for partial in partials:
+            if int(partial["window_end_ms"]) > reached:
+                continue
+            key = (
+                int(partial["window_start_ms"]),
+                tuple(str(v) for v in partial["group"].values()),
+            )
+            series[key] = series[key].merge(
+                Aggregate.from_fields(partial, int(partial["partition"]))
+            )
+        now_ms = int(time.time() * 1000)
+        metric = self.doc.spec.metric
+        docs: list[SinkDoc] = [
+            build_final_doc(
+                self.doc.sink.index,
+                pipeline=self.doc.pipeline.key,
+                aggregation=metric.aggregation,
+                group_by=metric.group_by,
+                window=(start, self.doc.window_ms),
+                group=group,
+                agg=agg,
+                now_ms=now_ms,
+            )
+            for (start, group), agg in sorted(series.items())
+        ]
+        result = self.sink.write(docs)
+        for start, _group in series:
+            self.metrics.finalization_delay.observe((now_ms - start - self.doc.window_ms) / 1000)
+        log.info("windows finalized", series=len(docs), written=result.written,
+                 already_final=result.conflicts, through=reached)  # fmt: skip
+        return reached
+
+    def _save(self, through: int) -> None:
+        self.finalized_through = through
+        self.sink.write([SinkDoc(self.state_index, "pipeline", {
+            "kind": "pipeline", "pipeline": self.doc.pipeline.key, "finalized_through_ms": through,
+        }, version=max(through, 0))])  # fmt: skip

@@ -1,0 +1,139 @@
+"""Prometheus metrics of a consumer replica, and its /metrics, /healthz and /readyz endpoints."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+
+class ConsumerMetrics:
+    def __init__(self, pipeline: str, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        labels = {"pipeline": pipeline}
+        r = self.registry
+
+        def counter(name: str, doc: str) -> Any:
+            return Counter(name, doc, ["pipeline"], registry=r).labels(**labels)
+
+        def gauge(name: str, doc: str) -> Any:
+            return Gauge(name, doc, ["pipeline"], registry=r).labels(**labels)
+
+        self.consumed = counter(
+            "metricpipe_consumer_records_consumed_total", "Records read from Kafka."
+        )
+        self.written = counter("metricpipe_consumer_records_aggregated_total",
+                               "Records counted into a window.")  # fmt: skip
+        self.filtered = counter("metricpipe_consumer_records_filtered_total",
+                                "Records dropped by the source filters.")  # fmt: skip
+        self.skipped = counter("metricpipe_consumer_records_replay_skipped_total",
+                               "Replayed records already in the sink.")  # fmt: skip
+        self.dead_lettered = Counter(
+            "metricpipe_consumer_dead_letter_total", "Records sent to the dead-letter topic.",
+            ["pipeline", "reason"], registry=r,
+        ).labels(pipeline=pipeline)  # fmt: skip
+        self.batch_records = Histogram(
+            "metricpipe_consumer_batch_records", "Records per micro-batch.", ["pipeline"],
+            buckets=(10, 100, 1_000, 10_000, 50_000, 100_000, 200_000), registry=r,
+        ).labels(**labels)  # fmt: skip
+        self.batch_seconds = Histogram(
+            "metricpipe_consumer_batch_seconds", "Processing time of a micro-batch.", ["pipeline"],
+            registry=r,
+        ).labels(**labels)  # fmt: skip
+        self.compute_seconds = Histogram(
+            "metricpipe_consumer_spark_seconds", "Spark time per micro-batch.", ["pipeline"],
+            registry=r,
+        ).labels(**labels)  # fmt: skip
+        self.busy_fraction = gauge(
+            "metricpipe_consumer_busy_fraction",
+            "Share of wall time spent processing (not waiting for records).",
+        )
+        self.processing_rate = gauge(
+            "metricpipe_consumer_processing_rate",
+            "Records per second of processing time, last batch.",
+        )
+        self.assigned = gauge("metricpipe_consumer_assigned_partitions", "Partitions owned.")
+        self.watermark = Gauge(
+            "metricpipe_consumer_watermark_seconds",
+            "Highest event time committed to the sink, per partition (Unix seconds).",
+            ["pipeline", "partition"], registry=r,
+        )  # fmt: skip
+        self.freshness = gauge(
+            "metricpipe_consumer_freshness_seconds",
+            "Now minus the lowest committed watermark of owned partitions.",
+        )
+        self.pipeline_watermark = gauge(
+            "metricpipe_pipeline_watermark_seconds",
+            "Pipeline watermark seen by the finalizer (Unix seconds).",
+        )
+        self.finalization_delay = Histogram(
+            "metricpipe_window_finalization_delay_seconds",
+            "Time from window end to its final document.", ["pipeline"],
+            buckets=(1, 5, 15, 30, 60, 120, 300, 900, 1800, 3600, 7200), registry=r,
+        ).labels(**labels)  # fmt: skip
+        self._pipeline = pipeline
+        self._last_alive = time.monotonic()
+        self.ready = False
+
+    def record_cycle(self, waited: float, worked: float) -> None:
+        total = waited + worked
+        if total > 0:
+            self.busy_fraction.set(worked / total)
+        if worked > 0:
+            self.batch_seconds.observe(worked)
+
+    def alive(self) -> None:
+        self._last_alive = time.monotonic()
+        self.ready = True
+
+    def healthy(self, max_silence: float = 120.0) -> bool:
+        return time.monotonic() - self._last_alive < max_silence
+
+    def observe_watermarks(self, partitions: Mapping[int, Any]) -> None:
+        marks = []
+        for partition, state in partitions.items():
+            if state.watermark_ms is not None:
+                self.watermark.labels(self._pipeline, str(partition)).set(state.watermark_ms / 1000)
+                marks.append(state.watermark_ms)
+        if marks:
+            self.freshness.set(time.time() - min(marks) / 1000)
+
+    def serve(self, port: int, host: str = "0.0.0.0") -> ThreadingHTTPServer:  # noqa: S104
+        metrics = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path.startswith("/metrics"):
+                    body, status, kind = generate_latest(metrics.registry), 200, CONTENT_TYPE_LATEST
+                elif self.path == "/healthz":
+                    ok = metrics.healthy()
+                    body, status, kind = (
+                        (b"ok" if ok else b"stalled"),
+                        200 if ok else 503,
+                        "text/plain",
+                    )
+                elif self.path == "/readyz":
+                    ok = metrics.ready
+                    body, status, kind = (
+                        (b"ok" if ok else b"starting"),
+                        200 if ok else 503,
+                        "text/plain",
+                    )
+                else:
+                    body, status, kind = b"not found", 404, "text/plain"
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_: Any) -> None:
+                return
+
+        server = ThreadingHTTPServer((host, port), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server

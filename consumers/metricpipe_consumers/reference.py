@@ -1,0 +1,77 @@
+"""A pure-Python reference of the metric semantics (no Spark, no sink): the tests' oracle.
+
+Given the records of a topic in offset order per partition, it decides exactly what the
+consumer must: which records count, which are dead-lettered and why (including `late`
+against each partition's event-time watermark), and each window's exact value.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from metricpipe_operator.api.durations import parse_duration
+from metricpipe_operator.api.model import MetricPipelineSpec
+
+from .aggregate import PERCENTILES
+from .records import Parsed, RecordParser, Rejected
+from .sketch import exact_quantile
+
+
+@dataclass
+class ReferenceWindow:
+    values: list[float] = field(default_factory=list)
+    count: int = 0
+
+    def value(self, aggregation: str, window_seconds: float) -> float | None:
+        if aggregation in ("count", "rate"):
+            return float(self.count) if aggregation == "count" else self.count / window_seconds
+        if not self.values:
+            return None
+        if aggregation in PERCENTILES:
+            return exact_quantile(self.values, PERCENTILES[aggregation])
+        if aggregation == "avg":
+            return sum(self.values) / len(self.values)
+        if aggregation == "sum":
+            return sum(self.values)
+        return min(self.values) if aggregation == "min" else max(self.values)
+
+
+@dataclass
+class ReferenceResult:
+    windows: dict[tuple[int, tuple[str, ...]], ReferenceWindow]
+    dead_letters: Counter[str]
+    filtered: int
+
+
+def compute_reference(
+    spec: MetricPipelineSpec, records: Iterable[tuple[int, int, bytes | None]]
+) -> ReferenceResult:
+    """records: (partition, offset, value bytes), in offset order within each partition."""
+    parser = RecordParser(spec)
+    window_ms = round(parse_duration(spec.metric.window) * 1000)
+    lateness_ms = round(parse_duration(spec.metric.allowed_lateness) * 1000)
+    watermarks: dict[int, int] = {}
+    windows: dict[tuple[int, tuple[str, ...]], ReferenceWindow] = {}
+    dead: Counter[str] = Counter()
+    filtered = 0
+    for partition, _offset, raw in records:
+        parsed = parser.parse(raw)
+        if parsed is None:
+            filtered += 1
+            continue
+        if isinstance(parsed, Rejected):
+            dead[parsed.reason] += 1
+            continue
+        assert isinstance(parsed, Parsed)
+        start = parsed.event_ms // window_ms * window_ms
+        if start + window_ms + lateness_ms <= watermarks.get(partition, -(2**62)):
+            dead["late"] += 1
+            continue
+        watermarks[partition] = max(watermarks.get(partition, parsed.event_ms), parsed.event_ms)
+        window = windows.setdefault((start, parsed.group), ReferenceWindow())
+        window.count += 1
+        if parsed.value is not None:
+            window.values.append(parsed.value)
+    return ReferenceResult(windows, dead, filtered)

@@ -1,0 +1,268 @@
+"""The stream consumer: one member of the pipeline's consumer group.
+
+Per micro-batch: parse → dead-letter the bad and the late → Spark aggregates → merge into the
+open windows → write partials (versioned) → write partition state → commit offsets. Offsets
+are committed only after the sink acknowledged, and a replay skips what the sink already holds.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import structlog
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+
+from .document import PipelineDocument
+from .documents import build_partial_doc, build_partition_state
+from .engine import SCHEMA, SparkAggregator
+from .finalize import Finalizer
+from .metrics import ConsumerMetrics
+from .records import Parsed, RecordParser, Rejected
+from .sink import MetricSink
+from .state import PartitionState, load_partition_state
+
+log = structlog.get_logger("metricpipe.consumer")
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    max_batch_records: int = 100_000
+    max_batch_seconds: float = 2.0
+    finalize_interval_seconds: float = 5.0
+    session_timeout_ms: int = 30_000
+
+
+class StreamConsumer:
+    def __init__(
+        self, doc: PipelineDocument, sink: MetricSink, engine: SparkAggregator,
+        metrics: ConsumerMetrics, settings: StreamSettings | None = None,
+    ) -> None:  # fmt: skip
+        self.doc = doc
+        self.sink = sink
+        self.engine = engine
+        self.metrics = metrics
+        self.settings = settings or StreamSettings()
+        self.parser = RecordParser(doc.spec)
+        self.partitions: dict[int, PartitionState] = {}
+        self.stopping = False
+        self.finalizer = Finalizer(doc, sink, metrics)
+        self.consumer = Consumer({
+            "bootstrap.servers": doc.kafka_bootstrap,
+            "group.id": doc.consumer_group,
+            "partition.assignment.strategy": "cooperative-sticky",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": self.settings.session_timeout_ms,
+            "fetch.max.bytes": 52_428_800,
+            "queued.max.messages.kbytes": 262_144,
+        })  # fmt: skip
+        self.dead_letters = Producer({
+            "bootstrap.servers": doc.kafka_bootstrap, "enable.idempotence": True,
+            "linger.ms": 20,
+        })  # fmt: skip
+        self._last_finalize = 0.0
+
+    # -- group membership ------------------------------------------------------------------------
+    def _on_assign(self, consumer: Consumer, assigned: list[TopicPartition]) -> None:
+        for tp in assigned:
+            self.partitions[tp.partition] = self._load(tp.partition)
+        log.info("partitions assigned", partitions=sorted(tp.partition for tp in assigned))
+        self.metrics.assigned.set(len(self.partitions))
+
+    def _on_revoke(self, consumer: Consumer, revoked: list[TopicPartition]) -> None:
+        for tp in revoked:
+            self.partitions.pop(tp.partition, None)
+        log.info("partitions revoked", partitions=sorted(tp.partition for tp in revoked))
+        self.metrics.assigned.set(len(self.partitions))
+
+    def _load(self, partition: int) -> PartitionState:
+        states = self.sink.search(self.sink_state_index, {"term": {"partition": partition}})
+        partials = self.sink.search(
+            self.doc.sink.index,
+            {"bool": {"filter": [
+                {"term": {"partition": partition}}, {"term": {"final": False}},
+                {"range": {"window_end_ms": {"gt": self.finalizer.finalized_through}}},
+            ]}},
+        )  # fmt: skip
+        state = load_partition_state(partition, states[0] if states else None, partials)
+        state.forget_closed(self.finalizer.finalized_through, self.doc.window_ms)
+        return state
+
+    @property
+    def sink_state_index(self) -> str:
+        return f"{self.doc.sink.index}-state"
+
+    # -- the loop --------------------------------------------------------------------------------
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, self._request_stop)
+        signal.signal(signal.SIGINT, self._request_stop)
+        self.sink.ensure_indices()
+        self.finalizer.load()
+        self.consumer.subscribe(
+            [self.doc.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )  # fmt: skip
+        log.info("consuming", topic=self.doc.topic, group=self.doc.consumer_group)
+        try:
+            while not self.stopping:
+                started = time.monotonic()
+                messages = self.consumer.consume(
+                    self.settings.max_batch_records, timeout=self.settings.max_batch_seconds
+                )
+                polled = time.monotonic()
+                if messages:
+                    self.process_batch(messages)
+                self.metrics.record_cycle(polled - started, time.monotonic() - polled)
+                self.metrics.alive()
+                if time.monotonic() - self._last_finalize > self.settings.finalize_interval_seconds:
+                    self.tick()
+        finally:
+            log.info("leaving the consumer group")
+            self.consumer.close()
+            self.dead_letters.flush(30)
+
+    def _request_stop(self, signum: int, _frame: Any) -> None:
+        log.info("stop requested; finishing the current batch", signal=signum)
+        self.stopping = True
+
+    def tick(self) -> None:
+        """Periodic work: publish caught-up state, advance finalization."""
+        self._last_finalize = time.monotonic()
+        self._write_states(set(self.partitions))
+        self.finalizer.run(owns_leader_partition=0 in self.partitions,
+                           partition_count=self._partition_count())  # fmt: skip
+        for state in self.partitions.values():
+            state.forget_closed(self.finalizer.finalized_through, self.doc.window_ms)
+        self.metrics.observe_watermarks(self.partitions)
+
+    def _partition_count(self) -> int:
+        metadata = self.consumer.list_topics(self.doc.topic, timeout=10)
+        return len(metadata.topics[self.doc.topic].partitions)
+
+    # -- one micro-batch ---------------------------------------------------------------------
+    def process_batch(self, messages: list[Message]) -> None:
+        window_ms, lateness_ms = self.doc.window_ms, self.doc.lateness_ms
+        columns: dict[str, list[Any]] = {name: [] for name in SCHEMA.names}
+        highest: dict[int, int] = {}
+        dead: list[tuple[Message, str, str]] = []
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("kafka error", error=str(error))
+                continue
+            partition, offset = int(message.partition() or 0), int(message.offset() or 0)
+            state = self.partitions.get(partition)
+            if state is None or offset < state.resume_offset:
+                continue  # not ours any more, or fully processed before a crash
+            highest[partition] = offset
+            parsed = self.parser.parse(message.value())
+            if parsed is None:
+                self.metrics.filtered.inc()
+                continue
+            if isinstance(parsed, Rejected):
+                dead.append((message, parsed.reason, parsed.detail))
+                continue
+            assert isinstance(parsed, Parsed)
+            start = parsed.event_ms // window_ms * window_ms
+            if state.is_late(start, window_ms, lateness_ms) or (
+                start + window_ms <= self.finalizer.finalized_through
+            ):
+                dead.append((message, "late", f"event time {parsed.event_ms} ms"))
+                continue
+            state.accept(parsed.event_ms)
+            if state.included((start, parsed.group), offset):
+                self.metrics.skipped.inc()
+                continue
+            columns["partition"].append(partition)
+            columns["offset"].append(offset)
+            columns["event_ms"].append(parsed.event_ms)
+            columns["gkey"].append(json.dumps(parsed.group))
+            columns["value"].append(parsed.value)
+        self._dead_letter(dead)
+        table = pa.table(columns, schema=SCHEMA)
+        compute_started = time.monotonic()
+        deltas = self.engine.aggregate(table, window_ms, with_sketch=self._needs_sketch())
+        self.metrics.compute_seconds.observe(time.monotonic() - compute_started)
+        batch_started = compute_started
+        self._write_partials(deltas)
+        self._write_states(set(highest), highest)
+        self._commit(highest)
+        self.metrics.consumed.inc(len(messages))
+        self.metrics.written.inc(table.num_rows)
+        self.metrics.batch_records.observe(len(messages))
+        elapsed = time.monotonic() - batch_started
+        if elapsed > 0:
+            self.metrics.processing_rate.set(len(messages) / elapsed)
+
+    def _needs_sketch(self) -> bool:
+        return self.doc.spec.metric.aggregation in ("p50", "p90", "p95", "p99")
+
+    def _dead_letter(self, dead: list[tuple[Message, str, str]]) -> None:
+        for message, reason, detail in dead:
+            source = f"{message.topic()}/{message.partition()}/{message.offset()}"
+            headers: list[tuple[str, str | bytes | None]] = [
+                ("metricpipe.reason", reason.encode()),
+                ("metricpipe.detail", detail[:500].encode()),
+                ("metricpipe.source", source.encode()),
+            ]
+            self.dead_letters.produce(
+                self.doc.dead_letter_topic,
+                value=message.value(),
+                key=message.key(),
+                headers=headers,
+            )
+            self.metrics.dead_lettered.labels(reason=reason).inc()
+        if dead and self.dead_letters.flush(30) > 0:
+            raise RuntimeError("dead-letter records were not acknowledged by Kafka")
+
+    def _write_partials(self, deltas: dict[tuple[int, int, tuple[str, ...]], Any]) -> None:
+        now_ms = int(time.time() * 1000)
+        spec = self.doc.spec.metric
+        docs, merged = [], {}
+        for (partition, start, group), delta in deltas.items():
+            state = self.partitions[partition]
+            current = state.series.get((start, group))
+            total = delta if current is None else current.merge(delta)
+            merged[(partition, start, group)] = total
+            docs.append(build_partial_doc(
+                self.doc.sink.index, pipeline=self.doc.pipeline.key, aggregation=spec.aggregation,
+                group_by=spec.group_by, window=(start, self.doc.window_ms), group=group,
+                partition=partition, agg=total, now_ms=now_ms,
+            ))  # fmt: skip
+        if docs:
+            self.sink.write(docs)
+        for (partition, start, group), total in merged.items():
+            self.partitions[partition].series[(start, group)] = total
+
+    def _write_states(self, partitions: set[int], highest: dict[int, int] | None = None) -> None:
+        now_ms = int(time.time() * 1000)
+        docs = []
+        for partition in sorted(partitions):
+            state = self.partitions.get(partition)
+            if state is None:
+                continue
+            if highest and partition in highest:
+                state.resume_offset = highest[partition] + 1
+            _, high = self.consumer.get_watermark_offsets(
+                TopicPartition(self.doc.topic, partition), cached=True
+            ) or (0, -1)
+            state.caught_up = high >= 0 and state.resume_offset >= high
+            docs.append(build_partition_state(
+                self.sink_state_index, pipeline=self.doc.pipeline.key, partition=partition,
+                watermark_ms=state.watermark_ms, committed_offset=state.resume_offset,
+                caught_up=state.caught_up, now_ms=now_ms,
+            ))  # fmt: skip
+        if docs:
+            self.sink.write(docs)
+
+    def _commit(self, highest: dict[int, int]) -> None:
+        if not highest:
+            return
+        offsets = [TopicPartition(self.doc.topic, p, o + 1) for p, o in sorted(highest.items())]
+        self.consumer.commit(offsets=offsets, asynchronous=False)
