@@ -36,7 +36,7 @@ class ConsumerMetrics:
         self.dead_lettered = Counter(
             "metricpipe_consumer_dead_letter_total", "Records sent to the dead-letter topic.",
             ["pipeline", "reason"], registry=r,
-        ).labels(pipeline=pipeline)  # fmt: skip
+        )  # fmt: skip
         self.batch_records = Histogram(
             "metricpipe_consumer_batch_records", "Records per micro-batch.", ["pipeline"],
             buckets=(10, 100, 1_000, 10_000, 50_000, 100_000, 200_000), registry=r,
@@ -79,6 +79,9 @@ class ConsumerMetrics:
         self._pipeline = pipeline
         self._last_alive = time.monotonic()
         self.ready = False
+
+    def dead_letter(self, reason: str) -> None:
+        self.dead_lettered.labels(pipeline=self._pipeline, reason=reason).inc()
 
     def record_cycle(self, waited: float, worked: float) -> None:
         total = waited + worked

@@ -217,7 +217,7 @@ class StreamConsumer:
                 key=message.key(),
                 headers=headers,
             )
-            self.metrics.dead_lettered.labels(reason=reason).inc()
+            self.metrics.dead_letter(reason)
         if dead and self.dead_letters.flush(30) > 0:
             raise RuntimeError("dead-letter records were not acknowledged by Kafka")
 

@@ -1,0 +1,320 @@
+"""Helpers that run real consumer processes against the real stack and check their output."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from helpers import free_port, wait_for
+from metricpipe_consumers.aggregate import Aggregate
+from metricpipe_consumers.reference import ReferenceResult
+from metricpipe_consumers.sink import SearchSink, build_sink
+from metricpipe_devstack.env import StackEnv
+from metricpipe_operator.api.model import MetricPipelineSpec
+from metricpipe_operator.config import OperatorConfig
+from metricpipe_operator.reconcile.consumer import build_pipeline_document
+from metricpipe_operator.reconcile.names import PipelineRef
+
+Records = list[tuple[int, int, bytes | None]]
+
+
+def create_topics(stack: StackEnv, topic: str, partitions: int) -> None:
+    admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
+    futures = admin.create_topics([NewTopic(topic, partitions, 1), NewTopic(f"{topic}.dlq", 1, 1)])
+    for future in futures.values():
+        future.result(timeout=30)
+
+
+def produce(
+    stack: StackEnv, topic: str, records: Iterable[tuple[bytes | None, bytes | None]]
+) -> int:
+    producer = Producer({"bootstrap.servers": stack.kafka_bootstrap, "linger.ms": 50,
+                         "batch.num.messages": 10_000, "enable.idempotence": True})  # fmt: skip
+    count = 0
+    for key, value in records:
+        while True:
+            try:
+                producer.produce(topic, key=key, value=value)
+                break
+            except BufferError:
+                producer.poll(0.1)
+        count += 1
+        if count % 10_000 == 0:
+            producer.poll(0)
+    assert producer.flush(60) == 0
+    return count
+
+
+def read_topic(stack: StackEnv, topic: str) -> Records:
+    """Every record of a topic as (partition, offset, value), in offset order per partition."""
+    admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
+    partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer = Consumer({"bootstrap.servers": stack.kafka_bootstrap, "group.id": "reader",
+                         "enable.auto.commit": False, "enable.partition.eof": True})  # fmt: skip
+    out: Records = []
+    try:
+        for partition in sorted(partitions):
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            if high <= low:
+                continue
+            consumer.assign([TopicPartition(topic, partition, low)])
+            while True:
+                message = consumer.poll(10)
+                assert message is not None, f"reading {topic}/{partition} stalled"
+                if message.error() is None:
+                    out.append((partition, message.offset(), message.value()))
+                if message.offset() is not None and message.offset() >= high - 1:
+                    break
+    finally:
+        consumer.close()
+    return out
+
+
+def dead_letter_reasons(stack: StackEnv, topic: str) -> Counter[str]:
+    reasons: Counter[str] = Counter()
+    consumer = Consumer({"bootstrap.servers": stack.kafka_bootstrap, "group.id": "dlq-reader",
+                         "enable.auto.commit": False})  # fmt: skip
+    try:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+        consumer.assign([TopicPartition(topic, 0, low)])
+        seen = low
+        while seen < high:
+            message = consumer.poll(10)
+            assert message is not None, "reading the dead-letter topic stalled"
+            if message.error() is None:
+                headers = dict(message.headers() or [])
+                reasons[headers["metricpipe.reason"].decode()] += 1
+                seen = message.offset() + 1
+    finally:
+        consumer.close()
+    return reasons
+
+
+def committed_everything(stack: StackEnv, group: str, topic: str) -> bool:
+    consumer = Consumer({"bootstrap.servers": stack.kafka_bootstrap, "group.id": group})
+    try:
+        metadata = consumer.list_topics(topic, timeout=10)
+        partitions = [TopicPartition(topic, p) for p in metadata.topics[topic].partitions]
+        committed = consumer.committed(partitions, timeout=10)
+        for tp in committed:
+            _, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, tp.partition), timeout=10
+            )
+            if high > 0 and tp.offset < high:
+                return False
+        return True
+    finally:
+        consumer.close()
+
+
+@dataclass
+class Pipeline:
+    """A pipeline document on disk, as the operator would mount it, and its sink."""
+
+    name: str
+    spec: MetricPipelineSpec
+    document_path: Path
+    sink: SearchSink
+    document: dict[str, Any]
+
+    @property
+    def group(self) -> str:
+        return str(self.document["consumerGroup"])
+
+
+def make_pipeline(
+    stack: StackEnv, tmp_path: Path, name: str, topic: str, spec: dict[str, Any], backend: str
+) -> Pipeline:
+    spec_model = MetricPipelineSpec.model_validate(
+        {**spec, "topic": {"name": topic}, "sink": {"backend": backend}}
+    )
+    config = OperatorConfig(
+        kafka_bootstrap=stack.kafka_bootstrap,
+        elasticsearch_url=stack.elasticsearch_url,
+        opensearch_url=stack.opensearch_url,
+    )
+    ref = PipelineRef("it", name, "uid")
+    document = build_pipeline_document(ref, spec_model, topic, config)
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(document))
+    sink = build_sink(backend, document["sink"]["endpoint"], document["sink"]["index"], None, None)
+    return Pipeline(name, spec_model, path, sink, document)
+
+
+@dataclass
+class ConsumerProcesses:
+    log_dir: Path
+    running: list[tuple[subprocess.Popen[bytes], Path]] = field(default_factory=list)
+
+    def start(self, pipeline: Pipeline, **env: str) -> subprocess.Popen[bytes]:
+        log_path = self.log_dir / f"{pipeline.name}-{len(self.running)}.log"
+        process_env = {
+            **os.environ,
+            "METRICPIPE_PIPELINE_CONFIG": str(pipeline.document_path),
+            "METRICPIPE_METRICS_PORT": str(free_port()),
+            "METRICPIPE_SPARK_MASTER": "local[1]",
+            "METRICPIPE_FINALIZE_INTERVAL_SECONDS": "2",
+            "METRICPIPE_MAX_BATCH_SECONDS": "1",
+            "METRICPIPE_LOG_LEVEL": "INFO",
+            **env,
+        }
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "metricpipe_consumers", "stream"],
+                stdout=log, stderr=subprocess.STDOUT, env=process_env, start_new_session=True,
+            )  # fmt: skip
+        self.running.append((process, log_path))
+        return process
+
+    def kill(self, process: subprocess.Popen[bytes]) -> None:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
+    def stop_all(self) -> None:
+        for process, _ in self.running:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process, _ in self.running:
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"== {p}\n{p.read_text(errors='replace')[-3000:]}" for _, p in self.running
+        )
+
+    def assert_alive(self) -> None:
+        dead = [(p.returncode, log) for p, log in self.running if p.poll() not in (None, -9)]
+        if dead:
+            pytest.fail(f"a consumer exited: {dead}\n{self.logs()}")
+
+
+def wait_until_finalized(pipeline: Pipeline, through_ms: int, timeout: float = 180) -> None:
+    def reached() -> bool:
+        pipeline.sink.refresh()
+        found = pipeline.sink.search(pipeline.sink.state_index, {"term": {"kind": "pipeline"}}, 1)
+        return bool(found) and int(found[0]["finalized_through_ms"]) >= through_ms
+
+    wait_for(reached, timeout=timeout, what=f"windows finalized through {through_ms}")
+
+
+def sink_results(pipeline: Pipeline) -> tuple[dict[Any, dict[str, Any]], dict[Any, Aggregate]]:
+    """(final documents, merged partials) keyed by (window start, group)."""
+    pipeline.sink.refresh()
+    finals: dict[Any, dict[str, Any]] = {}
+    partials: dict[Any, Aggregate] = {}
+    for doc in _all_docs(pipeline.sink):
+        key = (int(doc["window_start_ms"]), tuple(str(v) for v in doc["group"].values()))
+        if doc["final"]:
+            assert key not in finals, f"two final documents for {key}"
+            finals[key] = doc
+        else:
+            partials[key] = partials.get(key, Aggregate()).merge(
+                Aggregate.from_fields(doc, int(doc["partition"]))
+            )
+    return finals, partials
+
+
+def _all_docs(sink: SearchSink) -> list[dict[str, Any]]:
+    """Every metric document, read day by day (each day stays under the 10,000-hit page)."""
+    docs: list[dict[str, Any]] = []
+    bounds = sink.search(sink.index, {"match_all": {}}, size=1)
+    if not bounds:
+        return docs
+    day = 86_400_000
+    first = _edge(sink, "asc") // day * day
+    last = _edge(sink, "desc")
+    for start in range(first, last + 1, day):
+        page = sink.search(
+            sink.index, {"range": {"window_start_ms": {"gte": start, "lt": start + day}}}, 10_000
+        )
+        assert len(page) < 10_000, "a day holds too many documents for one page"
+        docs += page
+    return docs
+
+
+def _edge(sink: SearchSink, order: str) -> int:
+    body: dict[str, Any] = {"query": {"match_all": {}}, "size": 1,
+                            "sort": [{"window_start_ms": order}]}  # fmt: skip
+    if sink.keyword_bodies:
+        response = sink.client.search(index=sink.index, **body)
+    else:
+        response = sink.client.search(index=sink.index, body=body)
+    return int(response["hits"]["hits"][0]["_source"]["window_start_ms"])
+
+
+def assert_matches_reference(
+    pipeline: Pipeline, reference: ReferenceResult, finalized_through: int
+) -> int:
+    """Every window of the reference is in the sink with the same numbers: final documents for
+    windows finalized, merged partials for open ones. Returns the number of finals checked."""
+    metric = pipeline.spec.metric
+    window_s = pipeline.document["spec"]["metric"]["window"]
+    from metricpipe_operator.api.durations import parse_duration
+
+    seconds = parse_duration(window_s)
+    finals, partials = sink_results(pipeline)
+    problems: list[str] = []
+    checked = 0
+    for key, ref in sorted(reference.windows.items()):
+        start = key[0]
+        if start + seconds * 1000 <= finalized_through:
+            doc = finals.get(key)
+            if doc is None:
+                problems.append(f"{key}: no final document")
+                continue
+            checked += 1
+            got_count, got_value = int(doc["count"]), doc["value"]
+            got_min, got_max, got_sum = doc["min"], doc["max"], doc["sum"]
+        else:
+            agg = partials.get(key)
+            if agg is None:
+                problems.append(f"{key}: no partial documents")
+                continue
+            got_count, got_value = agg.count, agg.value(metric.aggregation, seconds)
+            got_min, got_max, got_sum = agg.minimum, agg.maximum, agg.total
+        if got_count != ref.count:
+            problems.append(f"{key}: count {got_count} != {ref.count}")
+        if ref.values:
+            if (got_min, got_max) != (min(ref.values), max(ref.values)):
+                problems.append(f"{key}: min/max {got_min}/{got_max}")
+            if abs(got_sum - sum(ref.values)) > 1e-9 * max(1.0, abs(sum(ref.values))):
+                problems.append(f"{key}: sum {got_sum} != {sum(ref.values)}")
+        expected = ref.value(metric.aggregation, seconds)
+        tolerance = 0.01 if metric.aggregation.startswith("p") else 1e-9
+        if expected is None or got_value is None:
+            if expected != got_value:
+                problems.append(f"{key}: value {got_value} != {expected}")
+        elif abs(got_value - expected) > tolerance * abs(expected) + 1e-12:
+            problems.append(f"{key}: value {got_value} != {expected}")
+    extra = set(finals) - set(reference.windows)
+    if extra:
+        problems.append(f"final documents the reference does not have: {sorted(extra)[:5]}")
+    assert problems == [], "\n".join(problems[:20]) + f"\n({len(problems)} problems)"
+    return checked
+
+
+def wait_consumed(stack: StackEnv, pipeline: Pipeline, topic: str, procs: ConsumerProcesses,
+                  timeout: float = 300) -> None:  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        procs.assert_alive()
+        if committed_everything(stack, pipeline.group, topic):
+            return
+        time.sleep(1)
+    pytest.fail(f"{pipeline.name} did not consume everything in {timeout}s\n{procs.logs()}")

@@ -1,0 +1,117 @@
+"""Correctness on real data: RIPE Atlas RTTs and an Apache access log through Kafka, the real
+consumer process (Spark) and Elasticsearch/OpenSearch, compared with the reference."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from consumers import (
+    ConsumerProcesses,
+    assert_matches_reference,
+    create_topics,
+    dead_letter_reasons,
+    make_pipeline,
+    produce,
+    read_topic,
+    wait_consumed,
+    wait_until_finalized,
+)
+
+from metricpipe_consumers.reference import compute_reference
+from metricpipe_devstack.datasets import DatasetMissingError, iter_access_log_lines, iter_rtt_records
+from metricpipe_devstack.env import StackEnv
+
+RTT_PARTITIONS = 6
+
+
+@pytest.fixture(scope="module")
+def rtt_topic(stack: StackEnv) -> tuple[str, list[tuple[int, int, bytes | None]]]:
+    try:
+        records = list(iter_rtt_records(stack.data_dir))
+    except DatasetMissingError as error:
+        pytest.skip(str(error))
+    topic = "it-rtt-" + str(abs(hash(stack.kafka_bootstrap)))[:6] + "-" + str(len(records))
+    topic = f"{topic}-{__import__('uuid').uuid4().hex[:6]}"
+    create_topics(stack, topic, RTT_PARTITIONS)
+    produce(stack, topic, ((str(r["probe"]).encode(), json.dumps(r).encode()) for r in records))
+    return topic, read_topic(stack, topic)
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[ConsumerProcesses]:
+    procs = ConsumerProcesses(tmp_path)
+    yield procs
+    procs.stop_all()
+
+
+RTT_SPECS: dict[str, dict[str, Any]] = {
+    "avg": {"aggregation": "avg", "valueField": "rtt", "groupBy": ["probe"]},
+    "p95": {"aggregation": "p95", "valueField": "rtt", "groupBy": ["probe"]},
+}
+LOST = [{"field": "rtt", "matches": "^-[34](\\.0)?$"}]
+VALID = [{"field": "rtt", "matches": "^[0-9]"}]
+
+
+@pytest.mark.parametrize("backend", ["elasticsearch", "opensearch"])
+@pytest.mark.parametrize("metric", ["avg", "p95"])
+def test_rtt_per_probe_per_hour(
+    stack: StackEnv, rtt_topic: Any, processes: ConsumerProcesses, tmp_path: Path,
+    unique_name: str, backend: str, metric: str,
+) -> None:  # fmt: skip
+    topic, records = rtt_topic
+    spec = {"source": {"tag": "atlas", "filters": VALID}, "metric": RTT_SPECS[metric]}
+    run_and_compare(stack, processes, tmp_path, f"{unique_name}-{metric}", topic, spec, backend,
+                    records)  # fmt: skip
+
+
+def test_rtt_loss_count_per_hour(
+    stack: StackEnv, rtt_topic: Any, processes: ConsumerProcesses, tmp_path: Path, unique_name: str
+) -> None:
+    topic, records = rtt_topic
+    spec = {"source": {"tag": "atlas", "filters": LOST},
+            "metric": {"aggregation": "count", "groupBy": ["probe"]}}  # fmt: skip
+    run_and_compare(stack, processes, tmp_path, unique_name, topic, spec, "elasticsearch", records)
+
+
+@pytest.mark.parametrize("backend", ["elasticsearch", "opensearch"])
+def test_access_log_requests_and_5xx_rate(
+    stack: StackEnv, processes: ConsumerProcesses, tmp_path: Path, unique_name: str, backend: str
+) -> None:
+    try:
+        lines = list(iter_access_log_lines(stack.data_dir))
+    except DatasetMissingError as error:
+        pytest.skip(str(error))
+    topic = f"{unique_name}-access"
+    create_topics(stack, topic, 3)
+    produce(stack, topic, ((None, line.encode()) for line in lines))
+    records = read_topic(stack, topic)
+    base = {"tag": "web", "format": "apache_combined"}
+    clf = {"field": "time", "format": "clf"}
+    requests = {"source": base, "metric": {"aggregation": "count", "eventTime": clf}}
+    errors = {"source": {**base, "filters": [{"field": "status", "matches": "^5"}]},
+              "metric": {"aggregation": "rate", "eventTime": clf}}  # fmt: skip
+    for name, spec in (("requests", requests), ("5xx", errors)):
+        run_and_compare(stack, processes, tmp_path, f"{unique_name}-{name}", topic, spec, backend,
+                        records)  # fmt: skip
+
+
+def run_and_compare(
+    stack: StackEnv, processes: ConsumerProcesses, tmp_path: Path, name: str, topic: str,
+    spec: dict[str, Any], backend: str, records: list[tuple[int, int, bytes | None]],
+) -> None:  # fmt: skip
+    pipeline = make_pipeline(stack, tmp_path, name, topic, spec, backend)
+    reference = compute_reference(pipeline.spec, records)
+    processes.start(pipeline)
+    wait_consumed(stack, pipeline, topic, processes)
+    max_event = max(start for start, _ in reference.windows) + 3_600_000
+    window_ms = 3_600_000
+    through = (max_event - window_ms - 5 * 60_000) // window_ms * window_ms
+    wait_until_finalized(pipeline, through)
+    checked = assert_matches_reference(pipeline, reference, through)
+    assert checked > 0
+    reasons = dead_letter_reasons(stack, f"{topic}.dlq")
+    assert reasons == reference.dead_letters or not reference.dead_letters

@@ -1,0 +1,107 @@
+"""Sketch accuracy, mergeable aggregates, the reference, finalisation watermark (pure)."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from metricpipe_consumers.aggregate import Aggregate
+from metricpipe_consumers.finalize import decide_pipeline_watermark
+from metricpipe_consumers.reference import compute_reference
+from metricpipe_consumers.sketch import QuantileSketch, exact_quantile
+from metricpipe_consumers.state import PartitionState
+from metricpipe_operator.api.model import MetricPipelineSpec
+
+
+@pytest.mark.parametrize("q", [0.5, 0.9, 0.95, 0.99, 0.0, 1.0])
+def test_sketch_is_within_its_relative_error_bound(q: float) -> None:
+    rng = random.Random(7)
+    values = [rng.lognormvariate(3, 1.5) for _ in range(5_000)] + [0.0] * 20
+    values += [-rng.expovariate(0.1) for _ in range(300)]
+    sketch = QuantileSketch(0.01)
+    for v in values:
+        sketch.add(v)
+    exact = exact_quantile(values, q)
+    estimate = sketch.quantile(q)
+    assert exact is not None
+    assert estimate is not None
+    assert abs(estimate - exact) <= 0.01 * abs(exact) + 1e-12
+
+
+def test_sketch_merge_equals_one_sketch() -> None:
+    rng = random.Random(3)
+    values = [rng.uniform(1, 500) for _ in range(2_000)]
+    whole, left, right = QuantileSketch(), QuantileSketch(), QuantileSketch()
+    for i, v in enumerate(values):
+        whole.add(v)
+        (left if i % 3 else right).add(v)
+    assert left.merge(right) == whole
+    assert QuantileSketch.from_dict(json.loads(json.dumps(whole.to_dict()))) == whole
+
+
+def test_aggregates_merge_and_values() -> None:
+    a = Aggregate(2, 3.0, 1.0, 2.0, 5.0, None, 10, {0: 10})
+    b = Aggregate(1, 10.0, 10.0, 10.0, 100.0, None, 4, {1: 4})
+    merged = a.merge(b)
+    assert (merged.count, merged.total, merged.minimum, merged.maximum) == (3, 13.0, 1.0, 10.0)
+    assert merged.offsets == {0: 10, 1: 4}
+    assert merged.value("avg", 60) == pytest.approx(13 / 3)
+    assert merged.value("rate", 60) == pytest.approx(3 / 60)
+    assert Aggregate().value("avg", 60) is None
+    restored = Aggregate.from_fields(merged.to_fields(), partition=None)
+    assert (restored.count, restored.total, restored.max_offset) == (3, 13.0, 10)
+
+
+def test_reference_windows_late_and_dead_letters() -> None:
+    spec = MetricPipelineSpec.model_validate({
+        "source": {"tag": "a"},
+        "metric": {"aggregation": "max", "valueField": "v", "window": "1m",
+                   "allowedLateness": "10s"},
+    })  # fmt: skip
+
+    def rec(second: int, v: float) -> bytes:
+        return json.dumps({"time": f"2020-01-01T00:{second // 60:02d}:{second % 60:02d}Z",
+                           "v": v}).encode()  # fmt: skip
+
+    records = [
+        (0, 0, rec(5, 1.0)), (0, 1, rec(65, 2.0)), (0, 2, rec(75, 3.0)),
+        (0, 3, rec(30, 9.0)),  # window [0,60) ends at 60; 60 + 10 <= 75: late
+        (1, 0, rec(30, 4.0)),  # another partition has its own watermark: on time
+        (1, 1, b"{oops"),
+    ]  # fmt: skip
+    result = compute_reference(spec, records)
+    assert result.dead_letters == {"late": 1, "malformed_json": 1}
+    minute0 = 1577836800000
+    assert result.windows[(minute0, ())].value("max", 60) == 4.0
+    assert result.windows[(minute0 + 60_000, ())].count == 2
+
+
+def test_partition_state_late_and_replay() -> None:
+    state = PartitionState(0, watermark_ms=100_000)
+    assert state.is_late(0, 60_000, 10_000)  # 0 + 60s + 10s <= 100s
+    assert not state.is_late(60_000, 60_000, 10_000)
+    state.series[(60_000, ())] = Aggregate(max_offset=41)
+    assert state.included((60_000, ()), 41)
+    assert not state.included((60_000, ()), 42)
+
+
+@pytest.mark.parametrize(
+    ("states", "count", "expected"),
+    [
+        ([{"partition": 0, "watermark_ms": 5, "caught_up": False}], 2, None),  # p1 unknown
+        ([{"partition": 0, "watermark_ms": 5, "caught_up": False},
+          {"partition": 1, "watermark_ms": 9, "caught_up": False}], 2, 5),
+        ([{"partition": 0, "watermark_ms": 5, "caught_up": True},
+          {"partition": 1, "watermark_ms": 9, "caught_up": False}], 2, 9),
+        ([{"partition": 0, "watermark_ms": 5, "caught_up": True},
+          {"partition": 1, "watermark_ms": 9, "caught_up": True}], 2, 9),
+        ([{"partition": 0, "watermark_ms": None, "caught_up": True},
+          {"partition": 1, "watermark_ms": None, "caught_up": False}], 2, None),
+    ],
+)  # fmt: skip
+def test_pipeline_watermark(
+    states: list[dict[str, object]], count: int, expected: int | None
+) -> None:
+    assert decide_pipeline_watermark(states, count) == expected
