@@ -80,6 +80,7 @@ class Finalizer:
                 {"range": {"window_end_ms": {"gt": self.finalized_through, "lte": through}}},
             ]}},
             size=PAGE,
+            sort=[{"window_end_ms": "asc"}],
         )  # fmt: skip
         if not partials:
             return through

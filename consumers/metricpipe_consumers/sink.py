@@ -36,7 +36,7 @@ class MetricSink(Protocol):
     def ensure_indices(self) -> None: ...
     def write(self, docs: list[SinkDoc]) -> WriteResult: ...
     def search(
-        self, index: str, query: dict[str, Any], size: int = 10_000
+        self, index: str, query: dict[str, Any], size: int = 10_000, sort: list[Any] | None = None
     ) -> list[dict[str, Any]]: ...
     def refresh(self) -> None: ...
 
@@ -125,8 +125,12 @@ class SearchSink:
         return [next(iter(item.values())) for item in response["items"]]
 
     # -- reads ---------------------------------------------------------------------------------
-    def search(self, index: str, query: dict[str, Any], size: int = 10_000) -> list[dict[str, Any]]:
-        body = {"query": query, "size": size}
+    def search(
+        self, index: str, query: dict[str, Any], size: int = 10_000, sort: list[Any] | None = None
+    ) -> list[dict[str, Any]]:
+        body: dict[str, Any] = {"query": query, "size": size}
+        if sort:
+            body["sort"] = sort
         if self.keyword_bodies:
             response = self._call(lambda: self.client.search(index=index, **body))
         else:

@@ -210,6 +210,7 @@ class StreamConsumer:
                 ("metricpipe.reason", reason.encode()),
                 ("metricpipe.detail", detail[:500].encode()),
                 ("metricpipe.source", source.encode()),
+                ("metricpipe.pipeline", self.doc.pipeline.key.encode()),
             ]
             self.dead_letters.produce(
                 self.doc.dead_letter_topic,

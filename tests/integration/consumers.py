@@ -83,7 +83,8 @@ def read_topic(stack: StackEnv, topic: str) -> Records:
     return out
 
 
-def dead_letter_reasons(stack: StackEnv, topic: str) -> Counter[str]:
+def dead_letter_reasons(stack: StackEnv, topic: str, pipeline: str) -> Counter[str]:
+    """Reasons of the dead letters one pipeline wrote (pipelines may share a topic)."""
     reasons: Counter[str] = Counter()
     consumer = Consumer({"bootstrap.servers": stack.kafka_bootstrap, "group.id": "dlq-reader",
                          "enable.auto.commit": False})  # fmt: skip
@@ -96,7 +97,8 @@ def dead_letter_reasons(stack: StackEnv, topic: str) -> Counter[str]:
             assert message is not None, "reading the dead-letter topic stalled"
             if message.error() is None:
                 headers = dict(message.headers() or [])
-                reasons[headers["metricpipe.reason"].decode()] += 1
+                if headers.get("metricpipe.pipeline", b"").decode() == pipeline:
+                    reasons[headers["metricpipe.reason"].decode()] += 1
                 seen = message.offset() + 1
     finally:
         consumer.close()
