@@ -23,6 +23,7 @@ from metricpipe_consumers.aggregate import Aggregate
 from metricpipe_consumers.reference import ReferenceResult
 from metricpipe_consumers.sink import SearchSink, build_sink
 from metricpipe_devstack.env import StackEnv
+from metricpipe_operator.api.durations import parse_duration
 from metricpipe_operator.api.model import MetricPipelineSpec
 from metricpipe_operator.config import OperatorConfig
 from metricpipe_operator.reconcile.consumer import build_pipeline_document
@@ -266,10 +267,7 @@ def assert_matches_reference(
     """Every window of the reference is in the sink with the same numbers: final documents for
     windows finalized, merged partials for open ones. Returns the number of finals checked."""
     metric = pipeline.spec.metric
-    window_s = pipeline.document["spec"]["metric"]["window"]
-    from metricpipe_operator.api.durations import parse_duration
-
-    seconds = parse_duration(window_s)
+    seconds = parse_duration(pipeline.document["spec"]["metric"]["window"])
     finals, partials = sink_results(pipeline)
     problems: list[str] = []
     checked = 0
