@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         max_batch_records=config.max_batch_records,
         max_batch_seconds=config.max_batch_seconds,
         finalize_interval_seconds=config.finalize_interval_seconds,
+        session_timeout_ms=config.session_timeout_ms,
+        max_record_bytes=config.max_record_bytes,
+        group_instance_id=config.group_instance_id,
     )
     engine = SparkAggregator(config.spark_master)
     try:

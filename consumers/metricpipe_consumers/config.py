@@ -23,4 +23,11 @@ class ConsumerConfig(BaseSettings):
     max_batch_records: int = Field(default=100_000, ge=1)
     max_batch_seconds: float = Field(default=2.0, gt=0)
     finalize_interval_seconds: float = Field(default=5.0, gt=0)
+    max_record_bytes: int = Field(default=1_048_576, ge=1, description="Larger: dead-lettered.")
+    session_timeout_ms: int = Field(default=30_000, ge=1000)
+    group_instance_id: str | None = Field(
+        default=None,
+        description="Static group membership (the pod name): a restarted container rejoins "
+        "with its partitions instead of triggering a rebalance.",
+    )
     log_level: str = "INFO"

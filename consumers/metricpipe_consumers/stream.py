@@ -35,6 +35,8 @@ class StreamSettings:
     max_batch_seconds: float = 2.0
     finalize_interval_seconds: float = 5.0
     session_timeout_ms: int = 30_000
+    max_record_bytes: int = 1_048_576
+    group_instance_id: str | None = None
 
 
 class StreamConsumer:
@@ -47,11 +49,17 @@ class StreamConsumer:
         self.engine = engine
         self.metrics = metrics
         self.settings = settings or StreamSettings()
-        self.parser = RecordParser(doc.spec)
+        self.parser = RecordParser(doc.spec, max_bytes=self.settings.max_record_bytes)
         self.partitions: dict[int, PartitionState] = {}
         self.stopping = False
         self.finalizer = Finalizer(doc, sink, metrics)
+        membership = (
+            {"group.instance.id": self.settings.group_instance_id}
+            if self.settings.group_instance_id
+            else {}
+        )
         self.consumer = Consumer({
+            **membership,
             "bootstrap.servers": doc.kafka_bootstrap,
             "group.id": doc.consumer_group,
             "partition.assignment.strategy": "cooperative-sticky",
