@@ -36,6 +36,9 @@ class SparkAggregator:
             SparkSession.builder.master(master)
             .appName("metricpipe-consumer")
             .config("spark.ui.enabled", "false")
+            # Local mode needs no network: keep the driver on loopback.
+            .config("spark.driver.bindAddress", "127.0.0.1")
+            .config("spark.driver.host", "127.0.0.1")
             .config("spark.sql.shuffle.partitions", "2")
             .config("spark.sql.session.timeZone", "UTC")
             .config("spark.sql.execution.arrow.pyspark.enabled", "true")

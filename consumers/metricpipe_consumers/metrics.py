@@ -57,6 +57,10 @@ class ConsumerMetrics:
             "metricpipe_consumer_processing_rate",
             "Records per second of processing time, last batch.",
         )
+        self.commit_failures = counter(
+            "metricpipe_consumer_commit_failures_total",
+            "Offset commits refused (e.g. during a rebalance).",
+        )
         self.assigned = gauge("metricpipe_consumer_assigned_partitions", "Partitions owned.")
         self.watermark = Gauge(
             "metricpipe_consumer_watermark_seconds",

@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 import structlog
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from .document import PipelineDocument
 from .documents import build_partial_doc, build_partition_state
@@ -77,6 +77,10 @@ class StreamConsumer:
 
     # -- group membership ------------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, assigned: list[TopicPartition]) -> None:
+        if assigned:
+            # Searches see only refreshed segments: make the previous owner's last writes
+            # visible, or this replica would restart a window's aggregate and overwrite it.
+            self.sink.refresh()
         for tp in assigned:
             self.partitions[tp.partition] = self._load(tp.partition)
         log.info("partitions assigned", partitions=sorted(tp.partition for tp in assigned))
@@ -274,4 +278,13 @@ class StreamConsumer:
         if not highest:
             return
         offsets = [TopicPartition(self.doc.topic, p, o + 1) for p, o in sorted(highest.items())]
-        self.consumer.commit(offsets=offsets, asynchronous=False)
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as error:
+            kafka_error = error.args[0]
+            if kafka_error.fatal():
+                raise
+            # A rebalance took the partitions meanwhile. Harmless: the sink already holds the
+            # batch and its resume offsets, so the next owner skips what was done.
+            log.warning("offset commit refused", error=str(kafka_error))
+            self.metrics.commit_failures.inc()

@@ -40,5 +40,12 @@ def configure_logging(level: str = "INFO", json_output: bool | None = None) -> N
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("kubernetes.client.rest", "urllib3", "aiohttp.access"):
+    for noisy in (
+        "kubernetes.client.rest",
+        "urllib3",
+        "aiohttp.access",
+        "elastic_transport",
+        "opensearch",
+        "py4j",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -202,7 +202,8 @@ class ConsumerProcesses:
         )
 
     def assert_alive(self) -> None:
-        dead = [(p.returncode, log) for p, log in self.running if p.poll() not in (None, -9)]
+        # 0: stopped on purpose (SIGTERM is graceful); -9: killed on purpose.
+        dead = [(p.returncode, log) for p, log in self.running if p.poll() not in (None, 0, -9)]
         if dead:
             pytest.fail(f"a consumer exited: {dead}\n{self.logs()}")
 

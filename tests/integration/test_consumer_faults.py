@@ -112,7 +112,7 @@ def test_scale_one_three_one_mid_replay(
     time.sleep(8)
     extra = [processes.start(pipeline, **env) for _ in range(2)]
     produce(stack, topic, records[third : 2 * third])
-    time.sleep(12)
+    time.sleep(25)  # Spark start-up and the rebalance take a while on two cores
     for process in extra:  # graceful: SIGTERM finishes the batch, commits and leaves
         process.terminate()
         process.wait(timeout=60)
