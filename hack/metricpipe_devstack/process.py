@@ -98,11 +98,13 @@ def stop_process(run_dir: Path, name: str, grace_seconds: float = 20.0) -> str:
         if _group_alive(record.pid):
             _signal_group(record.pid, signal.SIGKILL)
             outcome = "killed after grace period"
+            _wait_gone(record.pid, 5.0)  # SIGKILL is delivered asynchronously
     elif _start_ticks(record.pid) is None and _group_alive(record.pid):
         # The leader is gone but children of its group remain. The kernel never reuses a pid
         # while a group of that id has members, so these are ours.
         _signal_group(record.pid, signal.SIGKILL)
         outcome = "stopped orphaned children"
+        _wait_gone(record.pid, 5.0)
     # Otherwise the pid now belongs to an unrelated process: leave it alone.
     (run_dir / f"{name}.pid").unlink(missing_ok=True)
     return outcome
@@ -111,6 +113,12 @@ def stop_process(run_dir: Path, name: str, grace_seconds: float = 20.0) -> str:
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, sig)
+
+
+def _wait_gone(pgid: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _group_alive(pgid):
+        time.sleep(0.05)
 
 
 def _group_alive(pgid: int) -> bool:

@@ -64,6 +64,9 @@ def test_apply_creates_topic_route_and_consumer(
     assert state is not None
     assert state[0] == 3
     assert state[1]["retention.ms"] == str(2 * 3600 * 1000)
+    dead_letters = topic_state(stack.kafka_bootstrap, f"{topic}.dlq")
+    assert dead_letters is not None
+    assert dead_letters[0] == 1
 
     # The route: fluent-operator objects, accepted by the API server against their own CRDs.
     route = f"mp-{namespace}-web-5xx"
@@ -169,10 +172,11 @@ def test_delete_retain_and_delete_policies(
         what="ConfigMaps garbage-collected",
     )  # fmt: skip
     assert topic_state(stack.kafka_bootstrap, f"metricpipe.{namespace}.keep") is not None
-    wait_for(
-        lambda: topic_state(stack.kafka_bootstrap, f"metricpipe.{namespace}.drop") is None,
-        what="topic of the Delete pipeline gone",
-    )
+    for name in (f"metricpipe.{namespace}.drop", f"metricpipe.{namespace}.drop.dlq"):
+        wait_for(
+            lambda n=name: topic_state(stack.kafka_bootstrap, n) is None,
+            what=f"{name} of the Delete pipeline gone",
+        )
     for name in ("keep", "drop"):
         assert fluent_object(kube, "clusteroutputs", f"mp-{namespace}-{name}") is None
 

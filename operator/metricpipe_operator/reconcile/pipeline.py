@@ -27,7 +27,7 @@ from .route import (
     build_route_configmap,
 )
 from .status import Condition, build_ready, merge_conditions, rebuild_ready
-from .topic import build_topic_plan, delete_topic, ensure_topic
+from .topic import build_dead_letter_plan, build_topic_plan, delete_topic, ensure_topic
 
 Change = tuple[str, str]
 
@@ -57,6 +57,10 @@ def reconcile_topic(rt: Runtime, ref: PipelineRef, spec: MetricPipelineSpec, out
         result = ensure_topic(
             rt.kafka, plan, rt.config.kafka_bootstrap, rt.config.kafka_timeout_seconds
         )
+        dead_letters = ensure_topic(
+            rt.kafka, build_dead_letter_plan(plan), rt.config.kafka_bootstrap,
+            rt.config.kafka_timeout_seconds,
+        )  # fmt: skip
     except KafkaUnavailableError as error:
         out.conditions.append(Condition("TopicReady", False, "KafkaUnavailable", str(error)))
         out.transient = str(error)
@@ -67,7 +71,7 @@ def reconcile_topic(rt: Runtime, ref: PipelineRef, spec: MetricPipelineSpec, out
         )
         out.permanent = str(error)
         return
-    out.changes += result.changes
+    out.changes += result.changes + dead_letters.changes
     out.status["topic"] = {"name": plan.name, "partitions": result.partitions}
     out.conditions.append(
         Condition(
@@ -200,10 +204,10 @@ def finalize_pipeline(rt: Runtime, ref: PipelineRef, spec: MetricPipelineSpec) -
             changes.append((f"{kind}Deleted", f"deleted {kind} {ref.cluster_route_name}"))
     topic = spec.topic_name(ref.namespace, ref.name)
     if spec.topic.deletion_policy == "Delete":
-        if delete_topic(
-            rt.kafka, topic, rt.config.kafka_bootstrap, rt.config.kafka_timeout_seconds
-        ):
-            changes.append(("TopicDeleted", f"deleted topic {topic} (deletionPolicy Delete)"))
+        for name in (topic, f"{topic}.dlq"):
+            timeout = rt.config.kafka_timeout_seconds
+            if delete_topic(rt.kafka, name, rt.config.kafka_bootstrap, timeout):
+                changes.append(("TopicDeleted", f"deleted topic {name} (deletionPolicy Delete)"))
     else:
         changes.append(("TopicRetained", f"kept topic {topic} (deletionPolicy Retain)"))
     return changes

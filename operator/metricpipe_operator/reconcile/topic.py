@@ -60,6 +60,19 @@ def build_topic_plan(spec: MetricPipelineSpec, namespace: str, name: str) -> Top
     )
 
 
+DEAD_LETTER_RETENTION_MS = 14 * 24 * 3600 * 1000
+
+
+def build_dead_letter_plan(plan: TopicPlan) -> TopicPlan:
+    """`<topic>.dlq`: malformed and late records with their reason (one partition, 14 days)."""
+    return TopicPlan(
+        name=f"{plan.name}.dlq",
+        partitions=1,
+        replication_factor=plan.replication_factor,
+        config={**MANAGED_DEFAULTS, "retention.ms": str(DEAD_LETTER_RETENTION_MS)},
+    )
+
+
 def decide_topic_changes(plan: TopicPlan, current: TopicState | None) -> TopicChanges:
     """What must change in Kafka so that the topic matches the plan (pure)."""
     if current is None:
