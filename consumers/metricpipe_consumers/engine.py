@@ -8,7 +8,6 @@ result comes back as Arrow and is folded into mergeable `Aggregate`s.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from typing import Any
@@ -20,11 +19,17 @@ from pyspark.sql import functions as sf
 from .aggregate import Aggregate
 from .sketch import DEFAULT_RELATIVE_ACCURACY, QuantileSketch
 
+GROUP_SEPARATOR = "\x1f"  # ASCII unit separator: joins a group's values into one column
 BatchKey = tuple[int, int, tuple[str, ...]]  # (partition, window start ms, group)
 SCHEMA = pa.schema(
     [("partition", pa.int32()), ("offset", pa.int64()), ("event_ms", pa.int64()),
      ("gkey", pa.string()), ("value", pa.float64())]
 )  # fmt: skip
+
+
+def split_group(joined: str, fields: int) -> tuple[str, ...]:
+    """Inverse of GROUP_SEPARATOR.join(group) for a group of `fields` values."""
+    return tuple(joined.split(GROUP_SEPARATOR)) if fields else ()
 
 
 class SparkAggregator:
@@ -48,7 +53,7 @@ class SparkAggregator:
         self.session.sparkContext.setLogLevel("WARN")
 
     def aggregate(
-        self, table: pa.Table, window_ms: int, with_sketch: bool
+        self, table: pa.Table, window_ms: int, with_sketch: bool, group_fields: int
     ) -> dict[BatchKey, Aggregate]:
         if table.num_rows == 0:
             return {}
@@ -66,7 +71,7 @@ class SparkAggregator:
         )
         result: dict[BatchKey, Aggregate] = {}
         for row in main.toArrow().to_pylist():
-            key = (int(row["partition"]), int(row["ws"]), tuple(json.loads(row["gkey"])))
+            key = (int(row["partition"]), int(row["ws"]), split_group(row["gkey"], group_fields))
             result[key] = Aggregate(
                 count=int(row["n"]), total=float(row["total"] or 0.0), minimum=row["lo"],
                 maximum=row["hi"], sum_squares=float(row["squares"] or 0.0),
@@ -74,10 +79,12 @@ class SparkAggregator:
                 offsets={int(row["partition"]): int(row["max_offset"])},
             )  # fmt: skip
         if with_sketch:
-            self._add_sketches(frame, keys, result)
+            self._add_sketches(frame, keys, result, group_fields)
         return result
 
-    def _add_sketches(self, frame: Any, keys: list[str], result: dict[BatchKey, Aggregate]) -> None:
+    def _add_sketches(
+        self, frame: Any, keys: list[str], result: dict[BatchKey, Aggregate], group_fields: int
+    ) -> None:
         value = sf.col("value")
         buckets = (
             frame.where(value.isNotNull())
@@ -92,7 +99,7 @@ class SparkAggregator:
             .count()
         )
         for row in buckets.toArrow().to_pylist():
-            key = (int(row["partition"]), int(row["ws"]), tuple(json.loads(row["gkey"])))
+            key = (int(row["partition"]), int(row["ws"]), split_group(row["gkey"], group_fields))
             sketch = result[key].sketch
             if sketch is None:
                 sketch = result[key].sketch = QuantileSketch(self.alpha)

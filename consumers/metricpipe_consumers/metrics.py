@@ -49,6 +49,10 @@ class ConsumerMetrics:
             "metricpipe_consumer_spark_seconds", "Spark time per micro-batch.", ["pipeline"],
             registry=r,
         ).labels(**labels)  # fmt: skip
+        self.phase_seconds = Counter(
+            "metricpipe_consumer_phase_seconds", "Time spent per phase of the micro-batches.",
+            ["pipeline", "phase"], registry=r,
+        )  # fmt: skip
         self.busy_fraction = gauge(
             "metricpipe_consumer_busy_fraction",
             "Share of wall time spent processing (not waiting for records).",
@@ -83,6 +87,9 @@ class ConsumerMetrics:
         self._pipeline = pipeline
         self._last_alive = time.monotonic()
         self.ready = False
+
+    def add_phase(self, phase: str, seconds: float) -> None:
+        self.phase_seconds.labels(pipeline=self._pipeline, phase=phase).inc(seconds)
 
     def dead_letter(self, reason: str) -> None:
         self.dead_lettered.labels(pipeline=self._pipeline, reason=reason).inc()

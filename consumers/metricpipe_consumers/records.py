@@ -7,12 +7,13 @@ bad_type, bad_time (and `late`, decided by the consumer against its watermarks).
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from metricpipe_operator.api.model import MetricPipelineSpec
 
@@ -117,13 +118,13 @@ class RecordParser:
             line = text
             if text.startswith("{"):  # a Fluentd record carrying the line in message/log
                 try:
-                    wrapper = json.loads(text)
+                    wrapper = orjson.loads(text)
                 except ValueError as error:
                     return Rejected("malformed_json", str(error))
                 line = str(wrapper.get("message") or wrapper.get("log") or "")
             return parse_apache_combined(line)
         try:
-            record = json.loads(text)
+            record = orjson.loads(text)
         except ValueError as error:
             return Rejected("malformed_json", str(error))
         if not isinstance(record, dict):

@@ -7,9 +7,9 @@ are committed only after the sink acknowledged, and a replay skips what the sink
 
 from __future__ import annotations
 
-import json
 import signal
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +19,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from .document import PipelineDocument
 from .documents import build_partial_doc, build_partition_state
-from .engine import SCHEMA, SparkAggregator
+from .engine import GROUP_SEPARATOR, SCHEMA, SparkAggregator
 from .finalize import Finalizer
 from .metrics import ConsumerMetrics
 from .records import Parsed, RecordParser, Rejected
@@ -27,6 +27,22 @@ from .sink import MetricSink
 from .state import PartitionState, load_partition_state
 
 log = structlog.get_logger("metricpipe.consumer")
+
+
+class PhaseTimer:
+    """Times the phases of a micro-batch into metricpipe_consumer_phase_seconds{phase}."""
+
+    def __init__(self, metrics: ConsumerMetrics) -> None:
+        self.metrics = metrics
+        self.started = self.last = time.monotonic()
+
+    def done(self, phase: str) -> None:
+        now = time.monotonic()
+        self.metrics.add_phase(phase, now - self.last)
+        self.last = now
+
+    def total(self) -> float:
+        return self.last - self.started
 
 
 @dataclass(frozen=True)
@@ -74,9 +90,12 @@ class StreamConsumer:
             "linger.ms": 20,
         })  # fmt: skip
         self._last_finalize = 0.0
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch")
+        self._pending: Future[None] | None = None
 
     # -- group membership ------------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, assigned: list[TopicPartition]) -> None:
+        self.drain()  # the batch in flight must be in the sink before we read it back
         if assigned:
             # Searches see only refreshed segments: make the previous owner's last writes
             # visible, or this replica would restart a window's aggregate and overwrite it.
@@ -87,6 +106,7 @@ class StreamConsumer:
         self.metrics.assigned.set(len(self.partitions))
 
     def _on_revoke(self, consumer: Consumer, revoked: list[TopicPartition]) -> None:
+        self.drain()  # write and commit what we have before the partitions move
         for tp in revoked:
             self.partitions.pop(tp.partition, None)
         log.info("partitions revoked", partitions=sorted(tp.partition for tp in revoked))
@@ -133,6 +153,7 @@ class StreamConsumer:
                 self.metrics.alive()
                 if time.monotonic() - self._last_finalize > self.settings.finalize_interval_seconds:
                     self.tick()
+            self.drain()
         finally:
             log.info("leaving the consumer group")
             self.consumer.close()
@@ -144,6 +165,7 @@ class StreamConsumer:
 
     def tick(self) -> None:
         """Periodic work: publish caught-up state, advance finalization."""
+        self.drain()
         self._last_finalize = time.monotonic()
         self._write_states(set(self.partitions))
         self.finalizer.run(owns_leader_partition=0 in self.partitions,
@@ -157,7 +179,10 @@ class StreamConsumer:
         return len(metadata.topics[self.doc.topic].partitions)
 
     # -- one micro-batch ---------------------------------------------------------------------
-    def process_batch(self, messages: list[Message]) -> None:
+    def _scan(
+        self, messages: list[Message]
+    ) -> tuple[dict[str, list[Any]], dict[int, int], list[tuple[Message, str, str]]]:
+        """Parse a batch: rows to aggregate, highest offset per partition, dead letters."""
         window_ms, lateness_ms = self.doc.window_ms, self.doc.lateness_ms
         columns: dict[str, list[Any]] = {name: [] for name in SCHEMA.names}
         highest: dict[int, int] = {}
@@ -194,23 +219,46 @@ class StreamConsumer:
             columns["partition"].append(partition)
             columns["offset"].append(offset)
             columns["event_ms"].append(parsed.event_ms)
-            columns["gkey"].append(json.dumps(parsed.group))
+            columns["gkey"].append(GROUP_SEPARATOR.join(parsed.group))
             columns["value"].append(parsed.value)
+        return columns, highest, dead
+
+    def process_batch(self, messages: list[Message]) -> None:
+        """Scan this batch here; aggregate, write and commit it on the worker thread while the
+        next batch is polled and scanned (Spark works in the JVM, so the two overlap)."""
+        phase = PhaseTimer(self.metrics)
+        columns, highest, dead = self._scan(messages)
+        phase.done("parse")
         self._dead_letter(dead)
+        phase.done("dead_letter")
+        self.drain()  # batches complete in order
+        self._pending = self._worker.submit(self._complete, columns, highest, len(messages))
+
+    def drain(self) -> None:
+        """Wait for the batch in flight (re-raising its failure)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def _complete(self, columns: dict[str, list[Any]], highest: dict[int, int], count: int) -> None:
+        phase = PhaseTimer(self.metrics)
         table = pa.table(columns, schema=SCHEMA)
-        compute_started = time.monotonic()
-        deltas = self.engine.aggregate(table, window_ms, with_sketch=self._needs_sketch())
-        self.metrics.compute_seconds.observe(time.monotonic() - compute_started)
-        batch_started = compute_started
+        deltas = self.engine.aggregate(
+            table, self.doc.window_ms, with_sketch=self._needs_sketch(),
+            group_fields=len(self.doc.spec.metric.group_by),
+        )  # fmt: skip
+        phase.done("spark")
         self._write_partials(deltas)
         self._write_states(set(highest), highest)
+        phase.done("sink")
         self._commit(highest)
-        self.metrics.consumed.inc(len(messages))
+        phase.done("commit")
+        self.metrics.consumed.inc(count)
         self.metrics.written.inc(table.num_rows)
-        self.metrics.batch_records.observe(len(messages))
-        elapsed = time.monotonic() - batch_started
+        self.metrics.batch_records.observe(count)
+        elapsed = phase.total()
         if elapsed > 0:
-            self.metrics.processing_rate.set(len(messages) / elapsed)
+            self.metrics.processing_rate.set(count / elapsed)
 
     def _needs_sketch(self) -> bool:
         return self.doc.spec.metric.aggregation in ("p50", "p90", "p95", "p99")
