@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         session_timeout_ms=config.session_timeout_ms,
         max_record_bytes=config.max_record_bytes,
         group_instance_id=config.group_instance_id,
+        idle_timeout_seconds=config.idle_timeout_seconds,
     )
     engine = SparkAggregator(config.spark_master)
     try:

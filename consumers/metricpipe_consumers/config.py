@@ -30,4 +30,9 @@ class ConsumerConfig(BaseSettings):
         description="Static group membership (the pod name): a restarted container rejoins "
         "with its partitions instead of triggering a rebalance.",
     )
+    idle_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="A caught-up partition stops holding back finalisation after this long.",
+    )
     log_level: str = "INFO"

@@ -98,7 +98,7 @@ def build_final_doc(
 
 def build_partition_state(
     index: str, *, pipeline: str, partition: int, watermark_ms: int | None,
-    committed_offset: int, caught_up: bool, now_ms: int,
+    committed_offset: int, caught_up: bool, idle_since_ms: int | None, now_ms: int,
 ) -> SinkDoc:  # fmt: skip
     body = {
         "kind": "partition",
@@ -107,6 +107,7 @@ def build_partition_state(
         "watermark_ms": watermark_ms,
         "committed_offset": committed_offset,
         "caught_up": caught_up,
+        "idle_since_ms": idle_since_ms,
         "updated_at": iso(now_ms),
         "updated_ms": now_ms,
     }
@@ -146,6 +147,7 @@ def state_index_body() -> dict[str, Any]:
                 "kind": {"type": "keyword"}, "pipeline": {"type": "keyword"},
                 "partition": {"type": "integer"}, "watermark_ms": {"type": "long"},
                 "committed_offset": {"type": "long"}, "caught_up": {"type": "boolean"},
+                "idle_since_ms": {"type": "long"},
                 "updated_at": {"type": "date"}, "updated_ms": {"type": "long"},
                 "finalized_through_ms": {"type": "long"},
             }

@@ -25,12 +25,27 @@ log = structlog.get_logger("metricpipe.finalize")
 PAGE = 10_000
 
 
-def decide_pipeline_watermark(states: list[dict[str, Any]], partition_count: int) -> int | None:
-    """The event time up to which every partition's data is in the sink (None: unknown)."""
+def decide_pipeline_watermark(
+    states: list[dict[str, Any]], partition_count: int, now_ms: int, idle_timeout_ms: int
+) -> int | None:
+    """The event time up to which every partition's data is in the sink (None: unknown).
+
+    A partition holds the watermark back unless it has been caught up (nothing to read) for
+    longer than the idle timeout; when every partition is idle, the highest watermark counts.
+    """
     by_partition = {int(s["partition"]): s for s in states}
     if any(p not in by_partition for p in range(partition_count)):
         return None
-    active = [s for s in by_partition.values() if not s.get("caught_up")]
+
+    def idle(state: dict[str, Any]) -> bool:
+        since = state.get("idle_since_ms")
+        return (
+            bool(state.get("caught_up"))
+            and since is not None
+            and (now_ms - int(since) >= idle_timeout_ms)
+        )
+
+    active = [s for s in by_partition.values() if not idle(s)]
     if any(s.get("watermark_ms") is None for s in active):
         return None
     marks = [int(s["watermark_ms"]) for s in (active or by_partition.values())
@@ -41,8 +56,12 @@ def decide_pipeline_watermark(states: list[dict[str, Any]], partition_count: int
 
 
 class Finalizer:
-    def __init__(self, doc: PipelineDocument, sink: MetricSink, metrics: ConsumerMetrics) -> None:
+    def __init__(
+        self, doc: PipelineDocument, sink: MetricSink, metrics: ConsumerMetrics,
+        idle_timeout_seconds: float = 60.0,
+    ) -> None:  # fmt: skip
         self.doc = doc
+        self.idle_timeout_ms = round(idle_timeout_seconds * 1000)
         self.sink = sink
         self.metrics = metrics
         self.state_index = f"{doc.sink.index}-state"
@@ -59,7 +78,9 @@ class Finalizer:
             return
         self.sink.refresh()
         states = self.sink.search(self.state_index, {"term": {"kind": "partition"}})
-        watermark = decide_pipeline_watermark(states, partition_count)
+        watermark = decide_pipeline_watermark(
+            states, partition_count, int(time.time() * 1000), self.idle_timeout_ms
+        )
         if watermark is None:
             return
         self.metrics.pipeline_watermark.set(watermark / 1000)

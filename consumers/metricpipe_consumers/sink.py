@@ -38,6 +38,9 @@ class MetricSink(Protocol):
     def search(
         self, index: str, query: dict[str, Any], size: int = 10_000, sort: list[Any] | None = None
     ) -> list[dict[str, Any]]: ...
+    def search_all(
+        self, index: str, query: dict[str, Any], sort: list[Any]
+    ) -> list[dict[str, Any]]: ...
     def refresh(self) -> None: ...
 
 
@@ -131,11 +134,30 @@ class SearchSink:
         body: dict[str, Any] = {"query": query, "size": size}
         if sort:
             body["sort"] = sort
-        if self.keyword_bodies:
-            response = self._call(lambda: self.client.search(index=index, **body))
-        else:
-            response = self._call(lambda: self.client.search(index=index, body=body))
+        response = self._search_raw(index, body)
         return [{"_id": hit["_id"], **hit["_source"]} for hit in response["hits"]["hits"]]
+
+    def search_all(
+        self, index: str, query: dict[str, Any], sort: list[Any], page: int = 5_000
+    ) -> list[dict[str, Any]]:
+        """Every hit, page by page (search_after); `sort` must order hits uniquely."""
+        found: list[dict[str, Any]] = []
+        after: list[Any] | None = None
+        while True:
+            body: dict[str, Any] = {"query": query, "size": page, "sort": sort}
+            if after is not None:
+                body["search_after"] = after
+            response = self._search_raw(index, body)
+            hits = response["hits"]["hits"]
+            found += [{"_id": hit["_id"], **hit["_source"]} for hit in hits]
+            if len(hits) < page:
+                return found
+            after = hits[-1]["sort"]
+
+    def _search_raw(self, index: str, body: dict[str, Any]) -> Any:
+        if self.keyword_bodies:
+            return self._call(lambda: self.client.search(index=index, **body))
+        return self._call(lambda: self.client.search(index=index, body=body))
 
     def refresh(self) -> None:
         self._call(lambda: self.client.indices.refresh(index=f"{self.index},{self.state_index}"))

@@ -25,6 +25,7 @@ class PartitionState:
     watermark_ms: int | None = None
     series: dict[SeriesKey, Aggregate] = field(default_factory=dict)
     caught_up: bool = False
+    idle_since_ms: int | None = None  # caught up, with nothing new to read, since then
 
     def is_late(self, window_start: int, window_ms: int, lateness_ms: int) -> bool:
         if self.watermark_ms is None:

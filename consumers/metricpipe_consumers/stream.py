@@ -18,7 +18,7 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from .document import PipelineDocument
-from .documents import build_partial_doc, build_partition_state
+from .documents import SinkDoc, build_partial_doc, build_partition_state
 from .engine import GROUP_SEPARATOR, SCHEMA, SparkAggregator
 from .finalize import Finalizer
 from .metrics import ConsumerMetrics
@@ -27,6 +27,14 @@ from .sink import MetricSink
 from .state import PartitionState, load_partition_state
 
 log = structlog.get_logger("metricpipe.consumer")
+
+
+@dataclass(frozen=True)
+class BatchProgress:
+    resume: dict[int, int]  # partition -> next offset to read
+    watermarks: dict[int, int | None]
+    caught_up: dict[int, bool]
+    idle_since: dict[int, int | None]
 
 
 class PhaseTimer:
@@ -52,6 +60,7 @@ class StreamSettings:
     finalize_interval_seconds: float = 5.0
     session_timeout_ms: int = 30_000
     max_record_bytes: int = 1_048_576
+    idle_timeout_seconds: float = 60.0
     group_instance_id: str | None = None
 
 
@@ -68,7 +77,7 @@ class StreamConsumer:
         self.parser = RecordParser(doc.spec, max_bytes=self.settings.max_record_bytes)
         self.partitions: dict[int, PartitionState] = {}
         self.stopping = False
-        self.finalizer = Finalizer(doc, sink, metrics)
+        self.finalizer = Finalizer(doc, sink, metrics, self.settings.idle_timeout_seconds)
         membership = (
             {"group.instance.id": self.settings.group_instance_id}
             if self.settings.group_instance_id
@@ -91,12 +100,13 @@ class StreamConsumer:
         })  # fmt: skip
         self._last_finalize = 0.0
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch")
-        self._pending: Future[None] | None = None
+        self._pending: Future[BatchProgress] | None = None
 
     # -- group membership ------------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, assigned: list[TopicPartition]) -> None:
         self.drain()  # the batch in flight must be in the sink before we read it back
         if assigned:
+            self.finalizer.load()  # how far windows are final, as of now
             # Searches see only refreshed segments: make the previous owner's last writes
             # visible, or this replica would restart a window's aggregate and overwrite it.
             self.sink.refresh()
@@ -114,12 +124,15 @@ class StreamConsumer:
 
     def _load(self, partition: int) -> PartitionState:
         states = self.sink.search(self.sink_state_index, {"term": {"partition": partition}})
-        partials = self.sink.search(
+        # Every open window of the partition: a truncated page here would restart a window's
+        # aggregate from zero and overwrite what the previous owner wrote.
+        partials = self.sink.search_all(
             self.doc.sink.index,
             {"bool": {"filter": [
                 {"term": {"partition": partition}}, {"term": {"final": False}},
                 {"range": {"window_end_ms": {"gt": self.finalizer.finalized_through}}},
             ]}},
+            sort=[{"window_start_ms": "asc"}, {"group_key": "asc"}],
         )  # fmt: skip
         state = load_partition_state(partition, states[0] if states else None, partials)
         state.forget_closed(self.finalizer.finalized_through, self.doc.window_ms)
@@ -167,7 +180,14 @@ class StreamConsumer:
         """Periodic work: publish caught-up state, advance finalization."""
         self.drain()
         self._last_finalize = time.monotonic()
-        self._write_states(set(self.partitions))
+        resume = {p: state.resume_offset for p, state in self.partitions.items()}
+        progress = self._progress(resume)
+        for partition, caught_up in progress.caught_up.items():
+            self.partitions[partition].caught_up = caught_up
+            self.partitions[partition].idle_since_ms = progress.idle_since[partition]
+        docs = self._state_docs(progress)
+        if docs:
+            self.sink.write(docs)
         self.finalizer.run(owns_leader_partition=0 in self.partitions,
                            partition_count=self._partition_count())  # fmt: skip
         for state in self.partitions.values():
@@ -232,15 +252,31 @@ class StreamConsumer:
         self._dead_letter(dead)
         phase.done("dead_letter")
         self.drain()  # batches complete in order
-        self._pending = self._worker.submit(self._complete, columns, highest, len(messages))
+        progress = self._progress({p: o + 1 for p, o in highest.items()})
+        self._pending = self._worker.submit(self._complete, columns, progress, len(messages))
 
     def drain(self) -> None:
-        """Wait for the batch in flight (re-raising its failure)."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
+        """Wait for the batch in flight (re-raising its failure), then commit its offsets.
 
-    def _complete(self, columns: dict[str, list[Any]], highest: dict[int, int], count: int) -> None:
+        The commit runs here, on the polling thread: a synchronous commit from the worker
+        while this thread sits in a rebalance callback would deadlock."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        progress = pending.result()
+        for partition, resume in progress.resume.items():
+            state = self.partitions.get(partition)
+            if state is not None:
+                state.resume_offset = resume
+                state.caught_up = progress.caught_up[partition]
+                state.idle_since_ms = progress.idle_since[partition]
+        self._commit(progress.resume)
+
+    def _complete(
+        self, columns: dict[str, list[Any]], progress: BatchProgress, count: int
+    ) -> BatchProgress:
+        """On the worker: no call into the Kafka consumer here (it may be inside a rebalance
+        callback on the polling thread, holding librdkafka's locks)."""
         phase = PhaseTimer(self.metrics)
         table = pa.table(columns, schema=SCHEMA)
         deltas = self.engine.aggregate(
@@ -249,16 +285,15 @@ class StreamConsumer:
         )  # fmt: skip
         phase.done("spark")
         self._write_partials(deltas)
-        self._write_states(set(highest), highest)
+        self.sink.write(self._state_docs(progress))
         phase.done("sink")
-        self._commit(highest)
-        phase.done("commit")
         self.metrics.consumed.inc(count)
         self.metrics.written.inc(table.num_rows)
         self.metrics.batch_records.observe(count)
         elapsed = phase.total()
         if elapsed > 0:
             self.metrics.processing_rate.set(count / elapsed)
+        return progress
 
     def _needs_sketch(self) -> bool:
         return self.doc.spec.metric.aggregation in ("p50", "p90", "p95", "p99")
@@ -301,31 +336,45 @@ class StreamConsumer:
         for (partition, start, group), total in merged.items():
             self.partitions[partition].series[(start, group)] = total
 
-    def _write_states(self, partitions: set[int], highest: dict[int, int] | None = None) -> None:
+    def _progress(self, resume: dict[int, int]) -> BatchProgress:
+        """Snapshot, on the polling thread, of what the state documents must say once the
+        batch is written: the next offsets, the watermarks as of the scan, caught-up flags."""
+        watermarks: dict[int, int | None] = {}
+        caught_up: dict[int, bool] = {}
+        idle_since: dict[int, int | None] = {}
         now_ms = int(time.time() * 1000)
-        docs = []
-        for partition in sorted(partitions):
+        for partition, next_offset in resume.items():
             state = self.partitions.get(partition)
-            if state is None:
-                continue
-            if highest and partition in highest:
-                state.resume_offset = highest[partition] + 1
+            watermarks[partition] = state.watermark_ms if state else None
             _, high = self.consumer.get_watermark_offsets(
                 TopicPartition(self.doc.topic, partition), cached=True
             ) or (0, -1)
-            state.caught_up = high >= 0 and state.resume_offset >= high
-            docs.append(build_partition_state(
-                self.sink_state_index, pipeline=self.doc.pipeline.key, partition=partition,
-                watermark_ms=state.watermark_ms, committed_offset=state.resume_offset,
-                caught_up=state.caught_up, now_ms=now_ms,
-            ))  # fmt: skip
-        if docs:
-            self.sink.write(docs)
+            caught_up[partition] = high >= 0 and next_offset >= high
+            moved = state is None or next_offset != state.resume_offset
+            previous = None if state is None or moved else state.idle_since_ms
+            idle_since[partition] = (previous or now_ms) if caught_up[partition] else None
+        return BatchProgress(resume, watermarks, caught_up, idle_since)
 
-    def _commit(self, highest: dict[int, int]) -> None:
-        if not highest:
+    def _state_docs(self, progress: BatchProgress) -> list[SinkDoc]:
+        now_ms = int(time.time() * 1000)
+        return [
+            build_partition_state(
+                self.sink_state_index,
+                pipeline=self.doc.pipeline.key,
+                partition=partition,
+                watermark_ms=progress.watermarks[partition],
+                committed_offset=resume,
+                caught_up=progress.caught_up[partition],
+                idle_since_ms=progress.idle_since[partition],
+                now_ms=now_ms,
+            )
+            for partition, resume in sorted(progress.resume.items())
+        ]
+
+    def _commit(self, resume: dict[int, int]) -> None:
+        if not resume:
             return
-        offsets = [TopicPartition(self.doc.topic, p, o + 1) for p, o in sorted(highest.items())]
+        offsets = [TopicPartition(self.doc.topic, p, o) for p, o in sorted(resume.items())]
         try:
             self.consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as error:

@@ -110,7 +110,7 @@ def run_and_compare(
 ) -> None:  # fmt: skip
     pipeline = make_pipeline(stack, tmp_path, name, topic, spec, backend)
     reference = compute_reference(pipeline.spec, records)
-    processes.start(pipeline)
+    processes.start(pipeline, METRICPIPE_IDLE_TIMEOUT_SECONDS="5")  # all data is there already
     wait_consumed(stack, pipeline, topic, processes)
     max_event = max(start for start, _ in reference.windows) + 3_600_000
     window_ms = 3_600_000

@@ -104,4 +104,14 @@ def test_partition_state_late_and_replay() -> None:
 def test_pipeline_watermark(
     states: list[dict[str, object]], count: int, expected: int | None
 ) -> None:
-    assert decide_pipeline_watermark(states, count) == expected
+    idle = [{**s, "idle_since_ms": 0 if s["caught_up"] else None} for s in states]
+    found = decide_pipeline_watermark(idle, count, now_ms=10_000, idle_timeout_ms=5_000)
+    assert found == expected
+
+
+def test_recently_caught_up_partitions_still_hold_the_watermark() -> None:
+    states = [{"partition": 0, "watermark_ms": 5, "caught_up": True, "idle_since_ms": 8_000},
+              {"partition": 1, "watermark_ms": 9, "caught_up": True, "idle_since_ms": 0}]  # fmt: skip
+    # p0 became idle 2 s ago: it may still receive records for its open windows.
+    assert decide_pipeline_watermark(states, 2, now_ms=10_000, idle_timeout_ms=5_000) == 5
+    assert decide_pipeline_watermark(states, 2, now_ms=20_000, idle_timeout_ms=5_000) == 9
