@@ -110,8 +110,10 @@ def test_pipeline_watermark(
 
 
 def test_recently_caught_up_partitions_still_hold_the_watermark() -> None:
-    states = [{"partition": 0, "watermark_ms": 5, "caught_up": True, "idle_since_ms": 8_000},
-              {"partition": 1, "watermark_ms": 9, "caught_up": True, "idle_since_ms": 0}]  # fmt: skip
+    states: list[dict[str, object]] = [
+        {"partition": 0, "watermark_ms": 5, "caught_up": True, "idle_since_ms": 8_000},
+        {"partition": 1, "watermark_ms": 9, "caught_up": True, "idle_since_ms": 0},
+    ]
     # p0 became idle 2 s ago: it may still receive records for its open windows.
     assert decide_pipeline_watermark(states, 2, now_ms=10_000, idle_timeout_ms=5_000) == 5
     assert decide_pipeline_watermark(states, 2, now_ms=20_000, idle_timeout_ms=5_000) == 9
