@@ -64,8 +64,8 @@ def load_records(stack: StackEnv, copies: int) -> list[tuple[bytes, bytes]]:
                  "rtt": 20.0 + i % 97} for i in range(400_000)]  # fmt: skip
         source = "generated"
     records = []
-    for copy in range(copies):
-        for r in base:
+    for r in base:  # copies interleaved in event-time order, as more probes would be
+        for copy in range(copies):
             value = dict(r, probe=f"{r['probe']}-{copy}")
             records.append((str(value["probe"]).encode(), json.dumps(value).encode()))
     say(f"-- {len(records):,} records from {source}")

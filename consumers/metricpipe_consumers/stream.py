@@ -307,12 +307,17 @@ class StreamConsumer:
                 ("metricpipe.source", source.encode()),
                 ("metricpipe.pipeline", self.doc.pipeline.key.encode()),
             ]
-            self.dead_letters.produce(
-                self.doc.dead_letter_topic,
-                value=message.value(),
-                key=message.key(),
-                headers=headers,
-            )
+            while True:
+                try:
+                    self.dead_letters.produce(
+                        self.doc.dead_letter_topic,
+                        value=message.value(),
+                        key=message.key(),
+                        headers=headers,
+                    )
+                    break
+                except BufferError:  # a burst of dead letters: let the queue drain
+                    self.dead_letters.poll(0.1)
             self.metrics.dead_letter(reason)
         if dead and self.dead_letters.flush(30) > 0:
             raise RuntimeError("dead-letter records were not acknowledged by Kafka")
