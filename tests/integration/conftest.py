@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import requests
 import yaml
+from consumers import ConsumerProcesses
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
@@ -160,3 +161,11 @@ def start_operator(
     yield start
     for operator in started:
         operator.stop()
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[ConsumerProcesses]:
+    """Consumer processes started by a test; all stopped (SIGTERM, then SIGKILL) at its end."""
+    procs = ConsumerProcesses(tmp_path)
+    yield procs
+    procs.stop_all()

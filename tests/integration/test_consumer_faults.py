@@ -6,7 +6,6 @@ import json
 import random
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +32,6 @@ SPEC: dict[str, Any] = {
     "source": {"tag": "atlas", "filters": [{"field": "rtt", "matches": "^[0-9]"}]},
     "metric": {"aggregation": "p95", "valueField": "rtt", "groupBy": ["probe"]},
 }
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[ConsumerProcesses]:
-    procs = ConsumerProcesses(tmp_path)
-    yield procs
-    procs.stop_all()
 
 
 def rtt_records(stack: StackEnv, probes: int) -> list[dict[str, Any]]:

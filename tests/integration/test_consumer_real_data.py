@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,13 +43,6 @@ def rtt_topic(stack: StackEnv) -> tuple[str, list[tuple[int, int, bytes | None]]
     create_topics(stack, topic, RTT_PARTITIONS)
     produce(stack, topic, ((str(r["probe"]).encode(), json.dumps(r).encode()) for r in records))
     return topic, read_topic(stack, topic)
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[ConsumerProcesses]:
-    procs = ConsumerProcesses(tmp_path)
-    yield procs
-    procs.stop_all()
 
 
 RTT_SPECS: dict[str, dict[str, Any]] = {
