@@ -22,7 +22,12 @@ from metricpipe_operator.reconcile.route import (
     build_fluent_conf,
     build_grep_rules,
 )
-from metricpipe_operator.reconcile.status import Condition, build_ready, merge_conditions
+from metricpipe_operator.reconcile.status import (
+    Condition,
+    build_ready,
+    merge_conditions,
+    rebuild_ready,
+)
 
 REF = PipelineRef("team-a", "http-5xx", "uid-1", 3)
 CONFIG = OperatorConfig(kafka_bootstrap="kafka:9092")
@@ -214,3 +219,10 @@ def test_evaluate_deployment(
 ) -> None:
     condition, _ = evaluate_deployment(deployment)
     assert (condition.status, condition.reason) == (status, reason)
+
+
+def test_ready_is_not_true_while_a_part_is_missing() -> None:
+    only_consumer = merge_conditions([], [Condition("ConsumerReady", True, "RolledOut", "")], 1, T0)
+    ready = next(c for c in rebuild_ready(only_consumer, 1) if c["type"] == "Ready")
+    assert ready["status"] == "Unknown"
+    assert ready["reason"] == "TopicReadyPending"

@@ -10,7 +10,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from kubernetes.dynamic import DynamicClient
-from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
+from kubernetes.dynamic.exceptions import ConflictError, NotFoundError, ResourceNotFoundError
 from urllib3.exceptions import HTTPError
 
 from ..errors import KubernetesApiError
@@ -100,20 +100,34 @@ class KubeApplier:
         return True
 
     def patch_status(
-        self, api_version: str, kind: str, name: str, namespace: str, status: dict[str, Any]
-    ) -> None:
-        """JSON merge patch of the status subresource (lists are replaced whole)."""
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        namespace: str,
+        status: dict[str, Any],
+        *,
+        resource_version: str | None = None,
+    ) -> bool:
+        """JSON merge patch of the status subresource (lists are replaced whole). With a
+        resourceVersion the write is refused (False) if the object changed since it was read."""
         resource = self._resource(api_version, kind)
+        body: dict[str, Any] = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
         try:
             resource.status.patch(
-                body={"status": status}, name=name, namespace=namespace,
+                body=body, name=name, namespace=namespace,
                 content_type="application/merge-patch+json",
             )  # fmt: skip
         except NotFoundError:
-            return
+            return True
+        except ConflictError:
+            return False
         except (ApiException, HTTPError) as error:
             message = f"patching status of {kind}/{name}: {_short(error)}"
             raise KubernetesApiError(message) from error
+        return True
 
 
 def _short(error: BaseException) -> str:

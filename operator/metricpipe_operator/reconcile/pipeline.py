@@ -216,13 +216,20 @@ def finalize_pipeline(rt: Runtime, ref: PipelineRef, spec: MetricPipelineSpec) -
 def refresh_consumer_status(
     rt: Runtime, namespace: str, name: str, deployment: dict[str, Any]
 ) -> None:
-    """Write ConsumerReady, Ready and the replica numbers after the Deployment's status moved."""
-    pipeline = rt.kube.fetch(API_VERSION, KIND, name, namespace)
-    if pipeline is None:
-        return
-    current = pipeline.to_dict()
-    generation = int(current["metadata"].get("generation") or 0)
-    previous = (current.get("status") or {}).get("conditions") or []
+    """Write ConsumerReady, Ready and the replica numbers after the Deployment's status moved.
+    Read-modify-write with the resourceVersion, retried, so no concurrent condition is lost."""
     condition, numbers = evaluate_deployment(deployment)
-    conditions = rebuild_ready(merge_conditions(previous, [condition], generation), generation)
-    rt.kube.patch_status(API_VERSION, KIND, name, namespace, {"conditions": conditions, **numbers})
+    for _ in range(5):
+        pipeline = rt.kube.fetch(API_VERSION, KIND, name, namespace)
+        if pipeline is None:
+            return
+        current = pipeline.to_dict()
+        generation = int(current["metadata"].get("generation") or 0)
+        previous = (current.get("status") or {}).get("conditions") or []
+        conditions = rebuild_ready(merge_conditions(previous, [condition], generation), generation)
+        version = current["metadata"].get("resourceVersion")
+        status = {"conditions": conditions, **numbers}
+        if rt.kube.patch_status(
+            API_VERSION, KIND, name, namespace, status, resource_version=version
+        ):
+            return

@@ -66,5 +66,9 @@ def condition_from_dict(item: dict[str, Any]) -> Condition:
 
 def rebuild_ready(conditions: list[dict[str, Any]], generation: int) -> list[dict[str, Any]]:
     """Recompute Ready from the part conditions after one of them changed."""
-    parts = [condition_from_dict(c) for c in conditions if c["type"] in CONDITION_TYPES]
+    present = {c["type"]: condition_from_dict(c) for c in conditions}
+    parts = [
+        present.get(kind) or Condition(kind, None, "Pending", f"{kind} not evaluated yet")
+        for kind in CONDITION_TYPES
+    ]
     return merge_conditions(conditions, [build_ready(parts)], generation)
