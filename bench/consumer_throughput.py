@@ -10,6 +10,7 @@ import argparse
 import cProfile
 import io
 import json
+import os
 import pstats
 import statistics
 import sys
@@ -22,6 +23,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from cpu import delta, snapshot
 
 from metricpipe_consumers.document import PipelineDocument
 from metricpipe_consumers.engine import SparkAggregator
@@ -38,6 +40,8 @@ from metricpipe_operator.reconcile.consumer import build_pipeline_document
 from metricpipe_operator.reconcile.names import PipelineRef
 
 PARTITIONS = 6
+SERVERS = ("kafka", "elasticsearch")
+BATCH = int(os.environ.get("BENCH_BATCH", "200000"))
 SPEC = {"source": {"tag": "atlas"},
         "metric": {"aggregation": "avg", "valueField": "rtt", "groupBy": ["probe"]}}  # fmt: skip
 
@@ -141,6 +145,16 @@ def run_consumer(doc: PipelineDocument, engine: SparkAggregator, settings: Strea
         original(messages)
 
     consumer.process_batch = timed  # type: ignore[method-assign]
+    commit = consumer._commit
+    committed: dict[int, int] = {}
+    last_commit: list[float] = []
+
+    def tracked(resume: dict[int, int]) -> None:
+        commit(resume)
+        committed.update(resume)
+        last_commit[:] = [time.perf_counter()]
+
+    consumer._commit = tracked  # type: ignore[method-assign]
 
     def watch() -> None:
         while not until(consumer):
@@ -152,7 +166,8 @@ def run_consumer(doc: PipelineDocument, engine: SparkAggregator, settings: Strea
     if profiler:
         profiler.enable()
     consumer.run()
-    end = time.perf_counter()
+    # The end is the commit that covered the last record, not when the watcher noticed.
+    end = last_commit[0] if last_commit else time.perf_counter()
     report = ""
     if profiler:
         profiler.disable()
@@ -181,19 +196,26 @@ def main() -> int:
     total = len(records)
 
     say("-- baseline: raw confluent-kafka consume loop")
+    run_dir = StackSettings().run_dir
+    cpu_before = snapshot(run_dir, SERVERS)
     raw_rate = raw_consume_rate(stack, topic, total)
-    say(f"   raw: {raw_rate:,.0f} records/s")
+    raw_cpu = delta(cpu_before, snapshot(run_dir, SERVERS))
+    say(f"   raw: {raw_rate:,.0f} records/s; CPU seconds: {raw_cpu}")
 
     say("-- metricpipe consumer (1 replica, Spark local[2], Elasticsearch sink)")
     engine = SparkAggregator("local[2]")
+    engine.warm_up()  # as the consumer process does before it joins the group
     doc = pipeline_document(stack, topic, f"bench-{run}")
-    settings = StreamSettings(max_batch_records=200_000, max_batch_seconds=1.0,
+    settings = StreamSettings(max_batch_records=BATCH, max_batch_seconds=1.0,
                               finalize_interval_seconds=5.0)  # fmt: skip
+    cpu_before = snapshot(run_dir, SERVERS)
     consumer, elapsed, _ = run_consumer(
         doc, engine, settings, lambda c: lagging(stack, doc.consumer_group, topic) == 0, False
     )
+    consumer_cpu = delta(cpu_before, snapshot(run_dir, SERVERS))
     rate = total / elapsed
     say(f"   metricpipe: {rate:,.0f} records/s ({elapsed:.1f} s for {total:,})")
+    say(f"   CPU seconds: {consumer_cpu} (the machine has {os.cpu_count()} cores)")
     phases = {
         sample.labels["phase"]: round(sample.value, 2)
         for metric in consumer.metrics.registry.collect()
@@ -216,7 +238,8 @@ def main() -> int:
         "when": datetime.now(UTC).isoformat(), "records": total, "partitions": PARTITIONS,
         "raw_records_per_second": raw_rate, "metricpipe_records_per_second": rate,
         "ratio_to_raw": rate / raw_rate, "goal_ratio": 0.5, "goal_min_rate": 50_000,
-        "seconds_per_phase": phases, "elapsed_seconds": elapsed,
+        "seconds_per_phase": phases, "elapsed_seconds": elapsed, "batch_records": BATCH,
+        "cpu_seconds_raw": raw_cpu, "cpu_seconds_metricpipe": consumer_cpu,
         "steady_load_records_per_second": rate / 2, **steady, "profile_top": profile,
     }  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)

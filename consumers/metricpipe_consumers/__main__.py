@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         idle_timeout_seconds=config.idle_timeout_seconds,
     )
     engine = SparkAggregator(config.spark_master)
+    engine.warm_up()  # before joining the group: the first batch then runs at full speed
     try:
         StreamConsumer(document, sink, engine, metrics, settings).run()
     except SinkError as error:

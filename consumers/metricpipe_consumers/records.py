@@ -11,7 +11,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -25,10 +25,10 @@ APACHE_COMBINED = re.compile(
     r'(?: "(?P<referrer>(?:[^"\\]|\\.)*)" "(?P<agent>(?:[^"\\]|\\.)*)")?\s*$'
 )
 CLF_FORMAT = "%d/%b/%Y:%H:%M:%S %z"
+TIME_CACHE_SIZE = 4096
 
 
-@dataclass(frozen=True)
-class Parsed:
+class Parsed(NamedTuple):  # a tuple: built once per record, ~3x cheaper than a dataclass
     event_ms: int
     group: tuple[str, ...]
     value: float | None
@@ -56,6 +56,12 @@ class RecordParser:
             for f in spec.source.filters
         ]
         self.apache = spec.source.format == "apache_combined"
+        self._times: dict[Any, int] = {}  # event-time text -> ms: neighbours share timestamps
+        paths = [self.time_path, self.value_path or ["-"], *self.group_paths]
+        self.flat = all(len(path) == 1 for path in paths)  # all fields top-level: fast path
+        self.time_key = self.time_path[0]
+        self.value_key = self.value_path[0] if self.value_path else None
+        self.group_keys = [path[0] for path in self.group_paths]
 
     def parse(self, raw: bytes | None) -> Parsed | Rejected | None:
         """Parsed, Rejected (dead-letter), or None when the source filters drop the record."""
@@ -63,11 +69,7 @@ class RecordParser:
             return Rejected("malformed_json", "empty record")
         if len(raw) > self.max_bytes:
             return Rejected("oversize", f"{len(raw)} bytes > {self.max_bytes}")
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as error:
-            return Rejected("not_utf8", str(error))
-        record = self._decode(text)
+        record = self._decode(raw)
         if isinstance(record, Rejected):
             return record
         if not self._selected(record):
@@ -75,6 +77,36 @@ class RecordParser:
         return self._extract(record)
 
     def _extract(self, record: dict[str, Any]) -> Parsed | Rejected:
+        fast = self._extract_fast(record) if self.flat else None
+        return fast if fast is not None else self._extract_checked(record)
+
+    def _extract_fast(self, record: dict[str, Any]) -> Parsed | None:
+        """The common case in one pass: top-level fields of the expected types and an event
+        time seen before. None sends the record to the checked path, which says what is wrong
+        (the profile of the bench showed the per-field calls costing as much as the JSON)."""
+        event_ms = self._event_ms(record.get(self.time_key))
+        if type(event_ms) is not int:
+            return None
+        value = None
+        if self.value_key is not None:
+            number = record.get(self.value_key)
+            if type(number) is not float and type(number) is not int:
+                return None
+            value = float(number)
+            if not math.isfinite(value):
+                return None
+        group = []
+        for key in self.group_keys:
+            part = record.get(key)
+            if type(part) is str:
+                group.append(part)
+            elif part is None or isinstance(part, dict | list):
+                return None
+            else:
+                group.append(str(part))
+        return Parsed(event_ms, tuple(group), value)
+
+    def _extract_checked(self, record: dict[str, Any]) -> Parsed | Rejected:
         when = lookup(record, self.time_path)
         if when is None:
             return Rejected("missing_field", f"event time field {'.'.join(self.time_path)}")
@@ -113,23 +145,27 @@ class RecordParser:
             group.append(str(part))
         return tuple(group)
 
-    def _decode(self, text: str) -> dict[str, Any] | Rejected:
-        if self.apache:
-            line = text
-            if text.startswith("{"):  # a Fluentd record carrying the line in message/log
-                try:
-                    wrapper = orjson.loads(text)
-                except ValueError as error:
-                    return Rejected("malformed_json", str(error))
-                line = str(wrapper.get("message") or wrapper.get("log") or "")
-            return parse_apache_combined(line)
+    def _decode(self, raw: bytes) -> dict[str, Any] | Rejected:
+        if not self.apache:
+            try:  # orjson reads the bytes and checks UTF-8 itself: no decode pass for JSON
+                record = orjson.loads(raw)
+            except ValueError as error:
+                return not_utf8(raw) or Rejected("malformed_json", str(error))
+            if not isinstance(record, dict):
+                return Rejected("malformed_json", "a record must be a JSON object")
+            return record
         try:
-            record = orjson.loads(text)
-        except ValueError as error:
-            return Rejected("malformed_json", str(error))
-        if not isinstance(record, dict):
-            return Rejected("malformed_json", "a record must be a JSON object")
-        return record
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            return Rejected("not_utf8", str(error))
+        line = text
+        if text.startswith("{"):  # a Fluentd record carrying the line in message/log
+            try:
+                wrapper = orjson.loads(text)
+            except ValueError as error:
+                return Rejected("malformed_json", str(error))
+            line = str(wrapper.get("message") or wrapper.get("log") or "")
+        return parse_apache_combined(line)
 
     def _selected(self, record: dict[str, Any]) -> bool:
         for path, exists, equals, matches in self.filters:
@@ -145,10 +181,25 @@ class RecordParser:
         return True
 
     def _event_ms(self, when: Any) -> int | Rejected:
+        if isinstance(when, str) and (known := self._times.get(when)) is not None:
+            return known
         try:
-            return parse_event_time(when, self.time_format, self.time_layout)
+            event_ms = parse_event_time(when, self.time_format, self.time_layout)
         except (ValueError, TypeError, OverflowError) as error:
             return Rejected("bad_time", f"{when!r}: {error}")
+        if isinstance(when, str):
+            if len(self._times) >= TIME_CACHE_SIZE:
+                self._times.clear()
+            self._times[when] = event_ms
+        return event_ms
+
+
+def not_utf8(raw: bytes) -> Rejected | None:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return Rejected("not_utf8", str(error))
+    return None
 
 
 def lookup(record: dict[str, Any], path: list[str]) -> Any:
@@ -172,7 +223,7 @@ def parse_event_time(when: Any, fmt: str, layout: str | None = None) -> int:
     if not isinstance(when, str):
         raise TypeError("time must be a string")
     if fmt == "rfc3339":
-        parsed = datetime.fromisoformat(when.replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(when)  # Python 3.11 reads "Z" and offsets
     elif fmt == "clf":
         parsed = datetime.strptime(when, CLF_FORMAT)
     else:

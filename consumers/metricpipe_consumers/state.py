@@ -26,16 +26,25 @@ class PartitionState:
     series: dict[SeriesKey, Aggregate] = field(default_factory=dict)
     caught_up: bool = False
     idle_since_ms: int | None = None  # caught up, with nothing new to read, since then
+    replayed_through: int = -1  # highest offset any loaded aggregate includes
+
+    def included(self, key: SeriesKey, offset: int) -> bool:
+        """Was this record already counted (a replay after a crash)?"""
+        if offset > self.replayed_through:
+            return False  # past everything loaded: the common case, no lookup
+        existing = self.series.get(key)
+        return existing is not None and offset <= existing.max_offset
 
     def is_late(self, window_start: int, window_ms: int, lateness_ms: int) -> bool:
         if self.watermark_ms is None:
             return False
         return window_start + window_ms + lateness_ms <= self.watermark_ms
 
-    def included(self, key: SeriesKey, offset: int) -> bool:
-        """Was this record already counted (a replay after a crash)?"""
-        existing = self.series.get(key)
-        return existing is not None and offset <= existing.max_offset
+    def remember(self, key: SeriesKey, aggregate: Aggregate) -> None:
+        """Record a window's cumulative aggregate (always through here: keeps
+        `replayed_through` true for `included`)."""
+        self.series[key] = aggregate
+        self.replayed_through = max(self.replayed_through, aggregate.max_offset)
 
     def accept(self, event_ms: int) -> None:
         if self.watermark_ms is None or event_ms > self.watermark_ms:
@@ -58,5 +67,5 @@ def load_partition_state(
     for doc in partials:
         start = int(doc["window_start_ms"])
         group = tuple(str(v) for v in (doc.get("group") or {}).values())
-        state.series[(start, group)] = Aggregate.from_fields(doc, partition)
+        state.remember((start, group), Aggregate.from_fields(doc, partition))
     return state

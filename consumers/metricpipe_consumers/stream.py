@@ -8,6 +8,7 @@ are committed only after the sink acknowledged, and a replay skips what the sink
 from __future__ import annotations
 
 import signal
+import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,11 +23,16 @@ from .documents import SinkDoc, build_partial_doc, build_partition_state
 from .engine import GROUP_SEPARATOR, SCHEMA, SparkAggregator
 from .finalize import Finalizer
 from .metrics import ConsumerMetrics
-from .records import Parsed, RecordParser, Rejected
+from .records import RecordParser, Rejected
 from .sink import MetricSink
 from .state import PartitionState, load_partition_state
 
 log = structlog.get_logger("metricpipe.consumer")
+
+# The worker's Spark calls are many short py4j round trips, each of which must win the GIL
+# back from the polling thread's parsing; at CPython's default 5 ms switch interval a batch's
+# Spark phase took 3-4x longer than alone (measured: 0.8 s -> 3.0 s for 200k rows).
+GIL_SWITCH_SECONDS = 0.0005
 
 
 @dataclass(frozen=True)
@@ -146,6 +152,7 @@ class StreamConsumer:
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self._request_stop)
         signal.signal(signal.SIGINT, self._request_stop)
+        sys.setswitchinterval(GIL_SWITCH_SECONDS)
         self.sink.ensure_indices()
         self.finalizer.load()
         self.consumer.subscribe(
@@ -204,9 +211,15 @@ class StreamConsumer:
     ) -> tuple[dict[str, list[Any]], dict[int, int], list[tuple[Message, str, str]]]:
         """Parse a batch: rows to aggregate, highest offset per partition, dead letters."""
         window_ms, lateness_ms = self.doc.window_ms, self.doc.lateness_ms
+        finalized_through = self.finalizer.finalized_through
         columns: dict[str, list[Any]] = {name: [] for name in SCHEMA.names}
+        # bound appends: this loop runs once per record on the polling thread
+        add_partition, add_offset, add_time, add_group, add_value = (
+            columns[name].append for name in SCHEMA.names
+        )
         highest: dict[int, int] = {}
         dead: list[tuple[Message, str, str]] = []
+        parse, join = self.parser.parse, GROUP_SEPARATOR.join
         for message in messages:
             error = message.error()
             if error is not None:
@@ -218,29 +231,29 @@ class StreamConsumer:
             if state is None or offset < state.resume_offset:
                 continue  # not ours any more, or fully processed before a crash
             highest[partition] = offset
-            parsed = self.parser.parse(message.value())
+            parsed = parse(message.value())
             if parsed is None:
                 self.metrics.filtered.inc()
                 continue
             if isinstance(parsed, Rejected):
                 dead.append((message, parsed.reason, parsed.detail))
                 continue
-            assert isinstance(parsed, Parsed)
-            start = parsed.event_ms // window_ms * window_ms
+            event_ms, group, value = parsed
+            start = event_ms // window_ms * window_ms
             if state.is_late(start, window_ms, lateness_ms) or (
-                start + window_ms <= self.finalizer.finalized_through
+                start + window_ms <= finalized_through
             ):
-                dead.append((message, "late", f"event time {parsed.event_ms} ms"))
+                dead.append((message, "late", f"event time {event_ms} ms"))
                 continue
-            state.accept(parsed.event_ms)
-            if state.included((start, parsed.group), offset):
+            state.accept(event_ms)
+            if state.included((start, group), offset):
                 self.metrics.skipped.inc()
                 continue
-            columns["partition"].append(partition)
-            columns["offset"].append(offset)
-            columns["event_ms"].append(parsed.event_ms)
-            columns["gkey"].append(GROUP_SEPARATOR.join(parsed.group))
-            columns["value"].append(parsed.value)
+            add_partition(partition)
+            add_offset(offset)
+            add_time(event_ms)
+            add_group(join(group))
+            add_value(value)
         return columns, highest, dead
 
     def process_batch(self, messages: list[Message]) -> None:
@@ -339,7 +352,7 @@ class StreamConsumer:
         if docs:
             self.sink.write(docs)
         for (partition, start, group), total in merged.items():
-            self.partitions[partition].series[(start, group)] = total
+            self.partitions[partition].remember((start, group), total)
 
     def _progress(self, resume: dict[int, int]) -> BatchProgress:
         """Snapshot, on the polling thread, of what the state documents must say once the

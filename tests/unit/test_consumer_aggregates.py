@@ -82,7 +82,7 @@ def test_partition_state_late_and_replay() -> None:
     state = PartitionState(0, watermark_ms=100_000)
     assert state.is_late(0, 60_000, 10_000)  # 0 + 60s + 10s <= 100s
     assert not state.is_late(60_000, 60_000, 10_000)
-    state.series[(60_000, ())] = Aggregate(max_offset=41)
+    state.remember((60_000, ()), Aggregate(max_offset=41))
     assert state.included((60_000, ()), 41)
     assert not state.included((60_000, ()), 42)
 

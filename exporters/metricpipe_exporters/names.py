@@ -1,0 +1,42 @@
+"""The metric names the exporters expose: one place, read by the rules, dashboards and tests.
+
+Kafka lag series use the de-facto standard names (kafka_exporter / kafka-lag-exporter) so
+existing dashboards work; what is new is named `metricpipe_*`. Every series carries a
+`pipeline` label (`<namespace>/<name>`, the same value the consumers use), so rules join
+nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# -- Kafka, per consumer group and partition (labels: pipeline, consumergroup, topic, partition)
+GROUP_CURRENT_OFFSET: Final = "kafka_consumergroup_current_offset"  # committed offset
+GROUP_LAG: Final = "kafka_consumergroup_lag"  # log-end offset - committed offset, records
+GROUP_TIME_LAG: Final = "metricpipe_consumergroup_time_lag_seconds"  # exact, see DESIGN §3
+# -- Kafka, per topic partition (labels: pipeline, topic, partition)
+TOPIC_PARTITION_OFFSET: Final = "kafka_topic_partition_current_offset"  # log-end offset
+# -- Kafka, per topic / group (labels: pipeline, topic | pipeline, consumergroup)
+TOPIC_PARTITIONS: Final = "kafka_topic_partitions"
+GROUP_MEMBERS: Final = "kafka_consumergroup_members"
+
+# -- per pipeline (label: pipeline)
+PIPELINE_FRESHNESS_TARGET: Final = "metricpipe_pipeline_freshness_target_seconds"
+SINK_WATERMARK: Final = "metricpipe_sink_watermark_seconds"  # min partition watermark in sink
+SINK_FRESHNESS: Final = "metricpipe_sink_freshness_seconds"  # now - SINK_WATERMARK
+SINK_FINAL_WINDOW_END: Final = "metricpipe_sink_final_window_end_seconds"  # newest final window
+
+# -- the exporter itself
+SCRAPE_SECONDS: Final = "metricpipe_exporter_scrape_duration_seconds"
+SCRAPE_ERRORS: Final = "metricpipe_exporter_scrape_errors_total"  # label: source
+TIMESTAMP_LOOKUPS: Final = "metricpipe_exporter_timestamp_lookups_total"  # label: result
+
+# -- written by the consumers (consumers/metricpipe_consumers/metrics.py), label: pipeline
+CONSUMER_RECORDS_CONSUMED: Final = "metricpipe_consumer_records_consumed_total"
+CONSUMER_DEAD_LETTER: Final = "metricpipe_consumer_dead_letter_total"  # + reason
+CONSUMER_WATERMARK: Final = "metricpipe_consumer_watermark_seconds"  # + partition
+CONSUMER_BUSY_FRACTION: Final = "metricpipe_consumer_busy_fraction"
+CONSUMER_PROCESSING_RATE: Final = "metricpipe_consumer_processing_rate"
+
+EXPORTER_JOB: Final = "metricpipe-exporter"
+CONSUMER_JOB: Final = "metricpipe-consumer"
