@@ -68,7 +68,8 @@ class ConsumerMetrics:
         self.assigned = gauge("metricpipe_consumer_assigned_partitions", "Partitions owned.")
         self.watermark = Gauge(
             "metricpipe_consumer_watermark_seconds",
-            "Highest event time committed to the sink, per partition (Unix seconds).",
+            "Time up to which the partition's data is in the sink (Unix seconds): its event-time "
+            "watermark, or the last time it was caught up.",
             ["pipeline", "partition"], registry=r,
         )  # fmt: skip
         self.freshness = gauge(
@@ -109,13 +110,20 @@ class ConsumerMetrics:
         return time.monotonic() - self._last_alive < max_silence
 
     def observe_watermarks(self, partitions: Mapping[int, Any]) -> None:
+        """Per partition, the time up to which its data is in the sink: the event-time
+        watermark, or now for a partition that was caught up (there is nothing newer to
+        reflect; without this a quiet topic would look ever staler)."""
+        now = time.time()
         marks = []
         for partition, state in partitions.items():
-            if state.watermark_ms is not None:
-                self.watermark.labels(self._pipeline, str(partition)).set(state.watermark_ms / 1000)
-                marks.append(state.watermark_ms)
+            mark = state.watermark_ms / 1000 if state.watermark_ms is not None else None
+            if state.caught_up:
+                mark = max(mark or 0.0, now)
+            if mark is not None:
+                self.watermark.labels(self._pipeline, str(partition)).set(mark)
+                marks.append(mark)
         if marks:
-            self.freshness.set(time.time() - min(marks) / 1000)
+            self.freshness.set(max(0.0, now - min(marks)))
 
     def serve(self, port: int, host: str = "0.0.0.0") -> ThreadingHTTPServer:  # noqa: S104
         metrics = self

@@ -1,0 +1,202 @@
+"""One collection cycle for all pipelines, and the Prometheus view of its latest result.
+
+A background loop runs `Collector.collect_cycle` every interval: a constant number of batched
+Kafka requests for all groups, the timestamp lookups (cached, inside a time budget), and the
+sink probes. A scrape only renders the latest snapshot, so its cost does not grow with the
+number of partitions; time lag is computed at scrape time (now - cached record timestamp),
+so it stays exact between cycles as long as the committed offset has not moved.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import structlog
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector as PromCollector
+
+from metricpipe_consumers.sink import MetricSink
+
+from . import names
+from .kafka_reader import KafkaReader
+from .sinkprobe import SinkProbe, fetch_sink_probe
+from .targets import PipelineTarget
+from .timelag import PartitionLag, decide_time_lag_seconds
+
+log = structlog.get_logger("metricpipe.exporter")
+
+
+@dataclass
+class Snapshot:
+    taken_at: float = 0.0
+    lags: dict[str, list[PartitionLag]] = field(default_factory=dict)  # pipeline -> partitions
+    members: dict[str, int] = field(default_factory=dict)
+    partitions: dict[str, int] = field(default_factory=dict)
+    probes: dict[str, SinkProbe] = field(default_factory=dict)
+    targets: list[PipelineTarget] = field(default_factory=list)
+    cycle_seconds: float = 0.0
+
+
+class Collector(PromCollector):
+    def __init__(
+        self, reader: KafkaReader, fetch_targets: Callable[[], list[PipelineTarget]],
+        sink_for: Callable[[PipelineTarget], MetricSink] | None, lookup_budget: float,
+    ) -> None:  # fmt: skip
+        self.reader = reader
+        self.fetch_targets = fetch_targets
+        self.sink_for = sink_for
+        self.lookup_budget = lookup_budget
+        self.snapshot = Snapshot()
+        self.errors: dict[str, int] = {"targets": 0, "kafka": 0, "sink": 0}
+
+    # -- the cycle ----------------------------------------------------------------------------
+    def collect_cycle(self) -> Snapshot:
+        started = time.monotonic()
+        try:
+            targets = self.fetch_targets()
+        except Exception as error:  # a cycle never dies: count, log, keep the last snapshot
+            self._failed("targets", error)
+            return self.snapshot
+        snapshot = Snapshot(taken_at=time.time(), targets=targets)
+        try:
+            self._collect_kafka(targets, snapshot)
+        except Exception as error:
+            self._failed("kafka", error)
+            return self.snapshot
+        if self.sink_for is not None:
+            for target in targets:
+                try:
+                    sink = self.sink_for(target)
+                    count = snapshot.partitions.get(target.pipeline)
+                    snapshot.probes[target.pipeline] = fetch_sink_probe(sink, target.index, count)
+                except Exception as error:
+                    self._failed("sink", error, pipeline=target.pipeline)
+        snapshot.cycle_seconds = time.monotonic() - started
+        self.snapshot = snapshot
+        return snapshot
+
+    def _collect_kafka(self, targets: list[PipelineTarget], snapshot: Snapshot) -> None:
+        counts = self.reader.fetch_partition_counts({t.topic for t in targets})
+        groups = self.reader.fetch_groups(t.consumer_group for t in targets)
+        present = [t for t in targets if t.topic in counts]
+        partitions = [(t.topic, p) for t in present for p in range(counts[t.topic])]
+        ends = self.reader.fetch_end_offsets(partitions)
+        wanted = []
+        for target in present:
+            committed = groups[target.consumer_group].committed
+            for p in range(counts[target.topic]):
+                offset = committed.get((target.topic, p))
+                if offset is not None and offset < ends[(target.topic, p)]:
+                    wanted.append((target.topic, p, offset))
+        stamps = self.reader.fetch_timestamps(wanted, self.lookup_budget)
+        for target in present:
+            committed = groups[target.consumer_group].committed
+            snapshot.partitions[target.pipeline] = counts[target.topic]
+            snapshot.members[target.pipeline] = groups[target.consumer_group].members
+            snapshot.lags[target.pipeline] = [
+                PartitionLag(
+                    target.topic, p, ends[(target.topic, p)], committed.get((target.topic, p)),
+                    stamps.get((target.topic, p, committed.get((target.topic, p), -1))),
+                )
+                for p in range(counts[target.topic])
+            ]  # fmt: skip
+
+    def _failed(self, source: str, error: Exception, **context: str) -> None:
+        self.errors[source] += 1
+        log.warning("collection failed", source=source, error=str(error)[:300], **context)
+
+    # -- the scrape ---------------------------------------------------------------------------
+    def collect(self) -> Iterator[Metric]:
+        snap, now = self.snapshot, time.time()
+        now_ms = int(now * 1000)
+        group_labels = ["pipeline", "consumergroup", "topic", "partition"]
+        current = GaugeMetricFamily(
+            names.GROUP_CURRENT_OFFSET, "Committed offset of the group.", labels=group_labels
+        )
+        lag = GaugeMetricFamily(
+            names.GROUP_LAG, "Records not yet processed by the group.", labels=group_labels
+        )
+        time_lag = GaugeMetricFamily(
+            names.GROUP_TIME_LAG,
+            "Exact time lag: now minus the timestamp of the record at the committed offset "
+            "(0 when caught up).",
+            labels=group_labels,
+        )
+        end = GaugeMetricFamily(
+            names.TOPIC_PARTITION_OFFSET,
+            "Log-end offset.",
+            labels=["pipeline", "topic", "partition"],
+        )
+        count = GaugeMetricFamily(
+            names.TOPIC_PARTITIONS, "Partitions of the topic.", labels=["pipeline", "topic"]
+        )
+        members = GaugeMetricFamily(
+            names.GROUP_MEMBERS, "Members of the group.", labels=["pipeline", "consumergroup"]
+        )
+        target_g = GaugeMetricFamily(
+            names.PIPELINE_FRESHNESS_TARGET, "spec.freshness.target.", labels=["pipeline"]
+        )
+        sink_mark = GaugeMetricFamily(
+            names.SINK_WATERMARK,
+            "Min partition watermark in the sink (Unix s).",
+            labels=["pipeline"],
+        )
+        sink_fresh = GaugeMetricFamily(
+            names.SINK_FRESHNESS, "Now minus the sink watermark.", labels=["pipeline"]
+        )
+        final_end = GaugeMetricFamily(
+            names.SINK_FINAL_WINDOW_END,
+            "End of the newest final window (Unix s).",
+            labels=["pipeline"],
+        )
+        for target in snap.targets:
+            key = target.pipeline
+            target_g.add_metric([key], target.freshness_target_seconds)
+            if key in snap.partitions:
+                count.add_metric([key, target.topic], snap.partitions[key])
+                members.add_metric([key, target.consumer_group], snap.members.get(key, 0))
+            for part in snap.lags.get(key, []):
+                labels = [key, target.consumer_group, part.topic, str(part.partition)]
+                end.add_metric([key, part.topic, str(part.partition)], part.end_offset)
+                if part.committed is None:
+                    continue
+                current.add_metric(labels, part.committed)
+                lag.add_metric(labels, part.records or 0)
+                seconds = decide_time_lag_seconds(part, now_ms)
+                if seconds is not None:
+                    time_lag.add_metric(labels, seconds)
+            probe = snap.probes.get(key)
+            if probe is not None and probe.watermark_ms is not None:
+                sink_mark.add_metric([key], probe.watermark_ms / 1000)
+                sink_fresh.add_metric([key], max(0.0, now - probe.watermark_ms / 1000))
+            if probe is not None and probe.final_window_end_ms is not None:
+                final_end.add_metric([key], probe.final_window_end_ms / 1000)
+        yield from (
+            current,
+            lag,
+            time_lag,
+            end,
+            count,
+            members,
+            target_g,
+            sink_mark,
+            sink_fresh,
+            final_end,
+        )
+        yield GaugeMetricFamily(
+            names.SCRAPE_SECONDS, "Duration of the last collection cycle.", value=snap.cycle_seconds
+        )
+        errors = CounterMetricFamily(
+            names.SCRAPE_ERRORS, "Failed collection steps.", labels=["source"]
+        )
+        for source, value in sorted(self.errors.items()):
+            errors.add_metric([source], value)
+        yield errors
+        lookups = CounterMetricFamily(
+            names.TIMESTAMP_LOOKUPS, "Record-timestamp lookups.", labels=["result"]
+        )
+        for result, value in sorted(self.reader.lookups.items()):
+            lookups.add_metric([result], value)
+        yield lookups

@@ -1,0 +1,39 @@
+"""The exporter's one typed configuration object (environment variables METRICPIPE_*)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ExporterConfig(BaseSettings):
+    """Read once at start-up. Durations are in seconds."""
+
+    model_config = SettingsConfigDict(env_prefix="METRICPIPE_", frozen=True)
+
+    kafka_bootstrap: str = Field(default="127.0.0.1:9092", description="Kafka bootstrap servers.")
+    elasticsearch_url: str = Field(default="http://elasticsearch:9200")
+    opensearch_url: str = Field(default="http://opensearch:9200")
+    sink_username: str | None = Field(default=None, description="From a Secret reference.")
+    sink_password: SecretStr | None = Field(default=None, description="From a Secret reference.")
+    exporter_port: int = Field(default=9401, ge=0, le=65535, description="/metrics port.")
+    exporter_interval_seconds: float = Field(
+        default=5.0, gt=0, description="One collection cycle (Kafka + sink) this often."
+    )
+    exporter_kafka_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Timeout of each Kafka request of a cycle."
+    )
+    exporter_lookup_budget_seconds: float = Field(
+        default=3.0, gt=0, description="Time a cycle may spend reading record timestamps."
+    )
+    exporter_pipelines_file: Path | None = Field(
+        default=None,
+        description="YAML/JSON list of MetricPipeline objects to watch instead of the cluster's.",
+    )
+    exporter_namespace: str | None = Field(
+        default=None, description="Only this namespace's MetricPipelines (default: all)."
+    )
+    exporter_probe_sink: bool = Field(default=True, description="Run the sink freshness prober.")
+    log_level: str = "INFO"

@@ -1,0 +1,49 @@
+"""The second, independent freshness source: what the sink itself holds.
+
+Each consumer replica writes a state document per partition to `<index>-state` with the
+partition's event-time watermark, whether it had read everything (`caught_up`) and when. A
+partition's data is reflected in the sink up to its watermark — or, when it was caught up at
+write time, up to that time (there was nothing newer to reflect). The pipeline's sink watermark
+is the minimum over partitions; the newest final window shows how far windows are finished.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from metricpipe_consumers.sink import MetricSink
+
+
+@dataclass(frozen=True)
+class SinkProbe:
+    watermark_ms: int | None  # min over partitions of the effective watermark
+    final_window_end_ms: int | None  # newest final window's end
+    partitions: int  # partitions with a state document
+
+
+def build_sink_probe(
+    states: list[dict[str, Any]], partition_count: int | None, newest_final: dict[str, Any] | None
+) -> SinkProbe:
+    """Pure: the pipeline's sink watermark from the partition state documents. Unknown (None)
+    while some partition has no state yet: its data is not reflected at all."""
+    marks = []
+    for state in states:
+        mark = state.get("watermark_ms")
+        if state.get("caught_up") and state.get("updated_ms") is not None:
+            mark = max(int(mark or 0), int(state["updated_ms"]))
+        if mark is not None:
+            marks.append(int(mark))
+    complete = partition_count is not None and len(marks) >= partition_count
+    final_end = newest_final.get("window_end_ms") if newest_final else None
+    return SinkProbe(
+        watermark_ms=min(marks) if marks and complete else None,
+        final_window_end_ms=int(final_end) if final_end is not None else None,
+        partitions=len(marks),
+    )
+
+
+def fetch_sink_probe(sink: MetricSink, index: str, partition_count: int | None) -> SinkProbe:
+    states = sink.search(f"{index}-state", {"term": {"kind": "partition"}})
+    finals = sink.search(index, {"term": {"final": True}}, size=1, sort=[{"window_end_ms": "desc"}])
+    return build_sink_probe(states, partition_count, finals[0] if finals else None)

@@ -1,0 +1,76 @@
+"""Which pipelines to watch: MetricPipeline objects (from the cluster or a file) → targets."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from metricpipe_operator.api.durations import parse_duration
+from metricpipe_operator.api.model import GROUP, PLURAL, VERSION, MetricPipelineSpec
+from metricpipe_operator.reconcile.names import PipelineRef
+
+from .config import ExporterConfig
+
+
+@dataclass(frozen=True)
+class PipelineTarget:
+    pipeline: str  # <namespace>/<name>, the label every series carries
+    consumer_group: str
+    topic: str
+    backend: str
+    endpoint: str
+    index: str
+    freshness_target_seconds: float
+
+
+def build_target(obj: dict[str, Any], config: ExporterConfig) -> PipelineTarget:
+    meta = obj["metadata"]
+    namespace, name = meta.get("namespace", "default"), meta["name"]
+    spec = MetricPipelineSpec.model_validate(obj.get("spec") or {})
+    default = (
+        config.elasticsearch_url if spec.sink.backend == "elasticsearch" else config.opensearch_url
+    )
+    return PipelineTarget(
+        pipeline=f"{namespace}/{name}",
+        consumer_group=PipelineRef(namespace, name, meta.get("uid", "")).consumer_group,
+        topic=spec.topic_name(namespace, name),
+        backend=spec.sink.backend,
+        endpoint=spec.sink.endpoint or default,
+        index=spec.index_name(namespace, name),
+        freshness_target_seconds=parse_duration(spec.freshness.target),
+    )
+
+
+def build_targets(
+    objects: Iterable[dict[str, Any]], config: ExporterConfig
+) -> list[PipelineTarget]:
+    return sorted((build_target(o, config) for o in objects), key=lambda t: t.pipeline)
+
+
+def fetch_pipeline_objects(config: ExporterConfig, api: Any | None) -> list[dict[str, Any]]:
+    """From the pipelines file when configured, else the cluster (a CustomObjectsApi)."""
+    if config.exporter_pipelines_file is not None:
+        return read_pipelines_file(config.exporter_pipelines_file)
+    if api is None:
+        raise ValueError(
+            "no pipelines file and no Kubernetes API: set METRICPIPE_EXPORTER_PIPELINES_FILE"
+        )
+    if config.exporter_namespace:
+        listed = api.list_namespaced_custom_object(
+            GROUP, VERSION, config.exporter_namespace, PLURAL
+        )
+    else:
+        listed = api.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+    return list(listed.get("items", []))
+
+
+def read_pipelines_file(path: Path) -> list[dict[str, Any]]:
+    loaded = yaml.safe_load(path.read_text()) or []
+    items = loaded.get("items", []) if isinstance(loaded, dict) else loaded
+    if not isinstance(items, list):
+        raise ValueError(f"{path}: expected a list of MetricPipeline objects")
+    return items

@@ -1,0 +1,319 @@
+"""The lag exporter as a real process, scraped by the real Prometheus, against real Kafka.
+
+A consumer group is paused while records arrive at a known rate: the exported time lag is the
+age of the oldest unconsumed record (within one scrape interval), the lag in records is exactly
+what the AdminClient says, and both fall to 0 once the group resumes. A quiet topic gives 0,
+never NaN. Freshness from the consumers' watermarks and from the sink prober agree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec
+from consumers import ConsumerProcesses, create_topics, make_pipeline
+from prometheus_api_client import PrometheusConnect
+from prometheus_client.parser import text_string_to_metric_families
+
+from helpers import free_port, wait_for
+from metricpipe_devstack.env import StackEnv
+from metricpipe_exporters import names
+from metricpipe_exporters.rules import build_file_sd
+
+PARTITIONS = 3
+SCRAPE_SECONDS = 5.0  # the local stack's scrape interval
+CYCLE_SECONDS = 1.0  # the exporter's collection interval in these tests
+
+
+@dataclass
+class Exporter:
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    def families(self) -> dict[str, Any]:
+        text = requests.get(f"http://127.0.0.1:{self.port}/metrics", timeout=5).text
+        return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+@pytest.fixture
+def start_exporter(stack: StackEnv, tmp_path: Path) -> Iterator[Any]:
+    started: list[tuple[Exporter, Path]] = []
+
+    def start(pipelines: list[dict[str, Any]]) -> Exporter:
+        pipelines_file = tmp_path / "pipelines.yaml"
+        pipelines_file.write_text(yaml.safe_dump(pipelines))
+        port, log = free_port(), tmp_path / "exporter.log"
+        env = {
+            **os.environ, "METRICPIPE_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
+            "METRICPIPE_ELASTICSEARCH_URL": stack.elasticsearch_url,
+            "METRICPIPE_OPENSEARCH_URL": stack.opensearch_url,
+            "METRICPIPE_EXPORTER_PORT": str(port),
+            "METRICPIPE_EXPORTER_INTERVAL_SECONDS": str(CYCLE_SECONDS),
+            "METRICPIPE_EXPORTER_PIPELINES_FILE": str(pipelines_file),
+        }  # fmt: skip
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "metricpipe_exporters"], stdout=out,
+                stderr=subprocess.STDOUT, env=env,
+            )  # fmt: skip
+        exporter = Exporter(process, port, log)
+        sd_file = register(stack, port, names.EXPORTER_JOB, f"exporter-{port}")
+        started.append((exporter, sd_file))
+        wait_for(lambda: _answers(exporter), 30, "the exporter's /metrics")
+        return exporter
+
+    yield start
+    for exporter, sd_file in started:
+        sd_file.unlink(missing_ok=True)
+        exporter.process.terminate()
+        exporter.process.wait(timeout=30)
+
+
+def _answers(exporter: Exporter) -> bool:
+    if exporter.process.poll() is not None:
+        pytest.fail(f"the exporter exited:\n{exporter.log.read_text()[-3000:]}")
+    try:
+        return names.GROUP_LAG in exporter.families()
+    except requests.RequestException:
+        return False
+
+
+def register(stack: StackEnv, port: int, job: str, name: str) -> Path:
+    path = stack.prometheus_file_sd_dir / f"{name}.json"
+    path.write_text(json.dumps(build_file_sd([f"127.0.0.1:{port}"], job, {})))
+    return path
+
+
+def pipeline_object(name: str, topic: str) -> dict[str, Any]:
+    return {"metadata": {"namespace": "it", "name": name},
+            "spec": {"topic": {"name": topic}, "source": {"tag": "t"},
+                     "metric": {"aggregation": "count", "window": "1m"}}}  # fmt: skip
+
+
+def query(stack: StackEnv, promql: str) -> tuple[float, dict[str, float]]:
+    """Evaluate now; (evaluation time, {partition or pipeline: value})."""
+    at = time.time()
+    prom = PrometheusConnect(url=stack.prometheus_url, disable_ssl=True)
+    result = prom.custom_query(promql, params={"time": at})
+    values = {}
+    for sample in result:
+        key = sample["metric"].get("partition") or sample["metric"].get("pipeline", "")
+        values[key] = float(sample["value"][1])
+    return at, values
+
+
+def admin_lag(stack: StackEnv, group: str, topic: str) -> dict[str, int]:
+    admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
+    ends = admin.list_offsets(
+        {TopicPartition(topic, p): OffsetSpec.latest() for p in range(PARTITIONS)}
+    )
+    request = [ConsumerGroupTopicPartitions(group)]
+    committed = admin.list_consumer_group_offsets(request)[group].result().topic_partitions
+    by_partition = {tp.partition: tp.offset for tp in committed}
+    return {
+        str(tp.partition): f.result().offset - by_partition[tp.partition] for tp, f in ends.items()
+    }
+
+
+def consume_all_and_commit(stack: StackEnv, group: str, topic: str) -> None:
+    consumer = Consumer({"bootstrap.servers": stack.kafka_bootstrap, "group.id": group,
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                         "enable.partition.eof": True})  # fmt: skip
+    consumer.subscribe([topic])
+    at_end: set[int] = set()
+    deadline = time.monotonic() + 60
+    while len(at_end) < PARTITIONS and time.monotonic() < deadline:
+        for message in consumer.consume(1000, timeout=1):
+            if message.error() is not None:
+                at_end.add(message.partition() or 0)
+            else:
+                at_end.discard(message.partition() or 0)
+    consumer.commit(asynchronous=False)
+    consumer.close()
+    assert len(at_end) == PARTITIONS, "could not read the topic to its end"
+
+
+class RateProducer:
+    """Produces `rate` records/s spread over the partitions; remembers, per partition, the
+    broker timestamp of the first record it produced (the oldest unconsumed one)."""
+
+    def __init__(self, stack: StackEnv, topic: str, rate: float) -> None:
+        self.producer = Producer({"bootstrap.servers": stack.kafka_bootstrap, "linger.ms": 5})
+        self.topic, self.rate = topic, rate
+        self.first_ms: dict[str, int] = {}
+        self.sent = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _delivered(self, error: Any, message: Any) -> None:
+        if error is None:
+            self.first_ms.setdefault(str(message.partition()), message.timestamp()[1])
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        while not self.stop.is_set():
+            while self.sent < (time.monotonic() - started) * self.rate:
+                self.producer.produce(self.topic, value=b"{}", partition=self.sent % PARTITIONS,
+                                      on_delivery=self._delivered)  # fmt: skip
+                self.sent += 1
+            self.producer.poll(0.02)
+        self.producer.flush(30)
+
+    def __enter__(self) -> RateProducer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=30)
+
+
+def assert_time_lag_exact(stack: StackEnv, group: str, first_ms: dict[str, int]) -> None:
+    at, values = query(stack, f'{names.GROUP_TIME_LAG}{{consumergroup="{group}"}}')
+    assert set(values) == set(first_ms) == {str(p) for p in range(PARTITIONS)}
+    for partition, value in values.items():
+        age = at - first_ms[partition] / 1000  # the oldest unconsumed record's age, now
+        # The sample is from the latest scrape (at most one interval old) of a snapshot at most
+        # one collection cycle old; the value itself is exact at scrape time.
+        assert age - SCRAPE_SECONDS - CYCLE_SECONDS - 0.5 <= value <= age + 0.5, (
+            partition,
+            value,
+            age,
+        )
+
+
+def test_time_lag_is_exact_while_paused_and_zero_after_resume(
+    stack: StackEnv, unique_name: str, start_exporter: Any
+) -> None:
+    topic, name = f"lag-{unique_name}", f"lag-{unique_name}"[:50]
+    group = f"metricpipe.it.{name}"
+    create_topics(stack, topic, PARTITIONS)
+    with RateProducer(stack, topic, rate=60) as early:  # some history, then caught up
+        time.sleep(2)
+    assert early.sent > 0
+    consume_all_and_commit(stack, group, topic)
+    exporter = start_exporter([pipeline_object(name, topic)])
+
+    # Quiet topic, group caught up: 0 for every partition, never NaN and no false lag.
+    def quiet_zero() -> bool:
+        _, values = query(stack, f'{names.GROUP_TIME_LAG}{{consumergroup="{group}"}}')
+        return len(values) == PARTITIONS and all(v == 0.0 for v in values.values())
+
+    wait_for(quiet_zero, 45, "time lag 0 on a quiet, caught-up topic")
+
+    # The group is paused (no member) while records arrive at a known rate.
+    with RateProducer(stack, topic, rate=50) as paused:
+        time.sleep(12)
+        assert_time_lag_exact(stack, group, paused.first_ms)  # while they still arrive
+    time.sleep(SCRAPE_SECONDS + 2 * CYCLE_SECONDS + 1)  # a scrape after the last record
+    assert_time_lag_exact(stack, group, paused.first_ms)
+
+    # Lag in records: exactly the AdminClient's, both at the exporter and in Prometheus.
+    expected = admin_lag(stack, group, topic)
+    assert sum(expected.values()) == paused.sent
+    exported = {s.labels["partition"]: int(s.value)
+                for s in exporter.families()[names.GROUP_LAG].samples}  # fmt: skip
+    assert exported == expected
+    _, in_prometheus = query(stack, f'{names.GROUP_LAG}{{consumergroup="{group}"}}')
+    assert {k: int(v) for k, v in in_prometheus.items()} == expected
+
+    # Resumed: the group reads everything; time lag and lag fall to 0.
+    consume_all_and_commit(stack, group, topic)
+
+    def drained() -> bool:
+        _, seconds = query(stack, f'{names.GROUP_TIME_LAG}{{consumergroup="{group}"}}')
+        _, records = query(stack, f'{names.GROUP_LAG}{{consumergroup="{group}"}}')
+        return (
+            len(seconds) == PARTITIONS and not any(seconds.values()) and not any(records.values())
+        )
+
+    wait_for(drained, 30, "time lag and lag back to 0 after the group resumed")
+
+
+def test_freshness_from_watermarks_and_from_the_sink_agree(
+    stack: StackEnv, unique_name: str, tmp_path: Path, start_exporter: Any,
+    processes: ConsumerProcesses,
+) -> None:  # fmt: skip
+    """A deliberately slow consumer (tiny batches) falls behind live traffic: freshness grows
+    to tens of seconds, and both sources say the same all along."""
+    topic = f"fresh-{unique_name}"
+    create_topics(stack, topic, PARTITIONS)
+    spec = {"source": {"tag": "t"}, "metric": {"aggregation": "count", "window": "1m"}}
+    pipeline = make_pipeline(stack, tmp_path, f"fresh-{unique_name}"[:50], topic, spec,
+                             "elasticsearch")  # fmt: skip
+    key = f"it/{pipeline.name}"
+    metrics_port = free_port()
+    processes.start(pipeline, METRICPIPE_METRICS_PORT=str(metrics_port),
+                    METRICPIPE_MAX_BATCH_RECORDS="25")  # fmt: skip
+    consumer_sd = register(stack, metrics_port, names.CONSUMER_JOB, f"consumer-{metrics_port}")
+    spec_object = {"metadata": {"namespace": "it", "name": pipeline.name},
+                   "spec": {**spec, "topic": {"name": topic}}}  # fmt: skip
+    start_exporter([spec_object])
+    consumer_expr = f'time() - min by (pipeline) ({names.CONSUMER_WATERMARK}{{pipeline="{key}"}})'
+    sink_expr = f'{names.SINK_FRESHNESS}{{pipeline="{key}"}}'
+    pairs: list[tuple[float, float]] = []
+    live = LiveEvents(stack, topic, rate=300)
+    try:
+        with live:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                processes.assert_alive()
+                pairs.extend(_pair(stack, consumer_expr, sink_expr, key))
+                time.sleep(2)
+        deadline = time.monotonic() + 20  # traffic stopped: the consumer catches up
+        while time.monotonic() < deadline:
+            pairs.extend(_pair(stack, consumer_expr, sink_expr, key))
+            time.sleep(2)
+    finally:
+        consumer_sd.unlink(missing_ok=True)
+    assert len(pairs) >= 10, (
+        f"too few samples with both sources present: {pairs}\n{processes.logs()}"
+    )
+    assert max(s for _, s in pairs) > 15, f"the consumer never fell behind: {pairs}"
+    # Each source is sampled at most a scrape interval plus a consumer tick / exporter cycle
+    # before the evaluation, so they may differ by that much, never by the trend.
+    tolerance = 2 * SCRAPE_SECONDS + 2.0 + CYCLE_SECONDS
+    for from_watermarks, from_sink in pairs:
+        assert abs(from_watermarks - from_sink) <= tolerance, pairs
+
+
+def _pair(
+    stack: StackEnv, consumer_expr: str, sink_expr: str, key: str
+) -> list[tuple[float, float]]:
+    _, watermark = query(stack, consumer_expr)
+    _, sink = query(stack, sink_expr)
+    if key in watermark and key in sink:
+        return [(watermark[key], sink[key])]
+    return []
+
+
+class LiveEvents(RateProducer):
+    """Records whose event time is their produce time."""
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        while not self.stop.is_set():
+            while self.sent < (time.monotonic() - started) * self.rate:
+                value = json.dumps({"time": _now_rfc3339(), "tag": "t"}).encode()
+                self.producer.produce(self.topic, value=value, partition=self.sent % PARTITIONS)
+                self.sent += 1
+            self.producer.poll(0.02)
+        self.producer.flush(30)
+
+
+def _now_rfc3339() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
