@@ -116,7 +116,11 @@ def state(watermark: int | None, caught_up: bool = False, updated: int | None = 
         ([], None, None),
     ],
 )
-def test_sink_probe_watermark(states: list[dict], partitions: int | None, expected: int | None) -> None:  # type: ignore[type-arg]
+def test_sink_probe_watermark(
+    states: list[dict],  # type: ignore[type-arg]
+    partitions: int | None,
+    expected: int | None,
+) -> None:
     probe = build_sink_probe(states, partitions, {"window_end_ms": 3_600_000})
     assert probe.watermark_ms == expected
     assert probe.final_window_end_ms == 3_600_000
@@ -135,4 +139,5 @@ def test_targets_from_a_pipelines_file(tmp_path: Path) -> None:
     assert target.consumer_group == "metricpipe.team-a.rtt"
     assert target.freshness_target_seconds == 600
     assert (target.backend, target.endpoint) == ("opensearch", "http://os:9200")
-    assert target.topic and target.index
+    assert target.topic
+    assert target.index
