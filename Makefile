@@ -60,8 +60,9 @@ integration: stack-deps ## Tests against the real local stack (started and stopp
 
 test: lint unit integration ## Everything CI runs: lint, unit and integration tests
 
-bench: stack-deps ## Benchmarks (not tests): consumer throughput vs raw consume, freshness at load
+bench: stack-deps ## Benchmarks (not tests): consumer vs raw consume, freshness at load, exporter scrape cost
 	$(PY) bench/consumer_throughput.py
+	$(PY) bench/exporter_scrape.py
 
 demo: venv ## The end-to-end demo (not built yet: prints what it will do)
 	@cat docs/demo-plan.txt

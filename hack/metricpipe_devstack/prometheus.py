@@ -11,6 +11,8 @@ from pathlib import Path
 
 import requests
 
+from metricpipe_exporters.rules import build_rule_file, render_yaml
+
 from .base import Component, Probe, http_get_json
 
 SCRAPE_INTERVAL = "5s"
@@ -53,6 +55,10 @@ class Prometheus(Component):
     def prepare(self) -> None:
         for sub in ("file_sd", "rules"):
             (self.config_dir / sub).mkdir(parents=True, exist_ok=True)
+        # The project's own recording and alerting rules, as a cluster would load them.
+        (self.config_dir / "rules" / "metricpipe-rules.yml").write_text(
+            render_yaml(build_rule_file())
+        )
         (self.config_dir / "prometheus.yml").write_text(self.build_config())
         self.data_dir.mkdir(parents=True, exist_ok=True)
 

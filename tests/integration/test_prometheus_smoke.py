@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import socket
 import time
+from typing import Any
 
+import requests
 from prometheus_api_client import PrometheusConnect
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
+from helpers import wait_for
 from metricpipe_devstack.env import StackEnv
 
 
@@ -47,3 +50,18 @@ def test_file_sd_target_is_scraped(stack: StackEnv, unique_name: str) -> None:
         target_file.unlink()
         server.shutdown()
         thread.join(timeout=5)
+
+
+def test_project_rules_are_loaded_and_healthy(stack: StackEnv) -> None:
+    """The stack's Prometheus loads the rules the project renders; every rule evaluates."""
+
+    def evaluated() -> list[dict[str, Any]]:
+        groups = requests.get(f"{stack.prometheus_url}/api/v1/rules", timeout=10).json()
+        ours = [g for g in groups["data"]["groups"] if g["name"].startswith("metricpipe")]
+        rules = [rule for group in ours for rule in group["rules"]]
+        done = len(ours) == 2 and all(r["lastEvaluation"].startswith("2") for r in rules)
+        return rules if done else []
+
+    rules = wait_for(evaluated, 60, "the project's rule groups to be evaluated")
+    assert {r["name"] for r in rules} >= {"metricpipe:freshness:seconds", "ExporterDown"}
+    assert [r["name"] for r in rules if r["health"] != "ok"] == []
