@@ -58,7 +58,10 @@ unit: venv ## Pure tests, no servers
 integration: stack-deps ## Tests against the real local stack (started and stopped if not running)
 	$(VENV)/bin/pytest tests/integration
 
-test: lint unit integration ## Everything CI runs: lint, unit and integration tests
+e2e: stack-deps ## Closed loops on the real local stack (the ResourceManager scaling consumers)
+	$(VENV)/bin/pytest tests/e2e
+
+test: lint unit integration e2e ## Everything CI runs: lint, unit, integration and e2e tests
 
 bench: stack-deps ## Benchmarks (not tests): consumer vs raw consume, freshness at load, exporter scrape cost
 	$(PY) bench/consumer_throughput.py

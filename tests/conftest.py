@@ -21,3 +21,8 @@ def data_dir() -> Path:
 def unique_name() -> str:
     """A name no other test uses: isolates tests on shared servers (namespaces, topics, indices)."""
     return f"t-{uuid.uuid4().hex[:10]}"
+
+
+# The real local stack's fixtures (integration and e2e tiers; lazy, so unit tests start nothing).
+from exporter_harness import start_exporter  # noqa: E402, F401
+from stack_fixtures import *  # noqa: E402, F403

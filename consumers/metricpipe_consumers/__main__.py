@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 
 import structlog
 
@@ -21,6 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="metricpipe-consumer", description=__doc__)
     parser.add_argument("mode", choices=("stream",), help="batch mode comes with its own issue")
     parser.parse_args(argv)
+    # SIGTERM before the loop runs (the JVM start and warm-up take seconds) is a graceful stop.
+    early_stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: early_stop.set())
+    signal.signal(signal.SIGINT, lambda *_: early_stop.set())
     config = ConsumerConfig()
     configure_logging(config.log_level)
     log = structlog.get_logger("metricpipe.consumer")
@@ -49,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     engine = SparkAggregator(config.spark_master)
     engine.warm_up()  # before joining the group: the first batch then runs at full speed
     try:
-        StreamConsumer(document, sink, engine, metrics, settings).run()
+        StreamConsumer(document, sink, engine, metrics, settings).run(early_stop)
     except SinkError as error:
         log.error("sink error; exiting so the pod restarts", error=str(error))
         return 2

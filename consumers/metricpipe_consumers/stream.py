@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -149,9 +150,14 @@ class StreamConsumer:
         return f"{self.doc.sink.index}-state"
 
     # -- the loop --------------------------------------------------------------------------------
-    def run(self) -> None:
+    def run(self, stop_requested: threading.Event | None = None) -> None:
+        """Consume until SIGTERM/SIGINT (or `stop_requested`, set by a signal that came before
+        these handlers were installed)."""
         signal.signal(signal.SIGTERM, self._request_stop)
         signal.signal(signal.SIGINT, self._request_stop)
+        if stop_requested is not None and stop_requested.is_set():
+            log.info("stop requested during start-up")
+            self.stopping = True
         sys.setswitchinterval(GIL_SWITCH_SECONDS)
         self.sink.ensure_indices()
         self.finalizer.load()

@@ -44,3 +44,19 @@ class OperatorConfig(BaseSettings):
     consumer_termination_grace_seconds: int = Field(
         default=90, ge=10, description="Time a consumer gets to flush, write and commit."
     )
+    # -- the ResourceManager ------------------------------------------------------------------
+    prometheus_url: str | None = Field(
+        default=None, description="Prometheus the ResourceManager reads; unset: it does not run."
+    )
+    scaling_interval_seconds: float = Field(default=15.0, gt=0, description="One loop cycle.")
+    scaling_namespace: str | None = Field(
+        default=None, description="Scale only this namespace's pipelines (default: all)."
+    )
+    lease_namespace: str | None = Field(
+        default=None,
+        description="Namespace of the leader Lease; unset: no election (one operator replica).",
+    )
+    lease_name: str = Field(default="metricpipe-resourcemanager")
+    lease_duration_seconds: int = Field(default=45, ge=5)
+    startup_seconds: float = Field(default=30.0, ge=0, description="A new replica's start-up.")
+    rebalance_seconds: float = Field(default=10.0, ge=0, description="A group rebalance's pause.")

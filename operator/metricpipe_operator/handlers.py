@@ -20,7 +20,8 @@ from .reconcile.pipeline import (
 )
 from .reconcile.pipeline import reconcile_pipeline as run_reconcile
 from .reconcile.status import merge_conditions
-from .runtime import build_runtime
+from .runtime import build_api_client, build_runtime
+from .scaling.start import build_resource_manager, start_in_thread
 
 log = structlog.get_logger("metricpipe.operator")
 
@@ -33,7 +34,18 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     )
     settings.posting.level = logging.INFO
     settings.persistence.finalizer = f"{GROUP}/finalizer"
-    memo["runtime"] = build_runtime(OperatorConfig())
+    config = OperatorConfig()
+    memo["runtime"] = build_runtime(config)
+    manager = build_resource_manager(config, build_api_client())
+    if manager is not None:
+        memo["resourcemanager_stop"] = start_in_thread(manager)
+
+
+@kopf.on.cleanup()
+def stop_resource_manager(memo: kopf.Memo, **_: Any) -> None:
+    stop = memo.get("resourcemanager_stop")
+    if stop is not None:
+        stop.set()
 
 
 def _parse(spec: dict[str, Any]) -> MetricPipelineSpec:

@@ -9,93 +9,23 @@ never NaN. Freshness from the consumers' watermarks and from the sink prober agr
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
-import requests
-import yaml
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
-from consumers import ConsumerProcesses, create_topics, make_pipeline
 from prometheus_api_client import PrometheusConnect
-from prometheus_client.parser import text_string_to_metric_families
 
+from consumers import ConsumerProcesses, create_topics, make_pipeline
+from exporter_harness import CYCLE_SECONDS, register
 from helpers import free_port, wait_for
 from metricpipe_devstack.env import StackEnv
 from metricpipe_exporters import names
-from metricpipe_exporters.rules import build_file_sd
 
 PARTITIONS = 3
 SCRAPE_SECONDS = 5.0  # the local stack's scrape interval
-CYCLE_SECONDS = 1.0  # the exporter's collection interval in these tests
-
-
-@dataclass
-class Exporter:
-    process: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    def families(self) -> dict[str, Any]:
-        text = requests.get(f"http://127.0.0.1:{self.port}/metrics", timeout=5).text
-        return {f.name: f for f in text_string_to_metric_families(text)}
-
-
-@pytest.fixture
-def start_exporter(stack: StackEnv, tmp_path: Path) -> Iterator[Any]:
-    started: list[tuple[Exporter, Path]] = []
-
-    def start(pipelines: list[dict[str, Any]]) -> Exporter:
-        pipelines_file = tmp_path / "pipelines.yaml"
-        pipelines_file.write_text(yaml.safe_dump(pipelines))
-        port, log = free_port(), tmp_path / "exporter.log"
-        env = {
-            **os.environ, "METRICPIPE_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
-            "METRICPIPE_ELASTICSEARCH_URL": stack.elasticsearch_url,
-            "METRICPIPE_OPENSEARCH_URL": stack.opensearch_url,
-            "METRICPIPE_EXPORTER_PORT": str(port),
-            "METRICPIPE_EXPORTER_INTERVAL_SECONDS": str(CYCLE_SECONDS),
-            "METRICPIPE_EXPORTER_PIPELINES_FILE": str(pipelines_file),
-        }  # fmt: skip
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "metricpipe_exporters"], stdout=out,
-                stderr=subprocess.STDOUT, env=env,
-            )  # fmt: skip
-        exporter = Exporter(process, port, log)
-        sd_file = register(stack, port, names.EXPORTER_JOB, f"exporter-{port}")
-        started.append((exporter, sd_file))
-        wait_for(lambda: _answers(exporter), 30, "the exporter's /metrics")
-        return exporter
-
-    yield start
-    for exporter, sd_file in started:
-        sd_file.unlink(missing_ok=True)
-        exporter.process.terminate()
-        exporter.process.wait(timeout=30)
-
-
-def _answers(exporter: Exporter) -> bool:
-    if exporter.process.poll() is not None:
-        pytest.fail(f"the exporter exited:\n{exporter.log.read_text()[-3000:]}")
-    try:
-        return names.GROUP_LAG in exporter.families()
-    except requests.RequestException:
-        return False
-
-
-def register(stack: StackEnv, port: int, job: str, name: str) -> Path:
-    path = stack.prometheus_file_sd_dir / f"{name}.json"
-    path.write_text(json.dumps(build_file_sd([f"127.0.0.1:{port}"], job, {})))
-    return path
 
 
 def pipeline_object(name: str, topic: str) -> dict[str, Any]:
@@ -266,10 +196,11 @@ def test_freshness_from_watermarks_and_from_the_sink_agree(
     consumer_expr = f'time() - min by (pipeline) ({names.CONSUMER_WATERMARK}{{pipeline="{key}"}})'
     sink_expr = f'{names.SINK_FRESHNESS}{{pipeline="{key}"}}'
     pairs: list[tuple[float, float]] = []
-    live = LiveEvents(stack, topic, rate=300)
     try:
-        with live:
-            deadline = time.monotonic() + 30
+        with LiveEvents(stack, topic, rate=300):
+            # both sources answer once the consumer's first batches are in (JVM start included)
+            wait_for(lambda: _pair(stack, consumer_expr, sink_expr, key), 120, "both sources")
+            deadline = time.monotonic() + 40
             while time.monotonic() < deadline:
                 processes.assert_alive()
                 pairs.extend(_pair(stack, consumer_expr, sink_expr, key))
@@ -280,6 +211,7 @@ def test_freshness_from_watermarks_and_from_the_sink_agree(
             time.sleep(2)
     finally:
         consumer_sd.unlink(missing_ok=True)
+    print(f"(from watermarks, from the sink) every 2 s: {pairs}")
     assert len(pairs) >= 10, (
         f"too few samples with both sources present: {pairs}\n{processes.logs()}"
     )

@@ -56,6 +56,10 @@ STATUS_SCHEMA: dict[str, Any] = {
         "freshnessSeconds": {"type": "number"},
         "freshness": {"type": "string", "description": "Human form of freshnessSeconds."},
         "slo": {"type": "string", "description": "Met, AtRisk, Breached or Unknown."},
+        "sloAttainment": {
+            "type": "number",
+            "description": "Share of recent observations in which freshness met the target.",
+        },
         "lastScaleTime": {"type": "string", "format": "date-time"},
         "lastScaleReason": {"type": "string"},
     },

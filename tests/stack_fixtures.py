@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 import requests
 import yaml
-from consumers import ConsumerProcesses
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
+from consumers import ConsumerProcesses
 from helpers import free_port, wait_for
 from metricpipe_devstack.env import StackEnv
 from metricpipe_devstack.fluent_operator import fetch_fluent_operator_crds

@@ -1,0 +1,1 @@
+"""The ResourceManager: a pure scaling policy (`policy.decide`) and its I/O shell (`loop`)."""

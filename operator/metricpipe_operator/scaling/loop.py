@@ -1,0 +1,264 @@
+"""The ResourceManager loop: one operator-wide cycle for all pipelines (not a timer each).
+
+collect (7 batched PromQL queries, `collect.QUERIES`) → decide (the pure policy, per pipeline,
+over its kept history) → realize (the pipeline's /scale when the target changed, an Event with
+the numbers, and a status patch only when something a user would see changed).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
+
+from ..api.durations import parse_duration
+from ..api.model import API_VERSION, GROUP, KIND, PLURAL, VERSION, MetricPipelineSpec
+from ..reconcile.status import merge_conditions, now_rfc3339
+from .collect import (
+    QUERIES,
+    MetricsUnavailableError,
+    MetricValues,
+    build_sample,
+    fetch_metric_values,
+)
+from .lease import LeaderLease
+from .model import Decision, MetricSample, PipelineScaling, PolicyConfig
+from .report import build_scaling_conditions, build_scaling_status
+
+log = structlog.get_logger("metricpipe.resourcemanager")
+Policy = Callable[[Sequence[MetricSample], PipelineScaling, PolicyConfig, float], Decision]
+NUMERIC_FIELDS = ("lag", "timeLagSeconds", "freshnessSeconds", "sloAttainment")
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    prometheus_url: str
+    interval_seconds: float = 15.0
+    query_timeout_seconds: float = 5.0
+    keep_seconds: float = 3600.0  # history kept per pipeline (>= the longest stabilisation)
+    status_max_age_seconds: float = 60.0  # numbers in status are at most this old
+    namespace: str | None = None  # None: every namespace
+    write_concurrency: int = 8  # API writes (scale, status, events) in flight at once
+
+
+@dataclass
+class CycleReport:
+    pipelines: int = 0
+    queries: int = 0
+    metrics_available: bool = True
+    scaled: int = 0
+    status_patches: int = 0
+    conflicts: int = 0
+    seconds: float = 0.0
+    decisions: dict[str, Decision] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count(self, what: str) -> None:
+        with self.lock:
+            setattr(self, what, getattr(self, what) + 1)
+
+
+def decide_status_due(old: dict[str, Any], new: dict[str, Any], age: float, max_age: float) -> bool:
+    """Pure: write status when what a user reads changed — replicas, SLO state, a condition —
+    or a number moved by more than 10 % (with small absolute floors), or it is `max_age` old."""
+    if age >= max_age:
+        return True
+    for key, value in new.items():
+        if key == "conditions":
+            before = {c["type"]: c.get("status") for c in old.get("conditions") or []}
+            if any(before.get(c["type"]) != c["status"] for c in value):
+                return True
+        elif key in NUMERIC_FIELDS:
+            previous = old.get(key)
+            floor = {"lag": 100.0, "sloAttainment": 0.01}.get(key, 5.0)
+            if previous is None or abs(float(value) - float(previous)) > max(
+                floor, 0.1 * abs(float(previous))
+            ):
+                return True
+        elif key not in ("timeLag", "freshness") and old.get(key) != value:
+            return True
+    return False
+
+
+class ResourceManager:
+    def __init__(
+        self, api: client.ApiClient, settings: LoopSettings, policy_config: PolicyConfig,
+        policy: Policy, lease: LeaderLease | None = None,
+    ) -> None:  # fmt: skip
+        self.objects = client.CustomObjectsApi(api)
+        self.core = client.CoreV1Api(api)
+        self.settings = settings
+        self.policy_config = policy_config
+        self.policy = policy
+        self.lease = lease
+        self.history: dict[str, deque[MetricSample]] = {}
+        self.written_at: dict[str, float] = {}
+
+    def run(self, stop: threading.Event) -> None:
+        log.info("resource manager started", interval=self.settings.interval_seconds)
+        while not stop.is_set():
+            try:
+                if self.lease is None or self.lease.ensure_held():
+                    report = self.cycle(time.time())
+                    log.debug("cycle", pipelines=report.pipelines, seconds=round(report.seconds, 3))
+            except Exception:  # the loop must outlive any one cycle's failure
+                log.exception("resource manager cycle failed")
+            stop.wait(self.settings.interval_seconds)
+
+    # -- one cycle ---------------------------------------------------------------------------
+    def cycle(self, now: float) -> CycleReport:
+        started = time.monotonic()
+        report = CycleReport(queries=len(QUERIES))
+        pipelines = self._fetch_pipelines()
+        report.pipelines = len(pipelines)
+        values: MetricValues | None = None
+        unavailable = ""
+        try:
+            values = fetch_metric_values(
+                self.settings.prometheus_url, self.settings.query_timeout_seconds, now
+            )
+        except MetricsUnavailableError as error:
+            unavailable = str(error)
+            report.metrics_available = False
+        # Decisions are pure and fast; the API writes are what takes time: a few in flight.
+        with ThreadPoolExecutor(max_workers=self.settings.write_concurrency) as pool:
+            list(pool.map(lambda obj: self._handle(obj, values, unavailable, now, report),
+                          pipelines))  # fmt: skip
+        report.seconds = time.monotonic() - started
+        return report
+
+    def _fetch_pipelines(self) -> list[dict[str, Any]]:
+        listed: Any
+        if self.settings.namespace:
+            listed = self.objects.list_namespaced_custom_object(
+                GROUP, VERSION, self.settings.namespace, PLURAL
+            )
+        else:
+            listed = self.objects.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+        return list(listed.get("items", []))
+
+    def _handle(self, obj: dict[str, Any], values: MetricValues | None, unavailable: str,
+                now: float, report: CycleReport) -> None:  # fmt: skip
+        meta, status = obj["metadata"], obj.get("status") or {}
+        key = f"{meta['namespace']}/{meta['name']}"
+        try:
+            spec = MetricPipelineSpec.model_validate(obj.get("spec") or {})
+        except ValidationError:
+            return  # the reconciler reports invalid specs
+        if spec.mode != "stream":
+            return
+        facts = build_pipeline_scaling(spec, status)
+        history = self.history.setdefault(key, deque())
+        sample = None
+        if values is not None:
+            running = int(status.get("readyReplicas") or status.get("replicas") or 0)
+            sample = build_sample(key, values, running, now)
+            history.append(sample)
+        while history and history[0].at < now - self.settings.keep_seconds:
+            history.popleft()
+        if values is None:
+            why = f"metrics unavailable, no change: {unavailable}"
+            decision = Decision(facts.current_replicas, why, metrics_available=False)
+        elif not spec.scaling.enabled:
+            decision = Decision(facts.current_replicas, "scaling disabled in the spec")
+        else:
+            decision = self.policy(list(history), facts, self.policy_config, now)
+        report.decisions[key] = decision
+        changes: dict[str, Any] = {}
+        if (
+            spec.scaling.enabled
+            and decision.metrics_available
+            and decision.replicas != facts.current_replicas
+        ) and self._scale(obj, facts.current_replicas, decision):
+            report.count("scaled")
+            changes = {
+                "lastScaleTime": now_rfc3339(),
+                "lastScaleReason": decision.reason[:1024],
+            }
+        target = facts.freshness_target_seconds
+        new_status = {**build_scaling_status(decision, sample, list(history), target), **changes}
+        conditions = build_scaling_conditions(
+            decision, sample.freshness_seconds if sample else None, target
+        )
+        new_status["conditions"] = merge_conditions(
+            list(status.get("conditions") or []), conditions, int(meta.get("generation") or 0)
+        )
+        age = now - self.written_at.get(key, 0.0)
+        if changes or decide_status_due(
+            status, new_status, age, self.settings.status_max_age_seconds
+        ):
+            self._write_status(obj, new_status, key, now, report)
+
+    def _scale(self, obj: dict[str, Any], current: int, decision: Decision) -> bool:
+        meta = obj["metadata"]
+        try:
+            self.objects.patch_namespaced_custom_object_scale(
+                GROUP, VERSION, meta["namespace"], PLURAL, meta["name"],
+                {"spec": {"replicas": decision.replicas}},
+            )  # fmt: skip
+        except ApiException as error:
+            log.warning("scale failed", pipeline=meta["name"], status=error.status)
+            return False
+        direction = "ScaledUp" if decision.replicas > current else "ScaledDown"
+        log.info(
+            "scaled", pipeline=f"{meta['namespace']}/{meta['name']}", replicas=decision.replicas,
+            previous=current, reason=decision.reason, limited_by=decision.limited_by,
+        )  # fmt: skip
+        self._event(obj, direction, f"{current} → {decision.replicas}: {decision.reason}")
+        return True
+
+    def _event(self, obj: dict[str, Any], reason: str, message: str) -> None:
+        meta = obj["metadata"]
+        stamp = datetime.now(UTC)
+        event: Any = {
+            "metadata": {"generateName": f"{meta['name']}-scale-"},
+            "involvedObject": {"apiVersion": API_VERSION, "kind": KIND, "name": meta["name"],
+                               "namespace": meta["namespace"], "uid": meta.get("uid")},
+            "reason": reason, "message": message[:1024], "type": "Normal",
+            "source": {"component": "metricpipe-resourcemanager"},
+            "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
+        }  # fmt: skip
+        try:
+            self.core.create_namespaced_event(meta["namespace"], event)
+        except ApiException as error:
+            log.warning("event not recorded", pipeline=meta["name"], status=error.status)
+
+    def _write_status(self, obj: dict[str, Any], status: dict[str, Any], key: str, now: float,
+                      report: CycleReport) -> None:  # fmt: skip
+        meta = obj["metadata"]
+        body = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": status}
+        try:
+            self.objects.patch_namespaced_custom_object_status(
+                GROUP, VERSION, meta["namespace"], PLURAL, meta["name"], body
+            )
+        except ApiException as error:
+            if error.status == 409:
+                report.count("conflicts")
+                return
+            raise
+        self.written_at[key] = now
+        report.count("status_patches")
+
+
+def build_pipeline_scaling(spec: MetricPipelineSpec, status: dict[str, Any]) -> PipelineScaling:
+    last = status.get("lastScaleTime")
+    last_at = datetime.fromisoformat(last.replace("Z", "+00:00")).timestamp() if last else None
+    return PipelineScaling(
+        current_replicas=spec.replicas, min_replicas=spec.scaling.min_replicas,
+        max_replicas=spec.scaling.max_replicas,
+        target_utilization=spec.scaling.target_utilization,
+        freshness_target_seconds=parse_duration(spec.freshness.target),
+        allowed_lateness_seconds=parse_duration(spec.metric.allowed_lateness),
+        scale_down_stabilization_seconds=parse_duration(spec.scaling.scale_down_stabilization),
+        last_scale_at=last_at,
+    )  # fmt: skip

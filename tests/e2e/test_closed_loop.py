@@ -1,0 +1,140 @@
+"""The closed loop on the real stack: traffic → Kafka → consumers → sink, metrics → Prometheus →
+ResourceManager → /scale → Deployment → (the pod runner, standing in for the kubelet) consumers.
+
+One pipeline with a scaled-down freshness target (120 s) and a burst one replica cannot absorb
+in time: the ResourceManager scales up, freshness stays under the target, and it scales back
+down after the burst. With Prometheus unreachable: no change, and a condition says why.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Producer
+from kubernetes import client
+from podrunner import PodRunner
+
+from consumers import create_topics
+from helpers import wait_for
+from metricpipe_devstack.env import StackEnv
+from pipelines import condition, create_pipeline, get_pipeline
+
+TARGET_SECONDS = 120
+PARTITIONS = 4
+SPEC: dict[str, Any] = {
+    "source": {"tag": "e2e"},
+    "topic": {"partitions": PARTITIONS},
+    "metric": {"aggregation": "count", "window": "1m", "allowedLateness": "10s"},
+    "freshness": {"target": f"{TARGET_SECONDS}s"},
+    "replicas": 1,
+    "scaling": {"minReplicas": 1, "maxReplicas": 4, "scaleDownStabilization": "60s"},
+}
+OPERATOR_ENV = {"METRICPIPE_SCALING_INTERVAL_SECONDS": "5", "METRICPIPE_STARTUP_SECONDS": "20",
+                "METRICPIPE_REBALANCE_SECONDS": "5"}  # fmt: skip
+# Small batches make one replica slow enough that a burst outruns it on this small machine.
+CONSUMER_ENV = {"METRICPIPE_MAX_BATCH_RECORDS": "40", "METRICPIPE_MAX_BATCH_SECONDS": "1",
+                "METRICPIPE_FINALIZE_INTERVAL_SECONDS": "2"}  # fmt: skip
+
+
+class Traffic:
+    """Live events (event time = produce time) at a rate that can be changed while running."""
+
+    def __init__(self, stack: StackEnv, topic: str) -> None:
+        self.producer = Producer({"bootstrap.servers": stack.kafka_bootstrap, "linger.ms": 5})
+        self.topic, self.rate, self.sent = topic, 0.0, 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        budget, last = 0.0, time.monotonic()
+        while not self.stop.is_set():
+            now = time.monotonic()
+            budget += (now - last) * self.rate
+            last = now
+            while budget >= 1:
+                stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                value = json.dumps({"time": stamp, "tag": "e2e"}).encode()
+                self.producer.produce(self.topic, value=value, partition=self.sent % PARTITIONS)
+                self.sent += 1
+                budget -= 1
+            self.producer.poll(0.02)
+        self.producer.flush(30)
+
+
+def observe(kube: client.ApiClient, namespace: str, name: str) -> tuple[int, float | None]:
+    pipeline = get_pipeline(kube, namespace, name)
+    status = pipeline.get("status") or {}
+    return int(pipeline["spec"]["replicas"]), status.get("freshnessSeconds")
+
+
+def test_scales_up_for_a_burst_holds_freshness_and_scales_back(
+    stack: StackEnv, kube: client.ApiClient, namespace: str, unique_name: str, tmp_path: Path,
+    start_operator: Any, start_exporter: Any,
+) -> None:  # fmt: skip
+    name = "burst"
+    topic = f"e2e-{unique_name}"
+    create_topics(stack, topic, PARTITIONS)  # created up front: the producer starts at once
+    start_exporter(namespace=namespace)
+    start_operator(namespace, METRICPIPE_PROMETHEUS_URL=stack.prometheus_url, **OPERATOR_ENV)
+    create_pipeline(kube, namespace, name, {**SPEC, "topic": {**SPEC["topic"], "name": topic}})
+    runner = PodRunner(stack, kube, namespace, name, tmp_path, env=CONSUMER_ENV)
+    runner.start()
+    traffic = Traffic(stack, topic)
+    traffic.thread.start()
+    seen: list[tuple[float, int, float | None]] = []
+    try:
+        wait_for(lambda: runner.timeline and runner.timeline[-1][1] == 1, 60, "one consumer")
+
+        def phase(rate: float, seconds: float) -> None:
+            traffic.rate = rate
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                seen.append((time.time(), *observe(kube, namespace, name)))
+                time.sleep(5)
+
+        phase(30, 60)  # steady: one replica is enough
+        phase(400, 90)  # the burst
+        traffic.rate = 30
+        scaled_up = max(replicas for _, replicas, _ in seen)
+
+        def back_to_one() -> bool:
+            seen.append((time.time(), *observe(kube, namespace, name)))
+            return seen[-1][1] == 1
+
+        wait_for(back_to_one, 360, "scale-down to 1 replica after the burst")
+    finally:
+        traffic.stop.set()
+        runner.stop()
+    timeline = [(round(t - seen[0][0]), r, f) for t, r, f in seen]
+    assert scaled_up > 1, f"never scaled up: {timeline}"
+    freshness = [f for _, _, f in seen if f is not None]
+    assert freshness, f"no freshness in status: {timeline}"
+    assert max(freshness) <= TARGET_SECONDS, f"freshness above the target: {timeline}"
+    events = client.CoreV1Api(kube).list_namespaced_event(namespace).items
+    reasons = {e.reason for e in events if e.involved_object.name == name}
+    assert {"ScaledUp", "ScaledDown"} <= reasons, reasons
+    print(f"timeline (s, replicas, freshness): {timeline}")
+
+
+def test_no_change_and_a_condition_when_prometheus_is_unreachable(
+    stack: StackEnv, kube: client.ApiClient, namespace: str, start_operator: Any,
+) -> None:  # fmt: skip
+    name = "blind"
+    start_operator(namespace, METRICPIPE_PROMETHEUS_URL="http://127.0.0.1:9", **OPERATOR_ENV)
+    create_pipeline(kube, namespace, name, {**SPEC, "replicas": 2})
+
+    def unavailable() -> dict[str, Any] | None:
+        found = condition(get_pipeline(kube, namespace, name), "MetricsAvailable")
+        return found if found.get("status") == "False" else None
+
+    found = wait_for(unavailable, 60, "MetricsAvailable=False")
+    assert found["reason"] == "MetricsUnavailable"
+    assert "127.0.0.1:9" in found["message"]
+    time.sleep(12)  # two more cycles
+    pipeline = get_pipeline(kube, namespace, name)
+    assert pipeline["spec"]["replicas"] == 2
+    assert pipeline["status"]["slo"] == "Unknown"

@@ -1,0 +1,107 @@
+"""The ResourceManager's pure pieces around the policy: queries, samples, status, lease."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from metricpipe_exporters import names
+from metricpipe_operator.scaling.collect import QUERIES, build_sample, build_values
+from metricpipe_operator.scaling.lease import decide_lease_free
+from metricpipe_operator.scaling.loop import decide_status_due
+from metricpipe_operator.scaling.model import Decision, MetricSample
+from metricpipe_operator.scaling.report import (
+    build_attainment,
+    build_scaling_conditions,
+    build_scaling_status,
+    decide_slo_state,
+    format_seconds,
+)
+
+
+def test_a_constant_number_of_queries_each_for_all_pipelines() -> None:
+    assert len(QUERIES) <= 10
+    known = {v for k, v in vars(names).items() if k.isupper() and isinstance(v, str)}
+    for promql in QUERIES.values():
+        assert "by (pipeline)" in promql  # one answer holds every pipeline
+        used = set(re.findall(r"\b(?:kafka|metricpipe)_[a-z_]+\b", promql))
+        assert used
+        assert used <= known, used - known
+
+
+def test_values_drop_nan_and_unlabelled() -> None:
+    body = {"data": {"result": [
+        {"metric": {"pipeline": "a/x"}, "value": [0, "12.5"]},
+        {"metric": {"pipeline": "a/y"}, "value": [0, "NaN"]},
+        {"metric": {"pipeline": "a/z"}, "value": [0, "+Inf"]},
+        {"metric": {}, "value": [0, "3"]},
+    ]}}  # fmt: skip
+    assert build_values(body) == {"a/x": 12.5}
+
+
+def test_sample_from_values() -> None:
+    values = {"input_rate": {"a/x": 100.0}, "partitions": {"a/x": 6.0}, "lag_records": {}}
+    sample = build_sample("a/x", values, replicas=2, at=50.0)
+    assert sample == MetricSample(at=50.0, replicas=2, input_rate=100.0, partitions=6)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0, "0s"), (59.4, "59s"), (65, "1m05s"), (3599, "59m59s"), (7440, "2h04m"), (-3, "0s")],
+)
+def test_format_seconds(seconds: float, text: str) -> None:
+    assert format_seconds(seconds) == text
+
+
+@pytest.mark.parametrize(
+    ("freshness", "state"), [(None, "Unknown"), (10, "Met"), (85, "AtRisk"), (101, "Breached")]
+)
+def test_slo_state(freshness: float | None, state: str) -> None:
+    assert decide_slo_state(freshness, 100) == state
+
+
+def test_status_and_conditions_say_what_happened() -> None:
+    sample = MetricSample(at=0, replicas=2, lag_records=1234.0, time_lag_seconds=65.2,
+                          freshness_seconds=70.0)  # fmt: skip
+    history = [MetricSample(at=i, replicas=2, freshness_seconds=f) for i, f in enumerate([50, 150])]
+    status = build_scaling_status(Decision(3, "up"), sample, history, target=100)
+    assert status == {"desiredReplicas": 3, "lag": 1234, "timeLagSeconds": 65.2,
+                      "timeLag": "1m05s", "freshnessSeconds": 70.0, "freshness": "1m10s",
+                      "slo": "Met", "sloAttainment": 0.5}  # fmt: skip
+    blind = Decision(2, "metrics unavailable: connection refused", metrics_available=False)
+    assert build_scaling_status(blind, None, [], 100) == {"desiredReplicas": 2, "slo": "Unknown"}
+    (available, slo) = build_scaling_conditions(blind, None, 100)
+    assert (available.type, available.status, available.reason) == (
+        "MetricsAvailable", False, "MetricsUnavailable",
+    )  # fmt: skip
+    assert "connection refused" in available.message
+    assert slo.status is None
+    (_, breached) = build_scaling_conditions(Decision(2, "x"), 130.0, 100)
+    assert (breached.type, breached.status) == ("FreshnessSLOMet", False)
+    assert build_attainment([], 100) is None
+
+
+def test_status_is_written_only_when_something_visible_changed() -> None:
+    old = {"desiredReplicas": 2, "lag": 1000, "freshnessSeconds": 30.0, "slo": "Met",
+           "conditions": [{"type": "FreshnessSLOMet", "status": "True"}]}  # fmt: skip
+    same = {**old, "lag": 1050, "freshnessSeconds": 33.0}  # small moves
+    assert not decide_status_due(old, same, age=10, max_age=60)
+    assert decide_status_due(old, same, age=60, max_age=60)  # but never older than max_age
+    assert decide_status_due(old, {**old, "lag": 5000}, 10, 60)
+    assert decide_status_due(old, {**old, "desiredReplicas": 3}, 10, 60)
+    assert decide_status_due(old, {**old, "slo": "AtRisk"}, 10, 60)
+    flipped = {**old, "conditions": [{"type": "FreshnessSLOMet", "status": "False"}]}
+    assert decide_status_due(old, flipped, 10, 60)
+
+
+def test_lease_is_free_when_unheld_ours_or_expired() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    fresh = now - timedelta(seconds=10)
+    assert decide_lease_free({}, "me", now)
+    assert decide_lease_free({"holderIdentity": "me", "renewTime": fresh}, "me", now)
+    other = {"holderIdentity": "other", "renewTime": fresh, "leaseDurationSeconds": 45}
+    assert not decide_lease_free(other, "me", now)
+    expired = {**other, "renewTime": "2025-12-31T23:59:00.000000Z"}
+    assert decide_lease_free(expired, "me", now)
