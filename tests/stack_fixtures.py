@@ -69,7 +69,7 @@ def namespace(kube: client.ApiClient, unique_name: str) -> Iterator[str]:
 
 # -- the MetricPipeline CRD, fluent-operator's CRDs and the operator process -------------------
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _apply_crd(kube: client.ApiClient, body: dict[str, Any]) -> None:

@@ -88,18 +88,23 @@ def test_scales_up_for_a_burst_holds_freshness_and_scales_back(
     seen: list[tuple[float, int, float | None]] = []
     try:
         wait_for(lambda: runner.timeline and runner.timeline[-1][1] == 1, 60, "one consumer")
+        traffic.rate = 30
+        wait_for(lambda: observe(kube, namespace, name)[1] is not None, 120,
+                 "freshness in status (the consumer is processing)")  # fmt: skip
 
-        def phase(rate: float, seconds: float) -> None:
+        def phase(rate: float, seconds: float) -> list[tuple[float, int, float | None]]:
             traffic.rate = rate
+            samples = []
             deadline = time.monotonic() + seconds
             while time.monotonic() < deadline:
-                seen.append((time.time(), *observe(kube, namespace, name)))
+                samples.append((time.time(), *observe(kube, namespace, name)))
                 time.sleep(5)
+            seen.extend(samples)
+            return samples
 
-        phase(30, 60)  # steady: one replica is enough
-        phase(400, 90)  # the burst
+        steady = phase(30, 60)  # one replica is enough
+        burst = phase(400, 90)  # it is not
         traffic.rate = 30
-        scaled_up = max(replicas for _, replicas, _ in seen)
 
         def back_to_one() -> bool:
             seen.append((time.time(), *observe(kube, namespace, name)))
@@ -110,9 +115,12 @@ def test_scales_up_for_a_burst_holds_freshness_and_scales_back(
         traffic.stop.set()
         runner.stop()
     timeline = [(round(t - seen[0][0]), r, f) for t, r, f in seen]
-    assert scaled_up > 1, f"never scaled up: {timeline}"
+    print(f"timeline (s, replicas, freshness): {timeline}")
+    assert {r for _, r, _ in steady} == {1}, f"scaled without a burst: {timeline}"
+    assert max(r for _, r, _ in burst + seen[len(steady) + len(burst) :]) > 1, (
+        f"never scaled up for the burst: {timeline}"
+    )
     freshness = [f for _, _, f in seen if f is not None]
-    assert freshness, f"no freshness in status: {timeline}"
     assert max(freshness) <= TARGET_SECONDS, f"freshness above the target: {timeline}"
     events = client.CoreV1Api(kube).list_namespaced_event(namespace).items
     reasons = {e.reason for e in events if e.involved_object.name == name}

@@ -49,6 +49,16 @@ class LoopSettings:
     status_max_age_seconds: float = 60.0  # numbers in status are at most this old
     namespace: str | None = None  # None: every namespace
     write_concurrency: int = 8  # API writes (scale, status, events) in flight at once
+    max_status_writes_per_cycle: int = 300  # bounds a cycle's time; the rest waits a cycle
+
+
+@dataclass(frozen=True)
+class StatusWrite:
+    obj: dict[str, Any]
+    status: dict[str, Any]
+    key: str
+    age: float  # seconds since this replica last wrote it
+    urgent: bool  # something a user sees changed (not only the age)
 
 
 @dataclass
@@ -58,6 +68,7 @@ class CycleReport:
     metrics_available: bool = True
     scaled: int = 0
     status_patches: int = 0
+    deferred: int = 0  # status writes left for the next cycle (over the budget)
     conflicts: int = 0
     seconds: float = 0.0
     decisions: dict[str, Decision] = field(default_factory=dict)
@@ -130,10 +141,18 @@ class ResourceManager:
         except MetricsUnavailableError as error:
             unavailable = str(error)
             report.metrics_available = False
-        # Decisions are pure and fast; the API writes are what takes time: a few in flight.
+        # Decisions are pure and fast; the API writes are what takes time: a few in flight, and
+        # at most a budget of status writes per cycle — visible changes first, then the oldest.
         with ThreadPoolExecutor(max_workers=self.settings.write_concurrency) as pool:
-            list(pool.map(lambda obj: self._handle(obj, values, unavailable, now, report),
-                          pipelines))  # fmt: skip
+            handled = pool.map(
+                lambda o: self._handle(o, values, unavailable, now, report), pipelines
+            )
+            writes = sorted(
+                (w for w in handled if w is not None), key=lambda w: (not w.urgent, -w.age)
+            )
+            budget = self.settings.max_status_writes_per_cycle
+            report.deferred = max(0, len(writes) - budget)
+            list(pool.map(lambda w: self._write_status(w, now, report), writes[:budget]))
         report.seconds = time.monotonic() - started
         return report
 
@@ -148,15 +167,15 @@ class ResourceManager:
         return list(listed.get("items", []))
 
     def _handle(self, obj: dict[str, Any], values: MetricValues | None, unavailable: str,
-                now: float, report: CycleReport) -> None:  # fmt: skip
+                now: float, report: CycleReport) -> StatusWrite | None:  # fmt: skip
         meta, status = obj["metadata"], obj.get("status") or {}
         key = f"{meta['namespace']}/{meta['name']}"
         try:
             spec = MetricPipelineSpec.model_validate(obj.get("spec") or {})
         except ValidationError:
-            return  # the reconciler reports invalid specs
+            return None  # the reconciler reports invalid specs
         if spec.mode != "stream":
-            return
+            return None
         facts = build_pipeline_scaling(spec, status)
         history = self.history.setdefault(key, deque())
         sample = None
@@ -194,10 +213,11 @@ class ResourceManager:
             list(status.get("conditions") or []), conditions, int(meta.get("generation") or 0)
         )
         age = now - self.written_at.get(key, 0.0)
-        if changes or decide_status_due(
-            status, new_status, age, self.settings.status_max_age_seconds
-        ):
-            self._write_status(obj, new_status, key, now, report)
+        max_age = self.settings.status_max_age_seconds
+        urgent = bool(changes) or decide_status_due(status, new_status, 0.0, max_age)
+        if urgent or age >= max_age:
+            return StatusWrite(obj, new_status, key, age, urgent)
+        return None
 
     def _scale(self, obj: dict[str, Any], current: int, decision: Decision) -> bool:
         meta = obj["metadata"]
@@ -233,10 +253,9 @@ class ResourceManager:
         except ApiException as error:
             log.warning("event not recorded", pipeline=meta["name"], status=error.status)
 
-    def _write_status(self, obj: dict[str, Any], status: dict[str, Any], key: str, now: float,
-                      report: CycleReport) -> None:  # fmt: skip
-        meta = obj["metadata"]
-        body = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": status}
+    def _write_status(self, write: StatusWrite, now: float, report: CycleReport) -> None:
+        meta = write.obj["metadata"]
+        body = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": write.status}
         try:
             self.objects.patch_namespaced_custom_object_status(
                 GROUP, VERSION, meta["namespace"], PLURAL, meta["name"], body
@@ -246,7 +265,7 @@ class ResourceManager:
                 report.count("conflicts")
                 return
             raise
-        self.written_at[key] = now
+        self.written_at[write.key] = now
         report.count("status_patches")
 
 
