@@ -63,9 +63,11 @@ e2e: stack-deps ## Closed loops on the real local stack (the ResourceManager sca
 
 test: lint unit integration e2e ## Everything CI runs: lint, unit, integration and e2e tests
 
-bench: stack-deps ## Benchmarks (not tests): consumer vs raw consume, freshness at load, exporter scrape cost
+bench: stack-deps ## Benchmarks (not tests): consumer, exporter, ResourceManager cycle, autoscaling simulator
 	$(PY) bench/consumer_throughput.py
 	$(PY) bench/exporter_scrape.py
+	$(PY) bench/resource_manager_cycle.py
+	$(PY) bench/autoscale_sim.py
 
 demo: venv ## The end-to-end demo (not built yet: prints what it will do)
 	@cat docs/demo-plan.txt
