@@ -78,8 +78,13 @@ def test_status_and_conditions_say_what_happened() -> None:
     )  # fmt: skip
     assert "connection refused" in available.message
     assert slo.status is None
-    (_, breached) = build_scaling_conditions(Decision(2, "x"), 130.0, 100)
+    late = MetricSample(at=0, replicas=2, freshness_seconds=130.0)
+    (_, breached) = build_scaling_conditions(Decision(2, "x"), late, 100)
     assert (breached.type, breached.status) == ("FreshnessSLOMet", False)
+    unsure = Decision(2, "per-replica capacity unknown", metrics_available=False)
+    (incomplete, still_known) = build_scaling_conditions(unsure, late, 100)
+    assert (incomplete.status, incomplete.reason) == (False, "MetricsIncomplete")
+    assert still_known.status is False  # the freshness Prometheus gave is still reported
     assert build_attainment([], 100) is None
 
 

@@ -206,9 +206,7 @@ class ResourceManager:
             }
         target = facts.freshness_target_seconds
         new_status = {**build_scaling_status(decision, sample, list(history), target), **changes}
-        conditions = build_scaling_conditions(
-            decision, sample.freshness_seconds if sample else None, target
-        )
+        conditions = build_scaling_conditions(decision, sample, target)
         new_status["conditions"] = merge_conditions(
             list(status.get("conditions") or []), conditions, int(meta.get("generation") or 0)
         )

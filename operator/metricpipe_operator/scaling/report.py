@@ -42,8 +42,9 @@ def build_scaling_status(
     target: float,
 ) -> dict[str, Any]:  # fmt: skip
     status: dict[str, Any] = {"desiredReplicas": decision.replicas}
+    # The numbers are what Prometheus said, even when the policy could not decide on them.
     freshness = sample.freshness_seconds if sample else None
-    if sample is not None and decision.metrics_available:
+    if sample is not None:
         if sample.lag_records is not None:
             status["lag"] = int(sample.lag_records)
         if sample.time_lag_seconds is not None:
@@ -52,7 +53,7 @@ def build_scaling_status(
         if freshness is not None:
             status["freshnessSeconds"] = round(freshness, 1)
             status["freshness"] = format_seconds(freshness)
-    status["slo"] = decide_slo_state(freshness if decision.metrics_available else None, target)
+    status["slo"] = decide_slo_state(freshness, target)
     attainment = build_attainment(history, target)
     if attainment is not None:
         status["sloAttainment"] = attainment
@@ -60,16 +61,27 @@ def build_scaling_status(
 
 
 def build_scaling_conditions(
-    decision: Decision, freshness: float | None, target: float
+    decision: Decision, sample: MetricSample | None, target: float
 ) -> list[Condition]:
+    """MetricsAvailable: False when Prometheus did not answer (MetricsUnavailable) or the policy
+    could not size the group from what it said (MetricsIncomplete; the message says which)."""
+    freshness = sample.freshness_seconds if sample else None
     if not decision.metrics_available:
-        return [
-            Condition("MetricsAvailable", False, "MetricsUnavailable", decision.reason),
-            Condition("FreshnessSLOMet", None, "Unknown", "no current metrics: replicas unchanged"),
-        ]
+        reason = "MetricsUnavailable" if sample is None else "MetricsIncomplete"
+        slo = (
+            Condition("FreshnessSLOMet", freshness <= target, "Met" if freshness <= target
+                      else "Breached", _freshness_message(freshness, target))
+            if freshness is not None
+            else Condition("FreshnessSLOMet", None, "Unknown", "no current freshness")
+        )  # fmt: skip
+        return [Condition("MetricsAvailable", False, reason, decision.reason), slo]
     available = Condition("MetricsAvailable", True, "MetricsCurrent", "Prometheus answers")
     if freshness is None:
         return [available, Condition("FreshnessSLOMet", None, "Unknown", "no freshness yet")]
     met = freshness <= target
-    message = f"freshness {format_seconds(freshness)} vs target {format_seconds(target)}"
+    message = _freshness_message(freshness, target)
     return [available, Condition("FreshnessSLOMet", met, "Met" if met else "Breached", message)]
+
+
+def _freshness_message(freshness: float, target: float) -> str:
+    return f"freshness {format_seconds(freshness)} vs target {format_seconds(target)}"
