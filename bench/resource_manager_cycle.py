@@ -43,12 +43,13 @@ def serve_synthetic_metrics(keys: list[str]) -> tuple[int, threading.Event]:
                       registry=registry)  # fmt: skip
     consumed = Counter(names.CONSUMER_RECORDS_CONSUMED.removesuffix("_total"), "", ["pipeline"],
                        registry=registry)  # fmt: skip
+    busy = Counter(names.CONSUMER_BUSY_SECONDS.removesuffix("_total"), "", ["pipeline"],
+                   registry=registry)  # fmt: skip
     gauges = {name: Gauge(name, "", ["pipeline"], registry=registry) for name in (
-        names.CONSUMER_BUSY_FRACTION, names.SINK_FRESHNESS, names.TOPIC_PARTITIONS)}  # fmt: skip
+        names.SINK_FRESHNESS, names.TOPIC_PARTITIONS)}  # fmt: skip
     lag = Gauge(names.GROUP_LAG, "", ["pipeline", "partition"], registry=registry)
     time_lag = Gauge(names.GROUP_TIME_LAG, "", ["pipeline", "partition"], registry=registry)
     for i, key in enumerate(keys):
-        gauges[names.CONSUMER_BUSY_FRACTION].labels(key).set(0.6)
         gauges[names.SINK_FRESHNESS].labels(key).set(5 + i % 7)
         gauges[names.TOPIC_PARTITIONS].labels(key).set(6)
         lag.labels(key, "0").set(50)
@@ -61,6 +62,7 @@ def serve_synthetic_metrics(keys: list[str]) -> tuple[int, threading.Event]:
                 rate = 100 + 10 * (i % 10)
                 offsets.labels(key, f"t{i}", "0").inc(rate)
                 consumed.labels(key).inc(rate)
+                busy.labels(key).inc(0.6)  # 60 % busy
             stop.wait(1)
 
     threading.Thread(target=advance, daemon=True).start()

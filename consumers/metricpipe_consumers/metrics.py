@@ -57,6 +57,10 @@ class ConsumerMetrics:
             "metricpipe_consumer_busy_fraction",
             "Share of wall time spent processing (not waiting for records).",
         )
+        self.busy_seconds = counter(
+            "metricpipe_consumer_busy_seconds_total",
+            "Wall time spent processing batches; its rate is the busy fraction over that window.",
+        )
         self.processing_rate = gauge(
             "metricpipe_consumer_processing_rate",
             "Records per second of processing time, last batch.",
@@ -101,6 +105,7 @@ class ConsumerMetrics:
             self.busy_fraction.set(worked / total)
         if worked > 0:
             self.batch_seconds.observe(worked)
+            self.busy_seconds.inc(worked)
 
     def alive(self) -> None:
         self._last_alive = time.monotonic()

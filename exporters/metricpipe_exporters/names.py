@@ -35,7 +35,8 @@ TIMESTAMP_LOOKUPS: Final = "metricpipe_exporter_timestamp_lookups_total"  # labe
 CONSUMER_RECORDS_CONSUMED: Final = "metricpipe_consumer_records_consumed_total"
 CONSUMER_DEAD_LETTER: Final = "metricpipe_consumer_dead_letter_total"  # + reason
 CONSUMER_WATERMARK: Final = "metricpipe_consumer_watermark_seconds"  # + partition
-CONSUMER_BUSY_FRACTION: Final = "metricpipe_consumer_busy_fraction"
+CONSUMER_BUSY_FRACTION: Final = "metricpipe_consumer_busy_fraction"  # last cycle only
+CONSUMER_BUSY_SECONDS: Final = "metricpipe_consumer_busy_seconds_total"
 CONSUMER_PROCESSING_RATE: Final = "metricpipe_consumer_processing_rate"
 
 EXPORTER_JOB: Final = "metricpipe-exporter"

@@ -19,7 +19,9 @@ from .model import MetricSample
 QUERIES: dict[str, str] = {
     "input_rate": f"sum by (pipeline) (rate({names.TOPIC_PARTITION_OFFSET}[1m]))",
     "processing_rate": f"sum by (pipeline) (rate({names.CONSUMER_RECORDS_CONSUMED}[1m]))",
-    "busy_fraction": f"avg by (pipeline) ({names.CONSUMER_BUSY_FRACTION})",
+    # busy seconds per second, over the same window as the processing rate: capacity per
+    # replica = processed / busy time, without a one-batch gauge's noise
+    "busy_fraction": f"avg by (pipeline) (rate({names.CONSUMER_BUSY_SECONDS}[1m]))",
     "lag_records": f"sum by (pipeline) ({names.GROUP_LAG})",
     "time_lag_seconds": f"max by (pipeline) ({names.GROUP_TIME_LAG})",
     # the sink prober when it answers, else the consumers' own watermarks
