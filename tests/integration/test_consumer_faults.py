@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
+
 from consumers import (
     ConsumerProcesses,
     assert_matches_reference,
@@ -22,7 +23,6 @@ from consumers import (
     wait_consumed,
     wait_until_finalized,
 )
-
 from metricpipe_consumers.reference import compute_reference
 from metricpipe_devstack.datasets import DatasetMissingError, iter_rtt_records
 from metricpipe_devstack.env import StackEnv

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from consumers import (
     ConsumerProcesses,
     assert_matches_reference,
@@ -20,7 +21,6 @@ from consumers import (
     wait_consumed,
     wait_until_finalized,
 )
-
 from metricpipe_consumers.reference import compute_reference
 from metricpipe_devstack.datasets import (
     DatasetMissingError,

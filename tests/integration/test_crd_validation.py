@@ -11,9 +11,9 @@ import pytest
 import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-from pipelines import create_pipeline, get_pipeline, patch_spec
 
 from metricpipe_operator.api.model import GROUP, PLURAL, VERSION, MetricPipelineSpec
+from pipelines import create_pipeline, get_pipeline, patch_spec
 
 VALID: dict[str, Any] = {
     "source": {"tag": "app.**"},

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from pipelines import condition, condition_is, create_pipeline, topic_state
 
 from helpers import wait_for
 from metricpipe_devstack.env import StackEnv
 from metricpipe_devstack.kafka import Kafka
 from metricpipe_devstack.settings import StackSettings
+from pipelines import condition, condition_is, create_pipeline, topic_state
 
 SPEC = {"source": {"tag": "app.**"}, "metric": {"aggregation": "count"}, "topic": {"partitions": 2}}
 

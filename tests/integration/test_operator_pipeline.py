@@ -7,6 +7,9 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+
+from helpers import wait_for
+from metricpipe_devstack.env import StackEnv
 from pipelines import (
     condition,
     condition_is,
@@ -16,9 +19,6 @@ from pipelines import (
     printed_table,
     topic_state,
 )
-
-from helpers import wait_for
-from metricpipe_devstack.env import StackEnv
 
 SPEC: dict[str, Any] = {
     "source": {
