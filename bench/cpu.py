@@ -18,17 +18,24 @@ def _stat(pid: int) -> list[str] | None:
     return text[text.rindex(")") + 2 :].split()  # fields after "(comm)", from field 3 on
 
 
-def _all_parents() -> dict[int, int]:
+def _all_parents(session: int) -> dict[int, int]:
+    """pid -> parent pid of the live processes in `session`."""
     parents = {}
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (fields := _stat(int(entry.name))):
+        if (
+            entry.name.isdigit()
+            and (fields := _stat(int(entry.name)))
+            and int(fields[3]) == session
+        ):
             parents[int(entry.name)] = int(fields[1])
     return parents
 
 
 def tree_cpu_seconds(root: int) -> float:
-    """User + system CPU of `root` and all its live descendants."""
-    parents = _all_parents()
+    """User + system CPU of `root` and its live descendants in the same session (servers the
+    stack started run in sessions of their own and are counted by name, not here)."""
+    own = _stat(root)
+    parents = _all_parents(int(own[3])) if own else {}
     tree, frontier = {root}, [root]
     while frontier:
         parent = frontier.pop()
