@@ -103,7 +103,7 @@ def test_scales_up_for_a_burst_holds_freshness_and_scales_back(
             return samples
 
         steady = phase(30, 60)  # one replica is enough
-        burst = phase(400, 90)  # it is not
+        burst = phase(1000, 60)  # over twice what one replica of this machine processes
         traffic.rate = 30
 
         def back_to_one() -> bool:
