@@ -60,7 +60,7 @@ class LeaderLease:
             except ApiException as create_error:
                 return self._lost(f"another replica created the lease ({create_error.status})")
             return self._won()
-        spec = client.ApiClient().sanitize_for_serialization(current.spec) or {}
+        spec = self.api.api_client.sanitize_for_serialization(current.spec) or {}
         if not decide_lease_free(spec, self.identity, now):
             return self._lost(f"held by {spec.get('holderIdentity')}")
         if spec.get("holderIdentity") != self.identity:
