@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from helpers import free_port, wait_for
@@ -106,12 +106,32 @@ def dead_letter_reasons(stack: StackEnv, topic: str, pipeline: str) -> Counter[s
     return reasons
 
 
+_COORDINATOR_NOT_READY = {
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError._TIMED_OUT,
+}
+
+
 def committed_everything(stack: StackEnv, group: str, topic: str) -> bool:
+    """True once the group committed every partition's end; False while not yet known.
+
+    A group coordinator that is moving or still loading (NOT_COORDINATOR,
+    COORDINATOR_LOAD_IN_PROGRESS — common right after a broker restart or while a group
+    rebalances under kill -9) answers with a retriable error: that is "not yet", not a
+    failure, and the caller polls again.
+    """
     consumer = Consumer({"bootstrap.servers": stack.kafka_bootstrap, "group.id": group})
     try:
         metadata = consumer.list_topics(topic, timeout=10)
         partitions = [TopicPartition(topic, p) for p in metadata.topics[topic].partitions]
-        committed = consumer.committed(partitions, timeout=10)
+        try:
+            committed = consumer.committed(partitions, timeout=10)
+        except KafkaException as error:
+            if error.args[0].code() in _COORDINATOR_NOT_READY or error.args[0].retriable():
+                return False
+            raise
         for tp in committed:
             _, high = consumer.get_watermark_offsets(
                 TopicPartition(topic, tp.partition), timeout=10
