@@ -10,7 +10,10 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_for(predicate: Callable[[], T], timeout: float = 60.0, what: str = "condition") -> T:
+def wait_for(
+    predicate: Callable[[], T], timeout: float = 60.0, what: str = "condition",
+    interval: float = 0.5,
+) -> T:  # fmt: skip
     """Poll until predicate returns something truthy; fail with what we waited for."""
     deadline = time.monotonic() + timeout
     last: T | None = None
@@ -18,7 +21,7 @@ def wait_for(predicate: Callable[[], T], timeout: float = 60.0, what: str = "con
         last = predicate()
         if last:
             return last
-        time.sleep(0.5)
+        time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 

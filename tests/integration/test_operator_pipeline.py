@@ -98,10 +98,10 @@ def test_apply_creates_topic_route_and_consumer(
 
     headers, rows = printed_table(kube, namespace)
     assert headers == ["NAME", "MODE", "TOPIC", "PARTITIONS", "REPLICAS", "LAG", "TIME-LAG",
-                       "FRESHNESS", "SLO", "READY", "AGE"]  # fmt: skip
+                       "FRESHNESS", "SLO", "INPUT/S", "CAP/S", "READY", "AGE"]  # fmt: skip
     (row,) = rows
     assert row[:5] == ["web-5xx", "stream", topic, 3, 1]
-    assert row[9] == "True"
+    assert row[headers.index("READY")] == "True"
 
     events = core.list_namespaced_event(namespace).items
     reasons = {e.reason for e in events if e.involved_object.kind == "MetricPipeline"}

@@ -29,7 +29,7 @@ def test_crd_basics() -> None:
     assert version["subresources"]["scale"]["specReplicasPath"] == ".spec.replicas"
     columns = [c["name"].upper() for c in version["additionalPrinterColumns"]]
     assert columns == ["MODE", "TOPIC", "PARTITIONS", "REPLICAS", "LAG", "TIME-LAG", "FRESHNESS",
-                       "SLO", "READY", "AGE"]  # fmt: skip
+                       "SLO", "INPUT/S", "CAP/S", "READY", "AGE"]  # fmt: skip
 
 
 def _walk(schema: dict[str, object], path: str = "spec") -> list[str]:

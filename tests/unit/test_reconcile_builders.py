@@ -226,3 +226,19 @@ def test_ready_is_not_true_while_a_part_is_missing() -> None:
     ready = next(c for c in rebuild_ready(only_consumer, 1) if c["type"] == "Ready")
     assert ready["status"] == "Unknown"
     assert ready["reason"] == "TopicReadyPending"
+
+
+def test_batch_settings_and_spark_threads_reach_the_consumer_env() -> None:
+    def env_of(**extra: Any) -> dict[str, str]:
+        deployment = build_deployment(REF, spec_of(**extra), CONFIG, "h", replicas=1)
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        return {e["name"]: e.get("value") for e in container["env"]}
+
+    plain = env_of()
+    assert "METRICPIPE_MAX_BATCH_RECORDS" not in plain  # the consumer's own default
+    assert plain["METRICPIPE_SPARK_MASTER"] == "local[1]"  # 500m requested: one thread
+    tuned = env_of(consumer={"maxBatchRecords": 40, "maxBatchWait": "1500ms",
+                             "resources": {"requests": {"cpu": "2500m"}}})  # fmt: skip
+    assert tuned["METRICPIPE_MAX_BATCH_RECORDS"] == "40"
+    assert tuned["METRICPIPE_MAX_BATCH_SECONDS"] == "1.5"
+    assert tuned["METRICPIPE_SPARK_MASTER"] == "local[2]"

@@ -64,12 +64,14 @@ def test_slo_state(freshness: float | None, state: str) -> None:
 
 def test_status_and_conditions_say_what_happened() -> None:
     sample = MetricSample(at=0, replicas=2, lag_records=1234.0, time_lag_seconds=65.2,
-                          freshness_seconds=70.0)  # fmt: skip
+                          freshness_seconds=70.0, input_rate=812.34)  # fmt: skip
     history = [MetricSample(at=i, replicas=2, freshness_seconds=f) for i, f in enumerate([50, 150])]
-    status = build_scaling_status(Decision(3, "up"), sample, history, target=100)
+    decision = Decision(3, "up", per_replica_rate=420.06)
+    status = build_scaling_status(decision, sample, history, target=100)
     assert status == {"desiredReplicas": 3, "lag": 1234, "timeLagSeconds": 65.2,
-                      "timeLag": "1m05s", "freshnessSeconds": 70.0, "freshness": "1m10s",
-                      "slo": "Met", "sloAttainment": 0.5}  # fmt: skip
+                      "timeLag": "1m05s", "inputRate": 812.3, "freshnessSeconds": 70.0,
+                      "freshness": "1m10s", "capacityPerReplica": 420.1, "slo": "Met",
+                      "sloAttainment": 0.5}  # fmt: skip
     blind = Decision(2, "metrics unavailable: connection refused", metrics_available=False)
     assert build_scaling_status(blind, None, [], 100) == {"desiredReplicas": 2, "slo": "Unknown"}
     (available, slo) = build_scaling_conditions(blind, None, 100)

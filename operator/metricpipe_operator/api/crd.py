@@ -56,6 +56,12 @@ STATUS_SCHEMA: dict[str, Any] = {
         "freshnessSeconds": {"type": "number"},
         "freshness": {"type": "string", "description": "Human form of freshnessSeconds."},
         "slo": {"type": "string", "description": "Met, AtRisk, Breached or Unknown."},
+        "inputRate": {"type": "number", "description": "Records/s arriving on the topic."},
+        "capacityPerReplica": {
+            "type": "number",
+            "description": "Records/s one consumer replica processes when fully busy, as the "
+            "ResourceManager measured it (processing rate / busy fraction).",
+        },
         "sloAttainment": {
             "type": "number",
             "description": "Share of recent observations in which freshness met the target.",
@@ -74,6 +80,8 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Time-Lag", "type": "string", "jsonPath": ".status.timeLag"},
     {"name": "Freshness", "type": "string", "jsonPath": ".status.freshness"},
     {"name": "SLO", "type": "string", "jsonPath": ".status.slo"},
+    {"name": "Input/s", "type": "number", "jsonPath": ".status.inputRate", "priority": 1},
+    {"name": "Cap/s", "type": "number", "jsonPath": ".status.capacityPerReplica", "priority": 1},
     {
         "name": "Ready",
         "type": "string",

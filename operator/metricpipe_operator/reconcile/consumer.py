@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
+from ..api.durations import parse_duration
 from ..api.model import MetricPipelineSpec
 from ..config import OperatorConfig
 from .names import PipelineRef
 
 CONFIG_MOUNT = "/etc/metricpipe"
+# metricpipe's workloads may run on the local development node (hack/metricpipe_nodeagent),
+# whose taint keeps every other pod off it; on a real cluster no node has this taint.
+DEV_NODE_TOLERATION = {
+    "key": "metricpipe.io/dev-node",
+    "operator": "Exists",
+    "effect": "NoSchedule",
+}
 CONFIG_FILE = "pipeline.json"
 
 
@@ -68,6 +77,27 @@ def _credential_env(spec: MetricPipelineSpec) -> list[dict[str, Any]]:
     ]
 
 
+def _batch_env(spec: MetricPipelineSpec) -> list[dict[str, Any]]:
+    env = []
+    if spec.consumer.max_batch_records is not None:
+        env.append({"name": "METRICPIPE_MAX_BATCH_RECORDS",
+                    "value": str(spec.consumer.max_batch_records)})  # fmt: skip
+    if spec.consumer.max_batch_wait is not None:
+        seconds = parse_duration(spec.consumer.max_batch_wait)
+        env.append({"name": "METRICPIPE_MAX_BATCH_SECONDS", "value": f"{seconds:g}"})
+    return env
+
+
+def _spark_threads(requests: dict[str, str]) -> int:
+    """Spark's local threads = the container's CPU request in whole cores, at least 1."""
+    cpu = str(requests.get("cpu", "1"))
+    try:
+        cores = float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
+    except ValueError:  # a suffix other than m is no CPU amount anyone writes
+        return 1
+    return max(1, math.floor(cores))
+
+
 def build_container(
     ref: PipelineRef, spec: MetricPipelineSpec, config: OperatorConfig, config_hash: str
 ) -> dict[str, Any]:
@@ -78,9 +108,11 @@ def build_container(
         {"name": "METRICPIPE_CONFIG_HASH", "value": config_hash},
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         *_credential_env(spec),
+        *_batch_env(spec),
         *({"name": e.name, "value": e.value} for e in spec.consumer.env),
     ]
     requests = {"cpu": "500m", "memory": "1Gi", **spec.consumer.resources.requests}
+    env.append({"name": "METRICPIPE_SPARK_MASTER", "value": f"local[{_spark_threads(requests)}]"})
     limits = {"memory": "2Gi", **spec.consumer.resources.limits}
     return {
         "name": "consumer",
@@ -152,6 +184,7 @@ def build_deployment(
                         "seccompProfile": {"type": "RuntimeDefault"},
                     },
                     "containers": [build_container(ref, spec, config, config_hash)],
+                    "tolerations": [DEV_NODE_TOLERATION],
                     "volumes": [
                         {"name": "config", "configMap": {"name": ref.config_name}},
                         {"name": "tmp", "emptyDir": {"sizeLimit": "2Gi"}},

@@ -37,7 +37,8 @@ from .report import build_scaling_conditions, build_scaling_status
 
 log = structlog.get_logger("metricpipe.resourcemanager")
 Policy = Callable[[Sequence[MetricSample], PipelineScaling, PolicyConfig, float], Decision]
-NUMERIC_FIELDS = ("lag", "timeLagSeconds", "freshnessSeconds", "sloAttainment")
+NUMERIC_FIELDS = ("lag", "timeLagSeconds", "freshnessSeconds", "sloAttainment", "inputRate",
+                  "capacityPerReplica")  # fmt: skip
 
 
 @dataclass(frozen=True)

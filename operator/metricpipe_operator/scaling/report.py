@@ -50,9 +50,13 @@ def build_scaling_status(
         if sample.time_lag_seconds is not None:
             status["timeLagSeconds"] = round(sample.time_lag_seconds, 1)
             status["timeLag"] = format_seconds(sample.time_lag_seconds)
+        if sample.input_rate is not None:
+            status["inputRate"] = round(sample.input_rate, 1)
         if freshness is not None:
             status["freshnessSeconds"] = round(freshness, 1)
             status["freshness"] = format_seconds(freshness)
+    if decision.per_replica_rate is not None:
+        status["capacityPerReplica"] = round(decision.per_replica_rate, 1)
     status["slo"] = decide_slo_state(freshness, target)
     attainment = build_attainment(history, target)
     if attainment is not None:
