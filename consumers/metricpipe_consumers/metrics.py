@@ -59,7 +59,8 @@ class ConsumerMetrics:
         )
         self.busy_seconds = counter(
             "metricpipe_consumer_busy_seconds_total",
-            "Wall time spent processing batches; its rate is the busy fraction over that window.",
+            "Time batches occupied the consumer (per batch: its slower stage, parse or Spark + "
+            "sink); its rate is the busy fraction over that window.",
         )
         self.processing_rate = gauge(
             "metricpipe_consumer_processing_rate",
@@ -105,7 +106,9 @@ class ConsumerMetrics:
             self.busy_fraction.set(worked / total)
         if worked > 0:
             self.batch_seconds.observe(worked)
-            self.busy_seconds.inc(worked)
+
+    def record_busy(self, seconds: float) -> None:
+        self.busy_seconds.inc(seconds)
 
     def alive(self) -> None:
         self._last_alive = time.monotonic()

@@ -7,6 +7,7 @@ are committed only after the sink acknowledged, and a replay skips what the sink
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import sys
 import threading
@@ -42,6 +43,7 @@ class BatchProgress:
     watermarks: dict[int, int | None]
     caught_up: dict[int, bool]
     idle_since: dict[int, int | None]
+    worker_seconds: float = 0.0  # Spark + sink time of the batch, on the worker thread
 
 
 class PhaseTimer:
@@ -108,6 +110,7 @@ class StreamConsumer:
         self._last_finalize = 0.0
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch")
         self._pending: Future[BatchProgress] | None = None
+        self._pending_scan_seconds = 0.0  # parse + dead-letter time of the batch in flight
 
     # -- group membership ------------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, assigned: list[TopicPartition]) -> None:
@@ -270,9 +273,11 @@ class StreamConsumer:
         phase.done("parse")
         self._dead_letter(dead)
         phase.done("dead_letter")
+        scanned = phase.total()
         self.drain()  # batches complete in order
         progress = self._progress({p: o + 1 for p, o in highest.items()})
         self._pending = self._worker.submit(self._complete, columns, progress, len(messages))
+        self._pending_scan_seconds = scanned
 
     def drain(self) -> None:
         """Wait for the batch in flight (re-raising its failure), then commit its offsets.
@@ -283,6 +288,9 @@ class StreamConsumer:
         if pending is None:
             return
         progress = pending.result()
+        # The two stages overlap: a batch occupies the pipeline for its slower stage's time,
+        # so that is its busy time (capacity = records / busy time, the ResourceManager's view).
+        self.metrics.record_busy(max(self._pending_scan_seconds, progress.worker_seconds))
         for partition, resume in progress.resume.items():
             state = self.partitions.get(partition)
             if state is not None:
@@ -312,7 +320,7 @@ class StreamConsumer:
         elapsed = phase.total()
         if elapsed > 0:
             self.metrics.processing_rate.set(count / elapsed)
-        return progress
+        return dataclasses.replace(progress, worker_seconds=elapsed)
 
     def _needs_sketch(self) -> bool:
         return self.doc.spec.metric.aggregation in ("p50", "p90", "p95", "p99")
