@@ -9,7 +9,7 @@ export METRICPIPE_CACHE ?= $(HOME)/.cache/metricpipe
 VENV_STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
 .PHONY: help prereqs venv stack-deps stack-up stack-down stack-status lint format unit \
-        integration e2e test demo bench clean crds
+        integration e2e test demo bench clean crds demo-down
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -69,8 +69,12 @@ bench: stack-deps ## Benchmarks (not tests): consumer, exporter, ResourceManager
 	$(PY) bench/resource_manager_cycle.py
 	$(PY) bench/autoscale_sim.py
 
-demo: venv ## The end-to-end demo (not built yet: prints what it will do)
-	@cat docs/demo-plan.txt
+demo: stack-up ## The whole loop on real data: node agent, operator, exporter, two pipelines, a burst
+	@$(PY) -m metricpipe_demo up
+
+demo-down: ## Stop the demo's processes, delete its namespace, stop the stack
+	@test ! -f .stack/env || $(PY) -m metricpipe_demo down
+	@$(MAKE) --no-print-directory stack-down
 
 clean: stack-down ## Remove the virtualenv and the stack state (the download cache stays)
 	rm -rf $(VENV) .stack .mypy_cache .ruff_cache .pytest_cache

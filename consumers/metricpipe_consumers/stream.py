@@ -177,7 +177,9 @@ class StreamConsumer:
                 )
                 polled = time.monotonic()
                 if messages:
-                    self.process_batch(messages)
+                    # a full batch came back without waiting: the fetch was work, not idling
+                    full = len(messages) >= self.settings.max_batch_records
+                    self.process_batch(messages, fetch_seconds=polled - started if full else 0.0)
                 self.metrics.record_cycle(polled - started, time.monotonic() - polled)
                 self.metrics.alive()
                 if time.monotonic() - self._last_finalize > self.settings.finalize_interval_seconds:
@@ -265,7 +267,7 @@ class StreamConsumer:
             add_value(value)
         return columns, highest, dead
 
-    def process_batch(self, messages: list[Message]) -> None:
+    def process_batch(self, messages: list[Message], fetch_seconds: float = 0.0) -> None:
         """Scan this batch here; aggregate, write and commit it on the worker thread while the
         next batch is polled and scanned (Spark works in the JVM, so the two overlap)."""
         phase = PhaseTimer(self.metrics)
@@ -273,7 +275,7 @@ class StreamConsumer:
         phase.done("parse")
         self._dead_letter(dead)
         phase.done("dead_letter")
-        scanned = phase.total()
+        scanned = fetch_seconds + phase.total()
         self.drain()  # batches complete in order
         progress = self._progress({p: o + 1 for p, o in highest.items()})
         self._pending = self._worker.submit(self._complete, columns, progress, len(messages))

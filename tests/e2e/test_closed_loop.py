@@ -1,5 +1,6 @@
 """The closed loop on the real stack: traffic → Kafka → consumers → sink, metrics → Prometheus →
-ResourceManager → /scale → Deployment → (the pod runner, standing in for the kubelet) consumers.
+ResourceManager → /scale → Deployment → ReplicaSet → scheduler → the development node agent
+(standing in for the kubelet) → consumer processes.
 
 One pipeline with a scaled-down freshness target (300 s) and a burst one replica cannot absorb
 in time: the ResourceManager scales up, freshness stays under the target, and it scales back
@@ -11,16 +12,16 @@ from __future__ import annotations
 import json
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Producer
 from kubernetes import client
-from podrunner import PodRunner
+from kubernetes.client.rest import ApiException
 
 from consumers import create_topics
 from helpers import wait_for
 from metricpipe_devstack.env import StackEnv
+from nodeagent_harness import NodeAgentProcess
 from pipelines import condition, create_pipeline, get_pipeline
 
 TARGET_SECONDS = 300
@@ -32,14 +33,13 @@ SPEC: dict[str, Any] = {
     "freshness": {"target": f"{TARGET_SECONDS}s"},
     "replicas": 1,
     "scaling": {"minReplicas": 1, "maxReplicas": 4, "scaleDownStabilization": "60s"},
+    # Small batches make one replica slow enough that a burst outruns it on this small machine.
+    "consumer": {"maxBatchRecords": 40, "maxBatchWait": "1s"},
 }
 OPERATOR_ENV = {"METRICPIPE_SCALING_INTERVAL_SECONDS": "5", "METRICPIPE_STARTUP_SECONDS": "20",
                 "METRICPIPE_REBALANCE_SECONDS": "5"}  # fmt: skip
 STEADY_RATE = 100  # records/s: one replica is enough, and busy enough to measure its capacity
 BURST_FACTOR = 2.0  # the burst: this many times one replica's measured capacity
-# Small batches make one replica slow enough that a burst outruns it on this small machine.
-CONSUMER_ENV = {"METRICPIPE_MAX_BATCH_RECORDS": "40", "METRICPIPE_MAX_BATCH_SECONDS": "1",
-                "METRICPIPE_FINALIZE_INTERVAL_SECONDS": "2"}  # fmt: skip
 
 
 class Traffic:
@@ -78,8 +78,8 @@ def observe(kube: client.ApiClient, namespace: str, name: str) -> Sample:
 
 
 def test_scales_up_for_a_burst_holds_freshness_and_scales_back(
-    stack: StackEnv, kube: client.ApiClient, namespace: str, unique_name: str, tmp_path: Path,
-    start_operator: Any, start_exporter: Any,
+    stack: StackEnv, kube: client.ApiClient, namespace: str, unique_name: str,
+    start_operator: Any, start_exporter: Any, node_agent: NodeAgentProcess,
 ) -> None:  # fmt: skip
     """The burst is sized from the capacity the ResourceManager itself measured in the steady
     phase (twice one replica's), and it lasts until the ResourceManager answers it: a burst of
@@ -89,10 +89,20 @@ def test_scales_up_for_a_burst_holds_freshness_and_scales_back(
     topic = f"e2e-{unique_name}"
     create_topics(stack, topic, PARTITIONS)  # created up front: the producer starts at once
     start_exporter(namespace=namespace)
-    start_operator(namespace, METRICPIPE_PROMETHEUS_URL=stack.prometheus_url, **OPERATOR_ENV)
+    operator = start_operator(namespace, METRICPIPE_PROMETHEUS_URL=stack.prometheus_url,
+                              **OPERATOR_ENV)  # fmt: skip
     create_pipeline(kube, namespace, name, {**SPEC, "topic": {**SPEC["topic"], "name": topic}})
-    runner = PodRunner(stack, kube, namespace, name, tmp_path, env=CONSUMER_ENV)
-    runner.start()
+    apps = client.AppsV1Api(kube)
+
+    def ready_consumers() -> int:
+        try:
+            status = apps.read_namespaced_deployment(f"{name}-consumer", namespace).status
+        except ApiException as error:
+            if error.status == 404:  # the operator has not created it yet
+                return 0
+            raise
+        return int(status.ready_replicas or 0)
+
     traffic = Traffic(stack, topic)
     traffic.thread.start()
     seen: list[Sample] = []
@@ -102,7 +112,7 @@ def test_scales_up_for_a_burst_holds_freshness_and_scales_back(
         return seen[-1]
 
     try:
-        wait_for(lambda: runner.timeline and runner.timeline[-1][1] == 1, 60, "one consumer")
+        wait_for(lambda: ready_consumers() == 1, 120, "one ready consumer pod")
         traffic.rate = STEADY_RATE
         wait_for(lambda: sample()[3] is not None, 180,
                  "a measured capacity in status (the consumer is processing)")  # fmt: skip
@@ -122,9 +132,12 @@ def test_scales_up_for_a_burst_holds_freshness_and_scales_back(
         traffic.rate = STEADY_RATE
         wait_for(lambda: sample()[1] == 1, 420, "scale-down to 1 replica after the burst",
                  interval=5)  # fmt: skip
+    except AssertionError:
+        status = get_pipeline(kube, namespace, name).get("status")
+        print(f"pipeline status: {status}\noperator log:\n{operator.log()[-3000:]}")
+        raise
     finally:
         traffic.stop.set()
-        runner.stop()
         timeline = [(round(t - seen[0][0]), r, f, c) for t, r, f, c in seen] if seen else []
         print(f"timeline (s, replicas, freshness, capacity/replica): {timeline}")
     assert max(r for _, r, _, _ in seen[steady:]) > 1
