@@ -171,15 +171,15 @@ class StreamConsumer:
         log.info("consuming", topic=self.doc.topic, group=self.doc.consumer_group)
         try:
             while not self.stopping:
-                started = time.monotonic()
+                started, cpu = time.monotonic(), time.thread_time()
                 messages = self.consumer.consume(
                     self.settings.max_batch_records, timeout=self.settings.max_batch_seconds
                 )
                 polled = time.monotonic()
                 if messages:
-                    # a full batch came back without waiting: the fetch was work, not idling
-                    full = len(messages) >= self.settings.max_batch_records
-                    self.process_batch(messages, fetch_seconds=polled - started if full else 0.0)
+                    # this thread's CPU time in consume() is the fetch's work (turning fetched
+                    # records into messages); its wall time includes waiting for records
+                    self.process_batch(messages, fetch_seconds=time.thread_time() - cpu)
                 self.metrics.record_cycle(polled - started, time.monotonic() - polled)
                 self.metrics.alive()
                 if time.monotonic() - self._last_finalize > self.settings.finalize_interval_seconds:
