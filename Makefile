@@ -61,7 +61,7 @@ integration: stack-deps ## Tests against the real local stack (started and stopp
 e2e: stack-deps ## Closed loops on the real local stack (the ResourceManager scaling consumers)
 	$(VENV)/bin/pytest tests/e2e
 
-test: lint unit integration ## Everything CI runs: lint, unit and integration tests (e2e: `make e2e`, not yet reliable)
+test: lint unit integration e2e ## Everything CI runs: lint, unit, integration and e2e tests
 
 bench: stack-deps ## Benchmarks (not tests): consumer, exporter, ResourceManager cycle, autoscaling simulator
 	$(PY) bench/consumer_throughput.py
