@@ -1,0 +1,115 @@
+"""The demo's I/O with the cluster: the CRD, namespace, secret, pipelines, status and Events."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+GROUP, VERSION, PLURAL = "metricpipe.io", "v1alpha1", "metricpipelines"
+
+
+class Cluster:
+    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+        self.namespace = namespace
+        # Any: plain JSON dicts, not the client's typed models
+        self.core: Any = client.CoreV1Api(api)
+        self.objects: Any = client.CustomObjectsApi(api)
+        self.extensions: Any = client.ApiextensionsV1Api(api)
+
+    def ensure_crd(self, body: dict[str, Any], timeout: float = 60) -> None:
+        name = body["metadata"]["name"]
+        try:
+            current = self.extensions.read_custom_resource_definition(name)
+            body["metadata"]["resourceVersion"] = current.metadata.resource_version
+            self.extensions.replace_custom_resource_definition(name, body)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            self.extensions.create_custom_resource_definition(body)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            conditions = self.extensions.read_custom_resource_definition(name).status.conditions
+            if any(c.type == "Established" and c.status == "True" for c in conditions or []):
+                return
+            time.sleep(0.5)
+        raise TimeoutError(f"CRD {name} not Established after {timeout:.0f} s")
+
+    def ensure_namespace(self) -> None:
+        try:
+            self.core.create_namespace({"metadata": {"name": self.namespace}})
+        except ApiException as error:
+            if error.status != 409:
+                raise
+
+    def ensure_secret(self, name: str, data: dict[str, str]) -> None:
+        body = {"metadata": {"name": name}, "stringData": data}
+        try:
+            self.core.create_namespaced_secret(self.namespace, body)
+        except ApiException as error:
+            if error.status != 409:
+                raise
+
+    def apply_pipeline(self, body: dict[str, Any]) -> None:
+        name = body["metadata"]["name"]
+        try:
+            self.objects.create_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURAL, body
+            )
+        except ApiException as error:
+            if error.status != 409:
+                raise
+            self.objects.patch_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURAL, name, {"spec": body["spec"]},
+                _content_type="application/merge-patch+json",
+            )  # fmt: skip
+
+    def list_pipelines(self) -> list[dict[str, Any]]:
+        found = self.objects.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL)
+        return sorted(found["items"], key=lambda p: p["metadata"]["name"])
+
+    def ready_consumers(self, pipeline: str) -> int:
+        try:
+            deployment = client.AppsV1Api(self.core.api_client).read_namespaced_deployment(
+                f"{pipeline}-consumer", self.namespace
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return 0
+            raise
+        status = deployment.status
+        return int(status.ready_replicas or 0) if status is not None else 0
+
+    def scaling_events(self) -> list[tuple[float, str]]:
+        """(time, line) of every ScaledUp/ScaledDown Event in the namespace, oldest first."""
+        events = self.core.list_namespaced_event(self.namespace).items
+        found = []
+        for event in events:
+            if event.reason in ("ScaledUp", "ScaledDown"):
+                moment = event.last_timestamp or event.event_time or event.first_timestamp
+                stamp = moment.timestamp() if moment else 0.0
+                found.append(
+                    (stamp, f"{event.involved_object.name}: {event.reason}: {event.message}")
+                )
+        return sorted(found)
+
+    def delete_namespace(self) -> bool:
+        try:
+            self.core.delete_namespace(self.namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+
+def read_crd(repo: Path) -> dict[str, Any]:
+    import yaml  # noqa: PLC0415
+
+    document: dict[str, Any] = yaml.safe_load(
+        (repo / "crds" / "metricpipelines.metricpipe.io.yaml").read_text()
+    )
+    return document

@@ -1,0 +1,266 @@
+"""`make demo`: the whole loop on the local stack, on real data; `make demo-down` undoes it.
+
+The stack must be up (`make stack-up`, which `make demo` runs first). This starts the node agent
+(the consumer pods' kubelet stand-in), the operator with its ResourceManager and the lag
+exporter as processes, applies the two example pipelines scaled to the demo's clock, replays
+the shared data re-timed onto now with a burst, and shows what a user would see.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+from kubernetes import config
+
+from metricpipe_devstack.env import StackEnv
+from metricpipe_devstack.process import read_record, start_process, stop_process
+from metricpipe_devstack.settings import StackSettings
+from metricpipe_devstack.stack import read_env_file
+from metricpipe_operator.api.durations import parse_duration
+from metricpipe_operator.api.model import MetricPipelineSpec
+
+from .cluster import Cluster, read_crd
+from .generator import SyntheticSettings, describe_synthetic
+from .pipelines import (
+    CREDENTIALS_SECRET,
+    EXAMPLES,
+    build_demo_pipeline,
+    describe_scaling,
+    load_example,
+)
+from .replay import ReplayStats, replay
+from .report import Sample, build_sample, build_summary, render_table, write_plot
+from .schedule import HTTP, RTT, PlanSettings, iter_demo_plan
+from .settings import DemoSettings
+from .sources import load_demo_sources
+
+REPO = Path(__file__).resolve().parents[2]
+PROCESSES = ("nodeagent", "operator", "exporter")
+EXPORTER_PORT = 39410
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def heading(text: str) -> None:
+    say(f"\n== {text}")
+
+
+class Demo:
+    def __init__(self, settings: DemoSettings) -> None:
+        self.settings = settings
+        self.stack_settings = StackSettings()
+        entries = read_env_file(self.stack_settings)
+        self.env = StackEnv.from_entries(entries, self.stack_settings.versions["KUBE_VERSION"])
+        self.dir = self.stack_settings.stack_dir / "demo"
+        self.run_dir, self.logs = self.dir / "run", self.dir / "logs"
+        self.cluster = Cluster(config.new_client_from_config(str(self.env.kubeconfig)),
+                               settings.namespace)  # fmt: skip
+        self.started = time.time()
+        self.samples: list[Sample] = []
+
+    # -- set-up ----------------------------------------------------------------------------
+    def start_processes(self) -> None:
+        base = {"KUBECONFIG": str(self.env.kubeconfig),
+                "METRICPIPE_KAFKA_BOOTSTRAP": self.env.kafka_bootstrap,
+                "METRICPIPE_ELASTICSEARCH_URL": self.env.elasticsearch_url,
+                "METRICPIPE_OPENSEARCH_URL": self.env.opensearch_url}  # fmt: skip
+        commands: dict[str, tuple[list[str], dict[str, str]]] = {
+            "nodeagent": (["-m", "metricpipe_nodeagent"], {
+                "METRICPIPE_NODEAGENT_WORK_DIR": str(self.dir / "pods"),
+                "PROMETHEUS_FILE_SD_DIR": str(self.env.prometheus_file_sd_dir)}),
+            "operator": (["-m", "metricpipe_operator", "--namespace", self.settings.namespace], {
+                "METRICPIPE_PROMETHEUS_URL": self.env.prometheus_url,
+                "METRICPIPE_SCALING_INTERVAL_SECONDS": "5",
+                "METRICPIPE_STARTUP_SECONDS": "20", "METRICPIPE_REBALANCE_SECONDS": "5"}),
+            "exporter": (["-m", "metricpipe_exporters"], {
+                "METRICPIPE_EXPORTER_PORT": str(EXPORTER_PORT),
+                "METRICPIPE_EXPORTER_NAMESPACE": self.settings.namespace}),
+        }  # fmt: skip
+        for name, (argv, extra) in commands.items():
+            record = read_record(self.run_dir, name)
+            if record is not None:
+                stop_process(self.run_dir, name)
+            start_process(name, [sys.executable, *argv], run_dir=self.run_dir,
+                          log_path=self.logs / f"{name}.log", env={**base, **extra})  # fmt: skip
+            say(f"   {name}: started, log {self.logs / f'{name}.log'}")
+        sd = self.env.prometheus_file_sd_dir / "demo-exporter.json"
+        sd.write_text(json.dumps([{"targets": [f"127.0.0.1:{EXPORTER_PORT}"],
+                                   "labels": {"job": "metricpipe-exporter"}}]))  # fmt: skip
+
+    def apply_pipelines(self) -> dict[str, float]:
+        examples = REPO / "manifests" / "examples"
+        targets = {}
+        self.cluster.ensure_namespace()
+        self.cluster.ensure_secret(CREDENTIALS_SECRET, {"username": "demo", "password": "demo"})
+        for name in EXAMPLES:
+            body = build_demo_pipeline(load_example(examples, name), self.settings)
+            self.cluster.apply_pipeline(body)
+            spec = MetricPipelineSpec.model_validate(body["spec"])
+            targets[name] = parse_duration(spec.freshness.target)
+            what = spec.metric.value_field or "records"
+            say(f"   applied {name}: {spec.metric.aggregation} of {what} per "
+                f"{spec.metric.window} by {spec.metric.group_by} → {spec.sink.backend} "
+                f"index {spec.index_name(self.settings.namespace, name)}")  # fmt: skip
+        return targets
+
+    def wait_ready(self, timeout: float = 600) -> dict[str, str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pipelines = self.cluster.list_pipelines()
+            topics = {p["metadata"]["name"]: (p.get("status") or {}).get("topic", {}).get("name")
+                      for p in pipelines}  # fmt: skip
+            ready = {name: self.cluster.ready_consumers(name) for name in topics}
+            if len(topics) == len(EXAMPLES) and all(topics.values()) and all(ready.values()):
+                return {k: str(v) for k, v in topics.items()}
+            say(f"   waiting: topics {topics}, ready consumer pods {ready}")
+            time.sleep(5)
+        raise TimeoutError("pipelines not ready: see the logs in " + str(self.logs))
+
+    # -- the run -----------------------------------------------------------------------------
+    def sample(self) -> list[Sample]:
+        now = time.time() - self.started
+        current = [build_sample(now, p) for p in self.cluster.list_pipelines()]
+        self.samples.extend(current)
+        return current
+
+    def run(self) -> int:
+        s = self.settings
+        heading("metricpipe demo (development stack on this machine)")
+        for line in describe_scaling(s):
+            say(f"   {line}")
+        heading("starting the node agent, the operator (with its ResourceManager), the exporter")
+        self.start_processes()
+        self.cluster.ensure_crd(read_crd(REPO))
+        heading(f"applying the pipelines in namespace {s.namespace}")
+        targets = self.apply_pipelines()
+        topics = self.wait_ready()
+        heading("replaying the data")
+        data_dir = self.env.data_dir
+        rtt_start = datetime.fromisoformat(s.rtt_start).replace(tzinfo=UTC).timestamp()
+        rtt, http = load_demo_sources(data_dir, s.hours, SyntheticSettings(), rtt_start)
+        if rtt.synthetic or http.synthetic:
+            say(f"   NOTE: {describe_synthetic(data_dir)}")
+        say(f"   {rtt.origin}\n   {http.origin}")
+        plan_settings = PlanSettings(s.speed, s.hours, s.burst_start_hours, s.burst_hours,
+                                     s.burst_factor)  # fmt: skip
+        plan = iter_demo_plan(rtt, http, demo_start=datetime.now(UTC), settings=plan_settings)
+        stats = ReplayStats()
+        routes = {RTT: topics["avg-rtt"], HTTP: topics["http-5xx-rate"]}
+        producer = {"bootstrap.servers": self.env.kafka_bootstrap, "linger.ms": 20}
+        replay_started = time.time()
+        thread = threading.Thread(
+            target=replay, args=(producer, plan), kwargs={"topics": routes, "stats": stats},
+            daemon=True,
+        )  # fmt: skip
+        thread.start()
+        seen_events: set[str] = set()
+        drain_deadline: float | None = None
+        while True:
+            current = self.sample()
+            source = {k: datetime.fromtimestamp(v, UTC).strftime("%m-%d %H:%M")
+                      for k, v in stats.source_times.items()}  # fmt: skip
+            say(
+                f"\n[{time.time() - self.started:5.0f} s] replayed {stats.sent:,} records "
+                f"(source time {source})"
+            )
+            say(f"   kubectl get metricpipelines -n {s.namespace} -o wide:")
+            for line in render_table(current):
+                say(f"   {line}")
+            for _, event in self.cluster.scaling_events():
+                if event not in seen_events:
+                    seen_events.add(event)
+                    say(f"   EVENT {event}")
+            if not thread.is_alive():
+                drain_deadline = drain_deadline or time.monotonic() + s.drain_timeout_seconds
+                if all((c.lag or 0) == 0 for c in current) or time.monotonic() > drain_deadline:
+                    break
+            time.sleep(s.sample_seconds)
+        replay_seconds = time.time() - replay_started
+        self.show_results(
+            targets, stats, replay_seconds, [e for _, e in self.cluster.scaling_events()]
+        )
+        return 0
+
+    def show_results(self, targets: dict[str, float], stats: ReplayStats, seconds: float,
+                     events: list[str]) -> None:  # fmt: skip
+        heading("where the metrics are")
+        for name in EXAMPLES:
+            pipeline = next(
+                p for p in self.cluster.list_pipelines() if p["metadata"]["name"] == name
+            )
+            spec = MetricPipelineSpec.model_validate(pipeline["spec"])
+            url = (self.env.elasticsearch_url if spec.sink.backend == "elasticsearch"
+                   else self.env.opensearch_url)  # fmt: skip
+            index = spec.index_name(self.settings.namespace, name)
+            query = {"size": 3, "query": {"term": {"final": True}},
+                     "sort": [{"window_start": "desc"}]}  # fmt: skip
+            say(
+                f"   curl -s {url}/{index}/_search -H 'Content-Type: application/json' "
+                f"-d '{json.dumps(query)}'"
+            )
+            try:
+                answer = requests.post(f"{url}/{index}/_search", json=query, timeout=10).json()
+                hits = answer.get("hits", {}).get("hits", [])
+                total = answer.get("hits", {}).get("total", {}).get("value")
+                say(f"   → {total} final windows; newest:")
+                for hit in hits:
+                    d = hit["_source"]
+                    say(f"     {d['window_start']} {d['group_key']}: {d['metric']} = {d['value']}")
+            except (requests.RequestException, ValueError) as error:
+                say(f"   (query failed: {error})")
+        heading("summary")
+        lines = build_summary(self.samples, targets, events, stats.sent, seconds)
+        series = {
+            name: _relative(stats.build_rate_series(self._topic(name)), self.started)
+            for name in EXAMPLES
+        }
+        plot = self.dir / "demo.png"
+        write_plot(plot, self.samples, series, targets)
+        (self.dir / "summary.txt").write_text("\n".join(lines) + "\n")
+        for line in lines:
+            say(f"   {line}")
+        say(
+            f"\n   plot: {plot}\n   summary: {self.dir / 'summary.txt'}\n"
+            f"   the pipelines keep running; `make demo-down` stops everything"
+        )
+
+    def _pipeline(self, name: str) -> dict[str, Any]:
+        return next(p for p in self.cluster.list_pipelines() if p["metadata"]["name"] == name)
+
+    def _topic(self, name: str) -> str:
+        pipeline = self._pipeline(name)
+        return str((pipeline.get("status") or {}).get("topic", {}).get("name"))
+
+    # -- clean-up ----------------------------------------------------------------------------
+    def down(self) -> int:
+        deleted = self.cluster.delete_namespace()
+        say(f"namespace {self.settings.namespace}: {'deleting' if deleted else 'absent'}")
+        if deleted:  # the consumers' pods need the node agent to stop them
+            time.sleep(15)
+        for name in reversed(PROCESSES):
+            say(f"{name}: {stop_process(self.run_dir, name)}")
+        (self.env.prometheus_file_sd_dir / "demo-exporter.json").unlink(missing_ok=True)
+        return 0
+
+
+def _relative(series: list[tuple[int, int]], origin: float) -> list[tuple[float, int]]:
+    return [(t - origin, c) for t, c in series]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = argv if argv is not None else sys.argv[1:]
+    command = args[0] if args else "up"
+    if command not in ("up", "down"):
+        print("usage: python -m metricpipe_demo [up|down]", file=sys.stderr)
+        return 2
+    demo = Demo(DemoSettings())
+    return demo.run() if command == "up" else demo.down()
