@@ -21,7 +21,7 @@ class DemoSettings(BaseSettings):
     )
     burst_start_hours: float = 3.0
     burst_hours: float = 2.0
-    burst_factor: int = Field(default=60, ge=1, description="Each burst record sent this often.")
+    burst_factor: int = Field(default=20, ge=1, description="Each burst record sent this often.")
     window: str = "1m"  # one source hour at speed 60
     allowed_lateness: str = "10s"
     freshness_target: str = Field(
@@ -30,7 +30,7 @@ class DemoSettings(BaseSettings):
         "than a consumer's start-up on this machine.",
     )
     max_batch_records: int = Field(
-        default=10,
+        default=20,
         ge=1,
         description="Small batches make one replica slow enough (≈100 records/s here) that "
         "the burst needs more than one; the default (100000) carries ~50,000/s.",
