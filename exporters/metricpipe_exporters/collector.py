@@ -79,8 +79,11 @@ class Collector(PromCollector):
 
     def _collect_kafka(self, targets: list[PipelineTarget], snapshot: Snapshot) -> None:
         counts = self.reader.fetch_partition_counts({t.topic for t in targets})
-        groups = self.reader.fetch_groups(t.consumer_group for t in targets)
         present = [t for t in targets if t.topic in counts]
+        wanted_groups: dict[str, list[tuple[str, int]]] = {t.consumer_group: [] for t in targets}
+        for t in present:
+            wanted_groups[t.consumer_group] += [(t.topic, p) for p in range(counts[t.topic])]
+        groups = self.reader.fetch_groups(wanted_groups)
         partitions = [(t.topic, p) for t in present for p in range(counts[t.topic])]
         ends = self.reader.fetch_end_offsets(partitions)
         wanted = []

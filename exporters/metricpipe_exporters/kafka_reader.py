@@ -1,18 +1,18 @@
 """Reads from Kafka what the lag series need: committed offsets, log-end offsets, members, and
 the timestamp of the record at each committed offset (cached until the offset moves).
 
-Every group and partition is asked in one batch of concurrent AdminClient requests, each with a
-timeout, so a cycle costs a few round trips whatever the number of groups.
+Topics, log-end offsets and members are asked in batches of concurrent AdminClient requests;
+committed offsets one request per group (see fetch_groups), each with a timeout.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 TopicPartitionKey = tuple[str, int]
@@ -31,6 +31,7 @@ class KafkaReader:
         self.admin = AdminClient({"bootstrap.servers": bootstrap})
         self._timestamps: dict[tuple[str, int, int], int] = {}  # (topic, partition, offset) -> ms
         self.lookups = {"hit": 0, "read": 0, "missing": 0}
+        self._readers: dict[str, Consumer] = {}  # group -> a consumer that only reads offsets
 
     def fetch_partition_counts(self, topics: Iterable[str]) -> dict[str, int]:
         metadata = self.admin.list_topics(timeout=self.timeout)
@@ -49,26 +50,44 @@ class KafkaReader:
         futures = self.admin.list_offsets(request, request_timeout=self.timeout)
         return {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
 
-    def fetch_groups(self, groups: Iterable[str]) -> dict[str, GroupOffsets]:
-        names = sorted(set(groups))
+    def fetch_groups(
+        self, groups: Mapping[str, Iterable[TopicPartitionKey]]
+    ) -> dict[str, GroupOffsets]:
+        """Committed offsets and member counts of each group, for the given partitions.
+
+        Committed offsets are read through a consumer that carries the group's id (never
+        joining it): librdkafka's AdminClient OffsetFetch dereferences a missing group handle
+        when the coordinator answers NOT_COORDINATOR — the exporter died by SIGSEGV on a
+        freshly started broker (confluent-kafka-python #1982). Through a consumer that answer
+        is an ordinary retriable error; the cycle then keeps its last snapshot."""
+        names = sorted(groups)
         if not names:
             return {}
-        offsets = {
-            group: self.admin.list_consumer_group_offsets(
-                [ConsumerGroupTopicPartitions(group)], request_timeout=self.timeout
-            )[group]
-            for group in names
-        }  # all requests are in flight before the first wait
         described = self.admin.describe_consumer_groups(names, request_timeout=self.timeout)
         result = {}
         for group in names:
             entry = GroupOffsets()
-            for tp in offsets[group].result().topic_partitions or []:
-                if tp.offset >= 0:
-                    entry.committed[(tp.topic, tp.partition)] = tp.offset
+            partitions = [TopicPartition(t, p) for t, p in groups[group]]
+            if partitions:
+                for tp in self._group_reader(group).committed(partitions, timeout=self.timeout):
+                    if tp.offset >= 0:
+                        entry.committed[(tp.topic, tp.partition)] = tp.offset
             entry.members = len(described[group].result().members or [])
             result[group] = entry
         return result
+
+    def _group_reader(self, group: str) -> Consumer:
+        reader = self._readers.get(group)
+        if reader is None:
+            reader = Consumer({"bootstrap.servers": self.bootstrap, "group.id": group,
+                               "enable.auto.commit": False})  # fmt: skip
+            self._readers[group] = reader
+        return reader
+
+    def close(self) -> None:
+        for reader in self._readers.values():
+            reader.close()
+        self._readers.clear()
 
     def fetch_timestamps(
         self, wanted: Iterable[tuple[str, int, int]], budget_seconds: float
