@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import shutil
 import subprocess
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from .base import Component, Probe
 from .errors import StackError
@@ -81,6 +83,24 @@ def _wait(components: list[Component], echo: Echo) -> None:
             echo(f"   {name}: healthy ({probe.version}; {probe.detail})")
 
 
+RESERVED_PORTS = Path("/proc/sys/net/ipv4/ip_local_reserved_ports")
+
+
+def reserve_ports(ports: tuple[int, ...], echo: Echo) -> None:
+    """The stack's ports lie in Linux's ephemeral range (32768-60999): between two stack runs an
+    outgoing connection may take one as its local port and a server then fails to bind (seen:
+    Elasticsearch on 39200). As root, add them to ip_local_reserved_ports (kept until reboot)."""
+    try:
+        current = RESERVED_PORTS.read_text().strip()
+        have = set(current.split(",")) if current else set()
+        wanted = {str(p) for p in ports} - have
+        if wanted:
+            RESERVED_PORTS.write_text(",".join(sorted(have | wanted)))
+            echo(f"-- reserved the stack's ports from ephemeral use: {','.join(sorted(wanted))}")
+    except OSError as error:  # not root, or no such sysctl: the ports stay first come first served
+        echo(f"-- could not reserve the stack's ports ({error.strerror}); a port in use fails fast")
+
+
 def stack_up(settings: StackSettings, *, echo: Echo = print, fetch: bool = True) -> dict[str, str]:
     """Start everything, wait until each server is healthy, write .stack/env; return its entries."""
     began = time.monotonic()
@@ -89,6 +109,7 @@ def stack_up(settings: StackSettings, *, echo: Echo = print, fetch: bool = True)
     components = build_components(settings)
     named = _by_name(components)
     settings.stack_dir.mkdir(parents=True, exist_ok=True)
+    reserve_ports(dataclasses.astuple(settings.ports), echo)
     if not any(c.is_running() for c in components):
         _fresh_start(settings, components, echo)
     echo("-- starting servers (all bound to 127.0.0.1)")
