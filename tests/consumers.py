@@ -216,10 +216,15 @@ class ConsumerProcesses:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
 
-    def logs(self) -> str:
-        return "\n".join(
-            f"== {p}\n{p.read_text(errors='replace')[-3000:]}" for _, p in self.running
-        )
+    def logs(self, tail: int = 60) -> str:
+        """The last lines of every replica's log, without Spark's progress bars."""
+
+        def last_lines(path: Path) -> str:
+            lines = [line for line in path.read_text(errors="replace").splitlines()
+                     if line.strip() and "[Stage " not in line]  # fmt: skip
+            return "\n".join(lines[-tail:])
+
+        return "\n".join(f"== {p}\n{last_lines(p)}" for _, p in self.running)
 
     def assert_alive(self) -> None:
         # 0: stopped on purpose (SIGTERM is graceful); -9: killed on purpose.
@@ -338,4 +343,36 @@ def wait_consumed(stack: StackEnv, pipeline: Pipeline, topic: str, procs: Consum
         if committed_everything(stack, pipeline.group, topic):
             return
         time.sleep(1)
-    pytest.fail(f"{pipeline.name} did not consume everything in {timeout}s\n{procs.logs()}")
+    pytest.fail(
+        f"{pipeline.name} did not consume everything in {timeout}s\n"
+        f"{offsets_report(stack, pipeline.group, topic)}\n{procs.logs(tail=40)}"
+    )
+
+
+def offsets_report(stack: StackEnv, group: str, topic: str) -> str:
+    """Per partition: the group's committed offset and the log end (for failure messages)."""
+    consumer = Consumer({"bootstrap.servers": stack.kafka_bootstrap, "group.id": group})
+    try:
+        metadata = consumer.list_topics(topic, timeout=10)
+        partitions = [TopicPartition(topic, p) for p in sorted(metadata.topics[topic].partitions)]
+        lines = []
+        for tp in consumer.committed(partitions, timeout=10):
+            _, high = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition), 10)
+            lines.append(f"  partition {tp.partition}: committed {tp.offset}, end {high}")
+        return "\n".join([f"group {group} on {topic}:", *lines])
+    except KafkaException as error:
+        return f"group {group} on {topic}: offsets unavailable ({error})"
+    finally:
+        consumer.close()
+
+
+def commit_offsets(stack: StackEnv, group: str, topic: str, offsets: dict[int, int]) -> None:
+    """Set a group's committed offsets from outside (the group must have no members)."""
+    consumer = Consumer({"bootstrap.servers": stack.kafka_bootstrap, "group.id": group})
+    try:
+        consumer.commit(
+            offsets=[TopicPartition(topic, p, o) for p, o in sorted(offsets.items())],
+            asynchronous=False,
+        )
+    finally:
+        consumer.close()

@@ -85,6 +85,7 @@ class StreamConsumer:
         self.settings = settings or StreamSettings()
         self.parser = RecordParser(doc.spec, max_bytes=self.settings.max_record_bytes)
         self.partitions: dict[int, PartitionState] = {}
+        self._committed: dict[int, int] = {}  # partition -> offset this process committed
         self.stopping = False
         self.finalizer = Finalizer(doc, sink, metrics, self.settings.idle_timeout_seconds)
         membership = (
@@ -129,6 +130,7 @@ class StreamConsumer:
         self.drain()  # write and commit what we have before the partitions move
         for tp in revoked:
             self.partitions.pop(tp.partition, None)
+            self._committed.pop(tp.partition, None)
         log.info("partitions revoked", partitions=sorted(tp.partition for tp in revoked))
         self.metrics.assigned.set(len(self.partitions))
 
@@ -198,6 +200,7 @@ class StreamConsumer:
         """Periodic work: publish caught-up state, advance finalization."""
         self.drain()
         self._last_finalize = time.monotonic()
+        self._commit_what_the_sink_holds()
         resume = {p: state.resume_offset for p, state in self.partitions.items()}
         progress = self._progress(resume)
         for partition, caught_up in progress.caught_up.items():
@@ -405,12 +408,30 @@ class StreamConsumer:
             for partition, resume in sorted(progress.resume.items())
         ]
 
+    def _commit_what_the_sink_holds(self) -> None:
+        """Commit resume offsets that the sink holds but this process has not committed.
+
+        A replica killed between its sink write and its offset commit leaves Kafka's committed
+        offset behind the sink's. The next owner skips those records (they are in the sink),
+        so no batch of its own moves the commit; without this, a partition that receives
+        nothing new would show lag for ever. Kafka's offset never passes the sink's (the
+        commit follows the write), so this only moves it forward."""
+        behind = {
+            partition: state.resume_offset
+            for partition, state in self.partitions.items()
+            if state.resume_offset > self._committed.get(partition, 0)
+        }
+        self._commit(behind)
+
     def _commit(self, resume: dict[int, int]) -> None:
         if not resume:
             return
         offsets = [TopicPartition(self.doc.topic, p, o) for p, o in sorted(resume.items())]
         try:
             self.consumer.commit(offsets=offsets, asynchronous=False)
+            for partition, offset in resume.items():
+                if partition in self.partitions:
+                    self._committed[partition] = offset
         except KafkaException as error:
             kafka_error = error.args[0]
             if kafka_error.fatal():
