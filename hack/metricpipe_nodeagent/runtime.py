@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,6 +24,16 @@ log = structlog.get_logger("nodeagent")
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def build_command(argv: tuple[str, ...] | list[str]) -> list[str]:
+    """The container's command, tied to the agent's life where util-linux allows it.
+
+    A kubelet that dies takes its containers' supervision with it; here, processes that
+    outlived a SIGKILLed agent would keep consuming from the next stack started on the same
+    ports. `setpriv --pdeathsig SIGTERM` makes them stop gracefully when the agent goes."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "SIGTERM", "--", *argv] if setpriv else list(argv)
 
 
 def check_probe(probe: Probe) -> bool:
@@ -63,7 +74,7 @@ class LocalContainer:
                       f"{' '.join(self.plan.argv)}\n".encode())  # fmt: skip
             out.flush()
             self.process = subprocess.Popen(
-                list(self.plan.argv), stdout=out, stderr=subprocess.STDOUT, cwd=self.cwd,
+                build_command(self.plan.argv), stdout=out, stderr=subprocess.STDOUT, cwd=self.cwd,
                 env=dict(self.plan.env), start_new_session=True, stdin=subprocess.DEVNULL,
             )  # fmt: skip
         self.started_at, self.started_mono = utcnow(), time.monotonic()

@@ -213,3 +213,16 @@ def test_the_taint_keeps_other_pods_off_and_foreign_images_wait(
     assert pod.spec.node_name is None
     assert pod.status.phase == "Pending"
     assert local_processes(unique_name) == {}
+
+
+def test_containers_do_not_outlive_a_killed_agent(
+    kube: client.ApiClient, namespace: str, unique_name: str, node_agent: NodeAgentProcess
+) -> None:
+    """An agent that dies by SIGKILL cannot stop its containers itself; left running, they would
+    consume from the next stack started on the same ports. They get SIGTERM from the kernel."""
+    apps = client.AppsV1Api(kube)
+    apps.create_namespaced_deployment(namespace, build_deployment("orphan", unique_name, 1))
+    wait_for(lambda: local_processes(unique_name), 60, "the container's process")
+    node_agent.process.kill()
+    node_agent.process.wait(timeout=10)
+    wait_for(lambda: not local_processes(unique_name), 15, "the container gone with its agent")
