@@ -26,6 +26,7 @@ from metricpipe_devstack.stack import read_env_file
 from metricpipe_operator.api.durations import parse_duration
 from metricpipe_operator.api.model import MetricPipelineSpec
 
+from .burst import BurstSizing, decide_burst_factor
 from .cluster import Cluster, read_crd
 from .generator import SyntheticSettings, describe_synthetic
 from .pipelines import (
@@ -37,7 +38,7 @@ from .pipelines import (
 )
 from .replay import ReplayStats, replay
 from .report import Sample, build_sample, build_summary, render_table, write_plot
-from .schedule import HTTP, RTT, PlanSettings, iter_demo_plan
+from .schedule import HTTP, RTT, BurstDial, PlanSettings, iter_demo_plan
 from .settings import DemoSettings
 from .sources import load_demo_sources
 
@@ -152,11 +153,20 @@ class Demo:
         say(f"   {rtt.origin}\n   {http.origin}")
         plan_settings = PlanSettings(s.speed, s.hours, s.burst_start_hours, s.burst_hours,
                                      s.burst_factor)  # fmt: skip
-        plan = iter_demo_plan(rtt, http, demo_start=datetime.now(UTC), settings=plan_settings)
+        dials = {RTT: BurstDial(s.burst_factor)}  # the access log keeps the fixed factor
+        plan = iter_demo_plan(rtt, http, demo_start=datetime.now(UTC), settings=plan_settings,
+                              dials=dials)  # fmt: skip
         stats = ReplayStats()
         routes = {RTT: topics["avg-rtt"], HTTP: topics["http-5xx-rate"]}
+        say(
+            "   avg-rtt's burst is sized while it runs: about "
+            f"{BurstSizing().overload:g}x what one replica is measured to carry (the "
+            "ResourceManager's capacityPerReplica), so that it needs more than one on any machine"
+        )
         producer = {"bootstrap.servers": self.env.kafka_bootstrap, "linger.ms": 20}
         replay_started = time.time()
+        sizer = BurstSizer(s, replay_started, {"avg-rtt": dials[RTT]},
+                           {"avg-rtt": routes[RTT]})  # fmt: skip
         thread = threading.Thread(
             target=replay, args=(producer, plan), kwargs={"topics": routes, "stats": stats},
             daemon=True,
@@ -174,6 +184,8 @@ class Demo:
             )
             say(f"   kubectl get metricpipelines -n {s.namespace} -o wide:")
             for line in render_table(current):
+                say(f"   {line}")
+            for line in sizer.update(current, stats, time.time()):
                 say(f"   {line}")
             for _, event in self.cluster.scaling_events():
                 if event not in seen_events:
@@ -255,6 +267,56 @@ class Demo:
             say(f"{name}: {stop_process(self.run_dir, name)}")
         (self.env.prometheus_file_sd_dir / "demo-exporter.json").unlink(missing_ok=True)
         return 0
+
+
+class BurstSizer:
+    """Turns the burst dials from the pipelines' measured capacity (see burst.py)."""
+
+    def __init__(self, settings: DemoSettings, replay_started: float,
+                 dials: dict[str, BurstDial], topics: dict[str, str]) -> None:  # fmt: skip
+        self.dials, self.topics = dials, topics
+        self.started = replay_started
+        self.burst_start = replay_started + settings.burst_start_hours * 3600 / settings.speed
+        self.burst_end = self.burst_start + settings.burst_hours * 3600 / settings.speed
+        self.base_rates: dict[str, float] = {}
+        self.scaled: set[str] = set()
+
+    def update(self, samples: list[Sample], stats: ReplayStats, now: float) -> list[str]:
+        if now >= self.burst_end:
+            return []
+        lines = []
+        for sample in samples:
+            dial = self.dials.get(sample.name)
+            if dial is None:
+                continue
+            if sample.replicas > 1:
+                self.scaled.add(sample.name)
+            base = self._base_rate(sample.name, stats, now)
+            factor = decide_burst_factor(
+                dial.factor, base_rate=base, capacity=sample.capacity,
+                burst_seconds=max(0.0, now - self.burst_start),
+                scaled_up=sample.name in self.scaled,
+            )  # fmt: skip
+            if factor != dial.factor:
+                dial.set(factor)
+                lines.append(
+                    f"burst for {sample.name}: {factor}x (input without it {base:.1f} rec/s, "
+                    f"one replica measured at {sample.capacity:.0f} rec/s)"
+                )
+        return lines
+
+    def _base_rate(self, name: str, stats: ReplayStats, now: float) -> float | None:
+        """Records/s the source sends without the burst: measured until the burst starts."""
+        if name in self.base_rates:
+            return self.base_rates[name]
+        until = min(now, self.burst_start)
+        if until - self.started < 20:
+            return None
+        seconds = stats.sent_per_second.get(self.topics[name], {})
+        rate = sum(c for t, c in list(seconds.items()) if t < until) / (until - self.started)
+        if now >= self.burst_start:
+            self.base_rates[name] = rate
+        return rate
 
 
 def _relative(series: list[tuple[int, int]], origin: float) -> list[tuple[float, int]]:

@@ -13,9 +13,10 @@ copy carries its own (re-timed) event time, so no copy is ever produced before i
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import itertools
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Generic, NamedTuple, Protocol, TypeVar
@@ -56,19 +57,39 @@ R = TypeVar("R", bound=Timed)
 Render = Callable[[R, datetime], tuple[bytes | None, bytes]]
 
 
+class BurstDial:
+    """A burst factor that can change while the plan is being replayed (the demo sizes its
+    burst from the capacity the ResourceManager measures, which is only known at run time)."""
+
+    def __init__(self, factor: int) -> None:
+        self.factor = 1
+        self.set(factor)
+
+    def set(self, factor: int) -> None:
+        if factor < 1:
+            raise ValueError(f"burst factor must be at least 1, not {factor}")
+        self.factor = factor  # one attribute store: safe to read from the replay thread
+
+
 @dataclass(frozen=True)
 class Burst:
-    """Records at source times in [start, end) (UNIX seconds) are emitted `factor` times."""
+    """Records at source times in [start, end) (UNIX seconds) are emitted `factor` times
+    (or, with a dial, the dial's factor at the moment they are planned)."""
 
     start: float
     end: float
     factor: int
+    dial: BurstDial | None = None
 
     def __post_init__(self) -> None:
         if self.factor < 1:
             raise ValueError(f"burst factor must be at least 1, not {self.factor}")
         if self.end < self.start:
             raise ValueError("burst end must not be before its start")
+
+    @property
+    def current_factor(self) -> int:
+        return self.factor if self.dial is None else self.dial.factor
 
 
 @dataclass(frozen=True)
@@ -97,6 +118,7 @@ class PlanSettings:
     burst_start_hours: where the burst begins, in source hours from each source's start.
     burst_hours:       how long the burst lasts, in source hours (0: no burst).
     burst_factor:      how many times each record in the burst is emitted (1: no burst).
+    burst_dial:        if given, the burst's factor is read from it as the plan is consumed.
     """
 
     speed: float = 60.0
@@ -104,12 +126,13 @@ class PlanSettings:
     burst_start_hours: float = 0.0
     burst_hours: float = 0.0
     burst_factor: int = 1
+    burst_dial: BurstDial | None = None
 
     def decide_burst(self, source_start: float) -> Burst | None:
-        if self.burst_factor == 1 or self.burst_hours <= 0:
+        if (self.burst_factor == 1 and self.burst_dial is None) or self.burst_hours <= 0:
             return None
         start = source_start + self.burst_start_hours * HOUR
-        return Burst(start, start + self.burst_hours * HOUR, self.burst_factor)
+        return Burst(start, start + self.burst_hours * HOUR, self.burst_factor, self.burst_dial)
 
     def decide_end(self, source_start: float) -> float | None:
         return None if self.hours is None else source_start + self.hours * HOUR
@@ -119,7 +142,7 @@ def iter_burst(records: Iterable[R], burst: Burst | None) -> Iterator[tuple[floa
     """(emission source time, record, copy number) in source-time order. Inside the burst,
     records that share a time are emitted together, `factor` rounds of them spread evenly
     over the gap to the next distinct time (capped at the burst's end)."""
-    if burst is None or burst.factor == 1:
+    if burst is None or (burst.dial is None and burst.factor == 1):
         for record in records:
             yield record.time, record, 0
         return
@@ -130,8 +153,9 @@ def iter_burst(records: Iterable[R], burst: Burst | None) -> Iterator[tuple[floa
         following = next(groups, None)
         if burst.start <= time < burst.end:
             end = burst.end if following is None else min(following[0], burst.end)
-            step = (end - time) / burst.factor
-            for copy in range(burst.factor):
+            factor = burst.current_factor
+            step = (end - time) / factor
+            for copy in range(factor):
                 for record in members:
                     yield time + copy * step, record, copy
         else:
@@ -193,14 +217,21 @@ def iter_demo_plan(
     *,
     demo_start: datetime,
     settings: PlanSettings,
+    dials: Mapping[str, BurstDial] | None = None,
 ) -> Iterator[Emission]:
     """The demo's whole plan: both sources from their own start, re-timed onto demo_start,
-    cut after settings.hours, burst applied, merged in due order."""
+    cut after settings.hours, burst applied (each source's factor from its dial in `dials`,
+    keyed RTT/HTTP, when given), merged in due order."""
+    dials = dials or {}
+
+    def with_dial(key: str) -> PlanSettings:
+        return dataclasses.replace(settings, burst_dial=dials[key]) if key in dials else settings
+
     streams: list[Iterator[Emission]] = []
     if rtt is not None:
-        streams.append(_iter_source(rtt, RTT, render_rtt, demo_start, settings))
+        streams.append(_iter_source(rtt, RTT, render_rtt, demo_start, with_dial(RTT)))
     if http is not None:
-        streams.append(_iter_source(http, HTTP, render_http, demo_start, settings))
+        streams.append(_iter_source(http, HTTP, render_http, demo_start, with_dial(HTTP)))
     return iter_merged(streams)
 
 
