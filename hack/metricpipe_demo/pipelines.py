@@ -45,9 +45,10 @@ def describe_scaling(settings: DemoSettings) -> list[str]:
         f"data re-timed onto now at {settings.speed:g}x: one source hour = {hour:g} s here",
         f"windows {settings.window} (= 1 source hour), allowed lateness "
         f"{settings.allowed_lateness}, freshness target {settings.freshness_target}",
-        f"consumers batch at most {settings.max_batch_records} records, so one replica carries "
-        "about 100 records/s on this machine and the burst needs more",
+        f"consumers batch at most {settings.max_batch_records} records, so that one replica "
+        "carries only ~100 records/s on this machine and a burst of real size needs more",
         f"burst: source hours {settings.burst_start_hours:g}..."
-        f"{settings.burst_start_hours + settings.burst_hours:g}, each record sent "
-        f"{settings.burst_factor}x (copies of real records)",
+        f"{settings.burst_start_hours + settings.burst_hours:g}, each record sent at least "
+        f"{settings.burst_factor}x (copies of real records); avg-rtt's factor is raised to "
+        "2.5x what one replica is measured to carry",
     ]
