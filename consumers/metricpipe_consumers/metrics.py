@@ -59,8 +59,9 @@ class ConsumerMetrics:
         )
         self.busy_seconds = counter(
             "metricpipe_consumer_busy_seconds_total",
-            "Time batches occupied the consumer (per batch: its slower stage, parse or Spark + "
-            "sink); its rate is the busy fraction over that window.",
+            "Time the consumer was occupied (per batch: its slower stage, parse or Spark + "
+            "sink, plus its offset commit; plus the periodic state/finalization work); its "
+            "rate is the busy fraction over that window.",
         )
         self.processing_rate = gauge(
             "metricpipe_consumer_processing_rate",
