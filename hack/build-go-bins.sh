@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, kube-controller-manager, kube-scheduler (pinned KUBE_VERSION) and
+# Builds kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (pinned KUBE_VERSION) and
 # etcd (ETCD_VERSION) from Go modules through wrapper modules, into $METRICPIPE_CACHE/bin.
 # Idempotent: a binary that exists for the pinned version is never rebuilt.
 source "$(dirname "$0")/lib.sh"
 
 KUBE_BIN="$METRICPIPE_CACHE/bin/kubernetes-$KUBE_VERSION"
 ETCD_BIN="$METRICPIPE_CACHE/bin/etcd-$ETCD_VERSION"
-KUBE_CMDS=(kube-apiserver kube-controller-manager kube-scheduler)
+KUBE_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
 
 build_kube() {
   local missing=0 cmd
@@ -39,7 +39,11 @@ build_kube() {
       | awk -v v="$staging_version" '{print "\t" $1 " => " $1 " " v}'
     echo ")"
   } > "$work/go.mod"
-  printf 'package main\n\nimport (\n\t_ "k8s.io/kubernetes/cmd/kube-apiserver"\n\t_ "k8s.io/kubernetes/cmd/kube-controller-manager"\n\t_ "k8s.io/kubernetes/cmd/kube-scheduler"\n)\n\nfunc main() {}\n' > "$work/tools.go"
+  {
+    printf 'package main\n\nimport (\n'
+    for cmd in "${KUBE_CMDS[@]}"; do printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "$cmd"; done
+    printf ')\n\nfunc main() {}\n'
+  } > "$work/tools.go"
   log "kubernetes $KUBE_VERSION: $(grep -c '=>' "$work/go.mod") staging modules pinned to $staging_version"
   (cd "$work" && go mod tidy >"$work/tidy.log" 2>&1) \
     || die "kubernetes: 'go mod tidy' failed in $work; see $work/tidy.log"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -20,16 +21,7 @@ class Cluster:
         self.objects: Any = client.CustomObjectsApi(api)
         self.extensions: Any = client.ApiextensionsV1Api(api)
 
-    def ensure_crd(self, body: dict[str, Any], timeout: float = 60) -> None:
-        name = body["metadata"]["name"]
-        try:
-            current = self.extensions.read_custom_resource_definition(name)
-            body["metadata"]["resourceVersion"] = current.metadata.resource_version
-            self.extensions.replace_custom_resource_definition(name, body)
-        except ApiException as error:
-            if error.status != 404:
-                raise
-            self.extensions.create_custom_resource_definition(body)
+    def wait_crd_established(self, name: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             conditions = self.extensions.read_custom_resource_definition(name).status.conditions
@@ -37,6 +29,27 @@ class Cluster:
                 return
             time.sleep(0.5)
         raise TimeoutError(f"CRD {name} not Established after {timeout:.0f} s")
+
+    def available_replicas(self, namespace: str, name: str) -> int:
+        try:
+            deployment = client.AppsV1Api(self.core.api_client).read_namespaced_deployment(
+                name, namespace
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return 0
+            raise
+        status = deployment.status
+        return int(status.available_replicas or 0) if status is not None else 0
+
+    def namespace_exists(self, name: str) -> bool:
+        try:
+            self.core.read_namespace(name)
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
 
     def ensure_namespace(self) -> None:
         try:
@@ -106,10 +119,12 @@ class Cluster:
         return True
 
 
-def read_crd(repo: Path) -> dict[str, Any]:
-    import yaml  # noqa: PLC0415
-
-    document: dict[str, Any] = yaml.safe_load(
-        (repo / "crds" / "metricpipelines.metricpipe.io.yaml").read_text()
-    )
-    return document
+def run_kubectl(kubectl: Path, kubeconfig: Path, *args: str) -> list[str]:
+    """kubectl with the stack's kubeconfig; its output lines, or an error that shows them."""
+    done = subprocess.run(
+        [str(kubectl), f"--kubeconfig={kubeconfig}", *args],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
+    return done.stdout.splitlines()

@@ -1,9 +1,11 @@
 """`make demo`: the whole loop on the local stack, on real data; `make demo-down` undoes it.
 
 The stack must be up (`make stack-up`, which `make demo` runs first). This starts the node agent
-(the consumer pods' kubelet stand-in), the operator with its ResourceManager and the lag
-exporter as processes, applies the two example pipelines scaled to the demo's clock, replays
-the shared data re-timed onto now with a burst, and shows what a user would see.
+(the kubelet stand-in of this machine's Node), installs metricpipe as a user would
+(`kubectl apply -k manifests/overlays/local`: the operator with its ResourceManager and the lag
+exporter run as pods, with their own ServiceAccounts), applies the two example pipelines scaled
+to the demo's clock, replays the shared data re-timed onto now with a burst, and shows what a
+user would see.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from metricpipe_operator.api.durations import parse_duration
 from metricpipe_operator.api.model import MetricPipelineSpec
 
 from .burst import BurstSizing, decide_burst_factor
-from .cluster import Cluster, read_crd
+from .cluster import Cluster, run_kubectl
 from .generator import SyntheticSettings, describe_synthetic
 from .pipelines import (
     CREDENTIALS_SECRET,
@@ -43,8 +45,11 @@ from .settings import DemoSettings
 from .sources import load_demo_sources
 
 REPO = Path(__file__).resolve().parents[2]
-PROCESSES = ("nodeagent", "operator", "exporter")
-EXPORTER_PORT = 39410
+MANIFESTS = REPO / "manifests" / "overlays" / "local"
+SYSTEM_NAMESPACE = "metricpipe-system"
+SYSTEM_DEPLOYMENTS = ("metricpipe-operator", "metricpipe-exporter")
+CRD_NAME = "metricpipelines.metricpipe.io"
+NODE_AGENT = "nodeagent"
 
 
 def say(text: str = "") -> None:
@@ -63,39 +68,47 @@ class Demo:
         self.env = StackEnv.from_entries(entries, self.stack_settings.versions["KUBE_VERSION"])
         self.dir = self.stack_settings.stack_dir / "demo"
         self.run_dir, self.logs = self.dir / "run", self.dir / "logs"
+        self.pods = self.dir / "pods"
         self.cluster = Cluster(config.new_client_from_config(str(self.env.kubeconfig)),
                                settings.namespace)  # fmt: skip
         self.started = time.time()
         self.samples: list[Sample] = []
 
     # -- set-up ----------------------------------------------------------------------------
-    def start_processes(self) -> None:
-        base = {"KUBECONFIG": str(self.env.kubeconfig),
-                "METRICPIPE_KAFKA_BOOTSTRAP": self.env.kafka_bootstrap,
-                "METRICPIPE_ELASTICSEARCH_URL": self.env.elasticsearch_url,
-                "METRICPIPE_OPENSEARCH_URL": self.env.opensearch_url}  # fmt: skip
-        commands: dict[str, tuple[list[str], dict[str, str]]] = {
-            "nodeagent": (["-m", "metricpipe_nodeagent"], {
-                "METRICPIPE_NODEAGENT_WORK_DIR": str(self.dir / "pods"),
-                "PROMETHEUS_FILE_SD_DIR": str(self.env.prometheus_file_sd_dir)}),
-            "operator": (["-m", "metricpipe_operator", "--namespace", self.settings.namespace], {
-                "METRICPIPE_PROMETHEUS_URL": self.env.prometheus_url,
-                "METRICPIPE_SCALING_INTERVAL_SECONDS": "5",
-                "METRICPIPE_STARTUP_SECONDS": "20", "METRICPIPE_REBALANCE_SECONDS": "5"}),
-            "exporter": (["-m", "metricpipe_exporters"], {
-                "METRICPIPE_EXPORTER_PORT": str(EXPORTER_PORT),
-                "METRICPIPE_EXPORTER_NAMESPACE": self.settings.namespace}),
-        }  # fmt: skip
-        for name, (argv, extra) in commands.items():
-            record = read_record(self.run_dir, name)
-            if record is not None:
-                stop_process(self.run_dir, name)
-            start_process(name, [sys.executable, *argv], run_dir=self.run_dir,
-                          log_path=self.logs / f"{name}.log", env={**base, **extra})  # fmt: skip
-            say(f"   {name}: started, log {self.logs / f'{name}.log'}")
-        sd = self.env.prometheus_file_sd_dir / "demo-exporter.json"
-        sd.write_text(json.dumps([{"targets": [f"127.0.0.1:{EXPORTER_PORT}"],
-                                   "labels": {"job": "metricpipe-exporter"}}]))  # fmt: skip
+    def start_node_agent(self) -> None:
+        env = {"KUBECONFIG": str(self.env.kubeconfig),
+               "METRICPIPE_NODEAGENT_WORK_DIR": str(self.pods),
+               "PROMETHEUS_FILE_SD_DIR": str(self.env.prometheus_file_sd_dir)}  # fmt: skip
+        if read_record(self.run_dir, NODE_AGENT) is not None:
+            stop_process(self.run_dir, NODE_AGENT)
+        start_process(NODE_AGENT, [sys.executable, "-m", "metricpipe_nodeagent"],
+                      run_dir=self.run_dir, log_path=self.logs / f"{NODE_AGENT}.log",
+                      env=env)  # fmt: skip
+        say(f"   node agent: started, log {self.logs / f'{NODE_AGENT}.log'}")
+
+    def install(self, timeout: float = 300) -> None:
+        """What a user does on a cluster: `kubectl apply -k` of the local overlay, then wait
+        for the operator and the exporter to be available."""
+        say(f"   $ kubectl apply --server-side -k {MANIFESTS.relative_to(REPO)}")
+        for line in run_kubectl(self.env.kubectl, self.env.kubeconfig, "apply", "--server-side",
+                                "--force-conflicts", "-k", str(MANIFESTS)):  # fmt: skip
+            say(f"   {line}")
+        self.cluster.wait_crd_established(CRD_NAME)
+        deadline = time.monotonic() + timeout
+        while True:
+            available = {name: self.cluster.available_replicas(SYSTEM_NAMESPACE, name)
+                         for name in SYSTEM_DEPLOYMENTS}  # fmt: skip
+            if all(available.values()):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{SYSTEM_DEPLOYMENTS} not available after {timeout:.0f} s: see the pods' "
+                    f"logs under {self.pods} and {self.logs / f'{NODE_AGENT}.log'}"
+                )
+            say(f"   waiting for {SYSTEM_NAMESPACE}: available {available}")
+            time.sleep(5)
+        say(f"   operator and exporter available in {SYSTEM_NAMESPACE} (pods run by the node "
+            f"agent; their logs: {self.pods}/{SYSTEM_NAMESPACE}_*/logs/)")  # fmt: skip
 
     def apply_pipelines(self) -> dict[str, float]:
         examples = REPO / "manifests" / "examples"
@@ -138,9 +151,10 @@ class Demo:
         heading("metricpipe demo (development stack on this machine)")
         for line in describe_scaling(s):
             say(f"   {line}")
-        heading("starting the node agent, the operator (with its ResourceManager), the exporter")
-        self.start_processes()
-        self.cluster.ensure_crd(read_crd(REPO))
+        heading("starting the development node agent (it runs the pods of this machine's Node)")
+        self.start_node_agent()
+        heading("installing metricpipe: the operator (with its ResourceManager) and the exporter")
+        self.install()
         heading(f"applying the pipelines in namespace {s.namespace}")
         targets = self.apply_pipelines()
         topics = self.wait_ready()
@@ -258,14 +272,25 @@ class Demo:
         return str((pipeline.get("status") or {}).get("topic", {}).get("name"))
 
     # -- clean-up ----------------------------------------------------------------------------
-    def down(self) -> int:
+    def down(self, timeout: float = 120) -> int:
+        """Pipelines first (their finalizers need the operator), then metricpipe itself, then
+        the node agent (it stops the pods' processes)."""
         deleted = self.cluster.delete_namespace()
         say(f"namespace {self.settings.namespace}: {'deleting' if deleted else 'absent'}")
-        if deleted:  # the consumers' pods need the node agent to stop them
-            time.sleep(15)
-        for name in reversed(PROCESSES):
-            say(f"{name}: {stop_process(self.run_dir, name)}")
-        (self.env.prometheus_file_sd_dir / "demo-exporter.json").unlink(missing_ok=True)
+        deadline = time.monotonic() + timeout
+        while deleted and self.cluster.namespace_exists(self.settings.namespace):
+            if time.monotonic() > deadline:
+                say(f"   {self.settings.namespace} still terminating after {timeout:.0f} s")
+                break
+            time.sleep(2)
+        try:
+            for line in run_kubectl(self.env.kubectl, self.env.kubeconfig, "delete", "-k",
+                                    str(MANIFESTS), "--ignore-not-found", "--wait=true",
+                                    "--timeout=120s"):  # fmt: skip
+                say(f"   {line}")
+        except RuntimeError as error:
+            say(f"   {error}")
+        say(f"{NODE_AGENT}: {stop_process(self.run_dir, NODE_AGENT)}")
         return 0
 
 

@@ -19,6 +19,7 @@ class StackEnv:
     spark_kafka_jars: tuple[str, ...]
     data_dir: Path
     kube_version_expected: str
+    kubectl: Path = Path("kubectl")  # the pinned build (KUBECTL in .stack/env), else PATH's
 
     @classmethod
     def from_entries(cls, entries: dict[str, str], kube_version: str) -> StackEnv:
@@ -49,4 +50,5 @@ class StackEnv:
             spark_kafka_jars=jars,
             data_dir=Path(entries["METRICPIPE_DATA_DIR"]),
             kube_version_expected=kube_version,
+            kubectl=Path(entries.get("KUBECTL", "kubectl")),
         )

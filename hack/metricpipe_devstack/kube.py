@@ -173,6 +173,7 @@ class KubeApiserver(_KubeComponent):
     def env(self) -> dict[str, str]:
         return {
             "KUBECONFIG": str(self.kubeconfig),
+            "KUBECTL": str(self.settings.kube_bin / "kubectl"),  # the pinned client (kustomize)
             "KUBE_APISERVER_URL": self.apiserver_url,
             "KUBE_CA_FILE": str(self.pki / "ca.crt"),
             "KUBE_SERVICE_ACCOUNT_ISSUER": SERVICE_ACCOUNT_ISSUER,
