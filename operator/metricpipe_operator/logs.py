@@ -34,7 +34,13 @@ def configure_logging(level: str = "INFO", json_output: bool | None = None) -> N
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                # JSON cannot carry a traceback object: render it (Kopf logs handler failures
+                # with exc_info; without this the log said only "KeyError('resources')")
+                *([structlog.processors.format_exc_info] if as_json else []),
+                renderer,
+            ],
         )
     )
     root = logging.getLogger()
