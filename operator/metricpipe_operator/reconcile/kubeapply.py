@@ -25,6 +25,7 @@ class KubeApplier:
         self._api_client = api_client
         self._dynamic: DynamicClient | None = None
         self._lock = threading.Lock()
+        self._discovery_lock = threading.RLock()
         self._cache_dir: tempfile.TemporaryDirectory[str] | None = None
 
     @property
@@ -40,11 +41,20 @@ class KubeApplier:
 
     def _resource(self, api_version: str, kind: str, refresh: bool = True) -> Any:
         try:
-            return self.dynamic.resources.get(api_version=api_version, kind=kind)
+            return self._lookup(api_version, kind)
         except ResourceNotFoundError:
             if not refresh:
                 raise
-            self.dynamic.resources.invalidate_cache()  # CRDs installed after start-up
+            with self._discovery_lock:  # CRDs installed after start-up: discover again
+                self.dynamic.resources.invalidate_cache()
+            return self._lookup(api_version, kind)
+
+    def _lookup(self, api_version: str, kind: str) -> Any:
+        # kubernetes' LazyDiscoverer is not thread-safe: a miss (a kind that is not installed,
+        # e.g. fluent-operator's) resets its cache, and a handler in another of Kopf's threads
+        # then failed with KeyError('resources') inside it. One lookup at a time (they are
+        # cached dictionary reads after the first).
+        with self._discovery_lock:
             return self.dynamic.resources.get(api_version=api_version, kind=kind)
 
     def has_kind(self, api_version: str, kind: str) -> bool:
