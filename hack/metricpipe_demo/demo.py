@@ -117,14 +117,31 @@ class Demo:
         self.cluster.ensure_secret(CREDENTIALS_SECRET, {"username": "demo", "password": "demo"})
         for name in EXAMPLES:
             body = build_demo_pipeline(load_example(examples, name), self.settings)
-            self.cluster.apply_pipeline(body)
             spec = MetricPipelineSpec.model_validate(body["spec"])
+            self.remove_earlier_results(spec, name)
+            self.cluster.apply_pipeline(body)
             targets[name] = parse_duration(spec.freshness.target)
             what = spec.metric.value_field or "records"
             say(f"   applied {name}: {spec.metric.aggregation} of {what} per "
                 f"{spec.metric.window} by {spec.metric.group_by} → {spec.sink.backend} "
                 f"index {spec.index_name(self.settings.namespace, name)}")  # fmt: skip
         return targets
+
+    def remove_earlier_results(self, spec: MetricPipelineSpec, name: str) -> None:
+        """An earlier demo's windows would make the new run look stale from its first second
+        (freshness = age of the newest final window); its indices go before the pipeline
+        is applied (the stack keeps its data between runs)."""
+        url = (self.env.elasticsearch_url if spec.sink.backend == "elasticsearch"
+               else self.env.opensearch_url)  # fmt: skip
+        index = spec.index_name(self.settings.namespace, name)
+        for each in (index, f"{index}-state"):
+            answer = requests.delete(f"{url}/{each}", timeout=30)
+            if answer.status_code == 200:
+                say(f"   removed index {each} of an earlier demo run")
+            elif answer.status_code != 404:
+                raise RuntimeError(
+                    f"deleting {url}/{each}: HTTP {answer.status_code} {answer.text}"
+                )
 
     def wait_ready(self, timeout: float = 600) -> dict[str, str]:
         deadline = time.monotonic() + timeout
