@@ -50,5 +50,5 @@ def describe_scaling(settings: DemoSettings) -> list[str]:
         f"burst: source hours {settings.burst_start_hours:g}..."
         f"{settings.burst_start_hours + settings.burst_hours:g}, each record sent at least "
         f"{settings.burst_factor}x (copies of real records); avg-rtt's factor is raised to "
-        "2.5x what one replica is measured to carry",
+        "1.6x what one replica is measured to carry",
     ]

@@ -101,12 +101,19 @@ def finalize(spec: Any, meta: Any, body: Any, memo: kopf.Memo, **_: Any) -> None
         log.info("pipeline finalized", reason=reason, detail=message, pipeline=meta["name"])
 
 
-@kopf.on.field(
-    "apps", "v1", "deployments", field="status",
+@kopf.on.event(
+    "apps", "v1", "deployments",
     labels={"app.kubernetes.io/managed-by": MANAGED_BY, "app.kubernetes.io/component": "consumer"},
 )  # fmt: skip
-def consumer_status_changed(body: Any, meta: Any, memo: kopf.Memo, **_: Any) -> None:
-    """Keep ConsumerReady and the REPLICAS column live as the Deployment's status moves."""
+def consumer_status_changed(event: Any, body: Any, meta: Any, memo: kopf.Memo, **_: Any) -> None:
+    """Keep ConsumerReady and the REPLICAS column live as the Deployment's status moves.
+
+    A watch-event handler, not a change-detecting one: those store their diff base in an
+    annotation of the Deployment, and a Deployment bumps its generation on every annotation
+    change, which moves status.observedGeneration, which was a change again — a loop of ~3
+    writes per second per pipeline."""
+    if event.get("type") not in (None, "ADDED", "MODIFIED"):
+        return
     owners = [o for o in meta.get("ownerReferences", []) if o.get("kind") == "MetricPipeline"]
     if owners:
         refresh_consumer_status(memo["runtime"], meta["namespace"], owners[0]["name"], dict(body))

@@ -16,15 +16,15 @@ class Point:
 @pytest.mark.parametrize(
     ("current", "base", "capacity", "seconds", "scaled", "expected"),
     [
-        (20, 5.0, 100.0, 0.0, False, 50),  # 2.5 x 100 / 5
+        (20, 5.0, 100.0, 0.0, False, 32),  # 1.6 x 100 / 5
         (20, 5.0, 20.0, 0.0, False, 20),  # never below the configured factor
         (20, None, 100.0, 0.0, False, 20),  # base rate unknown: keep
         (20, 5.0, None, 0.0, False, 20),  # capacity unknown: keep
         (20, 5.0, 100.0, 0.0, True, 20),  # scaled up already: keep
-        (20, 5.0, 100.0, 30.0, False, 75),  # one patience period without a scale-up: x 1.5
-        (20, 5.0, 100.0, 65.0, False, 113),  # two: x 2.25
+        (20, 5.0, 100.0, 30.0, False, 48),  # one patience period without a scale-up: x 1.5
+        (20, 5.0, 100.0, 65.0, False, 72),  # two: x 2.25
         (20, 0.5, 1000.0, 0.0, False, 400),  # capped
-        (60, 5.0, 100.0, 0.0, False, 60),  # never lowered
+        (40, 5.0, 100.0, 0.0, False, 40),  # never lowered
     ],
 )
 def test_decide_burst_factor(

@@ -229,6 +229,9 @@ def refresh_consumer_status(
         conditions = rebuild_ready(merge_conditions(previous, [condition], generation), generation)
         version = current["metadata"].get("resourceVersion")
         status = {"conditions": conditions, **numbers}
+        known = current.get("status") or {}
+        if conditions == previous and all(known.get(k) == v for k, v in numbers.items()):
+            return  # nothing moved (most Deployment events): no write
         if rt.kube.patch_status(
             API_VERSION, KIND, name, namespace, status, resource_version=version
         ):
