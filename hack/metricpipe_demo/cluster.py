@@ -31,6 +31,10 @@ class Cluster:
         raise TimeoutError(f"CRD {name} not Established after {timeout:.0f} s")
 
     def available_replicas(self, namespace: str, name: str) -> int:
+        return self._deployment_count(namespace, name, "available_replicas")
+
+    def _deployment_count(self, namespace: str, name: str, field: str) -> int:
+        """A replica count from a Deployment's status (0 while it or its status is absent)."""
         try:
             deployment = client.AppsV1Api(self.core.api_client).read_namespaced_deployment(
                 name, namespace
@@ -40,7 +44,7 @@ class Cluster:
                 return 0
             raise
         status = deployment.status
-        return int(status.available_replicas or 0) if status is not None else 0
+        return int(getattr(status, field) or 0) if status is not None else 0
 
     def namespace_exists(self, name: str) -> bool:
         try:
@@ -85,16 +89,7 @@ class Cluster:
         return sorted(found["items"], key=lambda p: p["metadata"]["name"])
 
     def ready_consumers(self, pipeline: str) -> int:
-        try:
-            deployment = client.AppsV1Api(self.core.api_client).read_namespaced_deployment(
-                f"{pipeline}-consumer", self.namespace
-            )
-        except ApiException as error:
-            if error.status == 404:
-                return 0
-            raise
-        status = deployment.status
-        return int(status.ready_replicas or 0) if status is not None else 0
+        return self._deployment_count(self.namespace, f"{pipeline}-consumer", "ready_replicas")
 
     def scaling_events(self) -> list[tuple[float, str]]:
         """(time, line) of every ScaledUp/ScaledDown Event in the namespace, oldest first."""
