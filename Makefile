@@ -9,7 +9,7 @@ export METRICPIPE_CACHE ?= $(HOME)/.cache/metricpipe
 VENV_STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
 .PHONY: help prereqs venv stack-deps stack-up stack-down stack-status lint format unit \
-        integration e2e test demo bench clean crds demo-down
+        integration e2e test demo bench clean crds manifests locks demo-down
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -43,6 +43,19 @@ stack-status: venv ## Version, pid, port and health of each component
 crds: venv ## Regenerate crds/ from the pydantic model (the one source of truth)
 	$(PY) -m metricpipe_operator.api.crd > crds/metricpipelines.metricpipe.io.yaml
 
+MONITORING := manifests/components/monitoring
+manifests: venv ## Regenerate the monitoring objects and dashboards in manifests/ from code
+	$(PY) -m metricpipe_exporters.render manifests --namespace metricpipe-system --out $(MONITORING)
+	$(PY) -m metricpipe_exporters.dashboards --out $(MONITORING)/dashboards
+
+UV := $(VENV)/bin/uv
+LOCK_FLAGS := --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 --no-header --quiet
+locks: venv ## Re-pin the images' Python packages with hashes (hack/images/*.lock) from pyproject.toml
+	@test -x $(UV) || $(PY) -m pip install -q uv==0.13.9
+	$(UV) pip compile hack/images/build.in $(LOCK_FLAGS) -o hack/images/build.lock
+	$(UV) pip compile pyproject.toml $(LOCK_FLAGS) -o hack/images/operator.lock
+	$(UV) pip compile pyproject.toml --extra consumer $(LOCK_FLAGS) -o hack/images/consumer.lock
+
 lint: venv ## ruff (lint + format check) and mypy --strict
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -52,7 +65,8 @@ format: venv ## Apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-unit: venv ## Pure tests, no servers
+unit: venv ## Pure tests, no servers (promtool, a binary, checks the rules)
+	@bash hack/fetch-deps.sh prometheus
 	$(VENV)/bin/pytest tests/unit
 
 integration: stack-deps ## Tests against the real local stack (started and stopped if not running)

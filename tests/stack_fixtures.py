@@ -26,7 +26,7 @@ from kubernetes.client.rest import ApiException
 from consumers import ConsumerProcesses
 from helpers import free_port, wait_for
 from metricpipe_devstack.env import StackEnv
-from metricpipe_devstack.fluent_operator import fetch_fluent_operator_crds
+from metricpipe_devstack.module_crds import FLUENT_OPERATOR, PROMETHEUS_OPERATOR, fetch_module_crds
 from metricpipe_devstack.settings import StackSettings
 from metricpipe_devstack.stack import read_env_file, stack_down, stack_status, stack_up
 
@@ -100,7 +100,14 @@ def metricpipeline_crd(kube: client.ApiClient) -> None:
 
 @pytest.fixture(scope="session")
 def fluent_operator_crds(kube: client.ApiClient) -> None:
-    for path in fetch_fluent_operator_crds(StackSettings()):
+    for path in fetch_module_crds(StackSettings(), FLUENT_OPERATOR):
+        _apply_crd(kube, yaml.safe_load(path.read_text()))
+
+
+@pytest.fixture(scope="session")
+def prometheus_operator_crds(kube: client.ApiClient) -> None:
+    """PodMonitor, ServiceMonitor and PrometheusRule, as prometheus-operator defines them."""
+    for path in fetch_module_crds(StackSettings(), PROMETHEUS_OPERATOR):
         _apply_crd(kube, yaml.safe_load(path.read_text()))
 
 

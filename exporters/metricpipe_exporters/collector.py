@@ -154,9 +154,21 @@ class Collector(PromCollector):
             "End of the newest final window (Unix s).",
             labels=["pipeline"],
         )
+        replicas = GaugeMetricFamily(
+            names.PIPELINE_REPLICAS, "status.replicas: consumer replicas.", labels=["pipeline"]
+        )
+        desired = GaugeMetricFamily(
+            names.PIPELINE_DESIRED_REPLICAS,
+            "status.desiredReplicas: consumer replicas the operator wants.",
+            labels=["pipeline"],
+        )
         for target in snap.targets:
             key = target.pipeline
             target_g.add_metric([key], target.freshness_target_seconds)
+            if target.replicas is not None:
+                replicas.add_metric([key], target.replicas)
+            if target.desired_replicas is not None:
+                desired.add_metric([key], target.desired_replicas)
             if key in snap.partitions:
                 count.add_metric([key, target.topic], snap.partitions[key])
                 members.add_metric([key, target.consumer_group], snap.members.get(key, 0))
@@ -184,6 +196,8 @@ class Collector(PromCollector):
             count,
             members,
             target_g,
+            replicas,
+            desired,
             sink_mark,
             sink_fresh,
             final_end,

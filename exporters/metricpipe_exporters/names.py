@@ -25,6 +25,8 @@ PIPELINE_FRESHNESS_TARGET: Final = "metricpipe_pipeline_freshness_target_seconds
 SINK_WATERMARK: Final = "metricpipe_sink_watermark_seconds"  # min partition watermark in sink
 SINK_FRESHNESS: Final = "metricpipe_sink_freshness_seconds"  # now - SINK_WATERMARK
 SINK_FINAL_WINDOW_END: Final = "metricpipe_sink_final_window_end_seconds"  # newest final window
+PIPELINE_REPLICAS: Final = "metricpipe_pipeline_replicas"  # status.replicas
+PIPELINE_DESIRED_REPLICAS: Final = "metricpipe_pipeline_desired_replicas"  # status.desiredReplicas
 
 # -- the exporter itself
 SCRAPE_SECONDS: Final = "metricpipe_exporter_scrape_duration_seconds"

@@ -25,12 +25,15 @@ class PipelineTarget:
     endpoint: str
     index: str
     freshness_target_seconds: float
+    replicas: int | None = None  # status.replicas: consumer replicas that exist
+    desired_replicas: int | None = None  # status.desiredReplicas: what the operator wants
 
 
 def build_target(obj: dict[str, Any], config: ExporterConfig) -> PipelineTarget:
     meta = obj["metadata"]
     namespace, name = meta.get("namespace", "default"), meta["name"]
     spec = MetricPipelineSpec.model_validate(obj.get("spec") or {})
+    status = obj.get("status") or {}
     default = (
         config.elasticsearch_url if spec.sink.backend == "elasticsearch" else config.opensearch_url
     )
@@ -42,7 +45,15 @@ def build_target(obj: dict[str, Any], config: ExporterConfig) -> PipelineTarget:
         endpoint=spec.sink.endpoint or default,
         index=spec.index_name(namespace, name),
         freshness_target_seconds=parse_duration(spec.freshness.target),
+        replicas=_status_int(status, "replicas"),
+        desired_replicas=_status_int(status, "desiredReplicas"),
     )
+
+
+def _status_int(status: dict[str, Any], key: str) -> int | None:
+    """An integer status field, or None when the operator has not written it (yet)."""
+    value = status.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def build_targets(

@@ -12,12 +12,14 @@ import pytest
 
 from consumers import (
     ConsumerProcesses,
+    Pipeline,
     assert_matches_reference,
     create_topics,
     dead_letter_reasons,
     make_pipeline,
     produce,
     read_topic,
+    sink_results,
     wait_consumed,
     wait_until_finalized,
 )
@@ -65,13 +67,37 @@ def test_rtt_per_probe_per_hour(
                     records)  # fmt: skip
 
 
-def test_rtt_loss_count_per_hour(
-    stack: StackEnv, rtt_topic: Any, processes: ConsumerProcesses, tmp_path: Path, unique_name: str
-) -> None:
+@pytest.mark.parametrize("backend", ["elasticsearch", "opensearch"])
+def test_rtt_loss_rate_per_hour(
+    stack: StackEnv, rtt_topic: Any, processes: ConsumerProcesses, tmp_path: Path,
+    unique_name: str, backend: str,
+) -> None:  # fmt: skip
+    """Loss rate per probe per hour = lost pings / all pings, from the final documents of two
+    count pipelines (metricpipe computes one aggregation per pipeline; the ratio is a query)."""
     topic, records = rtt_topic
-    spec = {"source": {"tag": "atlas", "filters": LOST},
-            "metric": {"aggregation": "count", "groupBy": ["probe"]}}  # fmt: skip
-    run_and_compare(stack, processes, tmp_path, unique_name, topic, spec, "elasticsearch", records)
+    counts = {}
+    for name, filters in (("lost", LOST), ("all", [])):
+        spec = {"source": {"tag": "atlas", "filters": filters},
+                "metric": {"aggregation": "count", "groupBy": ["probe"]}}  # fmt: skip
+        pipeline, through = run_and_compare(stack, processes, tmp_path, f"{unique_name}-{name}",
+                                            topic, spec, backend, records)  # fmt: skip
+        finals, _ = sink_results(pipeline)
+        reference = compute_reference(pipeline.spec, records)
+        counts[name] = (
+            {
+                key: int(doc["count"])
+                for key, doc in finals.items()
+                if key[0] + 3_600_000 <= through
+            },
+            {key: w.count for key, w in reference.windows.items() if key[0] + 3_600_000 <= through},
+        )
+    (lost, lost_ref), (every, every_ref) = counts["lost"], counts["all"]
+    assert set(every) == set(every_ref), "probe-hours of the sink differ from the reference"
+    rates = {key: lost.get(key, 0) / every[key] for key in every}
+    expected = {key: lost_ref.get(key, 0) / every_ref[key] for key in every_ref}
+    assert rates == expected
+    assert len({key[1:] for key in rates}) == 50  # every probe
+    assert 0 < sum(1 for r in rates.values() if r > 0) < len(rates)  # real losses, not all
 
 
 @pytest.mark.parametrize("backend", ["elasticsearch", "opensearch"])
@@ -99,7 +125,8 @@ def test_access_log_requests_and_5xx_rate(
 def run_and_compare(
     stack: StackEnv, processes: ConsumerProcesses, tmp_path: Path, name: str, topic: str,
     spec: dict[str, Any], backend: str, records: list[tuple[int, int, bytes | None]],
-) -> None:  # fmt: skip
+) -> tuple[Pipeline, int]:  # fmt: skip
+    """Returns the pipeline and the event time through which its windows are final."""
     pipeline = make_pipeline(stack, tmp_path, name, topic, spec, backend)
     reference = compute_reference(pipeline.spec, records)
     processes.start(pipeline, METRICPIPE_IDLE_TIMEOUT_SECONDS="5")  # all data is there already
@@ -111,3 +138,4 @@ def run_and_compare(
     checked = assert_matches_reference(pipeline, reference, through)
     assert checked > 0
     assert dead_letter_reasons(stack, f"{topic}.dlq", f"it/{name}") == reference.dead_letters
+    return pipeline, through

@@ -1,59 +1,97 @@
-"""`manifests/` against the real API server: the overlay the README installs is accepted
-(server-side dry run), and the ServiceAccounts it creates can do what metricpipe needs and
-nothing more (`kubectl auth can-i`, answered by the API server's RBAC authorizer)."""
+"""`manifests/` against the real API server: every `kubectl apply` of the README's "Install on
+a cluster" is accepted (server-side dry run; prometheus-operator's own CRDs installed for the
+monitoring component), and the ServiceAccounts it creates can do what metricpipe needs and
+nothing more (`kubectl auth can-i` and SubjectAccessReviews, answered by the API server's RBAC
+authorizer)."""
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Iterator
+import re
+import shlex
 from pathlib import Path
 
 import pytest
 import yaml
 from kubernetes import client
 
+from install_harness import OVERLAY, SYSTEM, kubectl
 from metricpipe_devstack.env import StackEnv
 
 REPO = Path(__file__).resolve().parents[2]
-OVERLAY = REPO / "manifests" / "overlays" / "local"
-SYSTEM = "metricpipe-system"
+PRODUCTION = REPO / "manifests" / "overlays" / "production"
 OPERATOR = f"system:serviceaccount:{SYSTEM}:metricpipe-operator"
 EXPORTER = f"system:serviceaccount:{SYSTEM}:metricpipe-exporter"
-IDENTITY_KINDS = {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role",
-                  "RoleBinding"}  # fmt: skip
 
 
-def kubectl(
-    stack: StackEnv, *args: str, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(stack.kubectl), f"--kubeconfig={stack.kubeconfig}", *args],
-        input=stdin, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+def readme_install_commands() -> list[list[str]]:
+    """The `kubectl apply` lines of the README's "Install on a cluster" code block."""
+    text = (REPO / "README.md").read_text()
+    section = text.split("## Install on a cluster", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```sh\n(.*?)```", section, re.S)
+    assert block, "README: no sh code block in Install on a cluster"
+    commands = []
+    for line in block.group(1).replace("\\\n", " ").splitlines():
+        words = shlex.split(line, comments=True)
+        if words[:2] == ["kubectl", "apply"]:
+            commands.append(words[2:])
+    return commands
 
 
-@pytest.fixture(scope="module")
-def identities(stack: StackEnv) -> Iterator[str]:
-    """The overlay's namespace, ServiceAccounts and RBAC, applied for real (no Deployments: a
-    running operator would act on other tests' pipelines); removed afterwards unless they were
-    installed before."""
-    rendered = kubectl(stack, "kustomize", str(OVERLAY))
-    assert rendered.returncode == 0, rendered.stderr
-    installed = kubectl(stack, "get", "namespace", SYSTEM).returncode == 0  # e.g. by make demo
-    documents = [d for d in yaml.safe_load_all(rendered.stdout) if d["kind"] in IDENTITY_KINDS]
-    text = yaml.safe_dump_all(documents)
-    applied = kubectl(stack, "apply", "--server-side", "-f", "-", stdin=text)
-    assert applied.returncode == 0, applied.stderr
-    yield text
-    if not installed:  # never take away an installation that was there before the test
-        kubectl(stack, "delete", "--ignore-not-found", "--wait=false", "-f", "-", stdin=text)
+def test_the_readme_installs_the_overlays_this_test_checks() -> None:
+    applied = {Path(c[c.index("-k") + 1]) for c in readme_install_commands()}
+    assert applied == {OVERLAY.relative_to(REPO), PRODUCTION.relative_to(REPO)}
 
 
-def test_the_local_overlay_passes_a_server_side_dry_run(stack: StackEnv, identities: str) -> None:
-    done = kubectl(stack, "apply", "--dry-run=server", "--server-side", "--force-conflicts",
-                   "-k", str(OVERLAY))  # fmt: skip
+@pytest.mark.usefixtures("prometheus_operator_crds")
+@pytest.mark.parametrize("arguments", readme_install_commands(), ids=" ".join)
+def test_each_readme_apply_passes_a_server_side_dry_run(
+    stack: StackEnv, identities: str, arguments: list[str]
+) -> None:
+    arguments = [str(REPO / a) if a.startswith("manifests/") else a for a in arguments]
+    done = kubectl(stack, "apply", *arguments, "--dry-run=server", "--force-conflicts")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "deployment.apps/metricpipe-operator serverside-applied (server dry run)" in done.stdout
+
+
+def test_the_production_overlay_takes_credentials_only_from_secrets(stack: StackEnv) -> None:
+    rendered = kubectl(stack, "kustomize", str(PRODUCTION))
+    assert rendered.returncode == 0, rendered.stderr
+    documents = list(yaml.safe_load_all(rendered.stdout))
+    kinds = {d["kind"] for d in documents}
+    assert {"PodMonitor", "ServiceMonitor", "PrometheusRule"} <= kinds
+    assert "Secret" not in kinds  # created by the user, never shipped
+    references = []
+    for document in documents:
+        if document["kind"] != "Deployment":
+            continue
+        for container in document["spec"]["template"]["spec"]["containers"]:
+            for variable in container.get("env", []):
+                if any(word in variable["name"] for word in ("PASSWORD", "USERNAME", "TOKEN")):
+                    assert "value" not in variable, variable
+                    references.append(variable["valueFrom"]["secretKeyRef"]["name"])
+    assert references == ["metricpipe-sink-credentials"] * 2
+    monitors = [d for d in documents if d["apiVersion"].startswith("monitoring.coreos.com/")]
+    assert all(m["metadata"]["labels"]["release"] == "kube-prometheus-stack" for m in monitors)
+    dashboards = [d for d in documents if d["metadata"]["name"] == "metricpipe-grafana-dashboard"]
+    assert dashboards[0]["metadata"]["labels"]["grafana_dashboard"] == "1"
+
+
+KUBECTL_CAN_I = [  # built-in kinds, where kubectl resolves the group itself
+    (OPERATOR, "get", "secrets", ["--all-namespaces"], "no"),
+    (OPERATOR, "create", "pods", ["--subresource=exec", "-n", "team-a"], "no"),
+    (OPERATOR, "*", "*", ["--all-namespaces"], "no"),
+    (OPERATOR, "delete", "nodes", [], "no"),
+    (OPERATOR, "patch", "deployments.apps", ["-n", "team-a"], "yes"),
+    (EXPORTER, "list", "secrets", ["-n", SYSTEM], "no"),
+    (EXPORTER, "list", "configmaps", ["-n", SYSTEM], "no"),
+]
+
+
+@pytest.mark.parametrize(("who", "verb", "resource", "extra", "answer"), KUBECTL_CAN_I)
+def test_kubectl_auth_can_i(stack: StackEnv, identities: str, who: str, verb: str,
+                            resource: str, extra: list[str], answer: str) -> None:  # fmt: skip
+    done = kubectl(stack, "auth", "can-i", verb, resource, f"--as={who}", *extra)
+    assert done.stdout.strip() == answer, done.stdout + done.stderr
 
 
 MUST = [
