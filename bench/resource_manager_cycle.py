@@ -85,8 +85,13 @@ def create_pipelines(api: client.CustomObjectsApi, namespace: str, count: int) -
     return made
 
 
-def measure(kube: client.ApiClient, stack: StackEnv, namespace: str) -> dict[str, Any]:
-    settings = LoopSettings(prometheus_url=stack.prometheus_url, namespace=namespace)
+def measure(
+    kube: client.ApiClient, stack: StackEnv, namespace: str, args: argparse.Namespace
+) -> dict[str, Any]:
+    settings = LoopSettings(
+        prometheus_url=stack.prometheus_url, namespace=namespace,
+        write_concurrency=args.write_concurrency, max_status_writes_per_cycle=args.status_budget,
+    )  # fmt: skip
     manager = ResourceManager(kube, settings, PolicyConfig(), decide)
     first = manager.cycle(time.time())  # every status is new: all written
     time.sleep(5)
@@ -107,6 +112,9 @@ def measure(kube: client.ApiClient, stack: StackEnv, namespace: str) -> dict[str
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pipelines", type=int, default=1000)
+    parser.add_argument("--write-concurrency", type=int, default=LoopSettings.write_concurrency)
+    parser.add_argument("--status-budget", type=int,
+                        default=LoopSettings.max_status_writes_per_cycle)  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     stack = ensure_stack()
@@ -135,7 +143,7 @@ def main() -> int:
             sd_files.append(sd)
             say("   waiting 40 s for Prometheus to scrape enough for rate()")
             time.sleep(40)
-            results[str(count)] = measure(kube, stack, namespace)
+            results[str(count)] = measure(kube, stack, namespace, args)
             say(f"   {results[str(count)]}")
     finally:
         for sd in sd_files:

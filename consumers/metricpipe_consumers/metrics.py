@@ -118,21 +118,22 @@ class ConsumerMetrics:
     def healthy(self, max_silence: float = 120.0) -> bool:
         return time.monotonic() - self._last_alive < max_silence
 
-    def observe_watermarks(self, partitions: Mapping[int, Any]) -> None:
-        """Per partition, the time up to which its data is in the sink: the event-time
-        watermark, or now for a partition that was caught up (there is nothing newer to
-        reflect; without this a quiet topic would look ever staler)."""
+    def observe_watermarks(self, marks: Mapping[int, tuple[int | None, bool]]) -> None:
+        """Per partition (watermark ms, caught up) as last written to the sink: the time up to
+        which its data is there — the event-time watermark, or now for a partition that was
+        caught up (there is nothing newer to reflect; without this a quiet topic would look
+        ever staler)."""
         now = time.time()
-        marks = []
-        for partition, state in partitions.items():
-            mark = state.watermark_ms / 1000 if state.watermark_ms is not None else None
-            if state.caught_up:
+        values = []
+        for partition, (watermark_ms, caught_up) in marks.items():
+            mark = watermark_ms / 1000 if watermark_ms is not None else None
+            if caught_up:
                 mark = max(mark or 0.0, now)
             if mark is not None:
                 self.watermark.labels(self._pipeline, str(partition)).set(mark)
-                marks.append(mark)
-        if marks:
-            self.freshness.set(max(0.0, now - min(marks)))
+                values.append(mark)
+        if values:
+            self.freshness.set(max(0.0, now - min(values)))
 
     def serve(self, port: int, host: str = "0.0.0.0") -> ThreadingHTTPServer:  # noqa: S104
         metrics = self

@@ -86,6 +86,10 @@ class StreamConsumer:
         self.parser = RecordParser(doc.spec, max_bytes=self.settings.max_record_bytes)
         self.partitions: dict[int, PartitionState] = {}
         self._committed: dict[int, int] = {}  # partition -> offset this process committed
+        # partition -> (watermark, caught up) as the sink's latest state document says: the
+        # watermark gauge publishes exactly this, so the consumers' freshness and the sink
+        # prober's describe the same writes
+        self._written_marks: dict[int, tuple[int | None, bool]] = {}
         self.stopping = False
         self.finalizer = Finalizer(doc, sink, metrics, self.settings.idle_timeout_seconds)
         membership = (
@@ -131,6 +135,7 @@ class StreamConsumer:
         for tp in revoked:
             self.partitions.pop(tp.partition, None)
             self._committed.pop(tp.partition, None)
+            self._written_marks.pop(tp.partition, None)
         log.info("partitions revoked", partitions=sorted(tp.partition for tp in revoked))
         self.metrics.assigned.set(len(self.partitions))
 
@@ -210,11 +215,11 @@ class StreamConsumer:
         docs = self._state_docs(progress)
         if docs:
             self.sink.write(docs)
+            self._publish_marks(progress)
         self.finalizer.run(owns_leader_partition=0 in self.partitions,
                            partition_count=self._partition_count())  # fmt: skip
         for state in self.partitions.values():
             state.forget_closed(self.finalizer.finalized_through, self.doc.window_ms)
-        self.metrics.observe_watermarks(self.partitions)
         self.metrics.record_busy(time.monotonic() - started)
 
     def _partition_count(self) -> int:
@@ -301,6 +306,7 @@ class StreamConsumer:
                 state.resume_offset = resume
                 state.caught_up = progress.caught_up[partition]
                 state.idle_since_ms = progress.idle_since[partition]
+        self._publish_marks(progress)
         committing = time.monotonic()
         self._commit(progress.resume)
         # A batch occupies the pipeline for its slower stage (the two overlap) plus the
@@ -309,6 +315,16 @@ class StreamConsumer:
         # their replicas fell behind).
         stages = max(self._pending_scan_seconds, progress.worker_seconds)
         self.metrics.record_busy(stages + time.monotonic() - committing)
+
+    def _publish_marks(self, progress: BatchProgress) -> None:
+        """After a state write: the watermark gauge says what the sink now holds."""
+        for partition in progress.resume:
+            if partition in self.partitions:
+                self._written_marks[partition] = (
+                    progress.watermarks.get(partition),
+                    progress.caught_up[partition],
+                )
+        self.metrics.observe_watermarks(self._written_marks)
 
     def _complete(
         self, columns: dict[str, list[Any]], progress: BatchProgress, count: int

@@ -70,7 +70,12 @@ class Collector(PromCollector):
                 try:
                     sink = self.sink_for(target)
                     count = snapshot.partitions.get(target.pipeline)
-                    snapshot.probes[target.pipeline] = fetch_sink_probe(sink, target.index, count)
+                    ends = {
+                        p.partition: p.end_offset for p in snapshot.lags.get(target.pipeline, [])
+                    }
+                    snapshot.probes[target.pipeline] = fetch_sink_probe(
+                        sink, target.index, count, ends, int(snapshot.taken_at * 1000)
+                    )
                 except Exception as error:
                     self._failed("sink", error, pipeline=target.pipeline)
         snapshot.cycle_seconds = time.monotonic() - started

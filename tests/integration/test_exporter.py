@@ -196,7 +196,8 @@ def test_freshness_from_watermarks_and_from_the_sink_agree(
     start_exporter([spec_object])
     consumer_expr = f'time() - min by (pipeline) ({names.CONSUMER_WATERMARK}{{pipeline="{key}"}})'
     sink_expr = f'{names.SINK_FRESHNESS}{{pipeline="{key}"}}'
-    pairs: list[tuple[float, float]] = []
+    pairs: list[tuple[float, float]] = []  # while live traffic arrives
+    after: list[tuple[float, float]] = []  # after it stopped
     try:
         with LiveEvents(stack, topic, rate=300):
             # both sources answer once the consumer's first batches are in (JVM start included)
@@ -206,13 +207,13 @@ def test_freshness_from_watermarks_and_from_the_sink_agree(
                 processes.assert_alive()
                 pairs.extend(_pair(stack, consumer_expr, sink_expr, key))
                 time.sleep(2)
-        deadline = time.monotonic() + 20  # traffic stopped: the consumer catches up
+        deadline = time.monotonic() + 30  # traffic stopped: the consumer catches up
         while time.monotonic() < deadline:
-            pairs.extend(_pair(stack, consumer_expr, sink_expr, key))
+            after.extend(_pair(stack, consumer_expr, sink_expr, key))
             time.sleep(2)
     finally:
         consumer_sd.unlink(missing_ok=True)
-    print(f"(from watermarks, from the sink) every 2 s: {pairs}")
+    print(f"(from watermarks, from the sink) every 2 s: {pairs}; after the traffic: {after}")
     assert len(pairs) >= 10, (
         f"too few samples with both sources present: {pairs}\n{processes.logs()}"
     )
@@ -222,6 +223,13 @@ def test_freshness_from_watermarks_and_from_the_sink_agree(
     tolerance = 2 * SCRAPE_SECONDS + 2.0 + CYCLE_SECONDS
     for from_watermarks, from_sink in pairs:
         assert abs(from_watermarks - from_sink) <= tolerance, pairs
+    # Catching up is one step down (the whole backlog at once), which each source sees at its
+    # own next scrape: the two may disagree by the step for up to a scrape interval, so here
+    # only the outcome is compared: both see the catch-up, and then agree.
+    caught_up = [i for i, (w, s) in enumerate(after) if w < 5 and s < 5]
+    assert caught_up, f"a source never saw the catch-up: {after}"
+    for from_watermarks, from_sink in after[caught_up[0] :]:
+        assert abs(from_watermarks - from_sink) <= tolerance, after
 
 
 def _pair(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
 import urllib.request
+
+import pytest
 
 from helpers import free_port
 from metricpipe_consumers.metrics import ConsumerMetrics
@@ -38,3 +41,17 @@ def test_metrics_and_health_endpoints() -> None:
         assert get(f"http://127.0.0.1:{port}/readyz") == (200, "ok")
     finally:
         server.shutdown()
+
+
+def test_watermarks_say_what_the_sink_holds() -> None:
+    """A caught-up partition counts as fresh now; the freshness is that of the stalest."""
+    metrics = ConsumerMetrics("ns/p")
+    before = time.time()
+    metrics.observe_watermarks({0: (int((before - 30) * 1000), False), 1: (None, True),
+                                2: (None, False)})  # fmt: skip
+    value = {s.labels["partition"]: s.value for s in metrics.watermark.collect()[0].samples}
+    assert set(value) == {"0", "1"}  # no record yet and not caught up: nothing to say
+    assert value["0"] == pytest.approx(before - 30, abs=0.01)
+    assert value["1"] >= before
+    freshness = metrics.freshness.collect()[0].samples[0].value
+    assert 30 <= freshness < 31

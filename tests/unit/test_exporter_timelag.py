@@ -141,3 +141,30 @@ def test_targets_from_a_pipelines_file(tmp_path: Path) -> None:
     assert (target.backend, target.endpoint) == ("opensearch", "http://os:9200")
     assert target.topic
     assert target.index
+
+
+def held(partition: int, watermark: int | None, offset: int, caught_up: bool = True) -> dict:  # type: ignore[type-arg]
+    """A state document as a quiet partition keeps it: written once, `updated_ms` aging."""
+    return {"kind": "partition", "partition": partition, "watermark_ms": watermark,
+            "committed_offset": offset, "caught_up": caught_up, "updated_ms": 1_000}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("states", "ends", "expected"),
+    [
+        # the sink holds every record Kafka has: current now, however old the document
+        ([held(0, 5_000, 40), held(1, 6_000, 7)], {0: 40, 1: 7}, 90_000),
+        # one partition has records the sink does not hold yet: its watermark bounds it, even
+        # if its document said caught up when it was written
+        ([held(0, 5_000, 40), held(1, 6_000, 7)], {0: 41, 1: 7}, 5_000),
+        # an empty partition (no record ever) that the sink has fully seen
+        ([held(0, None, 0), held(1, 6_000, 7, caught_up=False)], {0: 0, 1: 9}, 6_000),
+    ],
+)
+def test_sink_probe_current_when_the_sink_holds_the_log_end(
+    states: list[dict],  # type: ignore[type-arg]
+    ends: dict[int, int],
+    expected: int,
+) -> None:
+    probe = build_sink_probe(states, 2, None, ends, now_ms=90_000)
+    assert probe.watermark_ms == expected
