@@ -255,11 +255,12 @@ class ResourceManager:
     def _write_status(self, write: StatusWrite, now: float, report: CycleReport) -> None:
         meta = write.obj["metadata"]
         body = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": write.status}
-        try:  # the answer (the whole object) is not needed: not decoding it halves the cost
+        try:  # the answer (the whole object) is not needed: read, but not decoded
             answer: Any = self.objects.patch_namespaced_custom_object_status(
                 GROUP, VERSION, meta["namespace"], PLURAL, meta["name"], body,
                 _preload_content=False,
             )  # fmt: skip
+            answer.read()  # all of it: an unread body would poison the pooled connection
             answer.release_conn()
         except ApiException as error:
             if error.status == 409:
