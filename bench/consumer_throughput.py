@@ -149,10 +149,10 @@ def run_consumer(doc: PipelineDocument, engine: SparkAggregator, settings: Strea
     original = consumer.process_batch
     first: list[float] = []
 
-    def timed(messages: Any) -> None:
+    def timed(messages: Any, **kwargs: Any) -> None:
         if not first:
             first.append(time.perf_counter())
-        original(messages)
+        original(messages, **kwargs)
 
     consumer.process_batch = timed  # type: ignore[method-assign]
     commit = consumer._commit
