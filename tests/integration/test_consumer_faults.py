@@ -190,10 +190,12 @@ def test_every_kind_of_bad_record_is_dead_lettered(
     pipeline.sink.refresh()
     finals = pipeline.sink.search(pipeline.sink.index, {"term": {"final": True}})
     partials = pipeline.sink.search(pipeline.sink.index, {"term": {"final": False}})
-    total = sum(d["sum"] for d in finals) + sum(
-        d["sum"] for d in partials if d["window_start_ms"] >= base + 9 * 60_000
-    )
+    still_open = [d for d in partials if d["window_start_ms"] >= base + 9 * 60_000]
+    total = sum(d["sum"] for d in finals) + sum(d["sum"] for d in still_open)
     assert total == pytest.approx(sum(float(s) for s in range(0, 600, 3)))
+    # ... and each one once (the sum alone would miss the good record whose value is 0)
+    count = sum(int(d["count"]) for d in finals) + sum(int(d["count"]) for d in still_open)
+    assert count == len(range(0, 600, 3))
     assert _dlq_sources(stack, f"{topic}.dlq") == len(expected_reasons)
 
 

@@ -148,6 +148,25 @@ def build_container(
     }
 
 
+def build_pod_security_context() -> dict[str, Any]:
+    """Every metricpipe workload pod: a fixed non-root user, the runtime's seccomp profile."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": 10001,
+        "runAsGroup": 10001,
+        "fsGroup": 10001,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def build_pod_volumes(ref: PipelineRef) -> list[dict[str, Any]]:
+    """The pipeline's configuration file and a private /tmp (the root filesystem is read-only)."""
+    return [
+        {"name": "config", "configMap": {"name": ref.config_name}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": "2Gi"}},
+    ]
+
+
 def build_deployment(
     ref: PipelineRef,
     spec: MetricPipelineSpec,
@@ -176,19 +195,10 @@ def build_deployment(
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
                     "terminationGracePeriodSeconds": config.consumer_termination_grace_seconds,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": 10001,
-                        "runAsGroup": 10001,
-                        "fsGroup": 10001,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
+                    "securityContext": build_pod_security_context(),
                     "containers": [build_container(ref, spec, config, config_hash)],
                     "tolerations": [DEV_NODE_TOLERATION],
-                    "volumes": [
-                        {"name": "config", "configMap": {"name": ref.config_name}},
-                        {"name": "tmp", "emptyDir": {"sizeLimit": "2Gi"}},
-                    ],
+                    "volumes": build_pod_volumes(ref),
                 },
             },
         },
