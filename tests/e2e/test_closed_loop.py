@@ -155,6 +155,9 @@ def test_scales_up_for_a_burst_holds_freshness_and_scales_back(
     events = client.CoreV1Api(kube).list_namespaced_event(namespace).items
     reasons = {e.reason for e in events if e.involved_object.name == name}
     assert {"ScaledUp", "ScaledDown"} <= reasons, reasons
+    status = get_pipeline(kube, namespace, name)["status"]  # the last scale, in status too
+    assert status.get("lastScaleTime"), status
+    assert "→ 1" in status.get("lastScaleReason", ""), status  # the scale-down came last
 
 
 def test_no_change_and_a_condition_when_prometheus_is_unreachable(

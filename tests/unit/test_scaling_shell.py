@@ -10,7 +10,7 @@ import pytest
 from metricpipe_exporters import names
 from metricpipe_operator.scaling.collect import QUERIES, build_sample, build_values
 from metricpipe_operator.scaling.lease import decide_lease_free
-from metricpipe_operator.scaling.loop import decide_status_due
+from metricpipe_operator.scaling.loop import decide_refresh_age, decide_status_due
 from metricpipe_operator.scaling.model import Decision, MetricSample
 from metricpipe_operator.scaling.report import (
     build_attainment,
@@ -112,3 +112,11 @@ def test_lease_is_free_when_unheld_ours_or_expired() -> None:
     assert not decide_lease_free(other, "me", now)
     expired = {**other, "renewTime": "2025-12-31T23:59:00.000000Z"}
     assert decide_lease_free(expired, "me", now)
+
+
+def test_refresh_ages_spread_over_half_to_full_max_age() -> None:
+    ages = [decide_refresh_age(f"ns/p{i:04d}", 60.0) for i in range(1000)]
+    assert all(30.0 <= age <= 60.0 for age in ages)
+    assert decide_refresh_age("ns/p0001", 60.0) == ages[1]  # stable for a key
+    per_15s_cycle = [sum(1 for age in ages if lo <= age < lo + 15) for lo in (30.0, 45.0)]
+    assert min(per_15s_cycle) > 400, per_15s_cycle  # both cycles share the refreshes

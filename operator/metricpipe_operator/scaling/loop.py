@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +24,7 @@ from pydantic import ValidationError
 
 from ..api.durations import parse_duration
 from ..api.model import API_VERSION, GROUP, KIND, PLURAL, VERSION, MetricPipelineSpec
-from ..reconcile.status import merge_conditions, now_rfc3339
+from ..reconcile.status import Condition, merge_conditions, now_rfc3339
 from .collect import (
     QUERIES,
     MetricsUnavailableError,
@@ -47,7 +48,7 @@ class LoopSettings:
     interval_seconds: float = 15.0
     query_timeout_seconds: float = 5.0
     keep_seconds: float = 3600.0  # history kept per pipeline (>= the longest stabilisation)
-    status_max_age_seconds: float = 60.0  # numbers in status are at most this old
+    status_max_age_seconds: float = 120.0  # small moves of the numbers wait at most this long
     namespace: str | None = None  # None: every namespace
     write_concurrency: int = 8  # API writes (scale, status, events) in flight at once
     max_status_writes_per_cycle: int = 300  # bounds a cycle's time; the rest waits a cycle
@@ -58,6 +59,8 @@ class StatusWrite:
     obj: dict[str, Any]
     status: dict[str, Any]
     key: str
+    resource_version: str  # the object's, after this cycle's own /scale write
+    conditions: tuple[Condition, ...]  # the ResourceManager's own, merged into status
     age: float  # seconds since this replica last wrote it
     urgent: bool  # something a user sees changed (not only the age)
 
@@ -78,6 +81,13 @@ class CycleReport:
     def count(self, what: str) -> None:
         with self.lock:
             setattr(self, what, getattr(self, what) + 1)
+
+
+def decide_refresh_age(key: str, max_age: float) -> float:
+    """Pure: this pipeline's refresh age, spread over [max_age / 2, max_age] by a stable hash of
+    its key, so that statuses written in one cycle (1,000 new pipelines, an operator restart) do
+    not all fall due in one later cycle."""
+    return max_age * (0.5 + (zlib.crc32(key.encode()) % 1000) / 2000)
 
 
 def decide_status_due(old: dict[str, Any], new: dict[str, Any], age: float, max_age: float) -> bool:
@@ -153,7 +163,7 @@ class ResourceManager:
             )
             budget = self.settings.max_status_writes_per_cycle
             report.deferred = max(0, len(writes) - budget)
-            list(pool.map(lambda w: self._write_status(w, now, report), writes[:budget]))
+            list(pool.map(lambda w: self.write_status(w, now, report), writes[:budget]))
         report.seconds = time.monotonic() - started
         return report
 
@@ -195,46 +205,55 @@ class ResourceManager:
             decision = self.policy(list(history), facts, self.policy_config, now)
         report.decisions[key] = decision
         changes: dict[str, Any] = {}
+        version = str(meta.get("resourceVersion") or "")
         if (
             spec.scaling.enabled
             and decision.metrics_available
             and decision.replicas != facts.current_replicas
-        ) and self._scale(obj, facts.current_replicas, decision):
-            report.count("scaled")
-            changes = {
-                "lastScaleTime": now_rfc3339(),
-                "lastScaleReason": decision.reason[:1024],
-            }
+        ):
+            scaled = self._scale(obj, facts.current_replicas, decision)
+            if scaled is not None:  # the /scale write moved the object's resourceVersion
+                report.count("scaled")
+                version = scaled
+                changes = {
+                    "lastScaleTime": now_rfc3339(),
+                    "lastScaleReason": decision.reason[:1024],
+                }
         target = facts.freshness_target_seconds
         new_status = {**build_scaling_status(decision, sample, list(history), target), **changes}
         conditions = build_scaling_conditions(decision, sample, target)
         new_status["conditions"] = merge_conditions(
             list(status.get("conditions") or []), conditions, int(meta.get("generation") or 0)
         )
-        age = now - self.written_at.get(key, 0.0)
-        max_age = self.settings.status_max_age_seconds
+        max_age = decide_refresh_age(key, self.settings.status_max_age_seconds)
+        # A status this replica has not written (a restart, a takeover) counts as written now:
+        # its numbers are refreshed within max_age, not all in the first cycle.
+        age = now - self.written_at.setdefault(key, now)
         urgent = bool(changes) or decide_status_due(status, new_status, 0.0, max_age)
-        if urgent or age >= max_age:
-            return StatusWrite(obj, new_status, key, age, urgent)
+        unchanged = all(status.get(k) == v for k, v in new_status.items())
+        if urgent or (age >= max_age and not unchanged):
+            return StatusWrite(obj, new_status, key, version, tuple(conditions), age, urgent)
         return None
 
-    def _scale(self, obj: dict[str, Any], current: int, decision: Decision) -> bool:
+    def _scale(self, obj: dict[str, Any], current: int, decision: Decision) -> str | None:
+        """Sets the replicas through the pipeline's /scale; the object's new resourceVersion,
+        or None when the write failed."""
         meta = obj["metadata"]
         try:
-            self.objects.patch_namespaced_custom_object_scale(
+            scale: Any = self.objects.patch_namespaced_custom_object_scale(
                 GROUP, VERSION, meta["namespace"], PLURAL, meta["name"],
                 {"spec": {"replicas": decision.replicas}},
             )  # fmt: skip
         except ApiException as error:
             log.warning("scale failed", pipeline=meta["name"], status=error.status)
-            return False
+            return None
         direction = "ScaledUp" if decision.replicas > current else "ScaledDown"
         log.info(
             "scaled", pipeline=f"{meta['namespace']}/{meta['name']}", replicas=decision.replicas,
             previous=current, reason=decision.reason, limited_by=decision.limited_by,
         )  # fmt: skip
         self._event(obj, direction, f"{current} → {decision.replicas}: {decision.reason}")
-        return True
+        return str(scale["metadata"]["resourceVersion"])
 
     def _event(self, obj: dict[str, Any], reason: str, message: str) -> None:
         meta = obj["metadata"]
@@ -252,21 +271,36 @@ class ResourceManager:
         except ApiException as error:
             log.warning("event not recorded", pipeline=meta["name"], status=error.status)
 
-    def _write_status(self, write: StatusWrite, now: float, report: CycleReport) -> None:
+    def write_status(self, write: StatusWrite, now: float, report: CycleReport) -> None:
+        """Patches status under the resourceVersion it was computed from. On a conflict (the
+        reconciler wrote conditions meanwhile) it merges its conditions into the fresh object's
+        and tries once more, so a scale's lastScaleTime is never lost."""
         meta = write.obj["metadata"]
-        body = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": write.status}
-        try:  # the answer (the whole object) is not needed: read, but not decoded
-            answer: Any = self.objects.patch_namespaced_custom_object_status(
-                GROUP, VERSION, meta["namespace"], PLURAL, meta["name"], body,
-                _preload_content=False,
-            )  # fmt: skip
-            answer.read()  # all of it: an unread body would poison the pooled connection
-            answer.release_conn()
-        except ApiException as error:
-            if error.status == 409:
+        status, version = write.status, write.resource_version
+        for attempt in (1, 2):
+            body = {"metadata": {"resourceVersion": version}, "status": status}
+            try:  # the answer (the whole object) is not needed: read, but not decoded
+                answer: Any = self.objects.patch_namespaced_custom_object_status(
+                    GROUP, VERSION, meta["namespace"], PLURAL, meta["name"], body,
+                    _preload_content=False,
+                )  # fmt: skip
+                answer.read()  # all of it: an unread body would poison the pooled connection
+                answer.release_conn()
+                break
+            except ApiException as error:
+                if error.status != 409:
+                    raise
                 report.count("conflicts")
-                return
-            raise
+                if attempt == 2:
+                    return
+                fresh: Any = self.objects.get_namespaced_custom_object(
+                    GROUP, VERSION, meta["namespace"], PLURAL, meta["name"]
+                )
+                version = str(fresh["metadata"]["resourceVersion"])
+                status = {**write.status, "conditions": merge_conditions(
+                    list((fresh.get("status") or {}).get("conditions") or []),
+                    list(write.conditions), int(fresh["metadata"].get("generation") or 0),
+                )}  # fmt: skip
         self.written_at[write.key] = now
         report.count("status_patches")
 
