@@ -40,15 +40,17 @@ def create_topics(stack: StackEnv, topic: str, partitions: int) -> None:
 
 
 def produce(
-    stack: StackEnv, topic: str, records: Iterable[tuple[bytes | None, bytes | None]]
-) -> int:
+    stack: StackEnv, topic: str,
+    records: Iterable[tuple[bytes | None, bytes | None] | tuple[bytes | None, bytes | None, int]],
+) -> int:  # fmt: skip
+    """(key, value) or (key, value, Kafka timestamp in ms) records, in order."""
     producer = Producer({"bootstrap.servers": stack.kafka_bootstrap, "linger.ms": 50,
                          "batch.num.messages": 10_000, "enable.idempotence": True})  # fmt: skip
     count = 0
-    for key, value in records:
+    for key, value, *stamp in records:
         while True:
             try:
-                producer.produce(topic, key=key, value=value)
+                producer.produce(topic, key=key, value=value, timestamp=stamp[0] if stamp else 0)
                 break
             except BufferError:
                 producer.poll(0.1)

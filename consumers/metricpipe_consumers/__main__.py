@@ -1,28 +1,38 @@
-"""`python -m metricpipe_consumers stream`: the consumer process of a pipeline's Deployment."""
+"""`python -m metricpipe_consumers stream`: the consumer process of a pipeline's Deployment;
+`... batch [--window-start ISO]`: one window of a batch pipeline (the CronJob's process)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
+import time
 
 import structlog
 
 from metricpipe_operator.logs import configure_logging
 
+from .batch import BatchJob
 from .config import ConsumerConfig
 from .document import PipelineDocument
+from .documents import parse_iso_ms
 from .engine import SparkAggregator
 from .metrics import ConsumerMetrics
-from .sink import SinkError, build_sink
+from .sink import MetricSink, SinkError, build_sink
 from .stream import StreamConsumer, StreamSettings
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="metricpipe-consumer", description=__doc__)
-    parser.add_argument("mode", choices=("stream",), help="batch mode comes with its own issue")
-    parser.parse_args(argv)
+    parser.add_argument("mode", choices=("stream", "batch"))
+    parser.add_argument(
+        "--window-start",
+        help="batch: compute this one window (an ISO time at its start). Default: every closed "
+        "window since the pipeline's progress (the newest one for a new pipeline)",
+    )
+    args = parser.parse_args(argv)
     # SIGTERM before the loop runs (the JVM start and warm-up take seconds) is a graceful stop.
     early_stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: early_stop.set())
@@ -40,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     password = config.sink_password.get_secret_value() if config.sink_password else None
     sink = build_sink(document.sink.backend, document.sink.endpoint, document.sink.index,
                       config.sink_username, password)  # fmt: skip
+    if args.mode == "batch":
+        return run_batch(document, sink, config, args.window_start)
     metrics = ConsumerMetrics(document.pipeline.key)
     if config.metrics_port:
         metrics.serve(config.metrics_port)
@@ -61,6 +73,33 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         engine.stop()
+    return 0
+
+
+def run_batch(
+    document: PipelineDocument, sink: MetricSink, config: ConsumerConfig, window_start: str | None
+) -> int:
+    """Computes the due windows (or the one asked for); prints a JSON line per window; exits
+    0, or 2 on a sink error (the Job's backoff retries it)."""
+    log = structlog.get_logger("metricpipe.batch")
+    jars = [jar for jar in config.spark_jars.split(",") if jar]
+    engine = SparkAggregator(config.spark_master, jars=jars)
+    job = BatchJob(document, sink, engine)
+    try:
+        if window_start:  # one window, on request (a rerun, a backfill): progress stays
+            reports = [job.run(parse_iso_ms(window_start))]
+        else:
+            reports = job.run_due(int(time.time() * 1000), config.batch_max_windows)
+    except SinkError as error:
+        log.error("sink error; the Job retries", error=str(error))
+        return 2
+    finally:
+        engine.stop()
+    for report in reports:
+        log.info("window computed", **report.to_dict())
+        print(json.dumps(report.to_dict()), flush=True)
+    if not reports:
+        log.info("no window due")
     return 0
 
 

@@ -20,6 +20,12 @@ class ConsumerConfig(BaseSettings):
     sink_username: str | None = None
     sink_password: SecretStr | None = None
     spark_master: str = Field(default="local[2]", description="Spark master of the session.")
+    spark_jars: str = Field(
+        default="", description="Comma-separated extra jars: the Kafka connector (batch mode)."
+    )
+    batch_max_windows: int = Field(
+        default=24, ge=1, description="Batch mode: windows one run may make up; the rest next run."
+    )
     max_batch_records: int = Field(default=100_000, ge=1)
     max_batch_seconds: float = Field(default=2.0, gt=0)
     finalize_interval_seconds: float = Field(default=5.0, gt=0)

@@ -43,15 +43,23 @@ def parse_local_cores(master: str) -> int:
 
 
 class SparkAggregator:
-    def __init__(self, master: str = "local[2]", alpha: float = DEFAULT_RELATIVE_ACCURACY) -> None:
+    def __init__(
+        self, master: str = "local[2]", alpha: float = DEFAULT_RELATIVE_ACCURACY,
+        jars: list[str] | None = None,
+    ) -> None:  # fmt: skip
+        """`jars`: extra jars for the session (the Kafka connector, for the batch job)."""
         os.environ.setdefault("PYSPARK_PYTHON", "python3")
         self.alpha = alpha
         self.cores = parse_local_cores(master)
         self.gamma = (1 + alpha) / (1 - alpha)
+        builder = SparkSession.builder
+        if jars:
+            builder = builder.config("spark.jars", ",".join(jars))
         self.session = (
-            SparkSession.builder.master(master)
+            builder.master(master)
             .appName("metricpipe-consumer")
             .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")  # progress bars in a pod's log
             # Local mode needs no network: keep the driver on loopback.
             .config("spark.driver.bindAddress", "127.0.0.1")
             .config("spark.driver.host", "127.0.0.1")

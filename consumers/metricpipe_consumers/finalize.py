@@ -68,9 +68,9 @@ class Finalizer:
         self.finalized_through = -(2**62)
 
     def load(self) -> None:
-        found = self.sink.search(self.state_index, {"term": {"kind": "pipeline"}}, size=1)
-        if found:
-            self.finalized_through = int(found[0]["finalized_through_ms"])
+        through = load_finalized_through(self.sink, self.state_index)
+        if through is not None:
+            self.finalized_through = through
 
     def run(self, *, owns_leader_partition: bool, partition_count: int) -> None:
         if not owns_leader_partition:
@@ -146,6 +146,17 @@ class Finalizer:
 
     def _save(self, through: int) -> None:
         self.finalized_through = through
-        self.sink.write([SinkDoc(self.state_index, "pipeline", {
-            "kind": "pipeline", "pipeline": self.doc.pipeline.key, "finalized_through_ms": through,
-        }, version=max(through, 0))])  # fmt: skip
+        save_finalized_through(self.sink, self.state_index, self.doc.pipeline.key, through)
+
+
+def load_finalized_through(sink: MetricSink, state_index: str) -> int | None:
+    """End of the last window whose finals are written (stream or batch), if any."""
+    found = sink.search(state_index, {"term": {"kind": "pipeline"}}, size=1)
+    return int(found[0]["finalized_through_ms"]) if found else None
+
+
+def save_finalized_through(sink: MetricSink, state_index: str, pipeline: str, through: int) -> None:
+    """Versioned by the time itself: progress never moves back (a stale write is refused)."""
+    sink.write([SinkDoc(state_index, "pipeline", {
+        "kind": "pipeline", "pipeline": pipeline, "finalized_through_ms": through,
+    }, version=max(through, 0))])  # fmt: skip

@@ -1,0 +1,43 @@
+"""Which window a batch run computes when it is not told: the newest one closed for good."""
+
+from __future__ import annotations
+
+import pytest
+
+from metricpipe_consumers.batch import decide_due_windows, decide_last_closed_window
+
+H, M = 3_600_000, 60_000
+
+
+@pytest.mark.parametrize(
+    ("now", "lateness", "expected"),
+    [
+        (10 * H + 10 * M, 10 * M, 9 * H),  # the CronJob's own minute: 09:00-10:00 is closed
+        (10 * H + 9 * M, 10 * M, 8 * H),  # a minute early: 09:00-10:00 may still get records
+        (10 * H + 59 * M, 10 * M, 9 * H),  # a late start still picks the same window
+        (10 * H, 0, 9 * H),
+    ],
+)
+def test_newest_window_whose_end_plus_lateness_passed(
+    now: int, lateness: int, expected: int
+) -> None:
+    start = decide_last_closed_window(now, H, lateness)
+    assert start == expected
+    assert start + H + lateness <= now < start + 2 * H + lateness
+
+
+@pytest.mark.parametrize(
+    ("progress", "now", "limit", "expected"),
+    [
+        (None, 12 * H + 10 * M, 24, [11 * H]),  # new pipeline: the newest closed window only
+        (11 * H, 12 * H + 10 * M, 24, [11 * H]),  # on schedule
+        (12 * H, 12 * H + 10 * M, 24, []),  # ran already (a retry after success): nothing
+        (8 * H, 12 * H + 10 * M, 24, [8 * H, 9 * H, 10 * H, 11 * H]),  # missed runs: made up
+        (8 * H, 12 * H + 10 * M, 2, [8 * H, 9 * H]),  # at most `limit`; the rest next run
+        (8 * H, 12 * H + 5 * M, 24, [8 * H, 9 * H, 10 * H]),  # 11:00-12:00 not closed yet
+    ],
+)
+def test_due_windows_make_up_missed_runs(
+    progress: int | None, now: int, limit: int, expected: list[int]
+) -> None:
+    assert decide_due_windows(progress, now, H, 10 * M, limit) == expected
