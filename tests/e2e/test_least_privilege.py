@@ -100,6 +100,11 @@ def test_the_operator_needs_nothing_beyond_its_service_account(
     topic = f"metricpipe.{namespace}.web"
     wait_for(lambda: (topic_state(stack.kafka_bootstrap, topic) or (0, {}))[0] == 3,
              what="3 partitions")  # fmt: skip
+    # a switch to batch: the CronJob replaces the Deployment, with nothing but those rights
+    patch_spec(kube, namespace, "web", {"mode": "batch"})
+    wait_for(lambda: condition_is(kube, namespace, "web", "ConsumerReady", "True",
+                                  reason="Scheduled"), what="ConsumerReady=Scheduled")  # fmt: skip
+    assert not client.AppsV1Api(kube).list_namespaced_deployment(namespace).items
 
     objects.delete_namespaced_custom_object("metricpipe.io", "v1alpha1", namespace,
                                             "metricpipelines", "web")  # fmt: skip

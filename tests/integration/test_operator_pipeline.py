@@ -210,3 +210,49 @@ def test_operator_killed_after_topic_creation_converges_without_duplicates(
     assert get_pipeline(kube, namespace, "crash")["metadata"]["finalizers"] == [
         "metricpipe.io/finalizer"
     ]
+
+
+def workloads(kube: client.ApiClient, namespace: str, name: str) -> tuple[bool, Any]:
+    """(the consumer Deployment exists, the batch CronJob or None)."""
+    apps, batch = client.AppsV1Api(kube), client.BatchV1Api(kube)
+    names = {d.metadata.name for d in apps.list_namespaced_deployment(namespace).items}
+    cronjobs = {c.metadata.name: c for c in batch.list_namespaced_cron_job(namespace).items}
+    return f"{name}-consumer" in names, cronjobs.get(f"{name}-consumer")
+
+
+def test_batch_mode_runs_a_cronjob_and_switches_both_ways(
+    kube: client.ApiClient, namespace: str, start_operator: Callable[..., Any]
+) -> None:
+    start_operator(namespace)
+    hourly = {**SPEC["metric"], "window": "1h", "allowedLateness": "10m"}
+    batch_spec = {**SPEC, "mode": "batch", "replicas": 2, "metric": hourly}
+    create_pipeline(kube, namespace, "hourly", batch_spec)
+    pipeline = wait_for(
+        lambda: condition_is(kube, namespace, "hourly", "ConsumerReady", "True"),
+        timeout=60, what="ConsumerReady=True",
+    )  # fmt: skip
+    assert condition(pipeline, "ConsumerReady")["reason"] == "Scheduled"
+    deployment, cronjob = workloads(kube, namespace, "hourly")
+    assert not deployment
+    assert cronjob is not None
+    assert cronjob.spec.schedule == "10 * * * *"  # each hour's window, after its lateness
+    assert cronjob.spec.concurrency_policy == "Forbid"
+    container = cronjob.spec.job_template.spec.template.spec.containers[0]
+    assert container.args == ["batch"]
+    assert {"name": "METRICPIPE_SPARK_MASTER", "value": "local[2]"} in [
+        {"name": e.name, "value": e.value} for e in container.env
+    ]  # the pipeline's replicas are each run's parallelism
+
+    patch_spec(kube, namespace, "hourly", {"mode": "stream"})
+    wait_for(lambda: workloads(kube, namespace, "hourly") == (True, None), timeout=60,
+             what="a Deployment and no CronJob after the switch to stream")  # fmt: skip
+    patch_spec(kube, namespace, "hourly", {"mode": "batch"})
+    wait_for(lambda: not workloads(kube, namespace, "hourly")[0]
+             and workloads(kube, namespace, "hourly")[1] is not None, timeout=60,
+             what="a CronJob and no Deployment after the switch back to batch")  # fmt: skip
+    back = wait_for(
+        lambda: condition_is(kube, namespace, "hourly", "ConsumerReady", "True",
+                             reason="Scheduled"),
+        timeout=60, what="ConsumerReady=Scheduled again",
+    )  # fmt: skip
+    assert condition(back, "Ready")["status"] == "True"

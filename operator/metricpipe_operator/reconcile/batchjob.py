@@ -1,4 +1,4 @@
-"""The CronJob of a `mode: batch` pipeline (pure builder; issue #8, not wired yet).
+"""The CronJob of a `mode: batch` pipeline (pure builder; `reconcile_consumer` applies it).
 
 One run per window end, offset by the allowed lateness (`scaling.batch.build_batch_schedule`).
 The job's container is the consumer's (same image, configuration file, credentials and secure

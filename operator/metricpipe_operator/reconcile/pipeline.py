@@ -16,6 +16,7 @@ from confluent_kafka.admin import AdminClient
 from ..api.model import API_VERSION, KIND, MetricPipelineSpec
 from ..config import OperatorConfig
 from ..errors import KafkaUnavailableError, KubernetesApiError, TopicChangeRefusedError
+from .batchjob import build_cronjob
 from .consumer import build_consumer_configmap, build_deployment, build_metrics_service
 from .kubeapply import KubeApplier
 from .names import PipelineRef
@@ -135,16 +136,31 @@ def build_config_hash(configmap: dict[str, Any]) -> str:
 def reconcile_consumer(
     rt: Runtime, ref: PipelineRef, spec: MetricPipelineSpec, out: Outcome
 ) -> None:
+    """Stream mode: the consumer Deployment. Batch mode: the CronJob, with the pipeline's
+    replicas (what /scale and the ResourceManager set) as each run's parallelism. A switch
+    removes the other mode's workload: the stream consumers stop gracefully (finish, write,
+    commit) and the first batch run starts where the stream finalizer stopped, or the other
+    way round (see docs/batch.md)."""
     topic = spec.topic_name(ref.namespace, ref.name)
     configmap = build_consumer_configmap(ref, spec, topic, rt.config)
-    deployment = build_deployment(
-        ref, spec, rt.config, build_config_hash(configmap), replicas=spec.replicas
-    )
+    config_hash = build_config_hash(configmap)
+    if spec.mode == "batch":
+        workload = build_cronjob(ref, spec, rt.config, config_hash, parallelism=spec.replicas)
+        other = ("apps/v1", "Deployment")
+    else:
+        workload = build_deployment(ref, spec, rt.config, config_hash, replicas=spec.replicas)
+        other = ("batch/v1", "CronJob")
     try:
-        for body in (configmap, deployment, build_metrics_service(ref, rt.config)):
+        for body in (configmap, workload, build_metrics_service(ref, rt.config)):
             change = rt.kube.ensure(body)
             if change:
                 out.changes.append(change)
+        if rt.kube.delete(*other, ref.consumer_name, ref.namespace):
+            out.changes.append((f"{other[1]}Deleted", f"mode {spec.mode}: {other[1]} removed"))
+        if spec.mode == "batch":
+            out.status["selector"] = ref.selector()
+            out.conditions.append(evaluate_cronjob(workload, spec.replicas))
+            return
         current = rt.kube.fetch("apps/v1", "Deployment", ref.consumer_name, ref.namespace)
     except KubernetesApiError as error:
         out.conditions.append(Condition("ConsumerReady", False, "ApplyFailed", str(error)))
@@ -154,6 +170,14 @@ def reconcile_consumer(
     condition, replicas = evaluate_deployment(current.to_dict() if current else None)
     out.status.update(replicas)
     out.conditions.append(condition)
+
+
+def evaluate_cronjob(cronjob: dict[str, Any], parallelism: int) -> Condition:
+    schedule = cronjob["spec"]["schedule"]
+    return Condition(
+        "ConsumerReady", True, "Scheduled",
+        f"batch runs at '{schedule}' (UTC), parallelism {parallelism}",
+    )  # fmt: skip
 
 
 def evaluate_deployment(deployment: dict[str, Any] | None) -> tuple[Condition, dict[str, int]]:
@@ -224,6 +248,8 @@ def refresh_consumer_status(
         if pipeline is None:
             return
         current = pipeline.to_dict()
+        if (current.get("spec") or {}).get("mode") == "batch":
+            return  # the last events of a Deployment removed by a switch to batch
         generation = int(current["metadata"].get("generation") or 0)
         previous = (current.get("status") or {}).get("conditions") or []
         conditions = rebuild_ready(merge_conditions(previous, [condition], generation), generation)
