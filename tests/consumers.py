@@ -20,6 +20,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from helpers import free_port, wait_for
 from metricpipe_consumers.aggregate import Aggregate
+from metricpipe_consumers.records import parse_apache_combined, parse_event_time
 from metricpipe_consumers.reference import ReferenceResult
 from metricpipe_consumers.sink import SearchSink, build_sink
 from metricpipe_devstack.env import StackEnv
@@ -32,9 +33,16 @@ from metricpipe_operator.reconcile.names import PipelineRef
 Records = list[tuple[int, int, bytes | None]]
 
 
-def create_topics(stack: StackEnv, topic: str, partitions: int) -> None:
+def create_topics(
+    stack: StackEnv, topic: str, partitions: int, *, keep_forever: bool = False
+) -> None:
+    """The topic and its DLQ. `keep_forever` for records with their original (years old)
+    timestamps: time-based retention would otherwise delete them while the test reads."""
     admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
-    futures = admin.create_topics([NewTopic(topic, partitions, 1), NewTopic(f"{topic}.dlq", 1, 1)])
+    config = {"retention.ms": "-1"} if keep_forever else {}
+    futures = admin.create_topics(
+        [NewTopic(topic, partitions, 1, config=config), NewTopic(f"{topic}.dlq", 1, 1)]
+    )
     for future in futures.values():
         future.result(timeout=30)
 
@@ -378,3 +386,15 @@ def commit_offsets(stack: StackEnv, group: str, topic: str, offsets: dict[int, i
         )
     finally:
         consumer.close()
+
+
+def with_kafka_times(lines: list[str]) -> list[tuple[None, bytes, int]]:
+    """Each line stamped with its request time; a line the parser rejects (the log has
+    truncated ones) with its predecessor's, as a shipper stamping arrival time would."""
+    stamped, last = [], 0
+    for line in lines:
+        record = parse_apache_combined(line)
+        if isinstance(record, dict):
+            last = parse_event_time(record["time"], "clf")
+        stamped.append((None, line.encode(), last))
+    return stamped

@@ -16,6 +16,7 @@ from metricpipe_operator.logs import configure_logging
 
 from .batch import BatchJob
 from .config import ConsumerConfig
+from .deadletters import DeadLetterWriter
 from .document import PipelineDocument
 from .documents import parse_iso_ms
 from .engine import SparkAggregator
@@ -84,7 +85,10 @@ def run_batch(
     log = structlog.get_logger("metricpipe.batch")
     jars = [jar for jar in config.spark_jars.split(",") if jar]
     engine = SparkAggregator(config.spark_master, jars=jars)
-    job = BatchJob(document, sink, engine)
+    dead_letters = DeadLetterWriter(
+        document.kafka_bootstrap, document.dead_letter_topic, document.pipeline.key
+    )
+    job = BatchJob(document, sink, engine, dead_letters)
     try:
         if window_start:  # one window, on request (a rerun, a backfill): progress stays
             reports = [job.run(parse_iso_ms(window_start))]

@@ -11,8 +11,8 @@ Parsing, aggregation and the final documents are the stream consumer's (same par
 Spark plan, same document model and ids), so a window has one final document per group
 whichever mode computed it. The finals are written with `index` (not create-only): re-running
 a window replaces its documents, never duplicates them.
-
-Not done here (yet): dead letters are counted in the report, not produced to `<topic>.dlq`.
+Dead letters go to `<topic>.dlq` with their reason, as in stream mode (a rerun of a window
+sends its dead letters again: each carries its source offset).
 """
 
 from __future__ import annotations
@@ -23,13 +23,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pyarrow as pa
+from confluent_kafka import Consumer, TopicPartition
 from pyspark.sql import functions as sf
 
 from .aggregate import PERCENTILES, Aggregate
+from .deadletters import DeadLetterWriter
 from .document import PipelineDocument
 from .documents import build_final_doc
 from .engine import GROUP_SEPARATOR, SCHEMA, SparkAggregator
-from .finalize import load_finalized_through, save_finalized_through
+from .finalize import Progress, load_progress, save_progress
 from .records import RecordParser, Rejected
 from .sink import MetricSink
 
@@ -40,15 +42,49 @@ def decide_last_closed_window(now_ms: int, window_ms: int, lateness_ms: int) -> 
 
 
 def decide_due_windows(
-    finalized_through: int | None, now_ms: int, window_ms: int, lateness_ms: int, limit: int
-) -> list[int]:
+    finalized_through: int | None, first_record_ms: int | None, now_ms: int, *, window_ms: int,
+    lateness_ms: int, limit: int,
+) -> list[int]:  # fmt: skip
     """Pure: the windows a run computes, oldest first: every closed window after the pipeline's
     progress (a missed or failed run is made up by the next), at most `limit` of them (the
-    rest go to the next run). Without progress (a new batch pipeline) only the newest closed
-    window: older data is computed only when asked for (`--window-start`)."""
+    rest go to the next run). A new pipeline (no progress yet) starts at the window of the
+    oldest record its topic still holds; with an empty topic nothing is due."""
+    if finalized_through is not None:
+        first = finalized_through
+    elif first_record_ms is not None:
+        first = first_record_ms // window_ms * window_ms
+    else:
+        return []
     last = decide_last_closed_window(now_ms, window_ms, lateness_ms)
-    first = last if finalized_through is None else finalized_through
     return list(range(first, last + 1, window_ms))[:limit]
+
+
+def fetch_first_record_time(bootstrap: str, topic: str, timeout: float = 10.0) -> int | None:
+    """Kafka time of the oldest record the topic still holds (over all partitions), or None."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "metricpipe-batch-probe",
+                         "enable.auto.commit": False})  # fmt: skip
+    try:
+        partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
+        starts = []
+        for partition in partitions:
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=timeout
+            )
+            if high > low:
+                starts.append(TopicPartition(topic, partition, low))
+        consumer.assign(starts)
+        times: list[int] = []
+        deadline = time.monotonic() + timeout
+        while len(times) < len(starts) and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is not None and message.error() is None:
+                times.append(message.timestamp()[1])
+                consumer.incremental_unassign(
+                    [TopicPartition(topic, message.partition() or 0)]
+                )  # fmt: skip
+        return min(times) if times else None
+    finally:
+        consumer.close()
 
 
 @dataclass
@@ -75,10 +111,14 @@ class BatchReport:
 
 
 class BatchJob:
-    def __init__(self, doc: PipelineDocument, sink: MetricSink, engine: SparkAggregator) -> None:
+    def __init__(
+        self, doc: PipelineDocument, sink: MetricSink, engine: SparkAggregator,
+        dead_letters: DeadLetterWriter,
+    ) -> None:  # fmt: skip
         self.doc = doc
         self.sink = sink
         self.engine = engine
+        self.dead_letters = dead_letters
         self.parser = RecordParser(doc.spec)
 
     def run_due(self, now_ms: int, limit: int) -> list[BatchReport]:
@@ -87,16 +127,22 @@ class BatchJob:
         state_index = f"{self.doc.sink.index}-state"
         self.sink.ensure_indices()
         self.sink.refresh()
+        progress = load_progress(self.sink, state_index).finalized_through
+        first = (
+            fetch_first_record_time(self.doc.kafka_bootstrap, self.doc.topic)
+            if progress is None
+            else None
+        )
         due = decide_due_windows(
-            load_finalized_through(self.sink, state_index), now_ms, self.doc.window_ms,
-            self.doc.lateness_ms, limit,
+            progress, first, now_ms, window_ms=self.doc.window_ms,
+            lateness_ms=self.doc.lateness_ms, limit=limit,
         )  # fmt: skip
         reports = []
         for start in due:
             reports.append(self.run(start))
-            save_finalized_through(
-                self.sink, state_index, self.doc.pipeline.key, start + self.doc.window_ms
-            )
+            end = start + self.doc.window_ms
+            save_progress(self.sink, state_index, self.doc.pipeline.key,
+                          Progress(end, end + self.doc.lateness_ms))  # fmt: skip
         return reports
 
     def run(self, window_start_ms: int) -> BatchReport:
@@ -124,6 +170,7 @@ class BatchJob:
             ), create_only=False)  # a rerun replaces
             for group, aggregate in sorted(merged.items())
         ]  # fmt: skip
+        self.dead_letters.flush()
         self.sink.ensure_indices()
         if docs:
             self.sink.write(docs)
@@ -143,7 +190,9 @@ class BatchJob:
             # a partition with nothing at or after the time: start at its end (nothing to read)
             .option("startingOffsetsByTimestampStrategy", "latest")
             .load()
-            .select("partition", "offset", sf.unix_millis("timestamp").alias("kafka_ms"), "value")
+            .select(
+                "partition", "offset", sf.unix_millis("timestamp").alias("kafka_ms"), "key", "value"
+            )
         )
         table: pa.Table = frame.toArrow()
         return table
@@ -151,11 +200,11 @@ class BatchJob:
     def _scan(self, rows: pa.Table, start: int, end: int, report: BatchReport) -> pa.Table:
         columns: dict[str, list[Any]] = {name: [] for name in SCHEMA.names}
         parse = self.parser.parse
-        names = ("partition", "offset", "kafka_ms", "value")
-        partitions, offsets, stamps, values = (rows.column(n).to_pylist() for n in names)
+        names = ("partition", "offset", "kafka_ms", "key", "value")
+        partitions, offsets, stamps, keys, values = (rows.column(n).to_pylist() for n in names)
         report.records_read = len(values)
-        for partition, offset, kafka_ms, raw in zip(
-            partitions, offsets, stamps, values, strict=True
+        for partition, offset, kafka_ms, key, raw in zip(
+            partitions, offsets, stamps, keys, values, strict=True
         ):
             parsed = parse(raw)
             if parsed is None or isinstance(parsed, Rejected):
@@ -165,6 +214,8 @@ class BatchJob:
                     report.filtered += 1
                 else:
                     report.dead_letters[parsed.reason] += 1
+                    source = f"{self.doc.topic}/{partition}/{offset}"
+                    self.dead_letters.send(raw, key, source, parsed.reason, parsed.detail)
                 continue
             event_ms, group, value = parsed
             if not start <= event_ms < end:

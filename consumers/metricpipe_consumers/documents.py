@@ -149,7 +149,7 @@ def state_index_body() -> dict[str, Any]:
                 "committed_offset": {"type": "long"}, "caught_up": {"type": "boolean"},
                 "idle_since_ms": {"type": "long"},
                 "updated_at": {"type": "date"}, "updated_ms": {"type": "long"},
-                "finalized_through_ms": {"type": "long"},
+                "finalized_through_ms": {"type": "long"}, "batch_read_through_ms": {"type": "long"},
             }
         },
     }  # fmt: skip

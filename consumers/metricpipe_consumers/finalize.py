@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -26,12 +28,16 @@ PAGE = 10_000
 
 
 def decide_pipeline_watermark(
-    states: list[dict[str, Any]], partition_count: int, now_ms: int, idle_timeout_ms: int
-) -> int | None:
+    states: list[dict[str, Any]], partition_count: int, now_ms: int, idle_timeout_ms: int,
+    log_end: Mapping[int, int] | None = None,
+) -> int | None:  # fmt: skip
     """The event time up to which every partition's data is in the sink (None: unknown).
 
     A partition holds the watermark back unless it has been caught up (nothing to read) for
     longer than the idle timeout; when every partition is idle, the highest watermark counts.
+    With Kafka's log-end offsets (`log_end`), a partition is caught up only if its state holds
+    the log end: a state written before new records arrived (consumers stopped a while, then
+    restarted, or a mode switch) says "caught up" about a past that is gone.
     """
     by_partition = {int(s["partition"]): s for s in states}
     if any(p not in by_partition for p in range(partition_count)):
@@ -39,8 +45,12 @@ def decide_pipeline_watermark(
 
     def idle(state: dict[str, Any]) -> bool:
         since = state.get("idle_since_ms")
+        current = log_end is None or int(state.get("committed_offset", -1)) >= log_end.get(
+            int(state["partition"]), 0
+        )
         return (
             bool(state.get("caught_up"))
+            and current
             and since is not None
             and (now_ms - int(since) >= idle_timeout_ms)
         )
@@ -66,20 +76,29 @@ class Finalizer:
         self.metrics = metrics
         self.state_index = f"{doc.sink.index}-state"
         self.finalized_through = -(2**62)
+        # After a switch from batch: records batch runs read (Kafka time before this) and
+        # whose windows are final are skipped, not dead-lettered as late.
+        self.batch_read_through: int | None = None
 
     def load(self) -> None:
-        through = load_finalized_through(self.sink, self.state_index)
-        if through is not None:
-            self.finalized_through = through
+        progress = load_progress(self.sink, self.state_index)
+        if progress.finalized_through is not None:
+            self.finalized_through = progress.finalized_through
+        self.batch_read_through = progress.batch_read_through or self.batch_read_through
 
-    def run(self, *, owns_leader_partition: bool, partition_count: int) -> None:
+    def run(
+        self, *, owns_leader_partition: bool, partition_count: int,
+        log_end: Callable[[int], dict[int, int]] | None = None,
+    ) -> None:  # fmt: skip
+        """`log_end(partition_count)`: Kafka's log-end offset of every partition, read now."""
         if not owns_leader_partition:
             self.load()
             return
+        ends = log_end(partition_count) if log_end is not None else None
         self.sink.refresh()
         states = self.sink.search(self.state_index, {"term": {"kind": "partition"}})
         watermark = decide_pipeline_watermark(
-            states, partition_count, int(time.time() * 1000), self.idle_timeout_ms
+            states, partition_count, int(time.time() * 1000), self.idle_timeout_ms, ends
         )
         if watermark is None:
             return
@@ -146,17 +165,33 @@ class Finalizer:
 
     def _save(self, through: int) -> None:
         self.finalized_through = through
-        save_finalized_through(self.sink, self.state_index, self.doc.pipeline.key, through)
+        save_progress(self.sink, self.state_index, self.doc.pipeline.key,
+                      Progress(through, self.batch_read_through))  # fmt: skip
 
 
-def load_finalized_through(sink: MetricSink, state_index: str) -> int | None:
-    """End of the last window whose finals are written (stream or batch), if any."""
+@dataclass(frozen=True)
+class Progress:
+    """The pipeline's progress record in the state index, kept by both modes."""
+
+    finalized_through: int | None = None  # end of the last window whose finals are written
+    batch_read_through: int | None = None  # Kafka time up to which batch runs read records
+
+
+def load_progress(sink: MetricSink, state_index: str) -> Progress:
     found = sink.search(state_index, {"term": {"kind": "pipeline"}}, size=1)
-    return int(found[0]["finalized_through_ms"]) if found else None
+    if not found:
+        return Progress()
+    batch = found[0].get("batch_read_through_ms")
+    return Progress(
+        int(found[0]["finalized_through_ms"]), int(batch) if batch is not None else None
+    )
 
 
-def save_finalized_through(sink: MetricSink, state_index: str, pipeline: str, through: int) -> None:
+def save_progress(sink: MetricSink, state_index: str, pipeline: str, progress: Progress) -> None:
     """Versioned by the time itself: progress never moves back (a stale write is refused)."""
-    sink.write([SinkDoc(state_index, "pipeline", {
-        "kind": "pipeline", "pipeline": pipeline, "finalized_through_ms": through,
-    }, version=max(through, 0))])  # fmt: skip
+    through = progress.finalized_through or 0
+    body: dict[str, Any] = {"kind": "pipeline", "pipeline": pipeline,
+                            "finalized_through_ms": through}  # fmt: skip
+    if progress.batch_read_through is not None:
+        body["batch_read_through_ms"] = progress.batch_read_through
+    sink.write([SinkDoc(state_index, "pipeline", body, version=max(through, 0))])

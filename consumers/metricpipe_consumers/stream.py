@@ -18,8 +18,9 @@ from typing import Any
 
 import pyarrow as pa
 import structlog
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from .deadletters import DeadLetterWriter
 from .document import PipelineDocument
 from .documents import SinkDoc, build_partial_doc, build_partition_state
 from .engine import GROUP_SEPARATOR, SCHEMA, SparkAggregator
@@ -108,10 +109,9 @@ class StreamConsumer:
             "fetch.max.bytes": 52_428_800,
             "queued.max.messages.kbytes": 262_144,
         })  # fmt: skip
-        self.dead_letters = Producer({
-            "bootstrap.servers": doc.kafka_bootstrap, "enable.idempotence": True,
-            "linger.ms": 20,
-        })  # fmt: skip
+        self.dead_letters = DeadLetterWriter(
+            doc.kafka_bootstrap, doc.dead_letter_topic, doc.pipeline.key
+        )
         self._last_finalize = 0.0
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch")
         self._pending: Future[BatchProgress] | None = None
@@ -195,7 +195,7 @@ class StreamConsumer:
         finally:
             log.info("leaving the consumer group")
             self.consumer.close()
-            self.dead_letters.flush(30)
+            self.dead_letters.producer.flush(30)  # every batch flushed its own already
 
     def _request_stop(self, signum: int, _frame: Any) -> None:
         log.info("stop requested; finishing the current batch", signal=signum)
@@ -217,10 +217,21 @@ class StreamConsumer:
             self.sink.write(docs)
             self._publish_marks(progress)
         self.finalizer.run(owns_leader_partition=0 in self.partitions,
-                           partition_count=self._partition_count())  # fmt: skip
+                           partition_count=self._partition_count(),
+                           log_end=self._log_end_offsets)  # fmt: skip
         for state in self.partitions.values():
             state.forget_closed(self.finalizer.finalized_through, self.doc.window_ms)
         self.metrics.record_busy(time.monotonic() - started)
+
+    def _log_end_offsets(self, partition_count: int) -> dict[int, int]:
+        """Log-end offset of every partition of the topic, from the brokers (not cached)."""
+        ends = {}
+        for partition in range(partition_count):
+            _, high = self.consumer.get_watermark_offsets(
+                TopicPartition(self.doc.topic, partition), timeout=10, cached=False
+            )
+            ends[partition] = int(high)
+        return ends
 
     def _partition_count(self) -> int:
         metadata = self.consumer.list_topics(self.doc.topic, timeout=10)
@@ -233,6 +244,8 @@ class StreamConsumer:
         """Parse a batch: rows to aggregate, highest offset per partition, dead letters."""
         window_ms, lateness_ms = self.doc.window_ms, self.doc.lateness_ms
         finalized_through = self.finalizer.finalized_through
+        batch_read_through = self.finalizer.batch_read_through or -(2**62)
+        batch_dead_through = batch_read_through - lateness_ms  # runs own their windows' rejects
         columns: dict[str, list[Any]] = {name: [] for name in SCHEMA.names}
         # bound appends: this loop runs once per record on the polling thread
         add_partition, add_offset, add_time, add_group, add_value = (
@@ -257,10 +270,18 @@ class StreamConsumer:
                 self.metrics.filtered.inc()
                 continue
             if isinstance(parsed, Rejected):
+                if message.timestamp()[1] < batch_dead_through:
+                    self.metrics.skipped.inc()  # a batch run dead-lettered it (mode switch)
+                    continue
                 dead.append((message, parsed.reason, parsed.detail))
                 continue
             event_ms, group, value = parsed
             start = event_ms // window_ms * window_ms
+            if start + window_ms <= finalized_through and (
+                message.timestamp()[1] < batch_read_through
+            ):
+                self.metrics.skipped.inc()  # a batch run read and counted it (mode switch)
+                continue
             if state.is_late(start, window_ms, lateness_ms) or (
                 start + window_ms <= finalized_through
             ):
@@ -355,26 +376,10 @@ class StreamConsumer:
     def _dead_letter(self, dead: list[tuple[Message, str, str]]) -> None:
         for message, reason, detail in dead:
             source = f"{message.topic()}/{message.partition()}/{message.offset()}"
-            headers: list[tuple[str, str | bytes | None]] = [
-                ("metricpipe.reason", reason.encode()),
-                ("metricpipe.detail", detail[:500].encode()),
-                ("metricpipe.source", source.encode()),
-                ("metricpipe.pipeline", self.doc.pipeline.key.encode()),
-            ]
-            while True:
-                try:
-                    self.dead_letters.produce(
-                        self.doc.dead_letter_topic,
-                        value=message.value(),
-                        key=message.key(),
-                        headers=headers,
-                    )
-                    break
-                except BufferError:  # a burst of dead letters: let the queue drain
-                    self.dead_letters.poll(0.1)
+            self.dead_letters.send(message.value(), message.key(), source, reason, detail)
             self.metrics.dead_letter(reason)
-        if dead and self.dead_letters.flush(30) > 0:
-            raise RuntimeError("dead-letter records were not acknowledged by Kafka")
+        if dead:
+            self.dead_letters.flush()
 
     def _write_partials(self, deltas: dict[tuple[int, int, tuple[str, ...]], Any]) -> None:
         now_ms = int(time.time() * 1000)

@@ -40,6 +40,11 @@ class OperatorConfig(BaseSettings):
     )
     retry_min_seconds: float = Field(default=5.0, gt=0, description="First retry delay.")
     retry_max_seconds: float = Field(default=120.0, gt=0, description="Largest retry delay.")
+    batch_spark_jars: str = Field(
+        default="",
+        description="Spark's Kafka connector jars (comma-separated paths) for batch runs, when "
+        "the consumer image does not carry them on its classpath.",
+    )
     consumer_metrics_port: int = Field(default=9400, ge=1, le=65535)
     consumer_termination_grace_seconds: int = Field(
         default=90, ge=10, description="Time a consumer gets to flush, write and commit."

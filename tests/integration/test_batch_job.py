@@ -18,19 +18,24 @@ from typing import Any
 import pytest
 
 from consumers import (
+    ConsumerProcesses,
     Pipeline,
     assert_matches_reference,
     create_topics,
+    dead_letter_reasons,
     make_pipeline,
     produce,
     read_topic,
     sink_results,
+    wait_consumed,
+    wait_until_finalized,
+    with_kafka_times,
 )
 from metricpipe_consumers.batch import BatchJob
+from metricpipe_consumers.deadletters import DeadLetterWriter
 from metricpipe_consumers.document import PipelineDocument
 from metricpipe_consumers.documents import iso
 from metricpipe_consumers.engine import SparkAggregator
-from metricpipe_consumers.records import parse_apache_combined, parse_event_time
 from metricpipe_consumers.reference import compute_reference
 from metricpipe_devstack.datasets import DatasetMissingError, iter_access_log_lines
 from metricpipe_devstack.env import StackEnv
@@ -45,16 +50,13 @@ SPEC = {
 CHANGING = ("finalized_at", "delay_seconds")  # when it ran, not what it computed
 
 
-def with_kafka_times(lines: list[str]) -> list[tuple[None, bytes, int]]:
-    """Each line stamped with its request time; a line the parser rejects (the log has
-    truncated ones) with its predecessor's, as a shipper stamping arrival time would."""
-    stamped, last = [], 0
-    for line in lines:
-        record = parse_apache_combined(line)
-        if isinstance(record, dict):
-            last = parse_event_time(record["time"], "clf")
-        stamped.append((None, line.encode(), last))
-    return stamped
+def build_batch_job(stack: StackEnv, pipeline: Pipeline, engine: SparkAggregator) -> BatchJob:
+    """The batch run's job object, as `python -m metricpipe_consumers batch` builds it."""
+    document = PipelineDocument.model_validate(pipeline.document)
+    dead_letters = DeadLetterWriter(
+        stack.kafka_bootstrap, document.dead_letter_topic, document.pipeline.key
+    )
+    return BatchJob(document, pipeline.sink, engine, dead_letters)
 
 
 def comparable(finals: dict[Any, dict[str, Any]]) -> dict[Any, dict[str, Any]]:
@@ -69,7 +71,7 @@ def test_every_window_equals_the_reference_and_reruns_replace(
     except DatasetMissingError as error:
         pytest.skip(str(error))
     topic = f"{unique_name}-batch"
-    create_topics(stack, topic, 3)
+    create_topics(stack, topic, 3, keep_forever=True)
     produce(stack, topic, with_kafka_times(lines))
     pipeline: Pipeline = make_pipeline(stack, tmp_path, unique_name, topic, SPEC, "elasticsearch")
     reference = compute_reference(pipeline.spec, read_topic(stack, topic))
@@ -78,14 +80,12 @@ def test_every_window_equals_the_reference_and_reruns_replace(
     assert len(windows) > 24, "the log spans days of hourly windows"
     engine = SparkAggregator("local[1]", jars=list(stack.spark_kafka_jars))
     try:
-        job = BatchJob(PipelineDocument.model_validate(pipeline.document), pipeline.sink, engine)
-        # The first run of a new pipeline computes the newest closed window only; the next
-        # run (missed schedules in between) makes up every window since, 24 per run.
-        lateness = 10 * 60_000
-        reports = job.run_due(windows[0] + HOUR_MS + lateness, limit=24)
-        assert [r.window_start_ms for r in reports] == [windows[0]]
-        runs = 1
-        while batch := job.run_due(windows[-1] + HOUR_MS + lateness, limit=24):
+        job = build_batch_job(stack, pipeline, engine)
+        # A new pipeline's first run starts at its topic's oldest record; each run makes up
+        # at most 24 windows, the next run goes on from the progress it recorded.
+        now = windows[-1] + HOUR_MS + 10 * 60_000
+        reports, runs = [], 0
+        while batch := job.run_due(now, limit=24):
             assert len(batch) <= 24
             reports += batch
             runs += 1
@@ -95,6 +95,7 @@ def test_every_window_equals_the_reference_and_reruns_replace(
         assert sum(r.counted for r in reports) == sum(w.count for w in reference.windows.values())
         dead = sum((r.dead_letters for r in reports), Counter[str]())
         assert dead == reference.dead_letters
+        assert dead_letter_reasons(stack, f"{topic}.dlq", f"it/{unique_name}") == dead
         assert_matches_reference(pipeline, reference, windows[-1] + HOUR_MS)
         first, _ = sink_results(pipeline)
         assert len(first) == len(reference.windows)
@@ -119,3 +120,60 @@ def test_every_window_equals_the_reference_and_reruns_replace(
     assert (report["window_start_ms"], report["counted"]) == (window, expected), report
     final, _ = sink_results(pipeline)
     assert comparable(final) == comparable(first)
+
+
+def test_stream_batch_stream_switch_counts_every_window_once(
+    stack: StackEnv, processes: ConsumerProcesses, tmp_path: Path, unique_name: str
+) -> None:
+    """The log in three parts: the stream consumer computes the first; the pipeline switches
+    to batch (its consumers stop on SIGTERM, as the Deployment's pods do) and a run computes
+    the second; it switches back to stream and the consumers, resuming at their committed
+    offsets, compute the third. Every window has exactly one final document, equal to the
+    reference over the whole log, and every dead letter is in the DLQ once."""
+    try:
+        stamped = with_kafka_times(list(iter_access_log_lines(stack.data_dir)))
+    except DatasetMissingError as error:
+        pytest.skip(str(error))
+    first, last = stamped[0][2], stamped[-1][2]
+    t1 = (first + (last - first) // 3) // HOUR_MS * HOUR_MS
+    t2 = (first + 2 * (last - first) // 3) // HOUR_MS * HOUR_MS
+    parts = [[r for r in stamped if lo <= r[2] < hi]
+             for lo, hi in ((0, t1), (t1, t2), (t2, 2**62))]  # fmt: skip
+    topic = f"{unique_name}-switch"
+    create_topics(stack, topic, 3, keep_forever=True)
+    spec = {**SPEC, "mode": "stream"}
+    pipeline = make_pipeline(stack, tmp_path, unique_name, topic, spec, "elasticsearch")
+    lateness = 10 * 60_000
+
+    def through(part: list[tuple[None, bytes, int]]) -> int:
+        """What the stream finalizer reaches once it has read a part (all caught up)."""
+        return (max(r[2] for r in part) - lateness) // HOUR_MS * HOUR_MS
+
+    produce(stack, topic, parts[0])  # 1. stream
+    processes.start(pipeline, METRICPIPE_IDLE_TIMEOUT_SECONDS="5")
+    wait_consumed(stack, pipeline, topic, processes)
+    wait_until_finalized(pipeline, through(parts[0]))
+    processes.stop_all()
+
+    produce(stack, topic, parts[1])  # 2. batch, from where the stream finalizer stopped
+    engine = SparkAggregator("local[1]", jars=list(stack.spark_kafka_jars))
+    try:
+        job = build_batch_job(stack, pipeline, engine)
+        reports = job.run_due(t2 + lateness, limit=1000)
+    finally:
+        engine.stop()
+    assert reports[0].window_start_ms == through(parts[0])
+    assert reports[-1].window_start_ms == t2 - HOUR_MS
+
+    produce(stack, topic, parts[2])  # 3. stream again, from its committed offsets
+    processes.start(pipeline, METRICPIPE_IDLE_TIMEOUT_SECONDS="5")
+    wait_consumed(stack, pipeline, topic, processes)
+    end = through(parts[2])
+    wait_until_finalized(pipeline, end)
+
+    reference = compute_reference(pipeline.spec, read_topic(stack, topic))
+    assert "late" not in reference.dead_letters
+    assert assert_matches_reference(pipeline, reference, end) > 24  # one final per window
+    dead = dead_letter_reasons(stack, f"{topic}.dlq", f"it/{unique_name}")
+    assert dead == reference.dead_letters, "a dead letter lost or sent twice at a switch"
+    assert sum(reference.dead_letters.values()) > 0  # the log has malformed lines

@@ -27,17 +27,21 @@ def test_newest_window_whose_end_plus_lateness_passed(
 
 
 @pytest.mark.parametrize(
-    ("progress", "now", "limit", "expected"),
+    ("progress", "first", "now", "limit", "expected"),
     [
-        (None, 12 * H + 10 * M, 24, [11 * H]),  # new pipeline: the newest closed window only
-        (11 * H, 12 * H + 10 * M, 24, [11 * H]),  # on schedule
-        (12 * H, 12 * H + 10 * M, 24, []),  # ran already (a retry after success): nothing
-        (8 * H, 12 * H + 10 * M, 24, [8 * H, 9 * H, 10 * H, 11 * H]),  # missed runs: made up
-        (8 * H, 12 * H + 10 * M, 2, [8 * H, 9 * H]),  # at most `limit`; the rest next run
-        (8 * H, 12 * H + 5 * M, 24, [8 * H, 9 * H, 10 * H]),  # 11:00-12:00 not closed yet
+        (None, None, 12 * H + 10 * M, 24, []),  # new pipeline, empty topic: nothing yet
+        (None, 9 * H + 30 * M, 12 * H + 10 * M, 24, [9 * H, 10 * H, 11 * H]),  # from its oldest
+        (11 * H, 9 * H, 12 * H + 10 * M, 24, [11 * H]),  # on schedule: progress wins
+        (12 * H, None, 12 * H + 10 * M, 24, []),  # ran already (a retry after success): nothing
+        (8 * H, None, 12 * H + 10 * M, 24, [8 * H, 9 * H, 10 * H, 11 * H]),  # missed runs
+        (8 * H, None, 12 * H + 10 * M, 2, [8 * H, 9 * H]),  # at most `limit`; the rest next run
+        (8 * H, None, 12 * H + 5 * M, 24, [8 * H, 9 * H, 10 * H]),  # 11:00-12:00 still open
     ],
 )
 def test_due_windows_make_up_missed_runs(
-    progress: int | None, now: int, limit: int, expected: list[int]
+    progress: int | None, first: int | None, now: int, limit: int, expected: list[int]
 ) -> None:
-    assert decide_due_windows(progress, now, H, 10 * M, limit) == expected
+    assert (
+        decide_due_windows(progress, first, now, window_ms=H, lateness_ms=10 * M, limit=limit)
+        == expected
+    )

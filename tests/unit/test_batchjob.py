@@ -46,6 +46,7 @@ def test_the_job_runs_the_consumer_image_in_batch_mode_at_the_planned_parallelis
     assert env["METRICPIPE_SINK_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "es-creds"
     assert "readinessProbe" not in container
     assert "livenessProbe" not in container
+    assert "ports" not in container  # a run serves no metrics: nothing for Prometheus to find
     assert pod["restartPolicy"] == "Never"
 
 

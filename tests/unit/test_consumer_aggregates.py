@@ -117,3 +117,20 @@ def test_recently_caught_up_partitions_still_hold_the_watermark() -> None:
     # p0 became idle 2 s ago: it may still receive records for its open windows.
     assert decide_pipeline_watermark(states, 2, now_ms=10_000, idle_timeout_ms=5_000) == 5
     assert decide_pipeline_watermark(states, 2, now_ms=20_000, idle_timeout_ms=5_000) == 9
+
+
+def test_a_stale_caught_up_state_holds_the_watermark_once_new_records_arrived() -> None:
+    """Consumers stopped and restarted (or a switch back from batch): partition 1's state still
+    says caught up at offset 40, but the log now ends at 90: it must hold the watermark back
+    until it has read those records, though partition 0 already moved on."""
+    states: list[dict[str, object]] = [
+        {"partition": 0, "watermark_ms": 9_000, "caught_up": False, "idle_since_ms": None,
+         "committed_offset": 70},
+        {"partition": 1, "watermark_ms": 2_000, "caught_up": True, "idle_since_ms": 0,
+         "committed_offset": 40},
+    ]  # fmt: skip
+    stale = decide_pipeline_watermark(states, 2, 100_000, 5_000, log_end={0: 80, 1: 90})
+    assert stale == 2_000
+    current = decide_pipeline_watermark(states, 2, 100_000, 5_000, log_end={0: 80, 1: 40})
+    assert current == 9_000
+    assert decide_pipeline_watermark(states, 2, 100_000, 5_000) == 9_000  # without log ends

@@ -36,10 +36,12 @@ def build_batch_container(
     container = build_container(ref, spec, config, config_hash)
     container["name"] = "job"
     container["args"] = ["batch"]
-    for probe in ("readinessProbe", "livenessProbe"):
-        container.pop(probe)
+    for field in ("readinessProbe", "livenessProbe", "ports"):  # a run serves nothing
+        container.pop(field)
     env = [e for e in container["env"] if e["name"] != "METRICPIPE_SPARK_MASTER"]
     env.append({"name": "METRICPIPE_SPARK_MASTER", "value": f"local[{parallelism}]"})
+    if config.batch_spark_jars:
+        env.append({"name": "METRICPIPE_SPARK_JARS", "value": config.batch_spark_jars})
     container["env"] = env
     container["resources"] = {
         **container["resources"],

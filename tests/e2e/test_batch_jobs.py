@@ -1,0 +1,126 @@
+"""Batch mode end to end on the real stack: the operator's CronJob → Jobs (triggered by the
+test, as `kubectl create job --from=cronjob/...` does, rather than waiting for the hour) → the
+real Job controller and scheduler → the development node agent (standing in for the kubelet)
+→ `python -m metricpipe_consumers batch` → Spark's Kafka batch source → Elasticsearch.
+
+The topic holds the real Apache log with its original timestamps; the runs make up every
+window since the topic's oldest record, at most 24 per run, and the final documents equal the
+reference implementation."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from consumers import (
+    Pipeline,
+    assert_matches_reference,
+    create_topics,
+    produce,
+    read_topic,
+    with_kafka_times,
+)
+from helpers import wait_for
+from metricpipe_consumers.reference import compute_reference
+from metricpipe_consumers.sink import build_sink
+from metricpipe_devstack.datasets import DatasetMissingError, iter_access_log_lines
+from metricpipe_devstack.env import StackEnv
+from metricpipe_operator.api.model import MetricPipelineSpec
+from nodeagent_harness import NodeAgentProcess
+from pipelines import condition_is, create_pipeline
+
+WINDOWS_PER_RUN = 24  # METRICPIPE_BATCH_MAX_WINDOWS's default
+HOUR_MS = 3_600_000
+
+
+def run_job_from_cronjob(kube: client.ApiClient, namespace: str, cronjob: Any, name: str) -> Any:
+    """A Job from the CronJob's template (what `kubectl create job --from` does); its status
+    once the Job controller counts it succeeded or failed."""
+    batch = client.BatchV1Api(kube)
+    template = client.ApiClient().sanitize_for_serialization(cronjob.spec.job_template)
+    body = {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": name, "labels": template["metadata"].get("labels", {}),
+                     "annotations": {"cronjob.kubernetes.io/instantiate": "manual"}},
+        "spec": template["spec"],
+    }  # fmt: skip
+    batch.create_namespaced_job(namespace, body)
+
+    def finished() -> Any:
+        status = batch.read_namespaced_job_status(name, namespace).status
+        return status if (status.succeeded or status.failed) else None
+
+    return wait_for(finished, timeout=300, what=f"job {name} finished", interval=2)
+
+
+def pipeline_from_configmap(
+    kube: client.ApiClient, namespace: str, name: str, tmp_path: Path
+) -> Pipeline:
+    """The pipeline as its pods see it: pipeline.json from the operator's ConfigMap."""
+    configmaps = client.CoreV1Api(kube).list_namespaced_config_map(namespace).items
+    found = [c for c in configmaps if c.data and "pipeline.json" in c.data
+             and json.loads(c.data["pipeline.json"])["pipeline"]["name"] == name]  # fmt: skip
+    assert found, f"no pipeline.json for {name}"
+    document = json.loads(found[0].data["pipeline.json"])
+    spec = MetricPipelineSpec.model_validate(document["spec"])
+    sink = build_sink(document["sink"]["backend"], document["sink"]["endpoint"],
+                      document["sink"]["index"], None, None)  # fmt: skip
+    path = tmp_path / "pipeline.json"
+    path.write_text(json.dumps(document))
+    return Pipeline(name, spec, path, sink, document)
+
+
+def test_jobs_from_the_cronjob_compute_every_window(
+    stack: StackEnv, kube: client.ApiClient, namespace: str, unique_name: str,
+    start_operator: Any, node_agent: NodeAgentProcess, tmp_path: Path,
+) -> None:  # fmt: skip
+    try:
+        stamped = with_kafka_times(list(iter_access_log_lines(stack.data_dir)))
+    except DatasetMissingError as error:
+        pytest.skip(str(error))
+    topic = f"e2e-{unique_name}"
+    create_topics(stack, topic, 3, keep_forever=True)
+    produce(stack, topic, stamped)
+    # the local stack's Spark Kafka connector for the runs (an image would carry it)
+    start_operator(namespace, METRICPIPE_BATCH_SPARK_JARS=",".join(stack.spark_kafka_jars))
+    spec = {
+        "mode": "batch",
+        "source": {"tag": "web", "format": "apache_combined"},
+        # records of 2015 with their own timestamps: a retention long enough to keep them
+        "topic": {"name": topic, "partitions": 3, "retention": "200000h"},
+        "metric": {"aggregation": "count", "eventTime": {"field": "time", "format": "clf"},
+                   "window": "1h", "allowedLateness": "10m", "groupBy": ["status"]},
+        "replicas": 1,
+    }  # fmt: skip
+    create_pipeline(kube, namespace, "hourly", spec)
+    wait_for(lambda: condition_is(kube, namespace, "hourly", "ConsumerReady", "True",
+                                  reason="Scheduled"), timeout=60, what="the CronJob")  # fmt: skip
+    cronjob = client.BatchV1Api(kube).read_namespaced_cron_job("hourly-consumer", namespace)
+    pipeline = pipeline_from_configmap(kube, namespace, "hourly", tmp_path)
+    reference = compute_reference(pipeline.spec, read_topic(stack, topic))
+    windows = sorted({start for start, _ in reference.windows})
+    runs, started = 0, time.monotonic()
+
+    def progress() -> int:
+        pipeline.sink.ensure_indices()  # before the first run, nobody has created them yet
+        pipeline.sink.refresh()
+        found = pipeline.sink.search(pipeline.sink.state_index, {"term": {"kind": "pipeline"}}, 1)
+        return int(found[0]["finalized_through_ms"]) if found else 0
+
+    while progress() <= windows[-1] and runs < 5:
+        status = run_job_from_cronjob(kube, namespace, cronjob, f"hourly-manual-{runs}")
+        assert status.succeeded == 1, f"run {runs} failed: {status}\n{node_agent.log()[-3000:]}"
+        runs += 1
+    print(f"{len(windows)} windows with data computed by {runs} Jobs in "
+          f"{time.monotonic() - started:.0f} s")  # fmt: skip
+    # each run computes 24 closed windows (empty ones too: real time is years later)
+    assert progress() == windows[0] + runs * WINDOWS_PER_RUN * HOUR_MS > windows[-1]
+    assert runs == -(-(len(range(windows[0], windows[-1] + 1, HOUR_MS))) // WINDOWS_PER_RUN)
+    assert assert_matches_reference(pipeline, reference, windows[-1] + HOUR_MS) == len(
+        reference.windows
+    )
