@@ -106,7 +106,9 @@ class SearchSink:
                         "delete it or choose another spec.sink.index)"
                     )
             pending = retry
-            if pending:
+            if pending:  # rejected items (429/5xx): said, so a slow-down is never silent
+                log.warning("sink refused documents, retrying", attempt=attempt,
+                            documents=len(pending), of=len(docs))  # fmt: skip
                 self.sleep(min(30.0, 0.2 * 2**attempt))
         if pending:
             raise SinkError(
