@@ -19,6 +19,7 @@ from typing import Any
 import pyarrow as pa
 import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from .deadletters import DeadLetterWriter
 from .document import PipelineDocument
@@ -109,6 +110,11 @@ class StreamConsumer:
             "fetch.max.bytes": 52_428_800,
             "queued.max.messages.kbytes": 262_144,
         })  # fmt: skip
+        # Log-end offsets and partition counts are asked on the AdminClient's own connections:
+        # asked through the consumer they queue behind its fetch long-poll, 0.5 s per request
+        # on a topic with nothing new — that made a tick take seconds once the input stopped,
+        # and the backlog drained one small batch per tick (issue #4's stall).
+        self.admin = AdminClient({"bootstrap.servers": doc.kafka_bootstrap})
         self.dead_letters = DeadLetterWriter(
             doc.kafka_bootstrap, doc.dead_letter_topic, doc.pipeline.key
         )
@@ -191,6 +197,9 @@ class StreamConsumer:
                 self.metrics.alive()
                 if time.monotonic() - self._last_finalize > self.settings.finalize_interval_seconds:
                     self.tick()
+                    # the interval counts from the tick's end: however long a tick takes,
+                    # batches get the time in between
+                    self._last_finalize = time.monotonic()
             self.drain()
         finally:
             log.info("leaving the consumer group")
@@ -205,7 +214,7 @@ class StreamConsumer:
         """Periodic work: publish caught-up state, advance finalization (busy time too: no
         batch moves meanwhile)."""
         self.drain()
-        self._last_finalize = started = time.monotonic()
+        started = time.monotonic()
         self._commit_what_the_sink_holds()
         resume = {p: state.resume_offset for p, state in self.partitions.items()}
         progress = self._progress(resume)
@@ -224,17 +233,15 @@ class StreamConsumer:
         self.metrics.record_busy(time.monotonic() - started)
 
     def _log_end_offsets(self, partition_count: int) -> dict[int, int]:
-        """Log-end offset of every partition of the topic, from the brokers (not cached)."""
-        ends = {}
-        for partition in range(partition_count):
-            _, high = self.consumer.get_watermark_offsets(
-                TopicPartition(self.doc.topic, partition), timeout=10, cached=False
-            )
-            ends[partition] = int(high)
-        return ends
+        """Log-end offset of every partition of the topic, from the brokers (one request)."""
+        request = {
+            TopicPartition(self.doc.topic, p): OffsetSpec.latest() for p in range(partition_count)
+        }
+        answers = self.admin.list_offsets(request, request_timeout=10)
+        return {tp.partition: int(answer.result().offset) for tp, answer in answers.items()}
 
     def _partition_count(self) -> int:
-        metadata = self.consumer.list_topics(self.doc.topic, timeout=10)
+        metadata = self.admin.list_topics(self.doc.topic, timeout=10)
         return len(metadata.topics[self.doc.topic].partitions)
 
     # -- one micro-batch ---------------------------------------------------------------------

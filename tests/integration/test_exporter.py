@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 from prometheus_api_client import PrometheusConnect
@@ -176,13 +175,6 @@ def test_time_lag_is_exact_while_paused_and_zero_after_resume(
     wait_for(drained, 30, "time lag and lag back to 0 after the group resumed")
 
 
-@pytest.mark.xfail(
-    reason="known consumer bug (issue #4, found 2026-11-27): with 25-record batches the "
-    "consumer stops making progress once the input stops, with a backlog left (state "
-    "documents ~260 records per partition behind the log end, both freshness sources growing "
-    "1 s/s for 180 s); it also fails with the consumer code of f324f2a, on fresh stacks",
-    strict=False,
-)
 def test_freshness_from_watermarks_and_from_the_sink_agree(
     stack: StackEnv, unique_name: str, tmp_path: Path, start_exporter: Any,
     processes: ConsumerProcesses,
