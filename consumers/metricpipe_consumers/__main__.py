@@ -9,12 +9,13 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 import structlog
 
 from metricpipe_operator.logs import configure_logging
 
-from .batch import BatchJob
+from .batch import BatchJob, build_run_summary, decide_local_parallelism
 from .config import ConsumerConfig
 from .deadletters import DeadLetterWriter
 from .document import PipelineDocument
@@ -104,7 +105,23 @@ def run_batch(
         print(json.dumps(report.to_dict()), flush=True)
     if not reports:
         log.info("no window due")
+    summary = build_run_summary(reports, decide_local_parallelism(config.spark_master))
+    log.info("run finished", **summary)
+    if config.termination_message_path is not None:
+        write_termination_message(config.termination_message_path, json.dumps(summary))
     return 0
+
+
+def write_termination_message(path: Path, text: str) -> None:
+    """The container's termination message (Kubernetes keeps at most 4 KiB of it in the pod's
+    status, where the ResourceManager reads the run's report). Failing to write it is logged,
+    never a failed run: the windows are computed and saved."""
+    try:
+        path.write_text(text[:4096])
+    except OSError as error:
+        structlog.get_logger("metricpipe.batch").warning(
+            "termination message not written", path=str(path), error=str(error)
+        )
 
 
 if __name__ == "__main__":

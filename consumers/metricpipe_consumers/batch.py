@@ -17,6 +17,7 @@ sends its dead letters again: each carries its source offset).
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -108,6 +109,32 @@ class BatchReport:
             "outside_window": self.outside_window, "dead_letters": dict(self.dead_letters),
             "documents": self.documents, "seconds": round(self.seconds, 3),
         }  # fmt: skip
+
+
+def build_run_summary(reports: list[BatchReport], parallelism: int) -> dict[str, Any]:
+    """What one run reports to the ResourceManager (its pod's termination message, at most
+    4 KiB): the windows it computed, the records it read and the seconds it spent on them. The
+    run's wall time comes from the Job; the difference is its start-up."""
+    summary: dict[str, Any] = {
+        "windows": len(reports),
+        "records": sum(r.records_read for r in reports),
+        "workSeconds": round(sum(r.seconds for r in reports), 3),
+        "parallelism": parallelism,
+    }
+    if reports:
+        summary["firstWindowStartMs"] = reports[0].window_start_ms
+        summary["lastWindowEndMs"] = reports[-1].window_end_ms
+    return summary
+
+
+def decide_local_parallelism(spark_master: str) -> int:
+    """The N of Spark's `local[N]` (1 for `local`, the machine's CPUs for `local[*]`)."""
+    inside = spark_master.removeprefix("local").strip("[]")
+    if not inside:
+        return 1
+    if inside == "*":
+        return os.cpu_count() or 1
+    return int(inside.split(",")[0])
 
 
 class BatchJob:

@@ -26,6 +26,11 @@ class ConsumerConfig(BaseSettings):
     batch_max_windows: int = Field(
         default=24, ge=1, description="Batch mode: windows one run may make up; the rest next run."
     )
+    termination_message_path: Path | None = Field(
+        default=None,
+        description="Batch mode: where the run writes its report (the container's "
+        "terminationMessagePath; the ResourceManager sizes the next runs from it).",
+    )
     max_batch_records: int = Field(default=100_000, ge=1)
     max_batch_seconds: float = Field(default=2.0, gt=0)
     finalize_interval_seconds: float = Field(default=5.0, gt=0)

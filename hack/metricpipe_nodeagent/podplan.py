@@ -55,6 +55,7 @@ class ContainerPlan:
     ports: Mapping[str, int]  # port name (or number as text) -> local port
     readiness: Probe | None
     liveness: Probe | None
+    termination_message: Path | None = None  # local file behind terminationMessagePath
 
 
 @dataclass(frozen=True)
@@ -183,6 +184,12 @@ def _container_plan(
         )
     mounts = {m["mountPath"].rstrip("/") or "/": pod_dir / "volumes" / m["name"]
               for m in container.get("volumeMounts") or []}  # fmt: skip
+    # The kubelet mounts a file of its own at terminationMessagePath; here it is a file in the
+    # pod's directory, and env values that name the path are rewritten to it like mounts.
+    termination = None
+    if container.get("terminationMessagePath"):
+        termination = pod_dir / "termination" / name
+        mounts[container["terminationMessagePath"]] = termination
     ports = {str(p): host_ports[(name, p)] for c, p in host_ports if c == name}
     by_name = {p["name"]: host_ports[(name, int(p["containerPort"]))]
                for p in container.get("ports") or [] if p.get("name")}  # fmt: skip
@@ -214,6 +221,7 @@ def _container_plan(
         name=name, image=image, argv=tuple(argv), env=env, ports={**ports, **by_name},
         readiness=_probe(container.get("readinessProbe"), {**ports, **by_name}),
         liveness=_probe(container.get("livenessProbe"), {**ports, **by_name}),
+        termination_message=termination,
     )  # fmt: skip
 
 

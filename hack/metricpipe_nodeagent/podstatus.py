@@ -21,6 +21,7 @@ class Terminated:
     started_at: datetime
     finished_at: datetime
     signal: int | None = None
+    message: str = ""  # the container's termination message (at most 4 KiB, as the kubelet)
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,8 @@ def _terminated(t: Terminated) -> dict[str, Any]:
     }  # fmt: skip
     if t.signal is not None:
         item["signal"] = t.signal
+    if t.message:
+        item["message"] = t.message
     return item
 
 

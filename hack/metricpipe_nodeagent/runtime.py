@@ -19,6 +19,7 @@ import structlog
 from .podplan import ContainerPlan, PodPlan, Probe
 from .podstatus import ContainerView, Terminated, decide_backoff, decide_restart
 
+MAX_TERMINATION_MESSAGE = 4096  # bytes the kubelet keeps of a termination message
 log = structlog.get_logger("nodeagent")
 
 
@@ -69,6 +70,9 @@ class LocalContainer:
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        if self.plan.termination_message is not None:  # each start writes its own
+            self.plan.termination_message.parent.mkdir(parents=True, exist_ok=True)
+            self.plan.termination_message.unlink(missing_ok=True)
         with self.log_path.open("ab") as out:
             out.write(f"--- {utcnow().isoformat()} start #{self.restart_count}: "
                       f"{' '.join(self.plan.argv)}\n".encode())  # fmt: skip
@@ -105,7 +109,7 @@ class LocalContainer:
             exit_code=code if code >= 0 else 128 - code,
             reason="Completed" if code == 0 else "Error",
             started_at=self.started_at, finished_at=utcnow(),
-            signal=-code if code < 0 else None,
+            signal=-code if code < 0 else None, message=self._termination_message(),
         )  # fmt: skip
         log.info("container exited", container=self.plan.name, code=code, ran=round(ran, 1))
         self.process, self.ready = None, False
@@ -117,6 +121,12 @@ class LocalContainer:
         delay = decide_backoff(self.restart_count, ran)
         self.next_start = now + delay
         self.waiting_reason = "CrashLoopBackOff" if delay > 0 else "ContainerCreating"
+
+    def _termination_message(self) -> str:
+        path = self.plan.termination_message
+        if path is None or not path.is_file():
+            return ""
+        return path.read_bytes()[:MAX_TERMINATION_MESSAGE].decode(errors="replace")
 
     def _probe(self, now: float) -> None:
         readiness, liveness = self.plan.readiness, self.plan.liveness

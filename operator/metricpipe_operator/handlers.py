@@ -17,9 +17,9 @@ from .reconcile.pipeline import (
     Runtime,
     finalize_pipeline,
     refresh_consumer_status,
+    write_reconcile_status,
 )
 from .reconcile.pipeline import reconcile_pipeline as run_reconcile
-from .reconcile.status import merge_conditions
 from .runtime import build_api_client, build_runtime
 from .scaling.start import build_resource_manager, start_in_thread
 
@@ -62,12 +62,8 @@ def _ref(meta: dict[str, Any], body: Any) -> PipelineRef:
     )  # fmt: skip
 
 
-def _write(outcome: Outcome, ref: PipelineRef, status: Any, patch: kopf.Patch, body: Any) -> None:
-    previous = list((status or {}).get("conditions") or [])
-    patch.status["conditions"] = merge_conditions(previous, outcome.conditions, ref.generation)
-    patch.status["observedGeneration"] = ref.generation
-    for key, value in outcome.status.items():
-        patch.status[key] = value
+def _write(outcome: Outcome, ref: PipelineRef, runtime: Runtime, body: Any) -> None:
+    write_reconcile_status(runtime, ref, outcome)
     for reason, message in outcome.changes:
         kopf.info(body, reason=reason, message=message)
         log.info("changed", reason=reason, detail=message, pipeline=f"{ref.namespace}/{ref.name}")
@@ -76,13 +72,11 @@ def _write(outcome: Outcome, ref: PipelineRef, status: Any, patch: kopf.Patch, b
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
-def reconcile(
-    *, spec: Any, meta: Any, status: Any, body: Any, patch: kopf.Patch, memo: kopf.Memo, **_: Any
-) -> None:
+def reconcile(*, spec: Any, meta: Any, body: Any, memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime = memo["runtime"]
     ref = _ref(meta, body)
     outcome = run_reconcile(runtime, ref, _parse(spec))
-    _write(outcome, ref, status, patch, body)
+    _write(outcome, ref, runtime, body)
     if outcome.permanent:
         raise kopf.PermanentError(outcome.permanent)
     if outcome.transient:

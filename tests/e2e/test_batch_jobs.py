@@ -32,7 +32,7 @@ from metricpipe_devstack.datasets import DatasetMissingError, iter_access_log_li
 from metricpipe_devstack.env import StackEnv
 from metricpipe_operator.api.model import MetricPipelineSpec
 from nodeagent_harness import NodeAgentProcess
-from pipelines import condition_is, create_pipeline
+from pipelines import condition, condition_is, create_pipeline, get_pipeline, patch_spec
 
 WINDOWS_PER_RUN = 24  # METRICPIPE_BATCH_MAX_WINDOWS's default
 HOUR_MS = 3_600_000
@@ -86,8 +86,12 @@ def test_jobs_from_the_cronjob_compute_every_window(
     topic = f"e2e-{unique_name}"
     create_topics(stack, topic, 3, keep_forever=True)
     produce(stack, topic, stamped)
-    # the local stack's Spark Kafka connector for the runs (an image would carry it)
-    start_operator(namespace, METRICPIPE_BATCH_SPARK_JARS=",".join(stack.spark_kafka_jars))
+    # the local stack's Spark Kafka connector for the runs (an image would carry it); the
+    # ResourceManager records the runs and sizes the next ones
+    start_operator(namespace, METRICPIPE_BATCH_SPARK_JARS=",".join(stack.spark_kafka_jars),
+                   METRICPIPE_PROMETHEUS_URL=stack.prometheus_url,
+                   METRICPIPE_SCALING_NAMESPACE=namespace,
+                   METRICPIPE_SCALING_INTERVAL_SECONDS="2")  # fmt: skip
     spec = {
         "mode": "batch",
         "source": {"tag": "web", "format": "apache_combined"},
@@ -100,7 +104,6 @@ def test_jobs_from_the_cronjob_compute_every_window(
     create_pipeline(kube, namespace, "hourly", spec)
     wait_for(lambda: condition_is(kube, namespace, "hourly", "ConsumerReady", "True",
                                   reason="Scheduled"), timeout=60, what="the CronJob")  # fmt: skip
-    cronjob = client.BatchV1Api(kube).read_namespaced_cron_job("hourly-consumer", namespace)
     pipeline = pipeline_from_configmap(kube, namespace, "hourly", tmp_path)
     reference = compute_reference(pipeline.spec, read_topic(stack, topic))
     windows = sorted({start for start, _ in reference.windows})
@@ -112,7 +115,13 @@ def test_jobs_from_the_cronjob_compute_every_window(
         found = pipeline.sink.search(pipeline.sink.state_index, {"term": {"kind": "pipeline"}}, 1)
         return int(found[0]["finalized_through_ms"]) if found else 0
 
+    parallelism: dict[str, int] = {}  # Job -> the CronJob's parallelism when it was created
     while progress() <= windows[-1] and runs < 5:
+        # the current template, as the CronJob controller would use (the sizing may change it)
+        cronjob = client.BatchV1Api(kube).read_namespaced_cron_job("hourly-consumer", namespace)
+        (container,) = cronjob.spec.job_template.spec.template.spec.containers
+        master = next(e.value for e in container.env if e.name == "METRICPIPE_SPARK_MASTER")
+        parallelism[f"hourly-manual-{runs}"] = int(master.removeprefix("local[").rstrip("]"))
         status = run_job_from_cronjob(kube, namespace, cronjob, f"hourly-manual-{runs}")
         assert status.succeeded == 1, f"run {runs} failed: {status}\n{node_agent.log()[-3000:]}"
         runs += 1
@@ -124,3 +133,60 @@ def test_jobs_from_the_cronjob_compute_every_window(
     assert assert_matches_reference(pipeline, reference, windows[-1] + HOUR_MS) == len(
         reference.windows
     )
+
+    assert_runs_recorded_and_sized(kube, namespace, stamped, parallelism)
+
+
+def assert_runs_recorded_and_sized(
+    kube: client.ApiClient, namespace: str, stamped: list[tuple[None, bytes, int]],
+    parallelism: dict[str, int],
+) -> None:  # fmt: skip
+    """The ResourceManager recorded every run from its Job and its report (records: exactly
+    those with Kafka time in each window's [start, end + lateness)), planned the next one and,
+    once the budget cannot hold a run, says so in a condition and a Warning Event."""
+    lateness_ms = 10 * 60_000
+
+    def recorded() -> list[dict[str, Any]]:
+        runs = (get_pipeline(kube, namespace, "hourly").get("status") or {}).get("batch") or {}
+        found = runs.get("runs") or []
+        return found if len(found) == len(parallelism) else []
+
+    records = wait_for(recorded, timeout=60, what="every run recorded in status.batch.runs")
+    times = [kafka_ms for _, _, kafka_ms in stamped]
+    for record in records:
+        first, windows = int(record["windowStartMs"]), int(record["windows"])
+        expected = sum(
+            sum(start <= t < start + HOUR_MS + lateness_ms for t in times)
+            for start in range(first, first + windows * HOUR_MS, HOUR_MS)
+        )
+        assert record["records"] == expected, record
+        assert windows == WINDOWS_PER_RUN or record is records[-1], record
+        assert 0 < record["workSeconds"] <= record["seconds"], record
+        assert record["parallelism"] == parallelism[record["job"]], record
+    assert sorted(r["job"] for r in records) == sorted(parallelism)
+    pipeline = get_pipeline(kube, namespace, "hourly")
+    plan = pipeline["status"]["batch"]["plan"]
+    assert plan["fits"] is True, plan  # a few thousand records an hour, a 1 h target
+    assert (
+        pipeline["status"]["desiredReplicas"] == plan["parallelism"] == pipeline["spec"]["replicas"]
+    )
+    assert condition(pipeline, "BatchBudgetMet")["status"] == "True"
+
+    # A target just above the lateness leaves no time for a run's measured start-up.
+    patch_spec(kube, namespace, "hourly", {"freshness": {"target": "10m1s"}})
+    found = wait_for(
+        lambda: condition_is(
+            kube, namespace, "hourly", "BatchBudgetMet", "False", reason="NoBudget"
+        ),
+        timeout=60,
+        what="the condition saying the runs cannot fit",
+    )
+    assert "start-up" in condition(found, "BatchBudgetMet")["message"]
+    events = client.CoreV1Api(kube).list_namespaced_event(namespace).items
+    warnings = [e for e in events if e.reason == "BatchBudgetExceeded"]
+    assert len(warnings) == 1, [(e.reason, e.message) for e in events]
+    assert warnings[0].type == "Warning"
+    assert warnings[0].involved_object.name == "hourly"
+    # ... and the runs get the most the pipeline allows meanwhile
+    assert wait_for(lambda: get_pipeline(kube, namespace, "hourly")["spec"]["replicas"] == 6,
+                    timeout=60, what="replicas raised to maxReplicas")  # fmt: skip

@@ -101,6 +101,8 @@ MUST = [
     (OPERATOR, "create", "deployments.apps", "team-a"),
     (OPERATOR, "delete", "configmaps", "team-a"),
     (OPERATOR, "create", "events", "team-a"),
+    (OPERATOR, "list", "jobs.batch", None),  # batch runs: durations ...
+    (OPERATOR, "list", "pods", None),  # ... and reports (termination messages)
     (OPERATOR, "create", "clusterfilters.fluentd.fluent.io", None),
     (OPERATOR, "create", "leases.coordination.k8s.io", SYSTEM),
     (EXPORTER, "list", "metricpipelines.metricpipe.io", None),
@@ -110,6 +112,8 @@ MUST_NOT = [
     (OPERATOR, "list", "secrets", None),
     (OPERATOR, "create", "pods/exec", "team-a"),
     (OPERATOR, "create", "pods", "team-a"),
+    (OPERATOR, "delete", "pods", "team-a"),
+    (OPERATOR, "create", "jobs.batch", "team-a"),  # the CronJob controller starts runs
     (OPERATOR, "delete", "metricpipelines.metricpipe.io", "team-a"),  # users delete, not us
     (OPERATOR, "create", "clusterrolebindings.rbac.authorization.k8s.io", None),
     (OPERATOR, "escalate", "clusterroles.rbac.authorization.k8s.io", None),

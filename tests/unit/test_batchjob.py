@@ -60,3 +60,12 @@ def test_the_job_pod_is_as_locked_down_as_the_consumers() -> None:
     (container,) = pod["containers"]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+
+
+def test_the_run_reports_through_its_termination_message() -> None:
+    cronjob = build_cronjob(REF, batch_spec(), CONFIG, "h", parallelism=2)
+    (container,) = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert container["terminationMessagePath"] == "/dev/termination-log"
+    assert env["METRICPIPE_TERMINATION_MESSAGE_PATH"] == container["terminationMessagePath"]
+    assert container["terminationMessagePolicy"] == "File"  # never the log's tail instead

@@ -252,3 +252,25 @@ def test_transition_times_move_only_when_a_condition_changes() -> None:
         "ContainersReady": "2026-11-26T12:01:00Z",
         "Ready": "2026-11-26T12:01:00Z",
     }
+
+
+def test_the_termination_message_path_is_a_file_of_the_pod() -> None:
+    pod = consumer_pod()
+    (container,) = pod["spec"]["containers"]
+    container["terminationMessagePath"] = "/dev/termination-log"
+    container["env"].append({"name": "REPORT_TO", "value": "/dev/termination-log"})
+    (plan,) = build_pod_plan(pod, lookup_from(CONFIG_MAP), host(pod)).containers
+    assert plan.termination_message == POD_DIR / "termination" / container["name"]
+    assert plan.env["REPORT_TO"] == str(plan.termination_message)  # as if mounted there
+    (without,) = build_pod_plan(consumer_pod(), lookup_from(CONFIG_MAP), host(pod)).containers
+    assert without.termination_message is None
+
+
+def test_a_termination_message_is_in_the_terminated_state() -> None:
+    done = Terminated(0, "Completed", T0, T0 + timedelta(seconds=5), message='{"windows": 1}')
+    status = build_pod_status([view(pid=None, terminated=done)], None, T0, T0)
+    (container,) = status["containerStatuses"]
+    assert container["state"]["terminated"]["message"] == '{"windows": 1}'
+    silent = Terminated(0, "Completed", T0, T0 + timedelta(seconds=5))
+    status = build_pod_status([view(pid=None, terminated=silent)], None, T0, T0)
+    assert "message" not in status["containerStatuses"][0]["state"]["terminated"]

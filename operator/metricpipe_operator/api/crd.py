@@ -28,6 +28,44 @@ CONDITION_SCHEMA: dict[str, Any] = {
     },
 }
 
+BATCH_STATUS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "Batch mode: the recent runs the ResourceManager recorded and its plan for "
+    "the next one.",
+    "properties": {
+        "runs": {
+            "type": "array",
+            "maxItems": 32,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "job": {"type": "string"},
+                    "windowStartMs": {"type": "integer", "format": "int64"},
+                    "windows": {"type": "integer", "description": "Windows the run computed."},
+                    "records": {"type": "integer", "format": "int64"},
+                    "seconds": {"type": "number", "description": "The Job's wall time."},
+                    "workSeconds": {
+                        "type": "number",
+                        "description": "Of which reading and computing (the rest: start-up).",
+                    },
+                    "parallelism": {"type": "integer"},
+                },
+            },
+        },
+        "plan": {
+            "type": "object",
+            "properties": {
+                "parallelism": {"type": "integer"},
+                "predictedRecords": {"type": "integer", "format": "int64"},
+                "predictedSeconds": {"type": "number"},
+                "budgetSeconds": {"type": "number"},
+                "fits": {"type": "boolean"},
+                "reason": {"type": "string"},
+            },
+        },
+    },
+}
+
 STATUS_SCHEMA: dict[str, Any] = {
     "type": "object",
     "description": "Written by the operator only.",
@@ -68,6 +106,7 @@ STATUS_SCHEMA: dict[str, Any] = {
         },
         "lastScaleTime": {"type": "string", "format": "date-time"},
         "lastScaleReason": {"type": "string"},
+        "batch": BATCH_STATUS_SCHEMA,
     },
 }
 

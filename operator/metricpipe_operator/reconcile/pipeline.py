@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
 from confluent_kafka.admin import AdminClient
 
 from ..api.model import API_VERSION, KIND, MetricPipelineSpec
@@ -31,6 +33,7 @@ from .status import Condition, build_ready, merge_conditions, rebuild_ready
 from .topic import build_dead_letter_plan, build_topic_plan, delete_topic, ensure_topic
 
 Change = tuple[str, str]
+log = structlog.get_logger("metricpipe.reconcile")
 
 
 @dataclass
@@ -240,25 +243,54 @@ def finalize_pipeline(rt: Runtime, ref: PipelineRef, spec: MetricPipelineSpec) -
 def refresh_consumer_status(
     rt: Runtime, namespace: str, name: str, deployment: dict[str, Any]
 ) -> None:
-    """Write ConsumerReady, Ready and the replica numbers after the Deployment's status moved.
-    Read-modify-write with the resourceVersion, retried, so no concurrent condition is lost."""
+    """Write ConsumerReady, Ready and the replica numbers after the Deployment's status moved."""
     condition, numbers = evaluate_deployment(deployment)
-    for _ in range(5):
+
+    def build(current: dict[str, Any]) -> dict[str, Any] | None:
+        if (current.get("spec") or {}).get("mode") == "batch":
+            return None  # the last events of a Deployment removed by a switch to batch
+        generation = int(current["metadata"].get("generation") or 0)
+        previous = (current.get("status") or {}).get("conditions") or []
+        conditions = rebuild_ready(merge_conditions(previous, [condition], generation), generation)
+        known = current.get("status") or {}
+        if conditions == previous and all(known.get(k) == v for k, v in numbers.items()):
+            return None  # nothing moved (most Deployment events): no write
+        return {"conditions": conditions, **numbers}
+
+    write_status_checked(rt, namespace, name, build)
+
+
+def write_reconcile_status(rt: Runtime, ref: PipelineRef, outcome: Outcome) -> None:
+    """The reconciler's conditions and numbers, merged into the conditions the object has *now*
+    (the ResourceManager writes its own meanwhile: a merge patch of the list read when the
+    handler started would drop them)."""
+
+    def build(current: dict[str, Any]) -> dict[str, Any]:
+        previous = (current.get("status") or {}).get("conditions") or []
+        conditions = merge_conditions(previous, outcome.conditions, ref.generation)
+        return {"conditions": conditions, "observedGeneration": ref.generation, **outcome.status}
+
+    write_status_checked(rt, ref.namespace, ref.name, build)
+
+
+def write_status_checked(
+    rt: Runtime, namespace: str, name: str,
+    build: Callable[[dict[str, Any]], dict[str, Any] | None], attempts: int = 5,
+) -> None:  # fmt: skip
+    """Read-modify-write of the status with the resourceVersion, retried on a conflict, so no
+    concurrent writer's condition is lost. `build(current object)` gives the status to write,
+    or None for no write."""
+    for _ in range(attempts):
         pipeline = rt.kube.fetch(API_VERSION, KIND, name, namespace)
         if pipeline is None:
             return
         current = pipeline.to_dict()
-        if (current.get("spec") or {}).get("mode") == "batch":
-            return  # the last events of a Deployment removed by a switch to batch
-        generation = int(current["metadata"].get("generation") or 0)
-        previous = (current.get("status") or {}).get("conditions") or []
-        conditions = rebuild_ready(merge_conditions(previous, [condition], generation), generation)
+        status = build(current)
+        if status is None:
+            return
         version = current["metadata"].get("resourceVersion")
-        status = {"conditions": conditions, **numbers}
-        known = current.get("status") or {}
-        if conditions == previous and all(known.get(k) == v for k, v in numbers.items()):
-            return  # nothing moved (most Deployment events): no write
         if rt.kube.patch_status(
             API_VERSION, KIND, name, namespace, status, resource_version=version
         ):
             return
+    log.warning("status not written: it kept changing", pipeline=f"{namespace}/{name}")

@@ -7,6 +7,7 @@ the numbers, and a status patch only when something a user would see changed).
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import zlib
@@ -24,7 +25,16 @@ from pydantic import ValidationError
 
 from ..api.durations import parse_duration
 from ..api.model import API_VERSION, GROUP, KIND, PLURAL, VERSION, MetricPipelineSpec
+from ..reconcile.names import MANAGED_BY, PIPELINE_LABEL
 from ..reconcile.status import Condition, merge_conditions, now_rfc3339
+from .batch import BatchSizing, decide_batch_plan
+from .batchruns import (
+    build_batch_condition,
+    build_batch_runs,
+    build_batch_status,
+    build_run_record,
+    merge_run_records,
+)
 from .collect import (
     QUERIES,
     MetricsUnavailableError,
@@ -38,6 +48,7 @@ from .report import build_scaling_conditions, build_scaling_status
 
 log = structlog.get_logger("metricpipe.resourcemanager")
 Policy = Callable[[Sequence[MetricSample], PipelineScaling, PolicyConfig, float], Decision]
+BATCH_SELECTOR = f"app.kubernetes.io/component=batch,app.kubernetes.io/managed-by={MANAGED_BY}"
 NUMERIC_FIELDS = ("lag", "timeLagSeconds", "freshnessSeconds", "sloAttainment", "inputRate",
                   "capacityPerReplica")  # fmt: skip
 
@@ -119,12 +130,14 @@ class ResourceManager:
     ) -> None:  # fmt: skip
         self.objects = client.CustomObjectsApi(api)
         self.core = client.CoreV1Api(api)
+        self.jobs = client.BatchV1Api(api)
         self.settings = settings
         self.policy_config = policy_config
         self.policy = policy
         self.lease = lease
         self.history: dict[str, deque[MetricSample]] = {}
         self.written_at: dict[str, float] = {}
+        self.budget_warned: set[str] = set()  # batch pipelines told their runs cannot fit
 
     def run(self, stop: threading.Event) -> None:
         log.info("resource manager started", interval=self.settings.interval_seconds)
@@ -143,6 +156,7 @@ class ResourceManager:
         report = CycleReport(queries=len(QUERIES))
         pipelines = self._fetch_pipelines()
         report.pipelines = len(pipelines)
+        finished = self._fetch_finished_runs(pipelines)
         values: MetricValues | None = None
         unavailable = ""
         try:
@@ -156,7 +170,8 @@ class ResourceManager:
         # at most a budget of status writes per cycle — visible changes first, then the oldest.
         with ThreadPoolExecutor(max_workers=self.settings.write_concurrency) as pool:
             handled = pool.map(
-                lambda o: self._handle(o, values, unavailable, now, report), pipelines
+                lambda o: self._handle(o, values, unavailable, now, report, finished=finished),
+                pipelines,
             )
             writes = sorted(
                 (w for w in handled if w is not None), key=lambda w: (not w.urgent, -w.age)
@@ -177,14 +192,53 @@ class ResourceManager:
             listed = self.objects.list_cluster_custom_object(GROUP, VERSION, PLURAL)
         return list(listed.get("items", []))
 
+    def _fetch_finished_runs(
+        self, pipelines: list[dict[str, Any]]
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Batch pipelines' finished runs (pipeline key -> status entries): their Jobs and the
+        Jobs' pods, two list calls per cycle for all pipelines, none without a batch pipeline."""
+        if not any((p.get("spec") or {}).get("mode") == "batch" for p in pipelines):
+            return {}
+        namespace = self.settings.namespace
+        jobs: Any
+        pods: Any  # raw answers (not decoded into models): the JSON as the API server sent it
+        try:
+            if namespace:
+                jobs = self.jobs.list_namespaced_job(namespace, label_selector=BATCH_SELECTOR,
+                                                     _preload_content=False)  # fmt: skip
+                pods = self.core.list_namespaced_pod(namespace, label_selector=BATCH_SELECTOR,
+                                                     _preload_content=False)  # fmt: skip
+            else:
+                jobs = self.jobs.list_job_for_all_namespaces(label_selector=BATCH_SELECTOR,
+                                                             _preload_content=False)  # fmt: skip
+                pods = self.core.list_pod_for_all_namespaces(label_selector=BATCH_SELECTOR,
+                                                             _preload_content=False)  # fmt: skip
+        except ApiException as error:
+            log.warning("batch runs not read", status=error.status, reason=error.reason)
+            return {}
+        pods_by_namespace: dict[str, list[dict[str, Any]]] = {}
+        for pod in json.loads(pods.data)["items"]:
+            pods_by_namespace.setdefault(pod["metadata"]["namespace"], []).append(pod)
+        runs: dict[str, list[dict[str, Any]]] = {}
+        for job in json.loads(jobs.data)["items"]:
+            meta = job["metadata"]
+            record = build_run_record(job, pods_by_namespace.get(meta["namespace"], []))
+            pipeline = (meta.get("labels") or {}).get(PIPELINE_LABEL)
+            if record is not None and pipeline:
+                runs.setdefault(f"{meta['namespace']}/{pipeline}", []).append(record)
+        return runs
+
     def _handle(self, obj: dict[str, Any], values: MetricValues | None, unavailable: str,
-                now: float, report: CycleReport) -> StatusWrite | None:  # fmt: skip
+                now: float, report: CycleReport, *,
+                finished: dict[str, list[dict[str, Any]]]) -> StatusWrite | None:  # fmt: skip
         meta, status = obj["metadata"], obj.get("status") or {}
         key = f"{meta['namespace']}/{meta['name']}"
         try:
             spec = MetricPipelineSpec.model_validate(obj.get("spec") or {})
         except ValidationError:
             return None  # the reconciler reports invalid specs
+        if spec.mode == "batch":
+            return self._handle_batch(obj, spec, finished.get(key, []), now, report)
         if spec.mode != "stream":
             return None
         facts = build_pipeline_scaling(spec, status)
@@ -235,6 +289,50 @@ class ResourceManager:
             return StatusWrite(obj, new_status, key, version, tuple(conditions), age, urgent)
         return None
 
+    def _handle_batch(
+        self, obj: dict[str, Any], spec: MetricPipelineSpec, finished: list[dict[str, Any]],
+        now: float, report: CycleReport,
+    ) -> StatusWrite | None:  # fmt: skip
+        """Batch mode: record the finished runs, plan the next run's parallelism from them (the
+        pipeline's replicas, through /scale), and say when even the maximum will not fit."""
+        meta, status = obj["metadata"], obj.get("status") or {}
+        key = f"{meta['namespace']}/{meta['name']}"
+        records = merge_run_records(((status.get("batch") or {}).get("runs") or []), finished)
+        if not records:
+            return None  # nothing measured yet: the spec's replicas stand
+        sizing = BatchSizing(
+            freshness_target_seconds=parse_duration(spec.freshness.target),
+            allowed_lateness_seconds=parse_duration(spec.metric.allowed_lateness),
+            startup_seconds=self.policy_config.startup_seconds,
+            min_parallelism=spec.scaling.min_replicas, max_parallelism=spec.scaling.max_replicas,
+        )  # fmt: skip
+        plan = decide_batch_plan(build_batch_runs(records), sizing)
+        report.decisions[key] = Decision(plan.parallelism, plan.reason)
+        version, changes = str(meta.get("resourceVersion") or ""), {}
+        if spec.scaling.enabled and plan.parallelism != spec.replicas:
+            scaled = self._scale(obj, spec.replicas, Decision(plan.parallelism, plan.reason))
+            if scaled is not None:
+                report.count("scaled")
+                version = scaled
+                changes = {"lastScaleTime": now_rfc3339(), "lastScaleReason": plan.reason[:1024]}
+        condition = build_batch_condition(plan)
+        before = {c["type"]: c.get("status") for c in status.get("conditions") or []}
+        # one Warning when it turns False (the set also covers a status write still pending)
+        if condition.status is False and before.get(condition.type) != "False":
+            if key not in self.budget_warned:
+                self._event(obj, "BatchBudgetExceeded", plan.reason, kind="Warning")
+            self.budget_warned.add(key)
+        elif condition.status is True:
+            self.budget_warned.discard(key)
+        new_status = {**build_batch_status(records, plan), **changes}
+        new_status["conditions"] = merge_conditions(
+            list(status.get("conditions") or []), [condition], int(meta.get("generation") or 0)
+        )
+        if all(status.get(k) == v for k, v in new_status.items()):
+            return None
+        age = now - self.written_at.setdefault(key, now)
+        return StatusWrite(obj, new_status, key, version, (condition,), age, True)
+
     def _scale(self, obj: dict[str, Any], current: int, decision: Decision) -> str | None:
         """Sets the replicas through the pipeline's /scale; the object's new resourceVersion,
         or None when the write failed."""
@@ -255,14 +353,14 @@ class ResourceManager:
         self._event(obj, direction, f"{current} → {decision.replicas}: {decision.reason}")
         return str(scale["metadata"]["resourceVersion"])
 
-    def _event(self, obj: dict[str, Any], reason: str, message: str) -> None:
+    def _event(self, obj: dict[str, Any], reason: str, message: str, kind: str = "Normal") -> None:
         meta = obj["metadata"]
         stamp = datetime.now(UTC)
         event: Any = {
             "metadata": {"generateName": f"{meta['name']}-scale-"},
             "involvedObject": {"apiVersion": API_VERSION, "kind": KIND, "name": meta["name"],
                                "namespace": meta["namespace"], "uid": meta.get("uid")},
-            "reason": reason, "message": message[:1024], "type": "Normal",
+            "reason": reason, "message": message[:1024], "type": kind,
             "source": {"component": "metricpipe-resourcemanager"},
             "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
         }  # fmt: skip
