@@ -82,8 +82,8 @@ class Finalizer:
 
     def load(self) -> None:
         progress = load_progress(self.sink, self.state_index)
-        if progress.finalized_through is not None:
-            self.finalized_through = progress.finalized_through
+        if progress.finalized_through is not None:  # never backwards: a round may be running
+            self.finalized_through = max(self.finalized_through, progress.finalized_through)
         self.batch_read_through = progress.batch_read_through or self.batch_read_through
 
     def run(
