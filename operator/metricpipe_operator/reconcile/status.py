@@ -25,6 +25,11 @@ def now_rfc3339(now: datetime | None = None) -> str:
     return (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def parse_rfc3339(stamp: str) -> float:
+    """Unix seconds of a Kubernetes timestamp ("2026-11-27T10:00:00Z")."""
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
 def build_ready(parts: list[Condition]) -> Condition:
     """Ready is True when every part is True; otherwise it names the first part that is not."""
     for part in parts:

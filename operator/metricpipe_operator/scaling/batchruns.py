@@ -12,17 +12,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
-from ..reconcile.status import Condition
-from .batch import BatchPlan, BatchRun
+from ..reconcile.status import Condition, parse_rfc3339
+from .batch import BatchPlan, BatchRun, BatchSizing
 
-RUNS_KEPT = 6  # runs kept in status: what the sizing reads (BatchSizing.history_runs)
-
-
-def _seconds(stamp: str) -> float:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+RUNS_KEPT = BatchSizing.history_runs  # runs kept in status: what the sizing reads
 
 
 def fetch_report(pod: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -58,7 +53,9 @@ def build_run_record(
         report = fetch_report(pod)
         if report is None or int(report.get("windows") or 0) <= 0:
             continue
-        seconds = max(0.0, _seconds(status["completionTime"]) - _seconds(status["startTime"]))
+        seconds = max(
+            0.0, parse_rfc3339(status["completionTime"]) - parse_rfc3339(status["startTime"])
+        )
         return {
             "job": job["metadata"]["name"],
             "windowStartMs": int(report.get("firstWindowStartMs") or 0),

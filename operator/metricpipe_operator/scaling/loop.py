@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from ..api.durations import parse_duration
 from ..api.model import API_VERSION, GROUP, KIND, PLURAL, VERSION, MetricPipelineSpec
 from ..reconcile.names import MANAGED_BY, PIPELINE_LABEL
-from ..reconcile.status import Condition, merge_conditions, now_rfc3339
+from ..reconcile.status import Condition, merge_conditions, now_rfc3339, parse_rfc3339
 from .batch import BatchSizing, decide_batch_plan
 from .batchruns import (
     build_batch_condition,
@@ -405,7 +405,7 @@ class ResourceManager:
 
 def build_pipeline_scaling(spec: MetricPipelineSpec, status: dict[str, Any]) -> PipelineScaling:
     last = status.get("lastScaleTime")
-    last_at = datetime.fromisoformat(last.replace("Z", "+00:00")).timestamp() if last else None
+    last_at = parse_rfc3339(last) if last else None
     return PipelineScaling(
         current_replicas=spec.replicas, min_replicas=spec.scaling.min_replicas,
         max_replicas=spec.scaling.max_replicas,
