@@ -2,10 +2,11 @@
 # Checks the system tools metricpipe needs; as root, installs missing Debian packages.
 source "$(dirname "$0")/lib.sh"
 
+# ruby: the route's Fluentd regexps are checked with Ruby's own engine (test_route_selection.py).
 declare -A PACKAGE_OF=([mvn]=maven [openssl]=openssl [go]=golang [java]=openjdk-17-jre-headless
-                       [apt-get]=apt [dpkg-deb]=dpkg [git]=git)
+                       [apt-get]=apt [dpkg-deb]=dpkg [git]=git [ruby]=ruby)
 missing=()
-for tool in mvn openssl go java dpkg-deb git; do
+for tool in mvn openssl go java dpkg-deb git ruby; do
   command -v "$tool" >/dev/null || missing+=("$tool")
 done
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
