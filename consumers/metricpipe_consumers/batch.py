@@ -11,8 +11,11 @@ Parsing, aggregation and the final documents are the stream consumer's (same par
 Spark plan, same document model and ids), so a window has one final document per group
 whichever mode computed it. The finals are written with `index` (not create-only): re-running
 a window replaces its documents, never duplicates them.
-Dead letters go to `<topic>.dlq` with their reason, as in stream mode (a rerun of a window
-sends its dead letters again: each carries its source offset).
+Dead letters go to `<topic>.dlq` with their reason, as in stream mode; a final document the
+sink refuses for its content (e.g. a group value over Elasticsearch's keyword limit) sends the
+window's records of that group there with reason `sink_rejected`. A rerun of a window (after a
+crash, or on request) does not send its letters again: the run reads the newest letters back
+first (`letters.decide_send`).
 """
 
 from __future__ import annotations
@@ -28,13 +31,16 @@ from confluent_kafka import Consumer, TopicPartition
 from pyspark.sql import functions as sf
 
 from .aggregate import PERCENTILES, Aggregate
+from .config import ConsumerConfig
 from .deadletters import DeadLetterWriter
 from .document import PipelineDocument
 from .documents import build_final_doc
 from .engine import GROUP_SEPARATOR, SCHEMA, SparkAggregator
 from .finalize import Progress, load_progress, save_progress
-from .records import RecordParser, Rejected
-from .sink import MetricSink
+from .records import Filtered, RecordParser, Rejected
+from .sink import MetricSink, Refusal
+
+MARKS_CLOCK_MARGIN_MS = 300_000  # letters about a window's records: read from its start - this
 
 
 def decide_last_closed_window(now_ms: int, window_ms: int, lateness_ms: int) -> int:
@@ -146,7 +152,9 @@ class BatchJob:
         self.sink = sink
         self.engine = engine
         self.dead_letters = dead_letters
-        self.parser = RecordParser(doc.spec)
+        dead_letters.mode = "batch"  # letters say which mode sent them (duplicate suppression)
+        config = ConsumerConfig()  # the record limits (METRICPIPE_MAX_*), as in stream mode
+        self.parser = RecordParser(doc.spec, config.max_record_bytes, limits=config.record_limits())
 
     def run_due(self, now_ms: int, limit: int) -> list[BatchReport]:
         """Every window due (see `decide_due_windows`), each followed by the progress record,
@@ -179,6 +187,9 @@ class BatchJob:
             raise ValueError(f"{window_start_ms} is not the start of a {window_ms} ms window")
         end = window_start_ms + window_ms
         report = BatchReport(self.doc.pipeline.key, window_start_ms, end)
+        self.dead_letters.window_start_ms = window_start_ms
+        # what earlier runs (and the stream consumer) sent about this window's records
+        self.dead_letters.ensure_marks(window_start_ms - MARKS_CLOCK_MARGIN_MS, self.doc.topic)
         rows = self._read(window_start_ms, end + lateness_ms)
         table = self._scan(rows, window_start_ms, end, report)
         metric = self.doc.spec.metric
@@ -199,11 +210,39 @@ class BatchJob:
         ]  # fmt: skip
         self.dead_letters.flush()
         self.sink.ensure_indices()
-        if docs:
-            self.sink.write(docs)
-        report.documents = len(docs)
+        refused = self.sink.write(docs, allow_refusals=True).refused if docs else ()
+        if refused:
+            self._dead_letter_refused(refused, rows, table, report)
+        report.documents = len(docs) - len(refused)
         report.seconds = time.monotonic() - started
         return report
+
+    def _dead_letter_refused(
+        self, refused: tuple[Refusal, ...], rows: pa.Table, table: pa.Table, report: BatchReport
+    ) -> None:
+        """A refused final stands for the window's records of its group: those go to the DLQ
+        with the sink's reason (they are not counted; the other groups' finals are written)."""
+        groups = {GROUP_SEPARATOR.join(str(v) for v in r.doc.body["group"].values()): r
+                  for r in refused}  # fmt: skip
+        wanted: dict[tuple[int, int], Refusal] = {}
+        for partition, offset, gkey in zip(*(table.column(n).to_pylist()
+                                             for n in ("partition", "offset", "gkey")),
+                                           strict=True):  # fmt: skip
+            if gkey in groups:
+                wanted[(partition, offset)] = groups[gkey]
+        names = ("partition", "offset", "key", "value")
+        for partition, offset, key, raw in zip(*(rows.column(n).to_pylist() for n in names),
+                                               strict=True):  # fmt: skip
+            refusal = wanted.get((partition, offset))
+            if refusal is None:
+                continue
+            report.counted -= 1
+            report.dead_letters["sink_rejected"] += 1
+            self.dead_letters.send(
+                raw, key, f"{self.doc.topic}/{partition}/{offset}", "sink_rejected",
+                f"HTTP {refusal.status}: {refusal.reason}", stage="sink",
+            )  # fmt: skip
+        self.dead_letters.flush()
 
     def _read(self, from_ms: int, until_ms: int) -> pa.Table:
         """(partition, offset, kafka_ms, value) of the records with Kafka time in
@@ -225,29 +264,45 @@ class BatchJob:
         return table
 
     def _scan(self, rows: pa.Table, start: int, end: int, report: BatchReport) -> pa.Table:
+        """The window's records, decided as the stream consumer decides them: `future`
+        against the record's Kafka time (or now, if earlier), at most
+        `max_groups_per_window` groups per partition, in offset order."""
         columns: dict[str, list[Any]] = {name: [] for name in SCHEMA.names}
         parse = self.parser.parse
+        cap = self.parser.limits.max_groups_per_window
+        groups: dict[int, set[tuple[str, ...]]] = {}  # partition -> groups admitted
+        now_ms = int(time.time() * 1000)
         names = ("partition", "offset", "kafka_ms", "key", "value")
         partitions, offsets, stamps, keys, values = (rows.column(n).to_pylist() for n in names)
         report.records_read = len(values)
-        for partition, offset, kafka_ms, key, raw in zip(
-            partitions, offsets, stamps, keys, values, strict=True
+        for partition, offset, kafka_ms, key, raw in sorted(
+            zip(partitions, offsets, stamps, keys, values, strict=True),
+            key=lambda row: (row[0], row[1]),
         ):
-            parsed = parse(raw)
-            if parsed is None or isinstance(parsed, Rejected):
+            parsed = parse(raw, min(kafka_ms, now_ms))
+            if isinstance(parsed, Filtered | Rejected):
                 if kafka_ms >= end:  # the next window's job reports it
                     continue
-                if parsed is None:
-                    report.filtered += 1
+                if isinstance(parsed, Rejected):
+                    self._dead_letter(parsed, report, raw=raw, key=key, partition=partition,
+                                      offset=offset)  # fmt: skip
                 else:
-                    report.dead_letters[parsed.reason] += 1
-                    source = f"{self.doc.topic}/{partition}/{offset}"
-                    self.dead_letters.send(raw, key, source, parsed.reason, parsed.detail)
+                    report.filtered += 1
                 continue
             event_ms, group, value = parsed
             if not start <= event_ms < end:
                 report.outside_window += 1
                 continue
+            admitted = groups.setdefault(partition, set())
+            if group not in admitted:
+                if len(admitted) >= cap:
+                    detail = (f"more than {cap} groups in window {start} of partition "
+                              f"{partition} (METRICPIPE_MAX_GROUPS_PER_WINDOW)")  # fmt: skip
+                    rejected = Rejected("oversize_key", detail)
+                    self._dead_letter(rejected, report, raw=raw, key=key,
+                                      partition=partition, offset=offset)  # fmt: skip
+                    continue
+                admitted.add(group)
             columns["partition"].append(partition)
             columns["offset"].append(offset)
             columns["event_ms"].append(event_ms)
@@ -255,3 +310,11 @@ class BatchJob:
             columns["value"].append(value)
         report.counted = len(columns["offset"])
         return pa.table(columns, schema=SCHEMA)
+
+    def _dead_letter(
+        self, rejected: Rejected, report: BatchReport, *, raw: bytes | None, key: bytes | None,
+        partition: int, offset: int,
+    ) -> None:  # fmt: skip
+        report.dead_letters[rejected.reason] += 1
+        source = f"{self.doc.topic}/{partition}/{offset}"
+        self.dead_letters.send(raw, key, source, rejected.reason, rejected.detail)

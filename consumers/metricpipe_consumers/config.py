@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .records import RecordLimits
+
 
 class ConsumerConfig(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="METRICPIPE_", frozen=True)
@@ -47,3 +49,38 @@ class ConsumerConfig(BaseSettings):
         description="A caught-up partition stops holding back finalisation after this long.",
     )
     log_level: str = "INFO"
+    max_future_skew_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="A record whose event time is more than this far ahead of the wall clock "
+        "(or of its Kafka timestamp, if earlier) is dead-lettered as `future` and never moves "
+        "a watermark.",
+    )
+    max_group_key_bytes: int = Field(
+        default=512,
+        ge=1,
+        description="UTF-8 bytes of one group-by value; longer: dead-lettered as "
+        "`oversize_key`. At the default, with at most 8 group-by fields, every keyword the "
+        "sink indexes (each value, the joined group_key) stays far below Elasticsearch's "
+        "32,766-byte term limit.",
+    )
+    max_groups_per_window: int = Field(
+        default=10_000,
+        ge=1,
+        description="Distinct groups one partition may add to one window; the records of "
+        "further groups are dead-lettered as `oversize_key`.",
+    )
+    fault_exit_at: str | None = Field(
+        default=None,
+        description="Tests only: kill -9 the stream consumer at this named point "
+        "(`after_dead_letter_flush`, `after_sink_dead_letter_flush`), after logging "
+        "'fault injected'. Never set it in production.",
+    )
+
+    def record_limits(self) -> RecordLimits:
+        """The limits the record parser and the per-window group cap apply."""
+        return RecordLimits(
+            max_future_skew_ms=round(self.max_future_skew_seconds * 1000),
+            max_group_key_bytes=self.max_group_key_bytes,
+            max_groups_per_window=self.max_groups_per_window,
+        )

@@ -34,7 +34,10 @@ def decide_pipeline_watermark(
     """The event time up to which every partition's data is in the sink (None: unknown).
 
     A partition holds the watermark back unless it has been caught up (nothing to read) for
-    longer than the idle timeout; when every partition is idle, the highest watermark counts.
+    longer than the idle timeout. While some partition is still reading, the pipeline
+    watermark is the minimum over those; when every partition is idle it is the highest
+    `idle_watermark`: event time goes on at the wall clock's pace while nothing arrives, so
+    the last window of a sparse metric closes too.
     With Kafka's log-end offsets (`log_end`), a partition is caught up only if its state holds
     the log end: a state written before new records arrived (consumers stopped a while, then
     restarted, or a mode switch) says "caught up" about a past that is gone.
@@ -56,13 +59,31 @@ def decide_pipeline_watermark(
         )
 
     active = [s for s in by_partition.values() if not idle(s)]
-    if any(s.get("watermark_ms") is None for s in active):
-        return None
-    marks = [int(s["watermark_ms"]) for s in (active or by_partition.values())
-             if s.get("watermark_ms") is not None]  # fmt: skip
-    if not marks:
-        return None
-    return min(marks) if active else max(marks)
+    if active:
+        if any(s.get("watermark_ms") is None for s in active):
+            return None
+        return min(int(s["watermark_ms"]) for s in active)
+    marks = [
+        idle_watermark(int(s["watermark_ms"]), int(s["idle_since_ms"]), now_ms, idle_timeout_ms)
+        for s in by_partition.values()
+        if s.get("watermark_ms") is not None
+    ]
+    return max(marks) if marks else None
+
+
+def idle_watermark(watermark_ms: int, idle_since_ms: int, now_ms: int, idle_timeout_ms: int) -> int:
+    """An idle partition's watermark: its own, advanced by the wall-clock time it has been
+    idle beyond the idle timeout, but never by the clock past `now - idle timeout`.
+
+    Why slow records stay counted: a window closes only once the mark passes its end +
+    allowed lateness, and the advanced mark is at most `now - idle timeout` with `now` read
+    before Kafka's log ends (a record already in the log keeps its partition from being
+    idle). So a record that reaches Kafka less than allowed lateness + idle timeout after
+    its event time is never late because of the clock. A replay of old data that pauses
+    for longer than the idle timeout goes on from where it stopped, not from today.
+    """
+    advanced = min(watermark_ms + now_ms - idle_since_ms, now_ms) - idle_timeout_ms
+    return max(watermark_ms, advanced)
 
 
 class Finalizer:
@@ -94,11 +115,14 @@ class Finalizer:
         if not owns_leader_partition:
             self.load()
             return
+        # the clock is read before the log ends: a record that arrives after this reading
+        # finds its partition not idle, or is older than the idle rule allows anyway
+        now_ms = int(time.time() * 1000)
         ends = log_end(partition_count) if log_end is not None else None
         self.sink.refresh()
         states = self.sink.search(self.state_index, {"term": {"kind": "partition"}})
         watermark = decide_pipeline_watermark(
-            states, partition_count, int(time.time() * 1000), self.idle_timeout_ms, ends
+            states, partition_count, now_ms, self.idle_timeout_ms, ends
         )
         if watermark is None:
             return

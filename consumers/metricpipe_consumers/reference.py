@@ -7,6 +7,7 @@ against each partition's event-time watermark), and each window's exact value.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from metricpipe_operator.api.durations import parse_duration
 from metricpipe_operator.api.model import MetricPipelineSpec
 
 from .aggregate import PERCENTILES
-from .records import Parsed, RecordParser, Rejected
+from .records import DEFAULT_LIMITS, Filtered, Parsed, RecordLimits, RecordParser, Rejected
 from .sketch import exact_quantile
 
 
@@ -46,20 +47,28 @@ class ReferenceResult:
 
 
 def compute_reference(
-    spec: MetricPipelineSpec, records: Iterable[tuple[int, int, bytes | None]]
-) -> ReferenceResult:
-    """records: (partition, offset, value bytes), in offset order within each partition."""
-    parser = RecordParser(spec)
+    spec: MetricPipelineSpec, records: Iterable[tuple[int, int, bytes | None]],
+    now_ms: int | None = None, limits: RecordLimits = DEFAULT_LIMITS,
+) -> ReferenceResult:  # fmt: skip
+    """records: (partition, offset, value bytes), in offset order within each partition;
+    `now_ms`: the time records are judged at for `future` (default: now)."""
+    parser = RecordParser(spec, limits=limits)
+    judged_at = int(time.time() * 1000) if now_ms is None else now_ms
+    cap = parser.limits.max_groups_per_window
     window_ms = round(parse_duration(spec.metric.window) * 1000)
     lateness_ms = round(parse_duration(spec.metric.allowed_lateness) * 1000)
     watermarks: dict[int, int] = {}
+    groups: dict[tuple[int, int], set[tuple[str, ...]]] = {}  # (partition, window) -> groups
     windows: dict[tuple[int, tuple[str, ...]], ReferenceWindow] = {}
     dead: Counter[str] = Counter()
     filtered = 0
     for partition, _offset, raw in records:
-        parsed = parser.parse(raw)
-        if parsed is None:
+        parsed = parser.parse(raw, judged_at)
+        if isinstance(parsed, Filtered):
             filtered += 1
+            if parsed.event_ms is not None:  # read, not counted: advances the watermark
+                watermarks[partition] = max(watermarks.get(partition, parsed.event_ms),
+                                            parsed.event_ms)  # fmt: skip
             continue
         if isinstance(parsed, Rejected):
             dead[parsed.reason] += 1
@@ -70,6 +79,11 @@ def compute_reference(
             dead["late"] += 1
             continue
         watermarks[partition] = max(watermarks.get(partition, parsed.event_ms), parsed.event_ms)
+        admitted = groups.setdefault((partition, start), set())
+        if parsed.group not in admitted and len(admitted) >= cap:
+            dead["oversize_key"] += 1
+            continue
+        admitted.add(parsed.group)
         window = windows.setdefault((start, parsed.group), ReferenceWindow())
         window.count += 1
         if parsed.value is not None:

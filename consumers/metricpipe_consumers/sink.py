@@ -2,14 +2,18 @@
 
 Writes are bulk requests with external versions (stale writes are refused by the server, not
 overwritten) and create-only finals; 429/5xx items and connection errors are retried with
-exponential back-off; authentication and mapping problems raise SinkError with what to fix.
+exponential back-off; authentication and index problems raise SinkError with what to fix.
+A write may allow per-document refusals (`allow_refusals`): a document the sink refuses for
+itself (HTTP 400 about its own data, e.g. Elasticsearch's "immense term" for a keyword over
+32766 bytes) is then returned in `WriteResult.refused` for the caller to dead-letter what it
+stands for, instead of stopping the pipeline (`letters.decide_refusal_scope`).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import elasticsearch
@@ -17,6 +21,7 @@ import opensearchpy
 import structlog
 
 from .documents import SinkDoc, metrics_index_body, state_index_body
+from .letters import decide_refusal_scope
 
 log = structlog.get_logger("metricpipe.sink")
 RETRYABLE = {429, 500, 502, 503, 504}
@@ -27,14 +32,24 @@ class SinkError(Exception):
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """A document the sink refused for its own content (not retried)."""
+
+    doc: SinkDoc
+    status: int
+    reason: str  # the sink's error type and reason, for the dead letter's detail
+
+
+@dataclass(frozen=True)
 class WriteResult:
     written: int
     conflicts: int  # refused because the sink already holds the same or newer data
+    refused: tuple[Refusal, ...] = field(default=())  # only with allow_refusals
 
 
 class MetricSink(Protocol):
     def ensure_indices(self) -> None: ...
-    def write(self, docs: list[SinkDoc]) -> WriteResult: ...
+    def write(self, docs: list[SinkDoc], *, allow_refusals: bool = False) -> WriteResult: ...
     def search(
         self, index: str, query: dict[str, Any], size: int = 10_000, sort: list[Any] | None = None
     ) -> list[dict[str, Any]]: ...
@@ -83,9 +98,12 @@ class SearchSink:
         return bool(self._call(lambda: self.client.indices.exists(index=name)))
 
     # -- writes --------------------------------------------------------------------------------
-    def write(self, docs: list[SinkDoc]) -> WriteResult:
+    def write(self, docs: list[SinkDoc], *, allow_refusals: bool = False) -> WriteResult:
+        """Write every document, or raise SinkError. With `allow_refusals`, documents the sink
+        refuses for their own content are returned in `refused` (see the module's doc)."""
         pending = list(docs)
         written = conflicts = 0
+        refused: list[Refusal] = []
         for attempt in range(self.max_attempts):
             if not pending:
                 break
@@ -99,12 +117,12 @@ class SearchSink:
                     conflicts += 1
                 elif status in RETRYABLE:
                     retry.append(doc)
+                elif allow_refusals and decide_refusal_scope(status, item.get("error")) == (
+                    "document"
+                ):
+                    refused.append(Refusal(doc, status, _describe(item.get("error"))))
                 else:
-                    raise SinkError(
-                        f"{doc.index}/{doc.doc_id} refused with HTTP {status}: {item.get('error')}"
-                        " (a mapping conflict means the index was created by someone else: "
-                        "delete it or choose another spec.sink.index)"
-                    )
+                    raise SinkError(_refusal_message(doc, status, item.get("error")))
             pending = retry
             if pending:  # rejected items (429/5xx): said, so a slow-down is never silent
                 log.warning("sink refused documents, retrying", attempt=attempt,
@@ -114,7 +132,11 @@ class SearchSink:
             raise SinkError(
                 f"{len(pending)} documents still refused after {self.max_attempts} tries"
             )
-        return WriteResult(written, conflicts)
+        for refusal in refused:
+            log.warning("sink refused a document; what it stands for is dead-lettered",
+                        doc=refusal.doc.doc_id, status=refusal.status,
+                        reason=refusal.reason[:300])  # fmt: skip
+        return WriteResult(written, conflicts, tuple(refused))
 
     def _bulk(self, docs: list[SinkDoc]) -> list[dict[str, Any]]:
         operations: list[dict[str, Any]] = []
@@ -181,6 +203,33 @@ class SearchSink:
                 log.warning("sink unavailable, retrying", attempt=attempt, error=str(error)[:200])
                 self.sleep(min(30.0, 0.2 * 2**attempt))
         raise SinkError(f"the sink stayed unavailable for {self.max_attempts} tries")
+
+
+def _describe(error: object) -> str:
+    """`type: reason (caused by: reason)` of a bulk item's error."""
+    if not isinstance(error, dict):
+        return str(error)
+    text = f"{error.get('type', 'error')}: {error.get('reason', '')}"
+    caused = error.get("caused_by")
+    if isinstance(caused, dict) and caused.get("reason"):
+        text += f" (caused by {caused.get('type', 'error')}: {caused['reason']})"
+    return text
+
+
+def _refusal_message(doc: SinkDoc, status: int, error: object) -> str:
+    """A stopping refusal, with what to change."""
+    where = f"{doc.index}/{doc.doc_id} refused with HTTP {status}: {_describe(error)}"
+    if status in (401, 403):
+        return (
+            f"{where} (the sink refused our credentials or permissions: check the Secret "
+            "named in spec.sink.credentialsSecretRef and the user's index privileges)"
+        )
+    if status == 404:
+        return f"{where} (the index is missing: it was deleted while the pipeline ran?)"
+    return (
+        f"{where} (a mapping conflict on the pipeline's own fields means the index was "
+        "created by someone else: delete it or choose another spec.sink.index)"
+    )
 
 
 def _status_of(error: BaseException) -> int | None:

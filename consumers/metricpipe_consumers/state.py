@@ -18,6 +18,7 @@ class PartitionState:
         skipped entirely on replay, whatever Kafka's committed offset says.
     watermark_ms: the highest event time accepted so far (None before the first record).
     series: the open windows' cumulative aggregates, each with the highest offset included.
+    groups: the groups admitted so far to each open window (`admit`, the per-window cap).
     """
 
     partition: int
@@ -27,6 +28,7 @@ class PartitionState:
     caught_up: bool = False
     idle_since_ms: int | None = None  # caught up, with nothing new to read, since then
     replayed_through: int = -1  # highest offset any loaded aggregate includes
+    groups: dict[int, set[tuple[str, ...]]] = field(default_factory=dict)
 
     def included(self, key: SeriesKey, offset: int) -> bool:
         """Was this record already counted (a replay after a crash)?"""
@@ -45,15 +47,37 @@ class PartitionState:
         `replayed_through` true for `included`)."""
         self.series[key] = aggregate
         self.replayed_through = max(self.replayed_through, aggregate.max_offset)
+        self.groups.setdefault(key[0], set()).add(key[1])
 
-    def accept(self, event_ms: int) -> None:
-        if self.watermark_ms is None or event_ms > self.watermark_ms:
+    def admit(self, window_start: int, group: tuple[str, ...], cap: int) -> bool:
+        """May this window count this group? At most `cap` distinct groups per window and
+        partition; a record of a group past the cap is dead-lettered (`oversize_key`).
+
+        Replays decide the same: the groups loaded with the open windows' partials are the
+        ones admitted before the resume offset, and a group refused once was refused because
+        the cap was full with groups admitted earlier, which are all loaded again."""
+        admitted = self.groups.get(window_start)
+        if admitted is None:
+            self.groups[window_start] = {group}
+            return True
+        if group in admitted:
+            return True
+        if len(admitted) >= cap:
+            return False
+        admitted.add(group)
+        return True
+
+    def accept(self, event_ms: int | None) -> None:
+        """A record was read with this event time (None: none that can move time)."""
+        if event_ms is not None and (self.watermark_ms is None or event_ms > self.watermark_ms):
             self.watermark_ms = event_ms
 
     def forget_closed(self, finalized_through_ms: int, window_ms: int) -> None:
         """Drop windows already finalized: they can only receive late records now."""
         for key in [k for k in self.series if k[0] + window_ms <= finalized_through_ms]:
             del self.series[key]
+        for start in [s for s in self.groups if s + window_ms <= finalized_through_ms]:
+            del self.groups[start]
 
 
 def load_partition_state(

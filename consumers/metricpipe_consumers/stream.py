@@ -21,14 +21,17 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
+from .config import ConsumerConfig
 from .deadletters import DeadLetterWriter
 from .document import PipelineDocument
 from .documents import SinkDoc, build_partial_doc, build_partition_state
 from .engine import GROUP_SEPARATOR, SCHEMA, SparkAggregator
+from .faults import fault_point, fault_point_from_config
 from .finalize import Finalizer
+from .letters import decide_marks_since, select_refused_rows
 from .metrics import ConsumerMetrics
-from .records import RecordParser, Rejected
-from .sink import MetricSink
+from .records import Filtered, RecordLimits, RecordParser, Rejected
+from .sink import MetricSink, Refusal
 from .state import PartitionState, load_partition_state
 
 log = structlog.get_logger("metricpipe.consumer")
@@ -37,6 +40,9 @@ log = structlog.get_logger("metricpipe.consumer")
 # back from the polling thread's parsing; at CPython's default 5 ms switch interval a batch's
 # Spark phase took 3-4x longer than alone (measured: 0.8 s -> 3.0 s for 200k rows).
 GIL_SWITCH_SECONDS = 0.0005
+# Letters a replay may repeat were produced after the partition's last state write: the DLQ is
+# read back from that time, less this much for clocks that disagree between replicas.
+MARKS_CLOCK_MARGIN_MS = 300_000
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,12 @@ class StreamSettings:
     max_record_bytes: int = 1_048_576
     idle_timeout_seconds: float = 60.0
     group_instance_id: str | None = None
+    # future skew, group-key bytes, groups per window (METRICPIPE_MAX_*), read once
+    record_limits: RecordLimits = dataclasses.field(
+        default_factory=lambda: ConsumerConfig().record_limits()
+    )
+    # Tests only: kill -9 this process at the named point (faults.FAULT_POINTS).
+    fault_exit_at: str | None = dataclasses.field(default_factory=fault_point_from_config)
 
 
 class StreamConsumer:
@@ -85,9 +97,12 @@ class StreamConsumer:
         self.engine = engine
         self.metrics = metrics
         self.settings = settings or StreamSettings()
-        self.parser = RecordParser(doc.spec, max_bytes=self.settings.max_record_bytes)
+        self.parser = RecordParser(
+            doc.spec, self.settings.max_record_bytes, limits=self.settings.record_limits
+        )
         self.partitions: dict[int, PartitionState] = {}
         self._committed: dict[int, int] = {}  # partition -> offset this process committed
+        self._state_times: dict[int, int | None] = {}  # partition -> its state doc's updated_ms
         # partition -> (watermark, caught up) as the sink's latest state document says: the
         # watermark gauge publishes exactly this, so the consumers' freshness and the sink
         # prober's describe the same writes
@@ -138,6 +153,12 @@ class StreamConsumer:
             self.sink.refresh()
         for tp in assigned:
             self.partitions[tp.partition] = self._load(tp.partition)
+        if assigned:
+            # Letters a crashed owner sent after its last state write: not to be sent again.
+            since = decide_marks_since(
+                [self._state_times.get(tp.partition) for tp in assigned], MARKS_CLOCK_MARGIN_MS
+            )
+            self.dead_letters.load_marks(since, self.doc.topic)
         log.info("partitions assigned", partitions=sorted(tp.partition for tp in assigned))
         self.metrics.assigned.set(len(self.partitions))
 
@@ -163,6 +184,8 @@ class StreamConsumer:
             sort=[{"window_start_ms": "asc"}, {"group_key": "asc"}],
         )  # fmt: skip
         state = load_partition_state(partition, states[0] if states else None, partials)
+        updated = states[0].get("updated_ms") if states else None
+        self._state_times[partition] = int(updated) if updated is not None else None
         state.forget_closed(self.finalizer.finalized_through, self.doc.window_ms)
         return state
 
@@ -211,7 +234,7 @@ class StreamConsumer:
             log.info("leaving the consumer group")
             self._finalize_pool.shutdown(wait=True)
             self.consumer.close()
-            self.dead_letters.producer.flush(30)  # every batch flushed its own already
+            self.dead_letters.close()  # every batch flushed its own already
 
     def _request_stop(self, signum: int, _frame: Any) -> None:
         log.info("stop requested; finishing the current batch", signal=signum)
@@ -265,10 +288,9 @@ class StreamConsumer:
         self, messages: list[Message]
     ) -> tuple[dict[str, list[Any]], dict[int, int], list[tuple[Message, str, str]]]:
         """Parse a batch: rows to aggregate, highest offset per partition, dead letters."""
-        window_ms, lateness_ms = self.doc.window_ms, self.doc.lateness_ms
-        finalized_through = self.finalizer.finalized_through
+        window_ms, lateness_ms, finalized_through = (self.doc.window_ms, self.doc.lateness_ms,
+                                                     self.finalizer.finalized_through)  # fmt: skip
         batch_read_through = self.finalizer.batch_read_through or -(2**62)
-        batch_dead_through = batch_read_through - lateness_ms  # runs own their windows' rejects
         columns: dict[str, list[Any]] = {name: [] for name in SCHEMA.names}
         # bound appends: this loop runs once per record on the polling thread
         add_partition, add_offset, add_time, add_group, add_value = (
@@ -277,9 +299,11 @@ class StreamConsumer:
         highest: dict[int, int] = {}
         dead: list[tuple[Message, str, str]] = []
         parse, join = self.parser.parse, GROUP_SEPARATOR.join
+        # `future` is judged against the record's Kafka timestamp when that is earlier than
+        # the wall clock: a replay, or a batch run hours later, decides as the first pass did.
+        cap, now_ms = self.parser.limits.max_groups_per_window, int(time.time() * 1000)
         for message in messages:
-            error = message.error()
-            if error is not None:
+            if (error := message.error()) is not None:
                 if error.code() != KafkaError._PARTITION_EOF:
                     log.warning("kafka error", error=str(error))
                 continue
@@ -288,21 +312,21 @@ class StreamConsumer:
             if state is None or offset < state.resume_offset:
                 continue  # not ours any more, or fully processed before a crash
             highest[partition] = offset
-            parsed = parse(message.value())
-            if parsed is None:
+            stamp = message.timestamp()[1]
+            parsed = parse(message.value(), stamp if 0 < stamp < now_ms else now_ms)
+            if isinstance(parsed, Filtered):
                 self.metrics.filtered.inc()
+                state.accept(parsed.event_ms)  # read, not counted: time still moves on
                 continue
             if isinstance(parsed, Rejected):
-                if message.timestamp()[1] < batch_dead_through:
+                if stamp < batch_read_through - lateness_ms:  # runs own their windows' rejects
                     self.metrics.skipped.inc()  # a batch run dead-lettered it (mode switch)
                     continue
                 dead.append((message, parsed.reason, parsed.detail))
                 continue
             event_ms, group, value = parsed
             start = event_ms // window_ms * window_ms
-            if start + window_ms <= finalized_through and (
-                message.timestamp()[1] < batch_read_through
-            ):
+            if start + window_ms <= finalized_through and stamp < batch_read_through:
                 self.metrics.skipped.inc()  # a batch run read and counted it (mode switch)
                 continue
             if state.is_late(start, window_ms, lateness_ms) or (
@@ -311,6 +335,11 @@ class StreamConsumer:
                 dead.append((message, "late", f"event time {event_ms} ms"))
                 continue
             state.accept(event_ms)
+            if not state.admit(start, group, cap):
+                dead.append((message, "oversize_key",
+                             f"more than {cap} groups in window {start} of partition "
+                             f"{partition} (METRICPIPE_MAX_GROUPS_PER_WINDOW)"))  # fmt: skip
+                continue
             if state.included((start, group), offset):
                 self.metrics.skipped.inc()
                 continue
@@ -327,12 +356,20 @@ class StreamConsumer:
         phase = PhaseTimer(self.metrics)
         columns, highest, dead = self._scan(messages)
         phase.done("parse")
+        # Batches complete in order, and so do their dead letters: the previous batch's
+        # sink refusals are in the DLQ before this batch's rejects (the order `letters.py`'s
+        # duplicate suppression relies on).
+        parse_seconds = phase.total()
+        self.drain()
+        dead_started = time.monotonic()
         self._dead_letter(dead)
-        phase.done("dead_letter")
-        scanned = fetch_seconds + phase.total()
-        self.drain()  # batches complete in order
+        dead_seconds = time.monotonic() - dead_started
+        self.metrics.add_phase("dead_letter", dead_seconds)
+        scanned = fetch_seconds + parse_seconds + dead_seconds
         progress = self._progress({p: o + 1 for p, o in highest.items()})
-        self._pending = self._worker.submit(self._complete, columns, progress, len(messages))
+        self._pending = self._worker.submit(
+            self._complete, columns, progress, len(messages), messages
+        )
         self._pending_scan_seconds = scanned
 
     def drain(self) -> None:
@@ -371,10 +408,13 @@ class StreamConsumer:
         self.metrics.observe_watermarks(self._written_marks)
 
     def _complete(
-        self, columns: dict[str, list[Any]], progress: BatchProgress, count: int
-    ) -> BatchProgress:
+        self, columns: dict[str, list[Any]], progress: BatchProgress, count: int,
+        messages: list[Message],
+    ) -> BatchProgress:  # fmt: skip
         """On the worker: no call into the Kafka consumer here (it may be inside a rebalance
-        callback on the polling thread, holding librdkafka's locks)."""
+        callback on the polling thread, holding librdkafka's locks). Documents the sink refuses
+        for their content are dead-lettered (the records of this batch they stand for) before
+        the state write, so the batch commits past them."""
         phase = PhaseTimer(self.metrics)
         table = pa.table(columns, schema=SCHEMA)
         deltas = self.engine.aggregate(
@@ -382,11 +422,12 @@ class StreamConsumer:
             group_fields=len(self.doc.spec.metric.group_by),
         )  # fmt: skip
         phase.done("spark")
-        self._write_partials(deltas)
+        refused = self._write_partials(deltas)
+        rejected = self._dead_letter_refused(refused, columns, messages) if refused else 0
         self.sink.write(self._state_docs(progress))
         phase.done("sink")
         self.metrics.consumed.inc(count)
-        self.metrics.written.inc(table.num_rows)
+        self.metrics.written.inc(table.num_rows - rejected)
         self.metrics.batch_records.observe(count)
         elapsed = phase.total()
         if elapsed > 0:
@@ -397,14 +438,50 @@ class StreamConsumer:
         return self.doc.spec.metric.aggregation in ("p50", "p90", "p95", "p99")
 
     def _dead_letter(self, dead: list[tuple[Message, str, str]]) -> None:
+        """Send the scan's dead letters, except those a crashed run sent already (marks)."""
+        sent = 0
         for message, reason, detail in dead:
             source = f"{message.topic()}/{message.partition()}/{message.offset()}"
-            self.dead_letters.send(message.value(), message.key(), source, reason, detail)
-            self.metrics.dead_letter(reason)
-        if dead:
+            if self.dead_letters.send(message.value(), message.key(), source, reason, detail):
+                self.metrics.dead_letter(reason)
+                sent += 1
+            else:
+                self.metrics.skipped.inc()
+        if sent:
             self.dead_letters.flush()
+            fault_point(self.settings.fault_exit_at, "after_dead_letter_flush")
 
-    def _write_partials(self, deltas: dict[tuple[int, int, tuple[str, ...]], Any]) -> None:
+    def _dead_letter_refused(
+        self, refused: dict[tuple[int, int, str], Refusal], columns: dict[str, list[Any]],
+        messages: list[Message],
+    ) -> int:  # fmt: skip
+        """Dead-letter the records behind refused partials: a partial is cumulative, but what
+        this write added to it are this batch's records of its (partition, window, group) —
+        earlier records are in the version the sink holds. Returns the records rejected."""
+        wanted = select_refused_rows(columns, self.doc.window_ms, refused.keys())
+        sent = 0
+        for message in messages:
+            coords = (int(message.partition() or 0), int(message.offset() or 0))
+            if coords not in wanted:
+                continue
+            refusal = refused[wanted[coords]]
+            source = f"{message.topic()}/{coords[0]}/{coords[1]}"
+            detail = f"HTTP {refusal.status}: {refusal.reason}"
+            if self.dead_letters.send(
+                message.value(), message.key(), source, "sink_rejected", detail, stage="sink"
+            ):
+                self.metrics.dead_letter("sink_rejected")
+                sent += 1
+        if sent:
+            self.dead_letters.flush()
+            fault_point(self.settings.fault_exit_at, "after_sink_dead_letter_flush")
+        return len(wanted)
+
+    def _write_partials(
+        self, deltas: dict[tuple[int, int, tuple[str, ...]], Any]
+    ) -> dict[tuple[int, int, str], Refusal]:
+        """Write the touched series' cumulative partials; returns the refused ones by
+        (partition, window start, joined group) — those keep their previous aggregate."""
         now_ms = int(time.time() * 1000)
         spec = self.doc.spec.metric
         docs, merged = [], {}
@@ -418,10 +495,17 @@ class StreamConsumer:
                 group_by=spec.group_by, window=(start, self.doc.window_ms), group=group,
                 partition=partition, agg=total, now_ms=now_ms,
             ))  # fmt: skip
+        refused: dict[tuple[int, int, str], Refusal] = {}
         if docs:
-            self.sink.write(docs)
+            result = self.sink.write(docs, allow_refusals=True)
+            ids = {doc.doc_id: key for doc, key in zip(docs, merged, strict=True)}
+            for refusal in result.refused:
+                partition, start, group = ids[refusal.doc.doc_id]
+                refused[(partition, start, GROUP_SEPARATOR.join(group))] = refusal
+                del merged[(partition, start, group)]
         for (partition, start, group), total in merged.items():
             self.partitions[partition].remember((start, group), total)
+        return refused
 
     def _progress(self, resume: dict[int, int]) -> BatchProgress:
         """Snapshot, on the polling thread, of what the state documents must say once the

@@ -95,8 +95,9 @@ def test_partition_state_late_and_replay() -> None:
           {"partition": 1, "watermark_ms": 9, "caught_up": False}], 2, 5),
         ([{"partition": 0, "watermark_ms": 5, "caught_up": True},
           {"partition": 1, "watermark_ms": 9, "caught_up": False}], 2, 9),
+        # all idle for 10 s (timeout 5 s): event time followed the clock, 10 s - 5 s behind
         ([{"partition": 0, "watermark_ms": 5, "caught_up": True},
-          {"partition": 1, "watermark_ms": 9, "caught_up": True}], 2, 9),
+          {"partition": 1, "watermark_ms": 9, "caught_up": True}], 2, 5_000),
         ([{"partition": 0, "watermark_ms": None, "caught_up": True},
           {"partition": 1, "watermark_ms": None, "caught_up": False}], 2, None),
     ],
@@ -116,7 +117,8 @@ def test_recently_caught_up_partitions_still_hold_the_watermark() -> None:
     ]
     # p0 became idle 2 s ago: it may still receive records for its open windows.
     assert decide_pipeline_watermark(states, 2, now_ms=10_000, idle_timeout_ms=5_000) == 5
-    assert decide_pipeline_watermark(states, 2, now_ms=20_000, idle_timeout_ms=5_000) == 9
+    # both idle now: p1's mark follows the clock (idle 20 s, 5 s of it the timeout)
+    assert decide_pipeline_watermark(states, 2, now_ms=20_000, idle_timeout_ms=5_000) == 15_000
 
 
 def test_a_stale_caught_up_state_holds_the_watermark_once_new_records_arrived() -> None:
