@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import structlog
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -91,24 +91,35 @@ class Collector(PromCollector):
         groups = self.reader.fetch_groups(wanted_groups)
         partitions = [(t.topic, p) for t in present for p in range(counts[t.topic])]
         ends = self.reader.fetch_end_offsets(partitions)
-        wanted = []
+        # A group that never committed on a partition starts at its oldest record: its lag is
+        # counted from there, consumer running or not (a new pipeline facing a backlog).
+        uncommitted = [
+            (t.topic, p) for t in present for p in range(counts[t.topic])
+            if (t.topic, p) not in groups[t.consumer_group].committed
+        ]  # fmt: skip
+        starts = self.reader.fetch_start_offsets(uncommitted)
+        lags: dict[str, list[PartitionLag]] = {}
         for target in present:
             committed = groups[target.consumer_group].committed
-            for p in range(counts[target.topic]):
-                offset = committed.get((target.topic, p))
-                if offset is not None and offset < ends[(target.topic, p)]:
-                    wanted.append((target.topic, p, offset))
+            lags[target.pipeline] = [
+                PartitionLag(target.topic, p, ends[(target.topic, p)],
+                             committed.get((target.topic, p)), None,
+                             starts.get((target.topic, p)))
+                for p in range(counts[target.topic])
+            ]  # fmt: skip
+        wanted = [
+            (lag.topic, lag.partition, lag.position)
+            for pipeline_lags in lags.values() for lag in pipeline_lags
+            if lag.position is not None and lag.position < lag.end_offset
+        ]  # fmt: skip
         stamps = self.reader.fetch_timestamps(wanted, self.lookup_budget)
         for target in present:
-            committed = groups[target.consumer_group].committed
             snapshot.partitions[target.pipeline] = counts[target.topic]
             snapshot.members[target.pipeline] = groups[target.consumer_group].members
             snapshot.lags[target.pipeline] = [
-                PartitionLag(
-                    target.topic, p, ends[(target.topic, p)], committed.get((target.topic, p)),
-                    stamps.get((target.topic, p, committed.get((target.topic, p), -1))),
-                )
-                for p in range(counts[target.topic])
+                replace(lag, oldest_unprocessed_ms=stamps.get(
+                    (lag.topic, lag.partition, lag.position if lag.position is not None else -1)))
+                for lag in lags[target.pipeline]
             ]  # fmt: skip
 
     def _failed(self, source: str, error: Exception, **context: str) -> None:
@@ -180,10 +191,11 @@ class Collector(PromCollector):
             for part in snap.lags.get(key, []):
                 labels = [key, target.consumer_group, part.topic, str(part.partition)]
                 end.add_metric([key, part.topic, str(part.partition)], part.end_offset)
-                if part.committed is None:
+                if part.records is None:
                     continue
-                current.add_metric(labels, part.committed)
                 lag.add_metric(labels, part.records or 0)
+                if part.committed is not None:
+                    current.add_metric(labels, part.committed)
                 seconds = decide_time_lag_seconds(part, now_ms)
                 if seconds is not None:
                     time_lag.add_metric(labels, seconds)

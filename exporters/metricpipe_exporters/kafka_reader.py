@@ -50,6 +50,16 @@ class KafkaReader:
         futures = self.admin.list_offsets(request, request_timeout=self.timeout)
         return {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
 
+    def fetch_start_offsets(
+        self, partitions: Iterable[TopicPartitionKey]
+    ) -> dict[TopicPartitionKey, int]:
+        """Log-start offsets (the oldest record kept), one batched request."""
+        request = {TopicPartition(t, p): OffsetSpec.earliest() for t, p in partitions}
+        if not request:
+            return {}
+        futures = self.admin.list_offsets(request, request_timeout=self.timeout)
+        return {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
+
     def fetch_groups(
         self, groups: Mapping[str, Iterable[TopicPartitionKey]]
     ) -> dict[str, GroupOffsets]:

@@ -36,6 +36,15 @@ TIMESTAMP_LOOKUPS: Final = "metricpipe_exporter_timestamp_lookups_total"  # labe
 # -- written by the consumers (consumers/metricpipe_consumers/metrics.py), label: pipeline
 CONSUMER_RECORDS_CONSUMED: Final = "metricpipe_consumer_records_consumed_total"
 CONSUMER_DEAD_LETTER: Final = "metricpipe_consumer_dead_letter_total"  # + reason
+# Reasons a consumer starts at 0 (a counter first seen above 0 shows no `increase` in
+# Prometheus: the first burst of dead letters would be invisible). Others appear when used.
+DEAD_LETTER_REASONS: Final = (
+    "oversize", "not_utf8", "malformed_json", "malformed_line", "missing_field", "bad_type",
+    "bad_time", "late", "future", "oversize_key", "ambiguous", "sink_rejected",
+)  # fmt: skip
+# Records that arrived after their window was final (or too far ahead of the clock): windows
+# were finalised without them, so the freshness SLO is not met.
+LATE_REASONS: Final = ("late", "future")
 CONSUMER_WATERMARK: Final = "metricpipe_consumer_watermark_seconds"  # + partition
 CONSUMER_BUSY_FRACTION: Final = "metricpipe_consumer_busy_fraction"  # last cycle only
 CONSUMER_BUSY_SECONDS: Final = "metricpipe_consumer_busy_seconds_total"

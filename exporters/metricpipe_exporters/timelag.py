@@ -22,24 +22,33 @@ class PartitionLag:
     partition: int
     end_offset: int  # log-end offset (next offset to be written)
     committed: int | None  # the group's committed offset (next to process); None: never
-    oldest_unprocessed_ms: int | None  # timestamp of the record at `committed`, when behind
+    oldest_unprocessed_ms: int | None  # timestamp of the record at `position`, when behind
+    start_offset: int | None = None  # log-start offset (the oldest record kept)
+
+    @property
+    def position(self) -> int | None:
+        """The next offset the group will process: the committed one, or for a group that never
+        committed the log start (the consumers start at the earliest record)."""
+        return self.committed if self.committed is not None else self.start_offset
 
     @property
     def records(self) -> int | None:
-        if self.committed is None:
+        position = self.position
+        if position is None:
             return None
-        return max(0, self.end_offset - self.committed)
+        return max(0, self.end_offset - position)
 
 
 def decide_time_lag_seconds(lag: PartitionLag, now_ms: int) -> float | None:
     """Seconds the oldest unprocessed record has waited; 0 when caught up; None when unknown
-    (never committed, or the record's timestamp is not read yet). Never negative (a producer
-    clock ahead of ours) and never NaN."""
+    (the record's timestamp is not read yet, or a group that never committed on a partition
+    that holds nothing: there is no record to be late with). Never negative (a producer clock
+    ahead of ours) and never NaN."""
     records = lag.records
     if records is None:
         return None
     if records == 0:
-        return 0.0
+        return 0.0 if lag.committed is not None else None
     if lag.oldest_unprocessed_ms is None:
         return None
     return max(0.0, (now_ms - lag.oldest_unprocessed_ms) / 1000)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -38,6 +39,18 @@ class OperatorConfig(BaseSettings):
         default="config.fluentd.fluent.io/enabled",
         description="Label (value 'true') by which the Fluentd resource selects our configs.",
     )
+    adopt_topics: str = Field(
+        default="",
+        description="Existing Kafka topics a pipeline may take over although no pipeline "
+        "created them: a Python regular expression the whole topic name must match (e.g. "
+        "'logs\\..*'); empty: none. Internal topics ('__*') never. An adopted topic is never "
+        "deleted by the operator, whatever the pipeline's deletionPolicy.",
+    )
+    topic_owners_topic: str = Field(
+        default="__metricpipe_topic_owners",
+        description="Compacted Kafka topic where the operator records which pipeline created "
+        "(or adopted) each topic: the ownership mark Kafka's topic configs cannot hold.",
+    )
     retry_min_seconds: float = Field(default=5.0, gt=0, description="First retry delay.")
     retry_max_seconds: float = Field(default=120.0, gt=0, description="Largest retry delay.")
     batch_spark_jars: str = Field(
@@ -65,3 +78,22 @@ class OperatorConfig(BaseSettings):
     lease_duration_seconds: int = Field(default=45, ge=5)
     startup_seconds: float = Field(default=30.0, ge=0, description="A new replica's start-up.")
     rebalance_seconds: float = Field(default=10.0, ge=0, description="A group rebalance's pause.")
+
+    @field_validator("adopt_topics")
+    @classmethod
+    def _compiles(cls, pattern: str) -> str:
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise ValueError(
+                f"METRICPIPE_ADOPT_TOPICS is not a regular expression: {error}"
+            ) from error
+        return pattern
+
+    def may_adopt(self, topic: str) -> bool:
+        """Whether an existing topic no pipeline created may be taken over (never '__*')."""
+        return (
+            bool(self.adopt_topics)
+            and not topic.startswith("__")
+            and (re.fullmatch(self.adopt_topics, topic) is not None)
+        )

@@ -20,8 +20,16 @@ class KafkaUnavailableError(TransientError):
 
 
 class TopicChangeRefusedError(PermanentError):
-    pass
+    """Kafka may not be changed as the spec asks; `reason` is the condition's reason."""
+
+    def __init__(self, message: str, reason: str = "PartitionDecreaseRefused") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class KubernetesApiError(TransientError):
     pass
+
+
+class TopicConflictError(PermanentError):
+    """The topic belongs to another pipeline, to Kafka, or to nobody metricpipe knows."""

@@ -82,6 +82,8 @@ def reconcile(*, spec: Any, meta: Any, body: Any, memo: kopf.Memo, **_: Any) -> 
     if outcome.transient:
         config = runtime.config
         raise kopf.TemporaryError(outcome.transient, delay=config.retry_min_seconds)
+    if outcome.blocked:  # another object holds what this one asks for: look again later
+        raise kopf.TemporaryError(outcome.blocked, delay=runtime.config.retry_max_seconds)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)

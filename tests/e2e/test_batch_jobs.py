@@ -10,6 +10,7 @@ reference implementation."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,8 @@ def test_jobs_from_the_cronjob_compute_every_window(
     start_operator(namespace, METRICPIPE_BATCH_SPARK_JARS=",".join(stack.spark_kafka_jars),
                    METRICPIPE_PROMETHEUS_URL=stack.prometheus_url,
                    METRICPIPE_SCALING_NAMESPACE=namespace,
-                   METRICPIPE_SCALING_INTERVAL_SECONDS="2")  # fmt: skip
+                   METRICPIPE_SCALING_INTERVAL_SECONDS="2",
+                   METRICPIPE_ADOPT_TOPICS=re.escape(topic) + r"(\.dlq)?")  # created above
     spec = {
         "mode": "batch",
         "source": {"tag": "web", "format": "apache_combined"},

@@ -10,6 +10,7 @@ down after the burst. With Prometheus unreachable: no change, and a condition sa
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from typing import Any
@@ -91,6 +92,7 @@ def test_scales_up_for_a_burst_holds_freshness_and_scales_back(
     create_topics(stack, topic, PARTITIONS)  # created up front: the producer starts at once
     start_exporter(namespace=namespace)
     operator = start_operator(namespace, METRICPIPE_PROMETHEUS_URL=stack.prometheus_url,
+                              METRICPIPE_ADOPT_TOPICS=re.escape(topic) + r"(\.dlq)?",  # pre-created
                               **OPERATOR_ENV)  # fmt: skip
     create_pipeline(kube, namespace, name, {**SPEC, "topic": {**SPEC["topic"], "name": topic}})
     apps = client.AppsV1Api(kube)

@@ -82,6 +82,19 @@ INVALID: list[tuple[str, dict[str, Any], list[str]]] = [
     ("batch window under a minute", {**with_("metric.window", "30s"), "mode": "batch"},
      ["spec.metric.window", "batch mode"]),
     ("unknown field", with_("sourcee", {"tag": "x"}), ["unknown field", "spec.sourcee"]),
+    # regular expressions compiled by the API server (Go's regexp: RE2 syntax)
+    ("unbalanced regex", with_("source.filters", [{"field": "a", "equals": "x"},
+                                                  {"field": "host", "matches": "("}]),
+     ["spec.source.filters[1]", "missing closing )", "RE2 regular expression"]),
+    ("look-ahead regex", with_("source.filters", [{"field": "a", "matches": "^(?=x)"}]),
+     ["spec.source.filters[0]", "invalid or unsupported Perl syntax", "RE2 regular expression"]),
+    ("backreference", with_("source.filters", [{"field": "a", "matches": "(a)\\1"}]),
+     ["spec.source.filters[0]", "invalid escape sequence", "RE2 regular expression"]),
+    ("window not dividing a day in ms",  # 86400 s / 10 s divides, 86400000 ms / 10500 not
+     with_("metric", {**VALID["metric"], "window": "10500ms", "allowedLateness": "1s"}),
+     ["spec.metric.window", "divide a day"]),
+    ("internal topic", with_("topic", {"name": "__consumer_offsets"}),
+     ["spec.topic.name", "internal topics"]),
 ]  # fmt: skip
 
 
@@ -107,6 +120,47 @@ def test_invalid_pipelines_are_rejected_by_the_api_server(
             failures.append(f"{case}: accepted")
     assert failures == []
     assert objects.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"] == []
+
+
+def _create(kube: client.ApiClient, namespace: str, name: str, spec: dict[str, Any]) -> Any:
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "MetricPipeline",
+            "metadata": {"name": name}, "spec": spec}  # fmt: skip
+    return client.CustomObjectsApi(kube).create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, body, dry_run="All", field_validation="Strict"
+    )
+
+
+@pytest.mark.usefixtures("metricpipeline_crd")
+def test_names_whose_derived_names_overflow_are_refused(
+    kube: client.ApiClient, namespace: str
+) -> None:
+    # A CronJob's name may have at most 52 characters (Kubernetes adds 11 for each Job): the
+    # batch workload is <name>-consumer (9 more), so 43 is the longest pipeline name.
+    longest = "a" * 43
+    assert _create(kube, namespace, longest, VALID)["metadata"]["name"] == longest
+    for name, words in (
+        ("a" * 44, ["metadata.name", "at most 43 characters", "-consumer", "52"]),
+        ("web.5xx", ["metadata.name", "DNS-1035"]),  # a dot: not in a Service's name
+        ("5xx-web", ["metadata.name", "DNS-1035"]),  # a digit first: the same
+    ):
+        with pytest.raises(ApiException) as refused:
+            _create(kube, namespace, name, VALID)
+        assert refused.value.status == 422, name
+        missing = [w for w in words if w not in refused.value.body]
+        assert missing == [], refused.value.body
+
+
+@pytest.mark.usefixtures("metricpipeline_crd")
+def test_sixteen_long_valid_regexes_fit_the_cel_budget(
+    kube: client.ApiClient, namespace: str
+) -> None:
+    """The most filters a spec may hold, each a 256-character pattern (the longest allowed):
+    the API server compiles all of them within its per-object CEL cost budget."""
+    pattern = ("(GET|POST|PUT) /api/v[0-9]+/[a-z]+" * 8)[:255] + "$"
+    assert len(pattern) == 256
+    filters = [{"field": f"f{i}", "matches": pattern} for i in range(16)]
+    spec = with_("source.filters", filters)
+    assert len(_create(kube, namespace, "many-filters", spec)["spec"]["source"]["filters"]) == 16
 
 
 @pytest.mark.usefixtures("metricpipeline_crd")

@@ -13,7 +13,7 @@ from helpers import wait_for
 from metricpipe_devstack.env import StackEnv
 from metricpipe_devstack.kafka import Kafka
 from metricpipe_devstack.settings import StackSettings
-from pipelines import condition, condition_is, create_pipeline, topic_state
+from pipelines import condition, condition_is, create_pipeline, get_pipeline, topic_state
 
 SPEC = {"source": {"tag": "app.**"}, "metric": {"aggregation": "count"}, "topic": {"partitions": 2}}
 
@@ -52,12 +52,22 @@ def test_kafka_outage_then_recovery(
 
     kafka.start()
     kafka.wait_healthy()
+    # No node runs consumer pods here, so Ready stays False on ConsumerReady: the pipeline is
+    # whole again once topic and route are in place and the consumer Deployment is applied.
     up = wait_for(
-        lambda: condition_is(kube, namespace, "outage", "Ready", "True"),
+        lambda: condition_is(kube, namespace, "outage", "TopicReady", "True"),
         timeout=120,
-        what="Ready=True after Kafka came back",
+        what="TopicReady=True after Kafka came back",
     )
     assert condition(up, "TopicReady")["reason"] == "TopicInSync"
+    assert condition(up, "RouteReady")["status"] == "True"
+
+    def consumer_applied() -> dict[str, Any] | None:
+        found = condition(get_pipeline(kube, namespace, "outage"), "ConsumerReady")
+        return found if found.get("reason") != "NotApplied" else None
+
+    consumer = wait_for(consumer_applied, timeout=60, what="the consumer applied after the outage")
+    assert consumer["reason"] != "NotApplied"
     state = topic_state(stack.kafka_bootstrap, f"metricpipe.{namespace}.outage")
     assert state is not None
     assert state[0] == 2

@@ -6,10 +6,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from confluent_kafka.admin import AdminClient
 from kubernetes import client
 
 from helpers import wait_for
 from metricpipe_devstack.env import StackEnv
+from metricpipe_operator.api.model import MetricPipelineSpec
+from metricpipe_operator.reconcile.route import build_filter_steps, build_route_plan
 from pipelines import (
     condition,
     condition_is,
@@ -51,13 +54,11 @@ def test_apply_creates_topic_route_and_consumer(
 ) -> None:
     start_operator(namespace)
     create_pipeline(kube, namespace, "web-5xx", SPEC)
-    pipeline = wait_for(
-        lambda: condition_is(kube, namespace, "web-5xx", "Ready", "True"),
-        timeout=60, what="Ready=True",
-    )  # fmt: skip
-    for kind in ("TopicReady", "RouteReady", "ConsumerReady"):
+    pipeline = wait_for(lambda: applied(kube, namespace, "web-5xx"), timeout=60, what="applied")
+    for kind in ("SpecValid", "TopicReady", "RouteReady"):
         assert condition(pipeline, kind)["status"] == "True", kind
-    assert pipeline["status"]["observedGeneration"] == pipeline["metadata"]["generation"]
+    # no node runs pods in this tier: the consumer is evaluated, not necessarily available
+    assert condition(pipeline, "ConsumerReady")["reason"] != "NotApplied"
 
     topic = f"metricpipe.{namespace}.web-5xx"
     state = topic_state(stack.kafka_bootstrap, topic)
@@ -66,20 +67,22 @@ def test_apply_creates_topic_route_and_consumer(
     assert state[1]["retention.ms"] == str(2 * 3600 * 1000)
     dead_letters = topic_state(stack.kafka_bootstrap, f"{topic}.dlq")
     assert dead_letters is not None
-    assert dead_letters[0] == 1
+    assert dead_letters[0] == state[0]  # a DLQ partition per input partition
 
     # The route: fluent-operator objects, accepted by the API server against their own CRDs.
-    route = f"mp-{namespace}-web-5xx"
+    route = f"mp-{namespace}.web-5xx"
     grep = fluent_object(kube, "clusterfilters", route)
     output = fluent_object(kube, "clusteroutputs", route)
     config = fluent_object(kube, "clusterfluentdconfigs", route)
     assert grep is not None
     assert output is not None
     assert config is not None
-    assert grep["spec"]["filters"][0]["grep"]["regexp"] == [
-        {"key": "status", "pattern": "/^5/"},
-        {"key": "host", "pattern": "/.*/"},
-    ]
+    # Stored as built: the CRD's schema pruned nothing of the parser, grep and transformer.
+    plan = build_route_plan(MetricPipelineSpec.model_validate(SPEC))
+    steps = build_filter_steps("web.access.**", plan)
+    assert grep["spec"]["filters"] == steps
+    kinds = [next(k for k in step if k != "tag") for step in steps]
+    assert kinds == ["parser", "parser", "grep", "recordTransformer"]  # `host exists`: consumer
     assert output["spec"]["outputs"][0]["kafka"]["defaultTopic"] == topic
     assert config["spec"]["clusterOutputSelector"]["matchLabels"]["metricpipe.io/route"] == route
     core = client.CoreV1Api(kube)
@@ -98,10 +101,13 @@ def test_apply_creates_topic_route_and_consumer(
 
     headers, rows = printed_table(kube, namespace)
     assert headers == ["NAME", "MODE", "TOPIC", "PARTITIONS", "REPLICAS", "LAG", "TIME-LAG",
-                       "FRESHNESS", "SLO", "INPUT/S", "CAP/S", "READY", "AGE"]  # fmt: skip
+                       "FRESHNESS", "SLO", "REJECTED", "INPUT/S", "CAP/S", "READY", "REASON",
+                       "AGE"]  # fmt: skip
     (row,) = rows
     assert row[:5] == ["web-5xx", "stream", topic, 3, 1]
-    assert row[headers.index("READY")] == "True"
+    ready = condition(get_pipeline(kube, namespace, "web-5xx"), "Ready")
+    assert row[headers.index("READY")] == ready["status"]
+    assert row[headers.index("REASON")] == ready["reason"]
 
     events = core.list_namespaced_event(namespace).items
     reasons = {e.reason for e in events if e.involved_object.kind == "MetricPipeline"}
@@ -113,7 +119,7 @@ def test_update_raises_partitions_and_retention_refuses_decrease(
 ) -> None:
     start_operator(namespace)
     create_pipeline(kube, namespace, "p", SPEC)
-    wait_for(lambda: condition_is(kube, namespace, "p", "Ready", "True"), what="Ready")
+    wait_for(lambda: condition_is(kube, namespace, "p", "TopicReady", "True"), what="TopicReady")
     topic = f"metricpipe.{namespace}.p"
 
     patch_spec(kube, namespace, "p", {"topic": {"partitions": 5, "retention": "3h"}})
@@ -125,8 +131,12 @@ def test_update_raises_partitions_and_retention_refuses_decrease(
         lambda: topic_state(stack.kafka_bootstrap, topic)[1]["retention.ms"] == "10800000",  # type: ignore[index]
         what="retention 3h",
     )
+    wait_for(lambda: reconciled(kube, namespace, "p"), what="the raise reconciled")
+    before = consumer_snapshot(kube, namespace, "p")
 
-    patch_spec(kube, namespace, "p", {"topic": {"partitions": 2}})
+    # A decrease together with a consumer setting: refused as a whole, nothing else applied.
+    patch_spec(kube, namespace, "p", {"topic": {"partitions": 2},
+                                      "consumer": {"maxBatchRecords": 500}})  # fmt: skip
     refused = wait_for(
         lambda: condition_is(
             kube, namespace, "p", "TopicReady", "False", reason="PartitionDecreaseRefused"
@@ -138,6 +148,34 @@ def test_update_raises_partitions_and_retention_refuses_decrease(
     assert "spec.topic.partitions to 5 or more" in message
     assert condition(refused, "Ready")["status"] == "False"
     assert topic_state(stack.kafka_bootstrap, topic)[0] == 5  # type: ignore[index]
+    assert consumer_snapshot(kube, namespace, "p") == before  # the Deployment was not rolled
+
+
+def applied(kube: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
+    """The pipeline once its current generation is applied: spec accepted, topic and route in
+    place, the consumer evaluated ({} before)."""
+    pipeline = get_pipeline(kube, namespace, name)
+    done = reconciled(kube, namespace, name) and all(
+        condition(pipeline, kind).get("status") == "True"
+        for kind in ("SpecValid", "TopicReady", "RouteReady")
+    )
+    consumer = condition(pipeline, "ConsumerReady").get("reason")
+    return pipeline if done and consumer not in (None, "NotApplied") else {}
+
+
+def reconciled(kube: client.ApiClient, namespace: str, name: str) -> bool:
+    pipeline = get_pipeline(kube, namespace, name)
+    return bool(pipeline.get("status", {}).get("observedGeneration") ==
+                pipeline["metadata"]["generation"])  # fmt: skip
+
+
+def consumer_snapshot(kube: client.ApiClient, namespace: str, name: str) -> tuple[Any, ...]:
+    """What a new spec would change in the consumer: the Deployment's generation and template
+    annotations, and the pipeline.json the pods read."""
+    deployment = client.AppsV1Api(kube).read_namespaced_deployment(f"{name}-consumer", namespace)
+    config = client.CoreV1Api(kube).read_namespaced_config_map(f"{name}-config", namespace)
+    return (deployment.metadata.generation, deployment.spec.template.metadata.annotations,
+            config.data)  # fmt: skip
 
 
 @pytest.mark.usefixtures("fluent_operator_crds")
@@ -148,7 +186,7 @@ def test_delete_retain_and_delete_policies(
     create_pipeline(kube, namespace, "keep", SPEC)
     create_pipeline(kube, namespace, "drop", {**SPEC, "topic": {"deletionPolicy": "Delete"}})
     for name in ("keep", "drop"):
-        wait_for(lambda n=name: condition_is(kube, namespace, n, "Ready", "True"), what="Ready")
+        wait_for(lambda n=name: applied(kube, namespace, n), what=f"{name} applied")
     objects = client.CustomObjectsApi(kube)
     for name in ("keep", "drop"):
         objects.delete_namespaced_custom_object(
@@ -178,7 +216,7 @@ def test_delete_retain_and_delete_policies(
             what=f"{name} of the Delete pipeline gone",
         )
     for name in ("keep", "drop"):
-        assert fluent_object(kube, "clusteroutputs", f"mp-{namespace}-{name}") is None
+        assert fluent_object(kube, "clusteroutputs", f"mp-{namespace}.{name}") is None
 
 
 @pytest.mark.usefixtures("fluent_operator_crds")
@@ -192,16 +230,14 @@ def test_operator_killed_after_topic_creation_converges_without_duplicates(
     operator.stop(kill=True)  # SIGKILL right after the topic exists
 
     start_operator(namespace)
-    pipeline = wait_for(
-        lambda: condition_is(kube, namespace, "crash", "Ready", "True"), what="converged"
-    )
+    pipeline = wait_for(lambda: applied(kube, namespace, "crash"), what="converged")
     assert pipeline["status"]["topic"] == {"name": topic, "partitions": 3}
     apps = client.AppsV1Api(kube)
     assert len(apps.list_namespaced_deployment(namespace).items) == 1
     assert len(apps.list_namespaced_replica_set(namespace).items) == 1
     assert topic_state(stack.kafka_bootstrap, topic)[0] == 3  # type: ignore[index]
     objects = client.CustomObjectsApi(kube)
-    route = f"mp-{namespace}-crash"
+    route = f"mp-{namespace}.crash"
     for plural in ("clusteroutputs", "clusterfilters", "clusterfluentdconfigs"):
         items = objects.list_cluster_custom_object(
             "fluentd.fluent.io", "v1alpha1", plural, label_selector=f"metricpipe.io/route={route}"
@@ -256,3 +292,39 @@ def test_batch_mode_runs_a_cronjob_and_switches_both_ways(
         timeout=60, what="ConsumerReady=Scheduled again",
     )  # fmt: skip
     assert condition(back, "Ready")["status"] == "True"
+
+
+def test_specs_that_cannot_work_create_nothing(
+    kube: client.ApiClient, stack: StackEnv, namespace: str, start_operator: Callable[..., Any]
+) -> None:
+    brokers = len(AdminClient({"bootstrap.servers": stack.kafka_bootstrap}).list_topics(
+        timeout=10).brokers)  # fmt: skip
+    if brokers >= 3:
+        pytest.skip(f"the stack's Kafka has {brokers} brokers: a replication factor of 3 fits")
+    start_operator(namespace)
+    never = {"field": "time", "format": "strftime", "layout": "%H:%M:%S"}  # no date: 1900-01-01
+    create_pipeline(kube, namespace, "layout",
+                    {**SPEC, "metric": {**SPEC["metric"], "eventTime": never}})  # fmt: skip
+    create_pipeline(kube, namespace, "replicas", {**SPEC, "topic": {"replicationFactor": 3}})
+
+    layout = wait_for(lambda: condition_is(kube, namespace, "layout", "SpecValid", "False",
+                                           reason="InvalidEventTimeLayout"),
+                      what="layout refused")  # fmt: skip
+    message = condition(layout, "SpecValid")["message"]
+    assert "'%H:%M:%S'" in message
+    assert "back as 1900-01-01" in message
+    replicas = wait_for(lambda: condition_is(kube, namespace, "replicas", "TopicReady", "False",
+                                             reason="ReplicationFactorTooHigh"),
+                        what="replication factor refused")  # fmt: skip
+    message = condition(replicas, "TopicReady")["message"]
+    assert "replicationFactor is 3" in message
+    assert f"has {brokers} broker" in message
+    apps, core = client.AppsV1Api(kube), client.CoreV1Api(kube)
+    for name, pipeline in (("layout", layout), ("replicas", replicas)):
+        assert condition(pipeline, "Ready")["status"] == "False"
+        assert topic_state(stack.kafka_bootstrap, f"metricpipe.{namespace}.{name}") is None
+        assert topic_state(stack.kafka_bootstrap, f"metricpipe.{namespace}.{name}.dlq") is None
+    assert apps.list_namespaced_deployment(namespace).items == []
+    assert [c.metadata.name for c in core.list_namespaced_config_map(namespace).items] == [
+        "kube-root-ca.crt"
+    ]

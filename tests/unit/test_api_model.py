@@ -29,7 +29,7 @@ def test_crd_basics() -> None:
     assert version["subresources"]["scale"]["specReplicasPath"] == ".spec.replicas"
     columns = [c["name"].upper() for c in version["additionalPrinterColumns"]]
     assert columns == ["MODE", "TOPIC", "PARTITIONS", "REPLICAS", "LAG", "TIME-LAG", "FRESHNESS",
-                       "SLO", "INPUT/S", "CAP/S", "READY", "AGE"]  # fmt: skip
+                       "SLO", "REJECTED", "INPUT/S", "CAP/S", "READY", "REASON", "AGE"]  # fmt: skip
 
 
 def _walk(schema: dict[str, object], path: str = "spec") -> list[str]:
@@ -95,9 +95,31 @@ def test_model_rejects_unknown_fields() -> None:
 def test_derived_names() -> None:
     spec = MetricPipelineSpec.model_validate(MINIMAL)
     assert spec.topic_name("ns", "p") == "metricpipe.ns.p"
-    assert spec.index_name("ns", "P") == "metricpipe-ns-p"
-    named = MetricPipelineSpec.model_validate({**MINIMAL, "topic": {"name": "logs.web"}})
+    assert spec.index_name("ns", "P") == "metricpipe-ns.p.metrics"
+    named = MetricPipelineSpec.model_validate(
+        {**MINIMAL, "topic": {"name": "logs.web"}, "sink": {"index": "web-metrics"}}
+    )
     assert named.topic_name("ns", "p") == "logs.web"
+    assert named.index_name("ns", "p") == "web-metrics"
+
+
+def test_crd_rules_name_the_limits() -> None:
+    """The CEL rules the API server runs: the name limit at the root, RE2 patterns, the window
+    in milliseconds, internal topics (each is exercised against the real API server in
+    tests/integration/test_crd_validation.py)."""
+    crd = build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    root = [rule["rule"] for rule in crd["x-kubernetes-validations"]]
+    assert root[0] == "self.metadata.name.size() <= 43"
+    assert "matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')" in root[1]
+    spec = crd["properties"]["spec"]["properties"]
+    filters = spec["source"]["properties"]["filters"]["items"]["x-kubernetes-validations"]
+    assert any("''.matches(self.matches)" in rule["rule"] for rule in filters)
+    window = [r["rule"] for r in spec["metric"]["x-kubernetes-validations"] if "24h" in r["rule"]]
+    assert window == [
+        "duration('24h').getMilliseconds() % duration(self.window).getMilliseconds() == 0"
+    ]
+    topic = [r["rule"] for r in spec["topic"]["x-kubernetes-validations"]]
+    assert "!has(self.name) || !self.name.startsWith('__')" in topic
 
 
 def test_crd_yaml_parses() -> None:

@@ -74,17 +74,17 @@ def test_status_and_conditions_say_what_happened() -> None:
                       "sloAttainment": 0.5}  # fmt: skip
     blind = Decision(2, "metrics unavailable: connection refused", metrics_available=False)
     assert build_scaling_status(blind, None, [], 100) == {"desiredReplicas": 2, "slo": "Unknown"}
-    (available, slo) = build_scaling_conditions(blind, None, 100)
+    (available, slo, _) = build_scaling_conditions(blind, None, 100)
     assert (available.type, available.status, available.reason) == (
         "MetricsAvailable", False, "MetricsUnavailable",
     )  # fmt: skip
     assert "connection refused" in available.message
     assert slo.status is None
     late = MetricSample(at=0, replicas=2, freshness_seconds=130.0)
-    (_, breached) = build_scaling_conditions(Decision(2, "x"), late, 100)
+    (_, breached, _) = build_scaling_conditions(Decision(2, "x"), late, 100)
     assert (breached.type, breached.status) == ("FreshnessSLOMet", False)
     unsure = Decision(2, "per-replica capacity unknown", metrics_available=False)
-    (incomplete, still_known) = build_scaling_conditions(unsure, late, 100)
+    (incomplete, still_known, _) = build_scaling_conditions(unsure, late, 100)
     assert (incomplete.status, incomplete.reason) == (False, "MetricsIncomplete")
     assert still_known.status is False  # the freshness Prometheus gave is still reported
     assert build_attainment([], 100) is None

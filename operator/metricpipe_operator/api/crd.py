@@ -7,6 +7,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from ..reconcile.names import build_name_rules
 from .model import GROUP, KIND, PLURAL, VERSION, MetricPipelineSpec
 
 _KEEP = {
@@ -84,6 +85,11 @@ STATUS_SCHEMA: dict[str, Any] = {
                 "partitions": {"type": "integer"},
             },
         },
+        "sinkIndex": {
+            "type": "string",
+            "description": "The index the operator accepted this pipeline for (one pipeline "
+            "per index).",
+        },
         "replicas": {"type": "integer", "description": "Consumer replicas that exist."},
         "readyReplicas": {"type": "integer"},
         "desiredReplicas": {"type": "integer"},
@@ -93,7 +99,22 @@ STATUS_SCHEMA: dict[str, Any] = {
         "timeLag": {"type": "string", "description": "Human form of timeLagSeconds."},
         "freshnessSeconds": {"type": "number"},
         "freshness": {"type": "string", "description": "Human form of freshnessSeconds."},
-        "slo": {"type": "string", "description": "Met, AtRisk, Breached or Unknown."},
+        "slo": {
+            "type": "string",
+            "description": "Met, AtRisk, Breached, Unknown, or Incomplete (records were "
+            "dead-lettered as late or future: windows were finalised without them).",
+        },
+        "rejectedShare": {
+            "type": "number",
+            "description": "Share of the records read in the last 5 minutes that were "
+            "dead-lettered (0..1).",
+        },
+        "rejected": {"type": "string", "description": "Human form of rejectedShare (a percent)."},
+        "lateRecords": {
+            "type": "integer",
+            "format": "int64",
+            "description": "Records dead-lettered as late or future in the last hour.",
+        },
         "inputRate": {"type": "number", "description": "Records/s arriving on the topic."},
         "capacityPerReplica": {
             "type": "number",
@@ -119,12 +140,18 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Time-Lag", "type": "string", "jsonPath": ".status.timeLag"},
     {"name": "Freshness", "type": "string", "jsonPath": ".status.freshness"},
     {"name": "SLO", "type": "string", "jsonPath": ".status.slo"},
+    {"name": "Rejected", "type": "string", "jsonPath": ".status.rejected"},
     {"name": "Input/s", "type": "number", "jsonPath": ".status.inputRate", "priority": 1},
     {"name": "Cap/s", "type": "number", "jsonPath": ".status.capacityPerReplica", "priority": 1},
     {
         "name": "Ready",
         "type": "string",
         "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+    },
+    {
+        "name": "Reason",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
     },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
@@ -236,6 +263,8 @@ def build_crd() -> dict[str, Any]:
                             "description": "A log-derived metric computed per event-time window "
                             "under a freshness target.",
                             "required": ["spec"],
+                            # every name derived from metadata.name fits its Kubernetes limit
+                            "x-kubernetes-validations": build_name_rules(),
                             "properties": {
                                 "apiVersion": {"type": "string"},
                                 "kind": {"type": "string"},

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from .durations import DURATION_PATTERN, parse_duration
+from .naming import build_default_index, build_default_topic
 
 GROUP = "metricpipe.io"
 VERSION = "v1alpha1"
@@ -60,6 +61,15 @@ class RecordFilter(_Model):
                 "exists: false is not supported; omit the filter instead",
                 ".exists",
             ),
+            # The API server compiles the pattern with Go's regexp (RE2 syntax, what the
+            # consumers run): an invalid one is an evaluation error, which refuses the object
+            # with the compiler's words, the filter's index and this message.
+            (
+                "!has(self.matches) || type(''.matches(self.matches)) == bool",
+                "source.filters[].matches must be an RE2 regular expression (the syntax of "
+                "Go's regexp: no look-around, no backreferences)",
+                "",
+            ),
         )
     )
     field: FieldPath = Field(description="Record field (dots for nesting, e.g. http.status).")
@@ -98,6 +108,11 @@ class Topic(_Model):
                 ".replicationFactor",
             ),
             (
+                "!has(self.name) || !self.name.startsWith('__')",
+                "topic.name must not start with '__': those are Kafka's internal topics",
+                ".name",
+            ),
+            (
                 "!has(self.config) || !self.config.exists(k, k in "
                 "['retention.ms', 'cleanup.policy', 'min.insync.replicas'])",
                 "set retention through topic.retention; cleanup.policy and min.insync.replicas "
@@ -110,7 +125,9 @@ class Topic(_Model):
         default=None,
         pattern=r"^[a-zA-Z0-9._-]+$",
         max_length=249,
-        description="Kafka topic; defaults to metricpipe.<namespace>.<name>. Immutable.",
+        description="Kafka topic; defaults to metricpipe.<namespace>.<name>. Immutable. The "
+        "operator creates it and owns it; an existing topic is refused unless the operator "
+        "allows adoption (METRICPIPE_ADOPT_TOPICS).",
     )
     partitions: int = Field(
         default=6, ge=1, le=1024, description="Partitions; can be raised, never lowered."
@@ -163,7 +180,7 @@ class Metric(_Model):
                 ".allowedLateness",
             ),
             (
-                "duration('24h').getSeconds() % duration(self.window).getSeconds() == 0",
+                "duration('24h').getMilliseconds() % duration(self.window).getMilliseconds() == 0",
                 "metric.window must divide a day evenly (e.g. 1m, 5m, 15m, 1h, 6h, 24h)",
                 ".window",
             ),
@@ -217,7 +234,8 @@ class Sink(_Model):
         default=None,
         pattern=r"^[a-z0-9][a-z0-9._-]*$",
         max_length=200,
-        description="Index for the metric documents; defaults to metricpipe-<namespace>-<name>.",
+        description="Index for the metric documents; defaults to "
+        "metricpipe-<namespace>.<name>.metrics. One pipeline per index.",
     )
 
 
@@ -320,10 +338,10 @@ class MetricPipelineSpec(_Model):
 
     # -- derived values used by the reconciler (pure) -----------------------------------------
     def topic_name(self, namespace: str, name: str) -> str:
-        return self.topic.name or f"metricpipe.{namespace}.{name}"
+        return self.topic.name or build_default_topic(namespace, name)
 
     def index_name(self, namespace: str, name: str) -> str:
-        return self.sink.index or f"metricpipe-{namespace}-{name}".lower()
+        return self.sink.index or build_default_index(namespace, name)
 
     def window_seconds(self) -> float:
         return parse_duration(self.metric.window)

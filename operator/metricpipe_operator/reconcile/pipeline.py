@@ -1,13 +1,17 @@
-"""Reconcile one MetricPipeline: topic, route, consumer, then conditions (the I/O shell).
+"""Reconcile one MetricPipeline: spec, topic, route, consumer, then conditions (the I/O shell).
 
 Every step is idempotent, so a crash at any point followed by a rerun converges without
-duplicates. A failing step does not stop the others: each reports its own condition.
+duplicates. The spec check (SpecValid: what the API server cannot check, and names another
+pipeline has) and the topic step (ownership, replication factor, partition decrease) come
+first: when either refuses or cannot decide, nothing after it is created or changed. Route and
+consumer each report their own condition, so one failing does not hide the other.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,13 +19,23 @@ from typing import Any
 import structlog
 from confluent_kafka.admin import AdminClient
 
+from ..api.checks import decide_spec_refusal
 from ..api.model import API_VERSION, KIND, MetricPipelineSpec
 from ..config import OperatorConfig
-from ..errors import KafkaUnavailableError, KubernetesApiError, TopicChangeRefusedError
+from ..errors import (
+    KafkaUnavailableError,
+    KubernetesApiError,
+    TopicChangeRefusedError,
+    TopicConflictError,
+)
 from .batchjob import build_cronjob
 from .consumer import build_consumer_configmap, build_deployment, build_metrics_service
+from .health import decide_consumer_ready, keep_pod_reason
+from .indices import decide_index_refusal, fetch_index_claims
 from .kubeapply import KubeApplier
+from .legacy import remove_legacy_route
 from .names import PipelineRef
+from .owners import TopicRegistry, delete_owned_topics, ensure_owned_topics
 from .route import (
     FLUENTD_API,
     build_cluster_filter,
@@ -30,7 +44,7 @@ from .route import (
     build_route_configmap,
 )
 from .status import Condition, build_ready, merge_conditions, rebuild_ready
-from .topic import build_dead_letter_plan, build_topic_plan, delete_topic, ensure_topic
+from .topic import build_dead_letter_plan, build_topic_plan
 
 Change = tuple[str, str]
 log = structlog.get_logger("metricpipe.reconcile")
@@ -43,6 +57,20 @@ class Runtime:
     config: OperatorConfig
     kube: KubeApplier
     kafka: AdminClient
+    owners: TopicRegistry | None = None  # opened on first use (topic_registry)
+
+
+_REGISTRY_LOCK = threading.Lock()
+
+
+def topic_registry(rt: Runtime) -> TopicRegistry:
+    with _REGISTRY_LOCK:
+        if rt.owners is None:
+            rt.owners = TopicRegistry(
+                rt.kafka, rt.config.kafka_bootstrap, rt.config.topic_owners_topic,
+                rt.config.kafka_timeout_seconds,
+            )  # fmt: skip
+        return rt.owners
 
 
 @dataclass
@@ -52,29 +80,62 @@ class Outcome:
     changes: list[Change] = field(default_factory=list)
     transient: str | None = None  # retry later
     permanent: str | None = None  # needs a spec change
+    blocked: str | None = None  # refused for something outside this object: retry slowly
 
 
-def reconcile_topic(rt: Runtime, ref: PipelineRef, spec: MetricPipelineSpec, out: Outcome) -> None:
+def reconcile_spec(rt: Runtime, ref: PipelineRef, spec: MetricPipelineSpec, out: Outcome) -> bool:
+    """SpecValid: the checks the API server cannot make (strftime layout, names reserved for
+    other namespaces) and the sink index against every other pipeline. False: stop here."""
+    index = spec.index_name(ref.namespace, ref.name)
+    refusal = decide_spec_refusal(spec, ref.namespace)
+    reason, message = (refusal.reason, refusal.message) if refusal else ("", "")
+    if refusal is None:
+        try:
+            claims = fetch_index_claims(rt.kube.dynamic.client, ref.namespace)
+        except KubernetesApiError as error:
+            out.conditions.append(Condition("SpecValid", None, "ApiUnavailable", str(error)))
+            out.transient = str(error)
+            return False
+        conflict = decide_index_refusal(ref.namespace, ref.name, index, claims)
+        reason, message = ("Conflict", conflict) if conflict else ("", "")
+    if not reason:
+        accepted = f"checked; index {index}"
+        out.conditions.append(Condition("SpecValid", True, "Accepted", accepted))
+        return True
+    out.conditions.append(Condition("SpecValid", False, reason, message))
+    if reason == "Conflict":
+        out.blocked = message
+    else:
+        out.permanent = message
+    return False
+
+
+def reconcile_topic(rt: Runtime, ref: PipelineRef, spec: MetricPipelineSpec, out: Outcome) -> bool:
+    """TopicReady: the topic and its dead-letter topic, owned by this pipeline (see owners.py).
+    False (Conflict, ReplicationFactorTooHigh, PartitionDecreaseRefused, KafkaUnavailable):
+    nothing changed in Kafka, and nothing after this step may change either."""
     plan = build_topic_plan(spec, ref.namespace, ref.name)
     out.status["topic"] = {"name": plan.name}
+    plans = [plan, build_dead_letter_plan(plan)]
     try:
-        result = ensure_topic(
-            rt.kafka, plan, rt.config.kafka_bootstrap, rt.config.kafka_timeout_seconds
+        result, dead_letters = ensure_owned_topics(
+            rt.kafka, topic_registry(rt), ref, plans, rt.config
         )
-        dead_letters = ensure_topic(
-            rt.kafka, build_dead_letter_plan(plan), rt.config.kafka_bootstrap,
-            rt.config.kafka_timeout_seconds,
-        )  # fmt: skip
     except KafkaUnavailableError as error:
         out.conditions.append(Condition("TopicReady", False, "KafkaUnavailable", str(error)))
         out.transient = str(error)
-        return
+        return False
+    except TopicConflictError as error:
+        out.conditions.append(Condition("TopicReady", False, "Conflict", str(error)))
+        out.blocked = str(error)
+        return False
     except TopicChangeRefusedError as error:
-        out.conditions.append(
-            Condition("TopicReady", False, "PartitionDecreaseRefused", str(error))
-        )
-        out.permanent = str(error)
-        return
+        out.conditions.append(Condition("TopicReady", False, error.reason, str(error)))
+        if error.reason == "ReplicationFactorTooHigh":
+            out.blocked = str(error)  # brokers may be added: check again later
+        else:
+            out.permanent = str(error)
+        return False
     out.changes += result.changes + dead_letters.changes
     out.status["topic"] = {"name": plan.name, "partitions": result.partitions}
     out.conditions.append(
@@ -85,6 +146,7 @@ def reconcile_topic(rt: Runtime, ref: PipelineRef, spec: MetricPipelineSpec, out
             f"topic {plan.name}: {result.partitions} partitions, retention {spec.topic.retention}",
         )
     )
+    return True
 
 
 def _fluent_operator_present(rt: Runtime) -> bool:
@@ -118,6 +180,8 @@ def reconcile_route(rt: Runtime, ref: PipelineRef, spec: MetricPipelineSpec, out
             change = rt.kube.ensure(body)
             if change:
                 out.changes.append(change)
+        if with_operator:
+            out.changes += remove_legacy_route(rt.kube, ref)
     except KubernetesApiError as error:
         out.conditions.append(Condition("RouteReady", False, "ApplyFailed", str(error)))
         out.transient = str(error)
@@ -184,9 +248,10 @@ def evaluate_cronjob(cronjob: dict[str, Any], parallelism: int) -> Condition:
 
 
 def evaluate_deployment(deployment: dict[str, Any] | None) -> tuple[Condition, dict[str, int]]:
-    """ConsumerReady from a Deployment: True once the deployment controller has rolled out the
-    current template (Progressing=True, generation observed). Availability of each replica is
-    reported in the numbers (status.replicas / readyReplicas), not in this condition."""
+    """ConsumerReady from a Deployment, by the rule every writer applies
+    (`health.decide_consumer_ready`): True once the replicas wanted are available, False
+    while none is. The Deployment cannot say why; the ResourceManager adds the kubelet's
+    reason from the pods, and `health.keep_pod_reason` keeps it while replicas are missing."""
     if deployment is None:
         return Condition("ConsumerReady", None, "NotFound", "consumer Deployment not found"), {}
     meta, status = deployment.get("metadata", {}), deployment.get("status") or {}
@@ -209,15 +274,27 @@ def evaluate_deployment(deployment: dict[str, Any] | None) -> tuple[Condition, d
         return Condition(
             "ConsumerReady", False, "ProgressDeadlineExceeded", str(progressing.get("message", ""))
         ), numbers
-    message = f"{numbers['readyReplicas']}/{spec_replicas} replicas ready"
-    return Condition("ConsumerReady", True, "RolledOut", message), numbers
+    available = status.get("availableReplicas", status.get("available_replicas"))
+    count = int(available if available is not None else numbers["readyReplicas"])
+    return decide_consumer_ready(spec_replicas, count, None), numbers
 
 
 def reconcile_pipeline(rt: Runtime, ref: PipelineRef, spec: MetricPipelineSpec) -> Outcome:
     out = Outcome(conditions=[], status={"desiredReplicas": spec.replicas})
-    reconcile_topic(rt, ref, spec, out)
-    reconcile_route(rt, ref, spec, out)
-    reconcile_consumer(rt, ref, spec, out)
+    if reconcile_spec(rt, ref, spec, out) and reconcile_topic(rt, ref, spec, out):
+        out.status["sinkIndex"] = spec.index_name(ref.namespace, ref.name)
+        reconcile_route(rt, ref, spec, out)
+        reconcile_consumer(rt, ref, spec, out)
+    else:  # the parts after the step that stopped keep what they had: say so
+        stop = out.conditions[-1]
+        refused = stop.status is False and not out.transient
+        done = {c.type for c in out.conditions}
+        for kind in ("TopicReady", "RouteReady", "ConsumerReady"):
+            if kind not in done:
+                message = f"the spec was not applied: {stop.type} is {stop.reason}"
+                out.conditions.append(
+                    Condition(kind, False if refused else None, "NotApplied", message)
+                )
     out.conditions.insert(0, build_ready(out.conditions))
     return out
 
@@ -229,12 +306,12 @@ def finalize_pipeline(rt: Runtime, ref: PipelineRef, spec: MetricPipelineSpec) -
     for kind in ("ClusterFluentdConfig", "ClusterOutput", "ClusterFilter"):
         if rt.kube.delete(FLUENTD_API, kind, ref.cluster_route_name):
             changes.append((f"{kind}Deleted", f"deleted {kind} {ref.cluster_route_name}"))
-    topic = spec.topic_name(ref.namespace, ref.name)
-    if spec.topic.deletion_policy == "Delete":
-        for name in (topic, f"{topic}.dlq"):
-            timeout = rt.config.kafka_timeout_seconds
-            if delete_topic(rt.kafka, name, rt.config.kafka_bootstrap, timeout):
-                changes.append(("TopicDeleted", f"deleted topic {name} (deletionPolicy Delete)"))
+    changes += remove_legacy_route(rt.kube, ref)
+    plan = build_topic_plan(spec, ref.namespace, ref.name)
+    topic = plan.name
+    if spec.topic.deletion_policy == "Delete":  # only what this pipeline created
+        topics = [topic, build_dead_letter_plan(plan).name]
+        changes += delete_owned_topics(rt.kafka, topic_registry(rt), ref, topics, config=rt.config)
     else:
         changes.append(("TopicRetained", f"kept topic {topic} (deletionPolicy Retain)"))
     return changes
@@ -244,13 +321,14 @@ def refresh_consumer_status(
     rt: Runtime, namespace: str, name: str, deployment: dict[str, Any]
 ) -> None:
     """Write ConsumerReady, Ready and the replica numbers after the Deployment's status moved."""
-    condition, numbers = evaluate_deployment(deployment)
+    evaluated, numbers = evaluate_deployment(deployment)
 
     def build(current: dict[str, Any]) -> dict[str, Any] | None:
         if (current.get("spec") or {}).get("mode") == "batch":
             return None  # the last events of a Deployment removed by a switch to batch
         generation = int(current["metadata"].get("generation") or 0)
         previous = (current.get("status") or {}).get("conditions") or []
+        condition = keep_pod_reason(evaluated, _find(previous, "ConsumerReady"))
         conditions = rebuild_ready(merge_conditions(previous, [condition], generation), generation)
         known = current.get("status") or {}
         if conditions == previous and all(known.get(k) == v for k, v in numbers.items()):
@@ -267,10 +345,17 @@ def write_reconcile_status(rt: Runtime, ref: PipelineRef, outcome: Outcome) -> N
 
     def build(current: dict[str, Any]) -> dict[str, Any]:
         previous = (current.get("status") or {}).get("conditions") or []
-        conditions = merge_conditions(previous, outcome.conditions, ref.generation)
+        consumer = _find(previous, "ConsumerReady")
+        updates = [keep_pod_reason(c, consumer) for c in outcome.conditions if c.type != "Ready"]
+        conditions = rebuild_ready(merge_conditions(previous, updates, ref.generation),
+                                   ref.generation)  # fmt: skip
         return {"conditions": conditions, "observedGeneration": ref.generation, **outcome.status}
 
     write_status_checked(rt, ref.namespace, ref.name, build)
+
+
+def _find(conditions: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
+    return next((c for c in conditions if c.get("type") == kind), None)
 
 
 def write_status_checked(

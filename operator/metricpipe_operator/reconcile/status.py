@@ -6,7 +6,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-CONDITION_TYPES = ("TopicReady", "RouteReady", "ConsumerReady")
+# Ready needs each of these True (SpecValid first: a refused spec names itself as the reason)
+CONDITION_TYPES = ("SpecValid", "TopicReady", "RouteReady", "ConsumerReady")
+# Other parts (any other `*Ready` condition, e.g. SinkReady, which the ResourceManager writes
+# from what it observes): a False one makes Ready False; Unknown (nothing observed yet) or
+# absent does not hold Ready back.
+OBSERVED_PARTS = ("SinkReady",)
 
 
 @dataclass(frozen=True)
@@ -58,8 +63,12 @@ def merge_conditions(
             "lastTransitionTime": stamp if changed else old.get("lastTransitionTime", stamp),
             "observedGeneration": generation,
         }
-    order = {t: i for i, t in enumerate(("Ready", *CONDITION_TYPES))}
-    return sorted(by_type.values(), key=lambda c: (order.get(c["type"], 99), c["type"]))
+    return sorted(by_type.values(), key=lambda c: _order(c["type"]))
+
+
+def _order(kind: str) -> tuple[int, str]:
+    order = ("Ready", *CONDITION_TYPES, *OBSERVED_PARTS)
+    return (order.index(kind) if kind in order else 99, kind)
 
 
 def condition_from_dict(item: dict[str, Any]) -> Condition:
@@ -70,10 +79,17 @@ def condition_from_dict(item: dict[str, Any]) -> Condition:
 
 
 def rebuild_ready(conditions: list[dict[str, Any]], generation: int) -> list[dict[str, Any]]:
-    """Recompute Ready from the part conditions after one of them changed."""
+    """Recompute Ready from the part conditions after one of them changed. Every writer of a
+    part calls this on the conditions it is about to write, so Ready always follows the parts
+    the object holds (not only the ones that writer knows)."""
     present = {c["type"]: condition_from_dict(c) for c in conditions}
     parts = [
         present.get(kind) or Condition(kind, None, "Pending", f"{kind} not evaluated yet")
         for kind in CONDITION_TYPES
     ]
+    parts += [
+        part for kind, part in sorted(present.items(), key=lambda item: _order(item[0]))
+        if kind.endswith("Ready") and kind not in ("Ready", *CONDITION_TYPES)
+        and part.status is False
+    ]  # fmt: skip
     return merge_conditions(conditions, [build_ready(parts)], generation)

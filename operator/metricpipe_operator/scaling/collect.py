@@ -16,6 +16,8 @@ from metricpipe_exporters import names
 
 from .model import MetricSample
 
+REJECTED_WINDOW = "5m"  # dead letters are compared with the input over this window
+LATE_WINDOW = "1h"  # a late or future record in this window: the SLO is not met
 QUERIES: dict[str, str] = {
     "input_rate": f"sum by (pipeline) (rate({names.TOPIC_PARTITION_OFFSET}[1m]))",
     "processing_rate": f"sum by (pipeline) (rate({names.CONSUMER_RECORDS_CONSUMED}[1m]))",
@@ -24,10 +26,21 @@ QUERIES: dict[str, str] = {
     "busy_fraction": f"avg by (pipeline) (rate({names.CONSUMER_BUSY_SECONDS}[1m]))",
     "lag_records": f"sum by (pipeline) ({names.GROUP_LAG})",
     "time_lag_seconds": f"max by (pipeline) ({names.GROUP_TIME_LAG})",
-    # the sink prober when it answers, else the consumers' own watermarks
+    # the sink prober when it answers, else the consumers' own watermarks, else (no consumer
+    # has written anything yet) the age of the oldest record not consumed: nothing newer than
+    # it can be in the sink
     "freshness_seconds": f"max by (pipeline) ({names.SINK_FRESHNESS}) or "
-    f"(time() - min by (pipeline) ({names.CONSUMER_WATERMARK}))",
+    f"(time() - min by (pipeline) ({names.CONSUMER_WATERMARK})) or "
+    f"max by (pipeline) ({names.GROUP_TIME_LAG})",
     "partitions": f"max by (pipeline) ({names.TOPIC_PARTITIONS})",
+    # what share of the input the consumers dead-lettered (RecordsRejected), and whether any
+    # record came too late for its window (then the freshness SLO is not met)
+    "dead_letters": f"sum by (pipeline) (increase({names.CONSUMER_DEAD_LETTER}"
+    f"[{REJECTED_WINDOW}]))",
+    "records_read": f"sum by (pipeline) (increase({names.CONSUMER_RECORDS_CONSUMED}"
+    f"[{REJECTED_WINDOW}]))",
+    "late_records": f"sum by (pipeline) (increase({names.CONSUMER_DEAD_LETTER}"
+    f'{{reason=~"{"|".join(names.LATE_REASONS)}"}}[{LATE_WINDOW}]))',
 }
 MetricValues = dict[str, dict[str, float]]  # query name -> pipeline -> value
 
@@ -79,4 +92,6 @@ def build_sample(pipeline: str, values: MetricValues, replicas: int, at: float) 
         lag_records=get("lag_records"), time_lag_seconds=get("time_lag_seconds"),
         freshness_seconds=get("freshness_seconds"),
         partitions=int(partitions) if partitions is not None else None,
+        dead_letters=get("dead_letters"), records_read=get("records_read"),
+        late_records=get("late_records"),
     )  # fmt: skip

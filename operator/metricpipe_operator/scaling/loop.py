@@ -1,13 +1,13 @@
 """The ResourceManager loop: one operator-wide cycle for all pipelines (not a timer each).
 
-collect (7 batched PromQL queries, `collect.QUERIES`) → decide (the pure policy, per pipeline,
-over its kept history) → realize (the pipeline's /scale when the target changed, an Event with
-the numbers, and a status patch only when something a user would see changed).
+collect (10 batched PromQL queries, `collect.QUERIES`; one pod list, `observe.py`) → decide
+(the pure policy, per pipeline, over its kept history) → realize (the pipeline's /scale when
+the target changed, an Event with the numbers, and a status patch only when something a user
+would see changed: with ConsumerReady and SinkReady from the pods, and Ready recomputed).
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import zlib
@@ -25,14 +25,18 @@ from pydantic import ValidationError
 
 from ..api.durations import parse_duration
 from ..api.model import API_VERSION, GROUP, KIND, PLURAL, VERSION, MetricPipelineSpec
-from ..reconcile.names import MANAGED_BY, PIPELINE_LABEL
-from ..reconcile.status import Condition, merge_conditions, now_rfc3339, parse_rfc3339
+from ..reconcile.status import (
+    Condition,
+    merge_conditions,
+    now_rfc3339,
+    parse_rfc3339,
+    rebuild_ready,
+)
 from .batch import BatchSizing, decide_batch_plan
 from .batchruns import (
     build_batch_condition,
     build_batch_runs,
     build_batch_status,
-    build_run_record,
     merge_run_records,
 )
 from .collect import (
@@ -44,13 +48,13 @@ from .collect import (
 )
 from .lease import LeaderLease
 from .model import Decision, MetricSample, PipelineScaling, PolicyConfig
+from .observe import Observed, build_health_conditions, fetch_observed
 from .report import build_scaling_conditions, build_scaling_status
 
 log = structlog.get_logger("metricpipe.resourcemanager")
 Policy = Callable[[Sequence[MetricSample], PipelineScaling, PolicyConfig, float], Decision]
-BATCH_SELECTOR = f"app.kubernetes.io/component=batch,app.kubernetes.io/managed-by={MANAGED_BY}"
 NUMERIC_FIELDS = ("lag", "timeLagSeconds", "freshnessSeconds", "sloAttainment", "inputRate",
-                  "capacityPerReplica")  # fmt: skip
+                  "capacityPerReplica", "rejectedShare", "lateRecords")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -113,12 +117,13 @@ def decide_status_due(old: dict[str, Any], new: dict[str, Any], age: float, max_
                 return True
         elif key in NUMERIC_FIELDS:
             previous = old.get(key)
-            floor = {"lag": 100.0, "sloAttainment": 0.01}.get(key, 5.0)
+            floor = {"lag": 100.0, "sloAttainment": 0.01, "rejectedShare": 0.02,
+                     "lateRecords": 0.0}.get(key, 5.0)  # fmt: skip
             if previous is None or abs(float(value) - float(previous)) > max(
                 floor, 0.1 * abs(float(previous))
             ):
                 return True
-        elif key not in ("timeLag", "freshness") and old.get(key) != value:
+        elif key not in ("timeLag", "freshness", "rejected") and old.get(key) != value:
             return True
     return False
 
@@ -156,7 +161,7 @@ class ResourceManager:
         report = CycleReport(queries=len(QUERIES))
         pipelines = self._fetch_pipelines()
         report.pipelines = len(pipelines)
-        finished = self._fetch_finished_runs(pipelines)
+        observed = fetch_observed(self.core, self.jobs, self.settings.namespace, pipelines)
         values: MetricValues | None = None
         unavailable = ""
         try:
@@ -170,7 +175,7 @@ class ResourceManager:
         # at most a budget of status writes per cycle — visible changes first, then the oldest.
         with ThreadPoolExecutor(max_workers=self.settings.write_concurrency) as pool:
             handled = pool.map(
-                lambda o: self._handle(o, values, unavailable, now, report, finished=finished),
+                lambda o: self._handle(o, values, unavailable, now, report, observed=observed),
                 pipelines,
             )
             writes = sorted(
@@ -192,45 +197,9 @@ class ResourceManager:
             listed = self.objects.list_cluster_custom_object(GROUP, VERSION, PLURAL)
         return list(listed.get("items", []))
 
-    def _fetch_finished_runs(
-        self, pipelines: list[dict[str, Any]]
-    ) -> dict[str, list[dict[str, Any]]]:
-        """Batch pipelines' finished runs (pipeline key -> status entries): their Jobs and the
-        Jobs' pods, two list calls per cycle for all pipelines, none without a batch pipeline."""
-        if not any((p.get("spec") or {}).get("mode") == "batch" for p in pipelines):
-            return {}
-        namespace = self.settings.namespace
-        jobs: Any
-        pods: Any  # raw answers (not decoded into models): the JSON as the API server sent it
-        try:
-            if namespace:
-                jobs = self.jobs.list_namespaced_job(namespace, label_selector=BATCH_SELECTOR,
-                                                     _preload_content=False)  # fmt: skip
-                pods = self.core.list_namespaced_pod(namespace, label_selector=BATCH_SELECTOR,
-                                                     _preload_content=False)  # fmt: skip
-            else:
-                jobs = self.jobs.list_job_for_all_namespaces(label_selector=BATCH_SELECTOR,
-                                                             _preload_content=False)  # fmt: skip
-                pods = self.core.list_pod_for_all_namespaces(label_selector=BATCH_SELECTOR,
-                                                             _preload_content=False)  # fmt: skip
-        except ApiException as error:
-            log.warning("batch runs not read", status=error.status, reason=error.reason)
-            return {}
-        pods_by_namespace: dict[str, list[dict[str, Any]]] = {}
-        for pod in json.loads(pods.data)["items"]:
-            pods_by_namespace.setdefault(pod["metadata"]["namespace"], []).append(pod)
-        runs: dict[str, list[dict[str, Any]]] = {}
-        for job in json.loads(jobs.data)["items"]:
-            meta = job["metadata"]
-            record = build_run_record(job, pods_by_namespace.get(meta["namespace"], []))
-            pipeline = (meta.get("labels") or {}).get(PIPELINE_LABEL)
-            if record is not None and pipeline:
-                runs.setdefault(f"{meta['namespace']}/{pipeline}", []).append(record)
-        return runs
-
     def _handle(self, obj: dict[str, Any], values: MetricValues | None, unavailable: str,
                 now: float, report: CycleReport, *,
-                finished: dict[str, list[dict[str, Any]]]) -> StatusWrite | None:  # fmt: skip
+                observed: Observed) -> StatusWrite | None:  # fmt: skip
         meta, status = obj["metadata"], obj.get("status") or {}
         key = f"{meta['namespace']}/{meta['name']}"
         try:
@@ -238,7 +207,8 @@ class ResourceManager:
         except ValidationError:
             return None  # the reconciler reports invalid specs
         if spec.mode == "batch":
-            return self._handle_batch(obj, spec, finished.get(key, []), now, report)
+            runs = observed.finished_runs.get(key, [])
+            return self._handle_batch(obj, spec, runs, now, report)
         if spec.mode != "stream":
             return None
         facts = build_pipeline_scaling(spec, status)
@@ -276,8 +246,12 @@ class ResourceManager:
         target = facts.freshness_target_seconds
         new_status = {**build_scaling_status(decision, sample, list(history), target), **changes}
         conditions = build_scaling_conditions(decision, sample, target)
-        new_status["conditions"] = merge_conditions(
-            list(status.get("conditions") or []), conditions, int(meta.get("generation") or 0)
+        pods = None if observed.consumer_pods is None else observed.consumer_pods.get(key, [])
+        conditions += build_health_conditions(spec, pods)
+        generation = int(meta.get("generation") or 0)
+        new_status["conditions"] = rebuild_ready(
+            merge_conditions(list(status.get("conditions") or []), conditions, generation),
+            generation,
         )
         max_age = decide_refresh_age(key, self.settings.status_max_age_seconds)
         # A status this replica has not written (a restart, a takeover) counts as written now:
@@ -395,10 +369,11 @@ class ResourceManager:
                     GROUP, VERSION, meta["namespace"], PLURAL, meta["name"]
                 )
                 version = str(fresh["metadata"]["resourceVersion"])
-                status = {**write.status, "conditions": merge_conditions(
+                generation = int(fresh["metadata"].get("generation") or 0)
+                status = {**write.status, "conditions": rebuild_ready(merge_conditions(
                     list((fresh.get("status") or {}).get("conditions") or []),
-                    list(write.conditions), int(fresh["metadata"].get("generation") or 0),
-                )}  # fmt: skip
+                    list(write.conditions), generation,
+                ), generation)}  # fmt: skip
         self.written_at[write.key] = now
         report.count("status_patches")
 

@@ -18,6 +18,9 @@ class MetricSample:
     time_lag_seconds: float | None = None  # max over partitions (exact, from the exporter)
     freshness_seconds: float | None = None
     partitions: int | None = None
+    dead_letters: float | None = None  # records dead-lettered over the rejected window
+    records_read: float | None = None  # records read over the same window
+    late_records: float | None = None  # dead-lettered late or future over the late window
 
 
 @dataclass(frozen=True)

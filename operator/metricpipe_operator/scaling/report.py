@@ -5,10 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from metricpipe_exporters.names import LATE_REASONS
+
 from ..reconcile.status import Condition
+from .collect import LATE_WINDOW, REJECTED_WINDOW
 from .model import Decision, MetricSample
 
 AT_RISK_FRACTION = 0.8  # freshness above this share of the target: AtRisk
+REJECTED_SHARE = 0.10  # dead letters above this share of the records read: RecordsRejected
 
 
 def format_seconds(seconds: float) -> str:
@@ -21,7 +25,11 @@ def format_seconds(seconds: float) -> str:
     return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
 
 
-def decide_slo_state(freshness: float | None, target: float) -> str:
+def decide_slo_state(freshness: float | None, target: float, late: float | None = None) -> str:
+    """Met / AtRisk / Breached by freshness; Incomplete when records were dead-lettered as late
+    or future (windows were finalised without them: fresh, but not complete)."""
+    if late is not None and late >= 0.5:  # increase() interpolates: half a record is none
+        return "Incomplete"
     if freshness is None:
         return "Unknown"
     if freshness > target:
@@ -57,7 +65,14 @@ def build_scaling_status(
             status["freshness"] = format_seconds(freshness)
     if decision.per_replica_rate is not None:
         status["capacityPerReplica"] = round(decision.per_replica_rate, 1)
-    status["slo"] = decide_slo_state(freshness, target)
+    late = sample.late_records if sample else None
+    status["slo"] = decide_slo_state(freshness, target, late)
+    if late is not None:
+        status["lateRecords"] = round(late)
+    share = decide_rejected_share(sample)
+    if share is not None:
+        status["rejectedShare"] = round(share, 4)
+        status["rejected"] = f"{share:.0%}"
     attainment = build_attainment(history, target)
     if attainment is not None:
         status["sloAttainment"] = attainment
@@ -68,24 +83,67 @@ def build_scaling_conditions(
     decision: Decision, sample: MetricSample | None, target: float
 ) -> list[Condition]:
     """MetricsAvailable: False when Prometheus did not answer (MetricsUnavailable) or the policy
-    could not size the group from what it said (MetricsIncomplete; the message says which)."""
+    could not size the group from what it said (MetricsIncomplete; the message says which).
+    FreshnessSLOMet: by freshness, but False (RecordsLate) whenever records were dead-lettered
+    as late or future. RecordsRejected: the share of the input dead-lettered."""
     freshness = sample.freshness_seconds if sample else None
-    if not decision.metrics_available:
+    if decision.metrics_available:
+        available = Condition("MetricsAvailable", True, "MetricsCurrent", "Prometheus answers")
+    else:
         reason = "MetricsUnavailable" if sample is None else "MetricsIncomplete"
-        slo = (
-            Condition("FreshnessSLOMet", freshness <= target, "Met" if freshness <= target
-                      else "Breached", _freshness_message(freshness, target))
-            if freshness is not None
-            else Condition("FreshnessSLOMet", None, "Unknown", "no current freshness")
-        )  # fmt: skip
-        return [Condition("MetricsAvailable", False, reason, decision.reason), slo]
-    available = Condition("MetricsAvailable", True, "MetricsCurrent", "Prometheus answers")
-    if freshness is None:
-        return [available, Condition("FreshnessSLOMet", None, "Unknown", "no freshness yet")]
-    met = freshness <= target
-    message = _freshness_message(freshness, target)
-    return [available, Condition("FreshnessSLOMet", met, "Met" if met else "Breached", message)]
+        available = Condition("MetricsAvailable", False, reason, decision.reason)
+    slo = build_late_condition(sample, freshness, target)
+    if slo is None and freshness is None:
+        why = "no current freshness" if not decision.metrics_available else "no freshness yet"
+        slo = Condition("FreshnessSLOMet", None, "Unknown", why)
+    elif slo is None and freshness is not None:
+        met = freshness <= target
+        slo = Condition("FreshnessSLOMet", met, "Met" if met else "Breached",
+                        _freshness_message(freshness, target))  # fmt: skip
+    assert slo is not None
+    return [available, slo, build_rejected_condition(sample)]
 
 
 def _freshness_message(freshness: float, target: float) -> str:
     return f"freshness {format_seconds(freshness)} vs target {format_seconds(target)}"
+
+
+def decide_rejected_share(sample: MetricSample | None) -> float | None:
+    """Dead letters / records read over the window; None without input (nothing to judge)."""
+    if sample is None or sample.records_read is None or sample.records_read < 0.5:
+        return None
+    return min(1.0, max(0.0, (sample.dead_letters or 0.0) / sample.records_read))
+
+
+def build_rejected_condition(sample: MetricSample | None) -> Condition:
+    share = decide_rejected_share(sample)
+    if sample is None:
+        return Condition("RecordsRejected", None, "MetricsUnavailable", "Prometheus did not answer")
+    if share is None:
+        return Condition("RecordsRejected", None, "NoInput",
+                         f"no records read in the last {REJECTED_WINDOW}")  # fmt: skip
+    numbers = (f"{round(sample.dead_letters or 0)} of {round(sample.records_read or 0)} records "
+               f"read in the last {REJECTED_WINDOW} were dead-lettered ({share:.0%})")  # fmt: skip
+    if share > REJECTED_SHARE:
+        return Condition("RecordsRejected", True, "DeadLetterShareHigh",
+                         f"{numbers}, above {REJECTED_SHARE:.0%}: read the dead-letter topic "
+                         "(header metricpipe.reason) and fix the source or the spec")  # fmt: skip
+    return Condition("RecordsRejected", False, "WithinThreshold", numbers)
+
+
+def build_late_condition(
+    sample: MetricSample | None, freshness: float | None, target: float
+) -> Condition | None:
+    """FreshnessSLOMet False when records were dead-lettered as late or future: the windows they
+    belonged to were finalised without them. None: no such record (freshness decides)."""
+    late = sample.late_records if sample else None
+    if late is None or late < 0.5:
+        return None
+    fresh = "" if freshness is None else f"; {_freshness_message(freshness, target)}"
+    return Condition(
+        "FreshnessSLOMet",
+        False,
+        "RecordsLate",
+        f"{round(late)} records dead-lettered as {' or '.join(LATE_REASONS)} in the "
+        f"last {LATE_WINDOW}: their windows were finalised without them{fresh}",
+    )
