@@ -21,7 +21,9 @@ from .deadletters import DeadLetterWriter
 from .document import PipelineDocument
 from .documents import parse_iso_ms
 from .engine import SparkAggregator
+from .filters import SpecError
 from .metrics import ConsumerMetrics
+from .records import RecordParser
 from .sink import MetricSink, SinkError, build_sink
 from .stream import StreamConsumer, StreamSettings
 
@@ -49,6 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     if config.sink_endpoint:
         overrides["sink"] = document.sink.model_copy(update={"endpoint": config.sink_endpoint})
     document = document.model_copy(update=overrides)
+    try:  # a spec the consumer cannot apply fails here, in one line, before Spark starts
+        RecordParser(document.spec, config.max_record_bytes, limits=config.record_limits())
+    except SpecError as error:
+        log.error("cannot apply the pipeline's spec", error=str(error))
+        leave_last_words(config, f"spec refused: {error}")
+        return 3
     password = config.sink_password.get_secret_value() if config.sink_password else None
     sink = build_sink(document.sink.backend, document.sink.endpoint, document.sink.index,
                       config.sink_username, password)  # fmt: skip
@@ -65,13 +73,23 @@ def main(argv: list[str] | None = None) -> int:
         max_record_bytes=config.max_record_bytes,
         group_instance_id=config.group_instance_id,
         idle_timeout_seconds=config.idle_timeout_seconds,
+        record_limits=config.record_limits(),
+        fault_exit_at=config.fault_exit_at,
     )
+    # Start-up (what the startup probe waits for, docs/consumer.md "Probes"): Spark's session
+    # and its warm-up are most of it; the loop's first poll ends it (/startupz).
+    begun = time.monotonic()
     engine = SparkAggregator(config.spark_master)
+    session_up = time.monotonic()
     engine.warm_up()  # before joining the group: the first batch then runs at full speed
+    log.info("spark ready", session_seconds=round(session_up - begun, 1),
+             warm_up_seconds=round(time.monotonic() - session_up, 1))  # fmt: skip
     try:
         StreamConsumer(document, sink, engine, metrics, settings).run(early_stop)
     except SinkError as error:
         log.error("sink error; exiting so the pod restarts", error=str(error))
+        # the ResourceManager reads it from the pod's status: SinkReady False with the reason
+        leave_last_words(config, str(error))
         return 2
     finally:
         engine.stop()
@@ -87,7 +105,7 @@ def run_batch(
     jars = [jar for jar in config.spark_jars.split(",") if jar]
     engine = SparkAggregator(config.spark_master, jars=jars)
     dead_letters = DeadLetterWriter(
-        document.kafka_bootstrap, document.dead_letter_topic, document.pipeline.key
+        document.kafka_bootstrap, document.dead_letter_topic, document.pipeline.key, mode="batch"
     )
     job = BatchJob(document, sink, engine, dead_letters)
     try:
@@ -110,6 +128,12 @@ def run_batch(
     if config.termination_message_path is not None:
         write_termination_message(config.termination_message_path, json.dumps(summary))
     return 0
+
+
+def leave_last_words(config: ConsumerConfig, text: str) -> None:
+    """Why the process stops, as its container's termination message (when configured)."""
+    if config.termination_message_path is not None:
+        write_termination_message(config.termination_message_path, text)
 
 
 def write_termination_message(path: Path, text: str) -> None:

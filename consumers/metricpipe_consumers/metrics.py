@@ -1,4 +1,5 @@
-"""Prometheus metrics of a consumer replica, and its /metrics, /healthz and /readyz endpoints."""
+"""Prometheus metrics of a consumer replica, and its /metrics, /startupz, /healthz and /readyz
+endpoints (docs/consumer.md, "Probes")."""
 
 from __future__ import annotations
 
@@ -10,6 +11,34 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from metricpipe_exporters.names import DEAD_LETTER_REASONS
+
+# The loop calls `alive()` at every iteration (a poll of at most max_batch_seconds, plus the
+# batch or tick it runs): this long without one and the consumer is stuck, not slow.
+STALLED_AFTER_SECONDS = 120.0
+
+
+def decide_health(path: str, started: bool, silence: float) -> tuple[int, bytes] | None:
+    """The answer of a probe endpoint (None: not one).
+
+    - /startupz: the consumer has started — Spark's session is up and warm, the sink's indices
+      exist, the group is subscribed and the loop has come back from its first poll.
+    - /healthz (liveness): the loop makes progress. Before start-up it answers 200: bounding
+      the start is the startup probe's job, and a JVM starting on a loaded machine is slow,
+      not stuck.
+    - /readyz: it can do work — started, and the loop is not stalled.
+    """
+    stalled = silence >= STALLED_AFTER_SECONDS
+    if path == "/startupz":
+        return (200, b"started") if started else (503, b"starting")
+    if path == "/healthz":
+        return (503, b"stalled") if started and stalled else (200, b"ok")
+    if path == "/readyz":
+        if not started:
+            return 503, b"starting"
+        return (503, b"stalled") if stalled else (200, b"ok")
+    return None
 
 
 class ConsumerMetrics:
@@ -37,6 +66,8 @@ class ConsumerMetrics:
             "metricpipe_consumer_dead_letter_total", "Records sent to the dead-letter topic.",
             ["pipeline", "reason"], registry=r,
         )  # fmt: skip
+        for reason in DEAD_LETTER_REASONS:  # exported at 0 from the start: see names.py
+            self.dead_lettered.labels(pipeline=pipeline, reason=reason)
         self.batch_records = Histogram(
             "metricpipe_consumer_batch_records", "Records per micro-batch.", ["pipeline"],
             buckets=(10, 100, 1_000, 10_000, 50_000, 100_000, 200_000), registry=r,
@@ -93,7 +124,7 @@ class ConsumerMetrics:
         ).labels(**labels)  # fmt: skip
         self._pipeline = pipeline
         self._last_alive = time.monotonic()
-        self.ready = False
+        self.started = False  # the loop has come back from its first poll
 
     def add_phase(self, phase: str, seconds: float) -> None:
         self.phase_seconds.labels(pipeline=self._pipeline, phase=phase).inc(seconds)
@@ -112,11 +143,12 @@ class ConsumerMetrics:
         self.busy_seconds.inc(seconds)
 
     def alive(self) -> None:
+        """The loop made progress (called at every iteration; the first marks start-up)."""
         self._last_alive = time.monotonic()
-        self.ready = True
+        self.started = True
 
-    def healthy(self, max_silence: float = 120.0) -> bool:
-        return time.monotonic() - self._last_alive < max_silence
+    def health(self, path: str) -> tuple[int, bytes] | None:
+        return decide_health(path, self.started, time.monotonic() - self._last_alive)
 
     def observe_watermarks(self, marks: Mapping[int, tuple[int | None, bool]]) -> None:
         """Per partition (watermark ms, caught up) as last written to the sink: the time up to
@@ -140,22 +172,11 @@ class ConsumerMetrics:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                answer = metrics.health(self.path)
                 if self.path.startswith("/metrics"):
                     body, status, kind = generate_latest(metrics.registry), 200, CONTENT_TYPE_LATEST
-                elif self.path == "/healthz":
-                    ok = metrics.healthy()
-                    body, status, kind = (
-                        (b"ok" if ok else b"stalled"),
-                        200 if ok else 503,
-                        "text/plain",
-                    )
-                elif self.path == "/readyz":
-                    ok = metrics.ready
-                    body, status, kind = (
-                        (b"ok" if ok else b"starting"),
-                        200 if ok else 503,
-                        "text/plain",
-                    )
+                elif answer is not None:
+                    (status, body), kind = answer, "text/plain"
                 else:
                     body, status, kind = b"not found", 404, "text/plain"
                 self.send_response(status)

@@ -44,6 +44,7 @@ class Probe:
     period: float
     timeout: float
     failure_threshold: int
+    success_threshold: int = 1
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class ContainerPlan:
     readiness: Probe | None
     liveness: Probe | None
     termination_message: Path | None = None  # local file behind terminationMessagePath
+    startup: Probe | None = None  # liveness and readiness wait until it has succeeded
 
 
 @dataclass(frozen=True)
@@ -221,6 +223,7 @@ def _container_plan(
         name=name, image=image, argv=tuple(argv), env=env, ports={**ports, **by_name},
         readiness=_probe(container.get("readinessProbe"), {**ports, **by_name}),
         liveness=_probe(container.get("livenessProbe"), {**ports, **by_name}),
+        startup=_probe(container.get("startupProbe"), {**ports, **by_name}),
         termination_message=termination,
     )  # fmt: skip
 
@@ -302,6 +305,7 @@ def _probe(probe: Mapping[str, Any] | None, ports: Mapping[str, int]) -> Probe |
                 period=float(probe.get("periodSeconds", 10)),
                 timeout=float(probe.get("timeoutSeconds", 1)),
                 failure_threshold=int(probe.get("failureThreshold", 3)),
+                success_threshold=int(probe.get("successThreshold", 1)),
             )  # fmt: skip
     raise PlanError("CreateContainerConfigError", "only httpGet and tcpSocket probes are supported")
 

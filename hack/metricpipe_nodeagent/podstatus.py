@@ -38,6 +38,7 @@ class ContainerView:
     last_terminated: Terminated | None = None
     waiting_reason: str | None = None  # when neither running nor terminated
     waiting_message: str = ""
+    started: bool = False  # running and past its startup probe (if it has one)
 
 
 def decide_restart(restart_policy: str, exit_code: int) -> bool:
@@ -112,7 +113,7 @@ def _container_status(view: ContainerView) -> dict[str, Any]:
         "imageID": f"local://{view.image}",
         "containerID": f"local-process://{view.pid}" if view.pid else "",
         "ready": view.ready,
-        "started": view.pid is not None,
+        "started": view.pid is not None and view.started,
         "restartCount": view.restart_count,
         "state": state,
         "lastState": {"terminated": _terminated(view.last_terminated)}

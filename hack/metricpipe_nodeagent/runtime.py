@@ -10,6 +10,7 @@ import socket
 import subprocess
 import time
 import urllib.request
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,9 +19,13 @@ import structlog
 
 from .podplan import ContainerPlan, PodPlan, Probe
 from .podstatus import ContainerView, Terminated, decide_backoff, decide_restart
+from .probes import ProbeKind, ProbeState, decide_due_probes, decide_probe_result, plan_probes
 
 MAX_TERMINATION_MESSAGE = 4096  # bytes the kubelet keeps of a termination message
 log = structlog.get_logger("nodeagent")
+# Probes run beside the agent's loop, as the kubelet's probe workers do: a slow answer (a
+# consumer on a loaded machine may take seconds) holds up neither the loop nor other pods.
+PROBES = ThreadPoolExecutor(max_workers=32, thread_name_prefix="probe")
 
 
 def utcnow() -> datetime:
@@ -64,9 +69,8 @@ class LocalContainer:
     last_terminated: Terminated | None = None
     next_start: float = 0.0  # monotonic time of the next (re)start
     waiting_reason: str | None = None
-    _next_probe: float = 0.0
-    _liveness_failures: int = 0
-    _next_liveness: float = 0.0
+    probes: ProbeState | None = None  # of the running process
+    _probing: dict[ProbeKind, Future[bool]] = field(default_factory=dict)
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,11 +86,10 @@ class LocalContainer:
                 env=dict(self.plan.env), start_new_session=True, stdin=subprocess.DEVNULL,
             )  # fmt: skip
         self.started_at, self.started_mono = utcnow(), time.monotonic()
-        self.ready, self.waiting_reason = False, None
-        now = time.monotonic()
-        self._next_probe = now + (self.plan.readiness.initial_delay if self.plan.readiness else 0)
-        self._next_liveness = now + (self.plan.liveness.initial_delay if self.plan.liveness else 0)
-        self._liveness_failures = 0
+        self.waiting_reason = None
+        self.probes = plan_probes(self.plan, self.started_mono)
+        self.ready = self.probes.ready
+        self._probing = {}  # results of the previous process's probes are not this one's
         log.info("container started", container=self.plan.name, pid=self.process.pid)
 
     def tick(self, stopping: bool) -> None:
@@ -112,7 +115,7 @@ class LocalContainer:
             signal=-code if code < 0 else None, message=self._termination_message(),
         )  # fmt: skip
         log.info("container exited", container=self.plan.name, code=code, ran=round(ran, 1))
-        self.process, self.ready = None, False
+        self.process, self.ready, self.probes = None, False, None
         if stopping or not decide_restart(self.restart_policy, code):
             self.terminated = finished
             return
@@ -129,18 +132,24 @@ class LocalContainer:
         return path.read_bytes()[:MAX_TERMINATION_MESSAGE].decode(errors="replace")
 
     def _probe(self, now: float) -> None:
-        readiness, liveness = self.plan.readiness, self.plan.liveness
-        if readiness is None:
-            self.ready = True
-        elif now >= self._next_probe:
-            self.ready = check_probe(readiness)
-            self._next_probe = now + (1.0 if not self.ready else readiness.period)
-        if liveness is not None and now >= self._next_liveness:
-            self._next_liveness = now + liveness.period
-            self._liveness_failures = 0 if check_probe(liveness) else self._liveness_failures + 1
-            if self._liveness_failures >= liveness.failure_threshold and self.process:
-                log.warning("liveness probe failed: restarting", container=self.plan.name)
+        """Fold in the results of finished probes, then start the ones that are due."""
+        if self.probes is None:
+            return
+        for kind, answer in list(self._probing.items()):
+            if not answer.done():
+                continue
+            del self._probing[kind]
+            verdict = decide_probe_result(self.probes, kind, answer.result(), now)
+            self.probes, self.ready = verdict.state, verdict.state.ready
+            if verdict.kill is not None and self.process is not None:
+                log.warning("probe failed: restarting", container=self.plan.name,
+                            reason=verdict.kill)  # fmt: skip
                 self.signal(signal.SIGKILL)
+                return
+        due, self.probes = decide_due_probes(self.probes, now, frozenset(self._probing))
+        for kind in due:
+            probe = getattr(self.plan, kind)
+            self._probing[kind] = PROBES.submit(check_probe, probe)
 
     def signal(self, sig: int) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -156,6 +165,7 @@ class LocalContainer:
             name=self.plan.name, image=self.plan.image,
             pid=self.process.pid if self.process else None,
             started_at=self.started_at, ready=self.ready, restart_count=self.restart_count,
+            started=self.probes is not None and self.probes.started,
             terminated=self.terminated, last_terminated=self.last_terminated,
             waiting_reason=self.waiting_reason, waiting_message=message,
         )  # fmt: skip

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from metricpipe_nodeagent.node import build_node
-from metricpipe_nodeagent.podplan import Host, PlanError, build_pod_plan, list_declared_ports
+from metricpipe_nodeagent.node import build_node, build_node_status
+from metricpipe_nodeagent.podplan import (
+    ContainerPlan,
+    Host,
+    PlanError,
+    Probe,
+    build_pod_plan,
+    list_declared_ports,
+)
 from metricpipe_nodeagent.podstatus import (
     ContainerView,
     Terminated,
@@ -19,6 +26,12 @@ from metricpipe_nodeagent.podstatus import (
     decide_backoff,
     decide_phase,
     decide_restart,
+)
+from metricpipe_nodeagent.probes import (
+    ProbeState,
+    decide_due_probes,
+    decide_probe_result,
+    plan_probes,
 )
 from metricpipe_nodeagent.settings import AgentSettings
 from metricpipe_operator.api.model import MetricPipelineSpec
@@ -262,7 +275,9 @@ def test_the_termination_message_path_is_a_file_of_the_pod() -> None:
     (plan,) = build_pod_plan(pod, lookup_from(CONFIG_MAP), host(pod)).containers
     assert plan.termination_message == POD_DIR / "termination" / container["name"]
     assert plan.env["REPORT_TO"] == str(plan.termination_message)  # as if mounted there
-    (without,) = build_pod_plan(consumer_pod(), lookup_from(CONFIG_MAP), host(pod)).containers
+    bare = consumer_pod()
+    bare["spec"]["containers"][0].pop("terminationMessagePath", None)
+    (without,) = build_pod_plan(bare, lookup_from(CONFIG_MAP), host(bare)).containers
     assert without.termination_message is None
 
 
@@ -274,3 +289,150 @@ def test_a_termination_message_is_in_the_terminated_state() -> None:
     silent = Terminated(0, "Completed", T0, T0 + timedelta(seconds=5))
     status = build_pod_status([view(pid=None, terminated=silent)], None, T0, T0)
     assert "message" not in status["containerStatuses"][0]["state"]["terminated"]
+
+
+# -- probes: startup first, then liveness and readiness (as a kubelet runs them) ---------------
+
+
+def probe(path: str, period: float, failures: int, delay: float = 0, successes: int = 1) -> Probe:
+    return Probe(kind="httpGet", port=1, path=path, initial_delay=delay, period=period,
+                 timeout=1, failure_threshold=failures, success_threshold=successes)  # fmt: skip
+
+
+def probed(startup: Probe | None, liveness: Probe | None, readiness: Probe | None) -> ContainerPlan:
+    return ContainerPlan(name="c", image="i", argv=("x",), env={}, ports={}, readiness=readiness,
+                         liveness=liveness, startup=startup)  # fmt: skip
+
+
+def run_probes(
+    plan: ContainerPlan, answer: Callable[[str, float], bool], until: float
+) -> tuple[list[tuple[float, str, bool]], str | None, float | None, ProbeState]:
+    """Virtual seconds from a start at 0: every due probe runs and answers at once. Returns the
+    probes run (time, kind, result), the kill reason and its time, and the last state."""
+    state, runs = plan_probes(plan, 0.0), list[tuple[float, str, bool]]()
+    for now in range(int(until) + 1):
+        due, state = decide_due_probes(state, float(now))
+        for kind in due:
+            ok = answer(kind, now)
+            runs.append((float(now), kind, ok))
+            verdict = decide_probe_result(state, kind, ok, float(now))
+            state = verdict.state
+            if verdict.kill:
+                return runs, verdict.kill, float(now), state
+    return runs, None, None, state
+
+
+def test_liveness_and_readiness_wait_for_the_startup_probe() -> None:
+    """A start of 95 s with a liveness probe that would have killed it after 60 s: the startup
+    probe (10 s x 30) holds liveness back until it succeeds; then liveness and readiness run."""
+    plan = probed(probe("/startupz", 10, 30), probe("/healthz", 20, 3), probe("/readyz", 5, 3))
+    runs, kill, _, state = run_probes(plan, lambda _kind, now: now >= 95, until=130)
+    assert kill is None
+    started_at = next(t for t, kind, ok in runs if kind == "startup" and ok)
+    assert started_at == 100  # the first startup probe at or after 95 s
+    assert {kind for t, kind, _ in runs if t < started_at} == {"startup"}
+    assert not [t for t, kind, _ in runs if kind == "startup" and t > started_at]  # done with
+    assert (started_at + 1, "readiness", True) in runs  # at the next tick, not a period later
+    assert state.started
+    assert state.ready
+
+
+def test_a_start_that_never_succeeds_is_killed_after_threshold_times_period() -> None:
+    plan = probed(probe("/startupz", 10, 6), probe("/healthz", 20, 3), None)
+    runs, kill, killed_at, state = run_probes(plan, lambda _kind, _now: False, until=300)
+    assert kill == "startup probe failed 6 times"
+    assert killed_at == 50  # probes at 0, 10, ..., 50: the sixth failure
+    assert {kind for _, kind, _ in runs} == {"startup"}
+    assert not state.ready
+
+
+def test_without_a_startup_probe_liveness_runs_from_its_initial_delay() -> None:
+    """What killed every consumer under load before: liveness from 30 s, whatever the start."""
+    plan = probed(None, probe("/healthz", 20, 6, delay=30), probe("/readyz", 10, 3))
+    _, kill, killed_at, _ = run_probes(plan, lambda _kind, now: now >= 200, until=300)
+    assert kill == "liveness probe failed 6 times"
+    assert killed_at == 130  # 30, 50, ..., 130
+
+
+def test_a_live_container_is_killed_after_liveness_fails_threshold_times_in_a_row() -> None:
+    plan = probed(probe("/startupz", 10, 30), probe("/healthz", 20, 3), None)
+
+    def answer(kind: str, now: float) -> bool:
+        return kind == "startup" or now < 100 or 140 <= now < 150  # a success resets the count
+
+    runs, kill, killed_at, state = run_probes(plan, answer, until=400)
+    assert runs[0] == (0, "startup", True)
+    assert state.ready  # no readiness probe: ready once started
+    assert kill == "liveness probe failed 3 times"
+    # every 20 s from the tick after start-up: fails at 101, 121, not at 141, at 161, 181, 201
+    assert killed_at == 201
+
+
+def test_readiness_follows_its_thresholds() -> None:
+    plan = probed(None, None, probe("/readyz", 5, 2, successes=2))
+    state = plan_probes(plan, 0.0)
+    assert state.started
+    assert not state.ready
+    ready = []
+    for now, ok in enumerate([True, True, False, True, False, False, True, True]):
+        state = decide_probe_result(state, "readiness", ok, float(now)).state
+        ready.append(state.ready)
+    assert ready == [False, True, True, True, True, False, False, True]
+
+
+def test_a_probe_still_running_is_not_started_again_and_late_results_are_ignored() -> None:
+    plan = probed(probe("/startupz", 10, 3), probe("/healthz", 20, 3), probe("/readyz", 5, 3))
+    state = plan_probes(plan, 0.0)
+    due, state = decide_due_probes(state, 0.0)
+    assert due == ("startup",)
+    due, state = decide_due_probes(state, 10.0, running=frozenset({"startup"}))
+    assert due == ()
+    state = decide_probe_result(state, "startup", True, 12.0).state
+    assert decide_probe_result(state, "startup", False, 13.0).state == state
+    before = plan_probes(plan, 0.0)
+    assert decide_probe_result(before, "liveness", False, 1.0).state == before
+
+
+def test_the_consumer_pod_has_a_startup_probe_the_agent_runs() -> None:
+    pod = consumer_pod()
+    (container,) = build_pod_plan(pod, lookup_from(CONFIG_MAP), host(pod)).containers
+    assert container.startup is not None
+    assert container.startup.path == "/startupz"
+    assert container.startup.port == container.ports["metrics"]
+    assert container.startup.period * container.startup.failure_threshold >= 300
+    state = plan_probes(container, 0.0)
+    assert not state.started
+    assert not state.ready
+
+
+def test_a_container_is_started_in_its_status_only_after_its_startup_probe() -> None:
+    starting = build_pod_status([view(pid=1, started_at=T0)], None, T0, T0)
+    (container,) = starting["containerStatuses"]
+    assert container["started"] is False
+    assert "running" in container["state"]
+    started = build_pod_status([view(pid=1, started_at=T0, started=True)], None, T0, T0)
+    assert started["containerStatuses"][0]["started"] is True
+
+
+def quantity(text: str) -> float:
+    """A Kubernetes quantity as a number (cores, bytes): the suffixes the specs here use."""
+    units = {"m": 1e-3, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+    for suffix, factor in units.items():
+        if text.endswith(suffix):
+            return float(text.removesuffix(suffix)) * factor
+    return float(text)
+
+
+def test_twelve_default_consumers_fit_the_dev_node_of_a_two_core_16_gib_machine(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The scheduler places a pod only where its requests fit the node's allocatable."""
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    monkeypatch.setattr("os.sysconf", lambda name: {"SC_PHYS_PAGES": 4 * 2**20,
+                                                    "SC_PAGE_SIZE": 4096}[name])  # fmt: skip
+    allocatable = build_node_status(AgentSettings(), T0, T0)["allocatable"]
+    (container,) = consumer_pod()["spec"]["containers"]
+    requests = container["resources"]["requests"]
+    assert 12 * quantity(requests["cpu"]) <= quantity(allocatable["cpu"])
+    assert 12 * quantity(requests["memory"]) <= quantity(allocatable["memory"])
+    assert int(allocatable["pods"]) >= 12

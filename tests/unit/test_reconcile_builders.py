@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,17 +10,14 @@ import pytest
 from metricpipe_operator.api.model import MetricPipelineSpec
 from metricpipe_operator.config import OperatorConfig
 from metricpipe_operator.reconcile.consumer import (
+    STARTUP_BUDGET_SECONDS,
+    STARTUP_MEASURED_SECONDS,
     build_consumer_configmap,
     build_deployment,
     build_pipeline_document,
 )
 from metricpipe_operator.reconcile.names import PipelineRef
 from metricpipe_operator.reconcile.pipeline import build_config_hash, evaluate_deployment
-from metricpipe_operator.reconcile.route import (
-    build_cluster_filter,
-    build_fluent_conf,
-    build_grep_rules,
-)
 from metricpipe_operator.reconcile.status import (
     Condition,
     build_ready,
@@ -90,84 +86,6 @@ def test_config_hash_follows_the_spec() -> None:
     assert one == same != other
 
 
-# -- the route selects exactly what the spec selects ------------------------------------------
-
-
-def fluentd_grep_keeps(rules: list[dict[str, str]], record: dict[str, Any]) -> bool:
-    """Fluentd's grep <regexp> semantics: every rule's key must exist and match its pattern."""
-    for rule in rules:
-        key = rule["key"]
-        path = key[2:].split(".") if key.startswith("$.") else [key]
-        value: Any = record
-        for part in path:
-            if not isinstance(value, dict) or part not in value:
-                return False
-            value = value[part]
-        pattern = rule["pattern"]
-        assert pattern.startswith("/")
-        assert pattern.endswith("/")
-        if not re.search(pattern[1:-1], str(value)):
-            return False
-    return True
-
-
-def spec_selects(spec: MetricPipelineSpec, record: dict[str, Any]) -> bool:
-    """The intended meaning of spec.source.filters, written independently of the builders."""
-    for f in spec.source.filters:
-        value: Any = record
-        for part in f.field.split("."):
-            if not isinstance(value, dict) or part not in value:
-                return False
-            value = value[part]
-        if f.equals is not None and str(value) != f.equals:
-            return False
-        if f.matches is not None and not re.search(f.matches, str(value)):
-            return False
-    return True
-
-
-RECORDS = [
-    {"status": "500", "path": "/a.b", "http": {"method": "GET"}},
-    {"status": "503", "path": "/a+b", "http": {"method": "POST"}},
-    {"status": "200", "path": "/a.b"},
-    {"path": "/x"},
-    {"status": "5000", "path": "a.b", "http": {"method": "GET"}},
-    {"status": "500", "path": "/axb", "http": {}},
-]
-
-
-@pytest.mark.parametrize(
-    "filters",
-    [
-        [],
-        [{"field": "status", "matches": "^5[0-9][0-9]$"}],
-        [{"field": "path", "equals": "/a.b"}],
-        [{"field": "path", "equals": "/a+b"}],
-        [{"field": "http.method", "exists": True}],
-        [{"field": "http.method", "equals": "GET"}, {"field": "status", "matches": "^5"}],
-    ],
-)
-def test_route_selects_exactly_the_spec(filters: list[dict[str, Any]]) -> None:
-    spec = spec_of(source={"tag": "web.**", "filters": filters})
-    rules = build_grep_rules(spec)
-    for record in RECORDS:
-        assert fluentd_grep_keeps(rules, record) == spec_selects(spec, record), record
-    conf = build_fluent_conf(REF, spec, "topic", "kafka:9092")
-    for rule in rules:
-        assert f"key {rule['key']}" in conf
-        assert f"pattern {rule['pattern']}" in conf
-    grep = build_cluster_filter(REF, spec)
-    assert (grep is None) == (not filters)
-
-
-def test_fluent_conf_sends_to_the_topic() -> None:
-    conf = build_fluent_conf(REF, spec_of(), "metricpipe.team-a.http-5xx", "kafka:9092")
-    assert "@type kafka2" in conf
-    assert "default_topic metricpipe.team-a.http-5xx" in conf
-    assert "<match web.**>" in conf
-    assert (conf.count("<label"), conf.count("</label>")) == (1, 1)
-
-
 # -- conditions --------------------------------------------------------------------------------
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -208,7 +126,13 @@ def test_ready_names_the_first_part_that_is_not_ready() -> None:
         ({"metadata": {"generation": 2}, "spec": {"replicas": 2},
           "status": {"observedGeneration": 2, "replicas": 2, "readyReplicas": 1,
                      "conditions": [{"type": "Progressing", "status": "True",
-                                     "reason": "NewReplicaSetAvailable"}]}}, True, "RolledOut"),
+                                     "reason": "NewReplicaSetAvailable"}]}}, True,
+         "PartiallyAvailable"),
+        ({"metadata": {"generation": 2}, "spec": {"replicas": 1},
+          "status": {"observedGeneration": 2, "replicas": 1, "readyReplicas": 0,
+                     "conditions": [{"type": "Progressing", "status": "True",
+                                     "reason": "NewReplicaSetAvailable"}]}}, False,
+         "ReplicasUnavailable"),  # the rollout is done, but nothing runs: not ready
         ({"metadata": {"generation": 1}, "status": {"observedGeneration": 1, "conditions": [
             {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
              "message": "timed out"}]}}, False, "ProgressDeadlineExceeded"),
@@ -225,7 +149,7 @@ def test_ready_is_not_true_while_a_part_is_missing() -> None:
     only_consumer = merge_conditions([], [Condition("ConsumerReady", True, "RolledOut", "")], 1, T0)
     ready = next(c for c in rebuild_ready(only_consumer, 1) if c["type"] == "Ready")
     assert ready["status"] == "Unknown"
-    assert ready["reason"] == "TopicReadyPending"
+    assert ready["reason"] == "SpecValidPending"
 
 
 def test_batch_settings_and_spark_threads_reach_the_consumer_env() -> None:
@@ -242,3 +166,51 @@ def test_batch_settings_and_spark_threads_reach_the_consumer_env() -> None:
     assert tuned["METRICPIPE_MAX_BATCH_RECORDS"] == "40"
     assert tuned["METRICPIPE_MAX_BATCH_SECONDS"] == "1.5"
     assert tuned["METRICPIPE_SPARK_MASTER"] == "local[2]"
+
+
+def test_consumer_probes_start_up_first_with_a_budget_for_a_loaded_machine() -> None:
+    """Liveness must never judge a start: no initial delay of its own, a startup probe whose
+    budget (period x failures) covers the start measured with twelve consumers at once on the
+    2-core dev machine (STARTUP_MEASURED_SECONDS) twice over."""
+    (container,) = build_deployment(REF, spec_of(), CONFIG, "h", replicas=1)["spec"]["template"][
+        "spec"
+    ]["containers"]
+    startup, liveness = container["startupProbe"], container["livenessProbe"]
+    readiness = container["readinessProbe"]
+    assert startup["httpGet"] == {"path": "/startupz", "port": "metrics"}
+    assert liveness["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert readiness["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert "initialDelaySeconds" not in liveness
+    budget = startup["periodSeconds"] * startup["failureThreshold"]
+    assert budget == STARTUP_BUDGET_SECONDS
+    assert budget >= 2 * STARTUP_MEASURED_SECONDS > 0
+    for probe in (startup, liveness, readiness):
+        assert probe["timeoutSeconds"] >= 5  # a loaded machine answers late
+
+
+def test_stream_consumer_jvm_starts_cheaply_sized_to_its_cpu_and_a_spec_can_replace_it() -> None:
+    def env(spec: MetricPipelineSpec) -> list[tuple[str, str]]:
+        (container,) = build_deployment(REF, spec, CONFIG, "h", replicas=1)["spec"]["template"][
+            "spec"
+        ]["containers"]
+        return [(e["name"], e.get("value", "")) for e in container["env"]]
+
+    default = dict(env(spec_of()))
+    assert default["JAVA_TOOL_OPTIONS"] == "-XX:ActiveProcessorCount=1 -XX:TieredStopAtLevel=1"
+    two = dict(env(spec_of(consumer={"resources": {"requests": {"cpu": "2"}}})))
+    assert "-XX:ActiveProcessorCount=2" in two["JAVA_TOOL_OPTIONS"]
+    assert two["METRICPIPE_SPARK_MASTER"] == "local[2]"
+    own = env(spec_of(consumer={"env": [{"name": "JAVA_TOOL_OPTIONS", "value": "-Xss2m"}]}))
+    values = [value for name, value in own if name == "JAVA_TOOL_OPTIONS"]
+    assert values[-1] == "-Xss2m"  # the last of a name is the one a container gets
+
+
+def test_consumer_last_words_reach_the_pod_status() -> None:
+    """The consumer writes why it stopped (a sink refusing it, a spec it cannot apply) where the
+    kubelet takes the termination message from; its logs stand in when it wrote nothing."""
+    (container,) = build_deployment(REF, spec_of(), CONFIG, "h", replicas=1)["spec"]["template"][
+        "spec"
+    ]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["METRICPIPE_TERMINATION_MESSAGE_PATH"] == container["terminationMessagePath"]
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"

@@ -27,7 +27,6 @@ from .names import PipelineRef
 
 HISTORY_LIMIT = 3  # finished Jobs kept of each kind, for `kubectl get jobs` and the sizing
 BACKOFF_LIMIT = 2  # retries of a failed run before the Job fails (the next run catches up)
-TERMINATION_MESSAGE_PATH = "/dev/termination-log"  # the run's report, read by the sizing
 
 
 def build_batch_container(
@@ -37,13 +36,11 @@ def build_batch_container(
     container = build_container(ref, spec, config, config_hash)
     container["name"] = "job"
     container["args"] = ["batch"]
-    for field in ("readinessProbe", "livenessProbe", "ports"):  # a run serves nothing
+    for field in ("startupProbe", "readinessProbe", "livenessProbe", "ports"):  # serves nothing
         container.pop(field)
     env = [e for e in container["env"] if e["name"] != "METRICPIPE_SPARK_MASTER"]
     env.append({"name": "METRICPIPE_SPARK_MASTER", "value": f"local[{parallelism}]"})
-    env.append({"name": "METRICPIPE_TERMINATION_MESSAGE_PATH", "value": TERMINATION_MESSAGE_PATH})
-    container["terminationMessagePath"] = TERMINATION_MESSAGE_PATH
-    container["terminationMessagePolicy"] = "File"
+    container["terminationMessagePolicy"] = "File"  # the run's report, read by the sizing
     if config.batch_spark_jars:
         env.append({"name": "METRICPIPE_SPARK_JARS", "value": config.batch_spark_jars})
     container["env"] = env

@@ -98,6 +98,52 @@ def _spark_threads(requests: dict[str, str]) -> int:
     return max(1, math.floor(cores))
 
 
+# A consumer's start (Python imports, the JVM, Spark's session and warm-up, the sink's indices,
+# the first poll) takes 20-35 s alone on the 2-core dev machine and up to STARTUP_MEASURED_SECONDS
+# when twelve start at once (tests/e2e/test_startup_under_load.py; docs/consumer.md, "Probes"):
+# the startup probe allows STARTUP_BUDGET_SECONDS before it gives up (room for a machine
+# twice as loaded), and liveness is not probed before then.
+STARTUP_MEASURED_SECONDS = 160
+STARTUP_PERIOD_SECONDS = 10
+STARTUP_FAILURE_THRESHOLD = 60
+STARTUP_BUDGET_SECONDS = STARTUP_PERIOD_SECONDS * STARTUP_FAILURE_THRESHOLD
+PROBE_TIMEOUT_SECONDS = 5  # a busy machine answers late; a late answer is not a dead consumer
+
+
+TERMINATION_MESSAGE_PATH = "/dev/termination-log"
+
+
+def build_stream_jvm_options(threads: int) -> str:
+    """The stream consumer's JVM: as many processors as Spark has threads (what a container
+    limited to that CPU would show it: its GC and JIT thread counts follow), and the C1
+    compiler only: a start costs about half the CPU (22-28 -> 12.5 CPU-seconds measured alone),
+    which twelve consumers starting at once on two cores are short of; the price is some
+    steady-state JIT quality (docs/consumer.md, "Probes"). A pipeline replaces them with its
+    own JAVA_TOOL_OPTIONS in spec.consumer.env."""
+    return f"-XX:ActiveProcessorCount={threads} -XX:TieredStopAtLevel=1"
+
+
+def build_probes() -> dict[str, Any]:
+    """Startup (/startupz: Spark up, group subscribed, first poll back), then liveness
+    (/healthz: the loop makes progress) and readiness (/readyz: it can do work)."""
+
+    def probe(path: str, period: int, failures: int) -> dict[str, Any]:
+        return {
+            "httpGet": {"path": path, "port": "metrics"},
+            "periodSeconds": period,
+            "timeoutSeconds": PROBE_TIMEOUT_SECONDS,
+            "failureThreshold": failures,
+        }
+
+    return {
+        "startupProbe": probe("/startupz", STARTUP_PERIOD_SECONDS, STARTUP_FAILURE_THRESHOLD),
+        # after start-up: killed once /healthz has failed for 2 minutes (it fails after 2
+        # minutes without a loop iteration), never for a slow start
+        "livenessProbe": probe("/healthz", 20, 6),
+        "readinessProbe": probe("/readyz", 5, 3),
+    }
+
+
 def build_container(
     ref: PipelineRef, spec: MetricPipelineSpec, config: OperatorConfig, config_hash: str
 ) -> dict[str, Any]:
@@ -107,12 +153,16 @@ def build_container(
         {"name": "METRICPIPE_METRICS_PORT", "value": str(port)},
         {"name": "METRICPIPE_CONFIG_HASH", "value": config_hash},
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "METRICPIPE_TERMINATION_MESSAGE_PATH", "value": TERMINATION_MESSAGE_PATH},
         *_credential_env(spec),
         *_batch_env(spec),
-        *({"name": e.name, "value": e.value} for e in spec.consumer.env),
     ]
     requests = {"cpu": "500m", "memory": "1Gi", **spec.consumer.resources.requests}
-    env.append({"name": "METRICPIPE_SPARK_MASTER", "value": f"local[{_spark_threads(requests)}]"})
+    threads = _spark_threads(requests)
+    if spec.mode == "stream":
+        env.append({"name": "JAVA_TOOL_OPTIONS", "value": build_stream_jvm_options(threads)})
+    env += [{"name": e.name, "value": e.value} for e in spec.consumer.env]  # the user's last
+    env.append({"name": "METRICPIPE_SPARK_MASTER", "value": f"local[{threads}]"})
     limits = {"memory": "2Gi", **spec.consumer.resources.limits}
     return {
         "name": "consumer",
@@ -123,17 +173,11 @@ def build_container(
         "env": env,
         "ports": [{"name": "metrics", "containerPort": port, "protocol": "TCP"}],
         "resources": {"requests": requests, "limits": limits},
-        "readinessProbe": {
-            "httpGet": {"path": "/readyz", "port": "metrics"},
-            "periodSeconds": 10,
-            "failureThreshold": 3,
-        },
-        "livenessProbe": {
-            "httpGet": {"path": "/healthz", "port": "metrics"},
-            "initialDelaySeconds": 30,
-            "periodSeconds": 20,
-            "failureThreshold": 6,
-        },
+        **build_probes(),
+        # why a consumer stopped (a sink refusing it, a spec it cannot apply), else its last
+        # log lines: the ResourceManager turns it into SinkReady / ConsumerReady messages
+        "terminationMessagePath": TERMINATION_MESSAGE_PATH,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": {
             "runAsNonRoot": True,
             "readOnlyRootFilesystem": True,
