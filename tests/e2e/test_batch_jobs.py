@@ -89,11 +89,14 @@ def test_jobs_from_the_cronjob_compute_every_window(
     produce(stack, topic, stamped)
     # the local stack's Spark Kafka connector for the runs (an image would carry it); the
     # ResourceManager records the runs and sizes the next ones
-    start_operator(namespace, METRICPIPE_BATCH_SPARK_JARS=",".join(stack.spark_kafka_jars),
-                   METRICPIPE_PROMETHEUS_URL=stack.prometheus_url,
-                   METRICPIPE_SCALING_NAMESPACE=namespace,
-                   METRICPIPE_SCALING_INTERVAL_SECONDS="2",
-                   METRICPIPE_ADOPT_TOPICS=re.escape(topic) + r"(\.dlq)?")  # created above
+    start_operator(
+        namespace,
+        METRICPIPE_BATCH_SPARK_JARS=",".join(stack.spark_kafka_jars),
+        METRICPIPE_PROMETHEUS_URL=stack.prometheus_url,
+        METRICPIPE_SCALING_NAMESPACE=namespace,
+        METRICPIPE_SCALING_INTERVAL_SECONDS="2",
+        METRICPIPE_ADOPT_TOPICS=re.escape(topic) + r"(\.dlq)?",
+    )  # created above
     spec = {
         "mode": "batch",
         "source": {"tag": "web", "format": "apache_combined"},
