@@ -9,7 +9,7 @@ export METRICPIPE_CACHE ?= $(HOME)/.cache/metricpipe
 VENV_STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
 .PHONY: help prereqs venv stack-deps stack-up stack-down stack-status lint format unit \
-        integration e2e test demo bench clean crds manifests locks demo-down
+        integration e2e test demo bench clean crds manifests locks demo-down images
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -27,7 +27,10 @@ $(VENV_STAMP): pyproject.toml
 
 venv: $(VENV_STAMP) ## Create the virtualenv with runtime and dev dependencies
 
-stack-deps: venv ## Build kube/etcd and fetch Kafka, ES, OpenSearch, Prometheus, Spark connector
+images: venv ## Build the operator, consumer and pause images (cached by content in the cache)
+	@bash hack/build-images.sh
+
+stack-deps: venv images ## Build kube/etcd and fetch Kafka, ES, OpenSearch, Prometheus, Spark connector
 	@bash hack/build-go-bins.sh all
 	@bash hack/fetch-deps.sh all
 

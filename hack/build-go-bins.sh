@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (pinned KUBE_VERSION) and
+# Builds kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kubelet (pinned KUBE_VERSION) and
 # etcd (ETCD_VERSION) from Go modules through wrapper modules, into $METRICPIPE_CACHE/bin.
 # Idempotent: a binary that exists for the pinned version is never rebuilt.
 source "$(dirname "$0")/lib.sh"
 
 KUBE_BIN="$METRICPIPE_CACHE/bin/kubernetes-$KUBE_VERSION"
 ETCD_BIN="$METRICPIPE_CACHE/bin/etcd-$ETCD_VERSION"
-KUBE_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+KUBE_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet)
 
 build_kube() {
   local missing=0 cmd

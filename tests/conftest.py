@@ -26,5 +26,5 @@ def unique_name() -> str:
 # The real local stack's fixtures (integration and e2e tiers; lazy, so unit tests start nothing).
 from exporter_harness import start_exporter  # noqa: E402, F401
 from install_harness import identities  # noqa: E402, F401
-from nodeagent_harness import node_agent  # noqa: E402, F401
+from node_harness import cordoned_node, node  # noqa: E402, F401
 from stack_fixtures import *  # noqa: E402, F403

@@ -25,6 +25,7 @@ from .filters import SpecError
 from .metrics import ConsumerMetrics
 from .records import RecordParser
 from .sink import MetricSink, SinkError, build_sink
+from .sparkconf import SparkSetupError, spark_conf_from_environment
 from .stream import StreamConsumer, StreamSettings
 
 
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     # Start-up (what the startup probe waits for, docs/consumer.md "Probes"): Spark's session
     # and its warm-up are most of it; the loop's first poll ends it (/startupz).
     begun = time.monotonic()
-    engine = SparkAggregator(config.spark_master)
+    engine = SparkAggregator(config.spark_master, conf=spark_conf(config, jars=False))
     session_up = time.monotonic()
     engine.warm_up()  # before joining the group: the first batch then runs at full speed
     log.info("spark ready", session_seconds=round(session_up - begun, 1),
@@ -102,8 +103,13 @@ def run_batch(
     """Computes the due windows (or the one asked for); prints a JSON line per window; exits
     0, or 2 on a sink error (the Job's backoff retries it)."""
     log = structlog.get_logger("metricpipe.batch")
-    jars = [jar for jar in config.spark_jars.split(",") if jar]
-    engine = SparkAggregator(config.spark_master, jars=jars)
+    try:
+        conf = spark_conf(config, jars=True)
+    except SparkSetupError as error:
+        log.error("cannot set up spark", error=str(error))
+        leave_last_words(config, str(error))
+        return 3
+    engine = SparkAggregator(config.spark_master, conf=conf)
     dead_letters = DeadLetterWriter(
         document.kafka_bootstrap, document.dead_letter_topic, document.pipeline.key, mode="batch"
     )
@@ -128,6 +134,15 @@ def run_batch(
     if config.termination_message_path is not None:
         write_termination_message(config.termination_message_path, json.dumps(summary))
     return 0
+
+
+def spark_conf(config: ConsumerConfig, jars: bool) -> dict[str, str]:
+    """Spark's settings for this container: heap from its memory limit, scratch and temporary
+    directories from its environment; the extra jars in batch mode only (the stream consumer
+    reads Kafka without Spark, and a start without them is shorter)."""
+    return spark_conf_from_environment(
+        config.memory_limit_bytes, config.spark_driver_memory, config.spark_jars if jars else ""
+    )
 
 
 def leave_last_words(config: ConsumerConfig, text: str) -> None:

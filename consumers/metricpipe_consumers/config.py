@@ -23,7 +23,21 @@ class ConsumerConfig(BaseSettings):
     sink_password: SecretStr | None = None
     spark_master: str = Field(default="local[2]", description="Spark master of the session.")
     spark_jars: str = Field(
-        default="", description="Comma-separated extra jars: the Kafka connector (batch mode)."
+        default="",
+        description="Comma-separated extra jars, paths or globs (the image's "
+        "'/opt/metricpipe/jars/*.jar'): the Kafka connector (batch mode). An entry that matches "
+        "no file stops the run with an error.",
+    )
+    memory_limit_bytes: int | None = Field(
+        default=None,
+        ge=0,
+        description="The container's memory limit in bytes (the downward API's limits.memory): "
+        "Spark's heap is half of it (sparkconf.decide_driver_memory). Unset: 1g.",
+    )
+    spark_driver_memory: str | None = Field(
+        default=None,
+        description="Spark's heap as Spark writes it (e.g. '1500m'), replacing the one decided "
+        "from memory_limit_bytes.",
     )
     batch_max_windows: int = Field(
         default=24, ge=1, description="Batch mode: windows one run may make up; the rest next run."

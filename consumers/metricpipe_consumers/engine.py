@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -20,6 +21,7 @@ from pyspark.sql import functions as sf
 
 from .aggregate import Aggregate
 from .sketch import DEFAULT_RELATIVE_ACCURACY, QuantileSketch
+from .sparkconf import DEFAULT_DRIVER_MEMORY
 
 log = structlog.get_logger("metricpipe.engine")
 GROUP_SEPARATOR = "\x1f"  # ASCII unit separator: joins a group's values into one column
@@ -48,16 +50,26 @@ def parse_local_cores(master: str) -> int:
 class SparkAggregator:
     def __init__(
         self, master: str = "local[2]", alpha: float = DEFAULT_RELATIVE_ACCURACY,
-        jars: list[str] | None = None,
+        jars: list[str] | None = None, conf: Mapping[str, str] | None = None,
     ) -> None:  # fmt: skip
-        """`jars`: extra jars for the session (the Kafka connector, for the batch job)."""
+        """`jars`: extra jars for the session (the Kafka connector, for the batch job);
+        `conf`: settings for the JVM's start (sparkconf.spark_conf_from_environment: heap,
+        scratch and temporary directories; 1g of heap without it), beside the fixed ones below."""
         os.environ.setdefault("PYSPARK_PYTHON", "python3")
+        # Local mode talks over loopback only. Without an address Spark resolves the host's
+        # name as it starts, and a container's name may resolve nowhere (UnknownHostException).
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        # Spark's user name; else Hadoop asks the user database, which fails for a container
+        # user without an /etc/passwd entry ("Invalid UID, could not determine effective user")
+        os.environ.setdefault("SPARK_USER", "metricpipe")
         self.alpha = alpha
         self.cores = parse_local_cores(master)
         self.gamma = (1 + alpha) / (1 - alpha)
         builder = SparkSession.builder
         if jars:
             builder = builder.config("spark.jars", ",".join(jars))
+        for key, value in (conf or {"spark.driver.memory": DEFAULT_DRIVER_MEMORY}).items():
+            builder = builder.config(key, value)
         self.session = (
             builder.master(master)
             .appName("metricpipe-consumer")
@@ -71,7 +83,6 @@ class SparkAggregator:
             .config("spark.sql.adaptive.enabled", "false")
             .config("spark.sql.session.timeZone", "UTC")
             .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-            .config("spark.driver.memory", os.environ.get("METRICPIPE_SPARK_DRIVER_MEMORY", "1g"))
             .getOrCreate()
         )
         self.session.sparkContext.setLogLevel("WARN")

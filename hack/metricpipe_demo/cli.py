@@ -49,7 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add(
         "--bootstrap",
-        default=os.environ.get("KAFKA_BOOTSTRAP", f"127.0.0.1:{Ports().kafka}"),
+        default=os.environ.get(
+            "KAFKA_BOOTSTRAP", f"{StackSettings().host_address}:{Ports().kafka}"
+        ),
         help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP or the local stack's)",
     )
     add(

@@ -22,7 +22,6 @@ import requests
 from kubernetes import config
 
 from metricpipe_devstack.env import StackEnv
-from metricpipe_devstack.process import read_record, start_process, stop_process
 from metricpipe_devstack.settings import StackSettings
 from metricpipe_devstack.stack import read_env_file
 from metricpipe_operator.api.durations import parse_duration
@@ -49,7 +48,6 @@ MANIFESTS = REPO / "manifests" / "overlays" / "local"
 SYSTEM_NAMESPACE = "metricpipe-system"
 SYSTEM_DEPLOYMENTS = ("metricpipe-operator", "metricpipe-exporter")
 CRD_NAME = "metricpipelines.metricpipe.io"
-NODE_AGENT = "nodeagent"
 
 
 def say(text: str = "") -> None:
@@ -68,23 +66,25 @@ class Demo:
         self.env = StackEnv.from_entries(entries, self.stack_settings.versions["KUBE_VERSION"])
         self.dir = self.stack_settings.stack_dir / "demo"
         self.run_dir, self.logs = self.dir / "run", self.dir / "logs"
-        self.pods = self.dir / "pods"
         self.cluster = Cluster(config.new_client_from_config(str(self.env.kubeconfig)),
                                settings.namespace)  # fmt: skip
         self.started = time.time()
         self.samples: list[Sample] = []
 
     # -- set-up ----------------------------------------------------------------------------
-    def start_node_agent(self) -> None:
-        env = {"KUBECONFIG": str(self.env.kubeconfig),
-               "METRICPIPE_NODEAGENT_WORK_DIR": str(self.pods),
-               "PROMETHEUS_FILE_SD_DIR": str(self.env.prometheus_file_sd_dir)}  # fmt: skip
-        if read_record(self.run_dir, NODE_AGENT) is not None:
-            stop_process(self.run_dir, NODE_AGENT)
-        start_process(NODE_AGENT, [sys.executable, "-m", "metricpipe_nodeagent"],
-                      run_dir=self.run_dir, log_path=self.logs / f"{NODE_AGENT}.log",
-                      env=env)  # fmt: skip
-        say(f"   node agent: started, log {self.logs / f'{NODE_AGENT}.log'}")
+    def wait_node(self, timeout: float = 120) -> None:
+        """The stack's kubelet registers its Node at stack-up; pods need it Ready."""
+        name = self.stack_settings.node_name
+        deadline = time.monotonic() + timeout
+        while not self.cluster.node_ready(name):
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"Node {name} not Ready after {timeout:.0f} s: see "
+                    f"{self.stack_settings.log_dir / 'kubelet.log'} ('make stack-status')"
+                )
+            time.sleep(2)
+        say(f"   Node {name} Ready (kubelet + containerd + runc; log "
+            f"{self.stack_settings.log_dir / 'kubelet.log'})")  # fmt: skip
 
     def install(self, timeout: float = 300) -> None:
         """What a user does on a cluster: `kubectl apply -k` of the local overlay, then wait
@@ -102,13 +102,15 @@ class Demo:
                 break
             if time.monotonic() > deadline:
                 raise TimeoutError(
-                    f"{SYSTEM_DEPLOYMENTS} not available after {timeout:.0f} s: see the pods' "
-                    f"logs under {self.pods} and {self.logs / f'{NODE_AGENT}.log'}"
+                    f"{SYSTEM_DEPLOYMENTS} not available after {timeout:.0f} s: see "
+                    f"'kubectl -n {SYSTEM_NAMESPACE} describe pods' and 'kubectl logs'"
                 )
             say(f"   waiting for {SYSTEM_NAMESPACE}: available {available}")
             time.sleep(5)
-        say(f"   operator and exporter available in {SYSTEM_NAMESPACE} (pods run by the node "
-            f"agent; their logs: {self.pods}/{SYSTEM_NAMESPACE}_*/logs/)")  # fmt: skip
+        say(
+            f"   operator and exporter available in {SYSTEM_NAMESPACE} (containers on the "
+            f"stack's kubelet; their logs: kubectl -n {SYSTEM_NAMESPACE} logs deploy/<name>)"
+        )
 
     def apply_pipelines(self) -> dict[str, float]:
         examples = REPO / "manifests" / "examples"
@@ -154,7 +156,10 @@ class Demo:
                 return {k: str(v) for k, v in topics.items()}
             say(f"   waiting: topics {topics}, ready consumer pods {ready}")
             time.sleep(5)
-        raise TimeoutError("pipelines not ready: see the logs in " + str(self.logs))
+        raise TimeoutError(
+            f"pipelines not ready: see 'kubectl -n {self.settings.namespace} describe pods' and "
+            f"'kubectl -n {self.settings.namespace} logs <pod>', and the logs in {self.logs}"
+        )
 
     # -- the run -----------------------------------------------------------------------------
     def sample(self) -> list[Sample]:
@@ -168,8 +173,8 @@ class Demo:
         heading("metricpipe demo (development stack on this machine)")
         for line in describe_scaling(s):
             say(f"   {line}")
-        heading("starting the development node agent (it runs the pods of this machine's Node)")
-        self.start_node_agent()
+        heading("the node: the stack's kubelet runs the pods in containers (containerd + runc)")
+        self.wait_node()
         heading("installing metricpipe: the operator (with its ResourceManager) and the exporter")
         self.install()
         heading(f"applying the pipelines in namespace {s.namespace}")
@@ -307,7 +312,6 @@ class Demo:
                 say(f"   {line}")
         except RuntimeError as error:
             say(f"   {error}")
-        say(f"{NODE_AGENT}: {stop_process(self.run_dir, NODE_AGENT)}")
         return 0
 
 

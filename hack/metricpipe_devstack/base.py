@@ -82,7 +82,7 @@ class Component(ABC):
             with socket.socket() as sock:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 try:
-                    sock.bind(("127.0.0.1", port))
+                    sock.bind((self.bind_host(), port))
                 except OSError:
                     busy.append(port)
         return busy
@@ -90,6 +90,11 @@ class Component(ABC):
     def listen_ports(self) -> list[int]:
         port = self.port()
         return [port] if port else []
+
+    def bind_host(self) -> str:
+        """The address the server listens on: the host's address on the pod bridge, so that
+        pods reach it (servers only the host talks to override this with 127.0.0.1)."""
+        return self.settings.host_address
 
     def start(self) -> None:
         argv = self.argv()
@@ -99,8 +104,9 @@ class Component(ABC):
         if busy:
             raise StackError(
                 self.name,
-                f"port(s) {busy} on 127.0.0.1 are already in use, probably by another metricpipe "
-                "stack (run 'make stack-down' in that checkout) or another program. Stop it, or "
+                f"port(s) {busy} on {self.bind_host()} are already in use, probably by another "
+                "metricpipe stack (run 'make stack-down' in that checkout) or another program. "
+                "Stop it, or "
                 f"choose other ports with METRICPIPE_PORT_<NAME> (see {__package__}/settings.py)",
             )
         self.prepare()

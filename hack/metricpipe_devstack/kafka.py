@@ -39,7 +39,7 @@ class Kafka(Component):
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.settings.ports.kafka}"
+        return f"{self.bind_host()}:{self.settings.ports.kafka}"
 
     @property
     def config_dir(self) -> Path:
@@ -77,10 +77,12 @@ class Kafka(Component):
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@127.0.0.1:{ports.kafka_controller}",
+            # clients (host processes and pods) on the bridge address; the controller stays on
+            # loopback, only the broker itself talks to it
             "listeners": (
-                f"PLAINTEXT://127.0.0.1:{ports.kafka},CONTROLLER://127.0.0.1:{ports.kafka_controller}"
+                f"PLAINTEXT://{self.bootstrap},CONTROLLER://127.0.0.1:{ports.kafka_controller}"
             ),
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{ports.kafka}",
+            "advertised.listeners": f"PLAINTEXT://{self.bootstrap}",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",

@@ -41,6 +41,9 @@ class Etcd(Component):
     def listen_ports(self) -> list[int]:
         return [self.settings.ports.etcd, self.settings.ports.etcd_peer]
 
+    def bind_host(self) -> str:
+        return "127.0.0.1"  # only the API server talks to etcd
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.settings.ports.etcd}"
@@ -85,7 +88,7 @@ class _KubeComponent(Component):
 
     @property
     def apiserver_url(self) -> str:
-        return f"https://127.0.0.1:{self.settings.ports.apiserver}"
+        return f"https://{self.settings.host_address}:{self.settings.ports.apiserver}"
 
     def _probe_https(self, port: int, path: str = "/healthz") -> Probe:
         try:
@@ -122,7 +125,7 @@ class KubeApiserver(_KubeComponent):
         return self.settings.ports.apiserver
 
     def prepare(self) -> None:
-        ensure_pki(self.pki)
+        ensure_pki(self.pki, extra_sans=f"IP:{self.settings.host_address}")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.kubeconfig.write_text(build_kubeconfig(self.apiserver_url, self.pki))
         tokens = self.settings.stack_dir / "kube" / "tokens.csv"
@@ -137,8 +140,8 @@ class KubeApiserver(_KubeComponent):
         return [
             str(self.settings.kube_bin / "kube-apiserver"),
             f"--etcd-servers=http://127.0.0.1:{self.settings.ports.etcd}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
+            f"--bind-address={self.bind_host()}",
+            f"--advertise-address={self.bind_host()}",
             f"--secure-port={self.settings.ports.apiserver}",
             f"--cert-dir={self.data_dir}",
             f"--tls-cert-file={pki / 'apiserver.crt'}",
@@ -152,6 +155,11 @@ class KubeApiserver(_KubeComponent):
             f"--service-account-key-file={pki / 'sa.pub'}",
             "--endpoint-reconciler-type=none",
             "--kubelet-preferred-address-types=InternalIP",
+            # logs/exec/port-forward: the API server authenticates to the kubelet with the admin
+            # client certificate and verifies the kubelet's serving certificate (the stack's CA)
+            f"--kubelet-client-certificate={pki / 'admin.crt'}",
+            f"--kubelet-client-key={pki / 'admin.key'}",
+            f"--kubelet-certificate-authority={pki / 'ca.crt'}",
             "--allow-privileged=false",
             "--profiling=false",
             "--v=1",
@@ -186,6 +194,9 @@ class _ControlLoop(_KubeComponent):
 
     binary: str
     startup_timeout = 90.0
+
+    def bind_host(self) -> str:
+        return "127.0.0.1"
 
     def port(self) -> int:
         raise NotImplementedError

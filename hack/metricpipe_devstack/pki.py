@@ -50,8 +50,9 @@ def _issue(pki: Path, name: str, subject: str, *, sans: str | None = None) -> No
     )
 
 
-def ensure_pki(pki: Path) -> None:
-    """CA, apiserver serving cert, admin client cert (system:masters), service-account keys."""
+def ensure_pki(pki: Path, *, extra_sans: str = "") -> None:
+    """CA, apiserver serving cert, admin client cert (system:masters), service-account keys.
+    extra_sans: more subjectAltNames of the API server (the pod bridge's host address)."""
     if (pki / "sa.pub").exists():
         return
     pki.mkdir(parents=True, exist_ok=True)
@@ -71,7 +72,8 @@ def ensure_pki(pki: Path) -> None:
         "ca.crt",
         cwd=pki,
     )
-    _issue(pki, "apiserver", "/CN=kube-apiserver", sans=APISERVER_SANS)
+    sans = f"{APISERVER_SANS},{extra_sans}" if extra_sans else APISERVER_SANS
+    _issue(pki, "apiserver", "/CN=kube-apiserver", sans=sans)
     _issue(pki, "admin", "/O=system:masters/CN=metricpipe-admin")
     _openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
     _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
@@ -79,15 +81,37 @@ def ensure_pki(pki: Path) -> None:
         key.chmod(0o600)
 
 
-def build_kubeconfig(server: str, pki: Path) -> str:
-    """An admin kubeconfig (client certificate of group system:masters)."""
+def build_kubeconfig(
+    server: str, pki: Path, *, user: str = "metricpipe-admin", cert: str = "admin"
+) -> str:
+    """A kubeconfig authenticating with the client certificate <cert>.crt/.key of pki/: by
+    default the admin's (group system:masters)."""
     return (
         "apiVersion: v1\nkind: Config\n"
         "clusters:\n- name: metricpipe-dev\n  cluster:\n"
         f"    server: {server}\n    certificate-authority: {pki / 'ca.crt'}\n"
-        "users:\n- name: metricpipe-admin\n  user:\n"
-        f"    client-certificate: {pki / 'admin.crt'}\n    client-key: {pki / 'admin.key'}\n"
+        f"users:\n- name: {user}\n  user:\n"
+        f"    client-certificate: {pki / f'{cert}.crt'}\n    client-key: {pki / f'{cert}.key'}\n"
         "contexts:\n- name: metricpipe-dev\n  context:\n"
-        "    cluster: metricpipe-dev\n    user: metricpipe-admin\n"
+        f"    cluster: metricpipe-dev\n    user: {user}\n"
         "current-context: metricpipe-dev\n"
     )
+
+
+def ensure_node_pki(pki: Path, node_name: str, host_address: str) -> None:
+    """The kubelet's serving cert (what the API server verifies for logs/exec, so its SANs are
+    the node's InternalIP and name) and its client cert: user system:node:<name> in group
+    system:nodes, which the Node authorizer admits. Made once per CA (ensure_pki first)."""
+    if not (pki / "ca.crt").exists():
+        raise StackError("kube-pki", f"no CA in {pki}: the API server's ensure_pki runs first")
+    if not (pki / "kubelet.crt").exists():
+        _issue(pki, "kubelet", f"/CN={node_name}", sans=f"IP:{host_address},DNS:{node_name}")
+    if not (pki / "kubelet-client.crt").exists():
+        _issue(pki, "kubelet-client", f"/O=system:nodes/CN=system:node:{node_name}")
+    for key in pki.glob("kubelet*.key"):
+        key.chmod(0o600)
+
+
+def build_node_kubeconfig(server: str, pki: Path) -> str:
+    """The kubelet's kubeconfig: its own client certificate (system:node:<name>)."""
+    return build_kubeconfig(server, pki, user="kubelet", cert="kubelet-client")

@@ -1,7 +1,10 @@
 """Prometheus (Debian's build, extracted into the cache) with a config the project controls.
 
-Scrape targets come from file_sd: tests and the demo drop JSON files into
-`.stack/prometheus/file_sd/` and Prometheus picks them up within seconds, without a restart.
+Scrape targets come from file_sd: JSON files in `.stack/prometheus/file_sd/`, picked up within
+seconds without a restart. Pods with a container port named `metrics` are written there by the
+stack's pod discovery (`podsd.py`: scraped at their pod IPs, job = the pod's label
+`app.kubernetes.io/name`, what metricpipe's PodMonitor asks of the Prometheus Operator on a
+cluster; Debian's Prometheus build leaves kubernetes_sd out); tests add host processes there.
 Rule files in `.stack/prometheus/rules/` are loaded at start and on POST /-/reload.
 """
 
@@ -27,7 +30,7 @@ class Prometheus(Component):
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.settings.ports.prometheus}"
+        return f"http://{self.bind_host()}:{self.settings.ports.prometheus}"
 
     @property
     def config_dir(self) -> Path:
@@ -45,7 +48,7 @@ class Prometheus(Component):
             "scrape_configs:\n"
             "  - job_name: prometheus\n"
             "    static_configs:\n"
-            f"      - targets: ['127.0.0.1:{self.settings.ports.prometheus}']\n"
+            f"      - targets: ['{self.bind_host()}:{self.settings.ports.prometheus}']\n"
             "  - job_name: metricpipe\n"
             "    file_sd_configs:\n"
             f"      - files: ['{file_sd}/*.json', '{file_sd}/*.yml']\n"
@@ -67,7 +70,7 @@ class Prometheus(Component):
             str(self.settings.prometheus_bin / "prometheus"),
             f"--config.file={self.config_dir / 'prometheus.yml'}",
             f"--storage.tsdb.path={self.data_dir}",
-            f"--web.listen-address=127.0.0.1:{self.settings.ports.prometheus}",
+            f"--web.listen-address={self.bind_host()}:{self.settings.ports.prometheus}",
             "--web.enable-lifecycle",
             "--storage.tsdb.retention.time=2d",
         ]

@@ -70,7 +70,7 @@ class SearchEngine(Component):
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        return f"http://{self.bind_host()}:{self.http_port}"
 
     @property
     def home(self) -> Path:
@@ -91,7 +91,7 @@ class SearchEngine(Component):
             "cluster.name": f"metricpipe-dev-{self.product}",
             "node.name": f"{self.product}-1",
             "discovery.type": "single-node",
-            "network.host": "127.0.0.1",
+            "network.host": self.bind_host(),
             "http.port": str(self.http_port),
             "transport.port": str(self.transport_port),
             "path.data": str(self.runtime / "data"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -49,6 +50,8 @@ class Ports:
     opensearch: int = _env_port("OPENSEARCH", 39201)
     opensearch_transport: int = _env_port("OPENSEARCH_TRANSPORT", 39301)
     prometheus: int = _env_port("PROMETHEUS", 39090)
+    kubelet: int = _env_port("KUBELET", 39250)
+    kubelet_healthz: int = _env_port("KUBELET_HEALTHZ", 39248)
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,15 @@ class StackSettings:
     )
     heap_mb: int = field(default_factory=lambda: int(os.environ.get("METRICPIPE_HEAP_MB", "512")))
     ports: Ports = field(default_factory=Ports)
+    # The pod network: a bridge the stack creates, the host's address on it (every server of the
+    # stack listens there, so pods reach them), and the range pods get addresses from.
+    bridge: str = field(default_factory=lambda: os.environ.get("METRICPIPE_BRIDGE", "metricpipe0"))
+    pod_cidr: str = field(
+        default_factory=lambda: os.environ.get("METRICPIPE_POD_CIDR", "10.77.0.0/24")
+    )
+    node_name: str = field(
+        default_factory=lambda: os.environ.get("METRICPIPE_NODE_NAME", "metricpipe-node")
+    )
 
     @cached_property
     def versions(self) -> dict[str, str]:
@@ -108,6 +120,34 @@ class StackSettings:
             tag = hashlib.sha256(str(self.stack_dir).encode()).hexdigest()[:10]
             return Path("/var/tmp") / f"metricpipe-search-{tag}"  # noqa: S108 - root-owned parent
         return self.stack_dir / "search"
+
+    @property
+    def host_address(self) -> str:
+        """The host's address on the pod bridge: the first address of pod_cidr."""
+        return str(next(ipaddress.ip_network(self.pod_cidr).hosts()))
+
+    @property
+    def node_dir(self) -> Path:
+        """The node's state in this checkout: kubelet root, CNI config and IPAM, pod logs."""
+        return self.stack_dir / "node"
+
+    @property
+    def node_run_dir(self) -> Path:
+        """containerd's sockets and state: unix socket paths must stay under 108 bytes, so this
+        lives under /run (as root) with a tag of the checkout, not inside it."""
+        tag = hashlib.sha256(str(self.stack_dir).encode()).hexdigest()[:10]
+        base = Path("/run") if os.geteuid() == 0 else Path("/tmp")  # noqa: S108
+        return base / f"metricpipe-{tag}"
+
+    @property
+    def containerd_root(self) -> Path:
+        """containerd's content and snapshots: in the cache, so loaded images survive restarts."""
+        return self.cache_dir / "containerd"
+
+    @property
+    def images_dir(self) -> Path:
+        """Built images as archives, keyed by content, and index.json naming the current ones."""
+        return self.cache_dir / "images"
 
     @property
     def kube_bin(self) -> Path:

@@ -15,6 +15,9 @@ from .base import Component, Probe
 from .errors import StackError
 from .kafka import Kafka
 from .kube import Etcd, KubeApiserver, KubeControllerManager, KubeScheduler
+from .network import delete_bridge, ensure_bridge
+from .node import Containerd, Kubelet, clean_node_dir, start_node, stop_node
+from .podsd import PodDiscovery
 from .prometheus import Prometheus
 from .search import Elasticsearch, OpenSearch, SearchEngine
 from .settings import REPO_ROOT, StackSettings
@@ -34,8 +37,14 @@ def build_components(settings: StackSettings) -> list[Component]:
         Elasticsearch(settings),
         OpenSearch(settings),
         Prometheus(settings),
+        PodDiscovery(settings),
         Spark(settings),
+        Containerd(settings),  # the node: started by start_node, stopped by stop_node
+        Kubelet(settings),
     ]
+
+
+NODE_COMPONENTS = ("containerd", "kubelet")
 
 
 def ensure_artifacts(echo: Echo) -> None:
@@ -57,6 +66,7 @@ def _fresh_start(settings: StackSettings, components: list[Component], echo: Ech
     shutil.rmtree(settings.data_root, ignore_errors=True)
     shutil.rmtree(settings.log_dir, ignore_errors=True)
     shutil.rmtree(settings.stack_dir / "kube", ignore_errors=True)
+    clean_node_dir(settings, echo)
     for component in components:
         if isinstance(component, SearchEngine):
             component.wipe()
@@ -112,15 +122,18 @@ def stack_up(settings: StackSettings, *, echo: Echo = print, fetch: bool = True)
     reserve_ports(dataclasses.astuple(settings.ports), echo)
     if not any(c.is_running() for c in components):
         _fresh_start(settings, components, echo)
-    echo("-- starting servers (all bound to 127.0.0.1)")
+    ensure_bridge(settings, echo)  # before any server: they bind to its host address
+    echo(f"-- starting servers (bound to {settings.host_address}, the pod bridge's host address)")
     independent = [named[n] for n in ("etcd", "kafka", "elasticsearch", "opensearch", "prometheus")]
     _start(independent, echo)
     _wait([named["etcd"]], echo)
     _start([named["kube-apiserver"]], echo)
     _wait([named["kube-apiserver"]], echo)
-    control = [named["kube-controller-manager"], named["kube-scheduler"]]
+    control = [named["kube-controller-manager"], named["kube-scheduler"], named["pod-discovery"]]
     _start(control, echo)
-    _wait([*control, named["spark"], *independent[1:]], echo)
+    echo("-- starting the node (containerd, images, kubelet)")
+    start_node(settings, echo)
+    _wait([*control, named["kubelet"], named["spark"], *independent[1:]], echo)
     entries = write_env(settings, components)
     echo(f"-- stack is up in {time.monotonic() - began:.0f}s; environment in {settings.env_file}")
     return entries
@@ -142,11 +155,14 @@ def write_env(settings: StackSettings, components: list[Component]) -> dict[str,
 
 
 def stack_down(settings: StackSettings, *, echo: Echo = print) -> None:
-    """Stop exactly the processes this stack started (by pid file), in reverse start order."""
+    """Stop exactly the processes this stack started (by pid file), in reverse start order:
+    first the node (kubelet, what its pods left, containerd), last the pod bridge."""
+    stop_node(settings, echo)
     for component in reversed(build_components(settings)):
-        if component.argv() is None:
+        if component.argv() is None or component.name in NODE_COMPONENTS:
             continue
         echo(f"   {component.name}: {component.stop()}")
+    echo(f"   bridge {settings.bridge}: {delete_bridge(settings, echo)}")
     settings.env_file.unlink(missing_ok=True)
 
 

@@ -54,9 +54,17 @@ class OperatorConfig(BaseSettings):
     retry_min_seconds: float = Field(default=5.0, gt=0, description="First retry delay.")
     retry_max_seconds: float = Field(default=120.0, gt=0, description="Largest retry delay.")
     batch_spark_jars: str = Field(
-        default="",
-        description="Spark's Kafka connector jars (comma-separated paths) for batch runs, when "
-        "the consumer image does not carry them on its classpath.",
+        default="/opt/metricpipe/jars/*.jar",
+        description="Spark's Kafka connector jars for batch runs: comma-separated paths or "
+        "globs inside the consumer image (the default is where consumers/Dockerfile puts "
+        "them); empty: none, for an image that has them on Spark's classpath already. A run "
+        "whose entry matches no file stops with an error naming it.",
+    )
+    consumer_scratch_size_limit: str = Field(
+        default="2Gi",
+        description="sizeLimit of the consumer's and batch run's Spark scratch emptyDir "
+        "(shuffle, spill and Arrow hand-over files; a Kubernetes quantity). A pod whose "
+        "scratch outgrows it is evicted.",
     )
     consumer_metrics_port: int = Field(default=9400, ge=1, le=65535)
     consumer_termination_grace_seconds: int = Field(

@@ -32,7 +32,7 @@ from metricpipe_consumers.sink import build_sink
 from metricpipe_devstack.datasets import DatasetMissingError, iter_access_log_lines
 from metricpipe_devstack.env import StackEnv
 from metricpipe_operator.api.model import MetricPipelineSpec
-from nodeagent_harness import NodeAgentProcess
+from node_harness import Node
 from pipelines import condition, condition_is, create_pipeline, get_pipeline, patch_spec
 
 WINDOWS_PER_RUN = 24  # METRICPIPE_BATCH_MAX_WINDOWS's default
@@ -78,7 +78,7 @@ def pipeline_from_configmap(
 
 def test_jobs_from_the_cronjob_compute_every_window(
     stack: StackEnv, kube: client.ApiClient, namespace: str, unique_name: str,
-    start_operator: Any, node_agent: NodeAgentProcess, tmp_path: Path,
+    start_operator: Any, node: Node, tmp_path: Path,
 ) -> None:  # fmt: skip
     try:
         stamped = with_kafka_times(list(iter_access_log_lines(stack.data_dir)))
@@ -87,11 +87,10 @@ def test_jobs_from_the_cronjob_compute_every_window(
     topic = f"e2e-{unique_name}"
     create_topics(stack, topic, 3, keep_forever=True)
     produce(stack, topic, stamped)
-    # the local stack's Spark Kafka connector for the runs (an image would carry it); the
+    # the runs read Kafka with the Spark connector the consumer image carries; the
     # ResourceManager records the runs and sizes the next ones
     start_operator(
         namespace,
-        METRICPIPE_BATCH_SPARK_JARS=",".join(stack.spark_kafka_jars),
         METRICPIPE_PROMETHEUS_URL=stack.prometheus_url,
         METRICPIPE_SCALING_NAMESPACE=namespace,
         METRICPIPE_SCALING_INTERVAL_SECONDS="2",
@@ -128,7 +127,7 @@ def test_jobs_from_the_cronjob_compute_every_window(
         master = next(e.value for e in container.env if e.name == "METRICPIPE_SPARK_MASTER")
         parallelism[f"hourly-manual-{runs}"] = int(master.removeprefix("local[").rstrip("]"))
         status = run_job_from_cronjob(kube, namespace, cronjob, f"hourly-manual-{runs}")
-        assert status.succeeded == 1, f"run {runs} failed: {status}\n{node_agent.log()[-3000:]}"
+        assert status.succeeded == 1, f"run {runs} failed: {status}\n{node.log()[-3000:]}"
         runs += 1
     print(f"{len(windows)} windows with data computed by {runs} Jobs in "
           f"{time.monotonic() - started:.0f} s")  # fmt: skip

@@ -22,7 +22,7 @@ from kubernetes.client.rest import ApiException
 from consumers import create_topics
 from helpers import wait_for
 from metricpipe_devstack.env import StackEnv
-from nodeagent_harness import NodeAgentProcess
+from node_harness import Node
 from pipelines import condition, create_pipeline, get_pipeline
 
 TARGET_SECONDS = 300
@@ -81,7 +81,7 @@ def observe(kube: client.ApiClient, namespace: str, name: str) -> Sample:
 
 def test_scales_up_for_a_burst_holds_freshness_and_scales_back(
     stack: StackEnv, kube: client.ApiClient, namespace: str, unique_name: str,
-    start_operator: Any, start_exporter: Any, node_agent: NodeAgentProcess,
+    start_operator: Any, start_exporter: Any, node: Node,
 ) -> None:  # fmt: skip
     """The burst is sized from the capacity the ResourceManager itself measured in the steady
     phase (twice one replica's), and it lasts until the ResourceManager answers it: a burst of

@@ -2,9 +2,12 @@
 within five minutes, and no consumer is restarted on the way (issue 16, item 7).
 
 Real parts throughout: the API server, scheduler and controller-manager of the local stack, the
-operator as a process, and the development node agent running twelve real consumer processes
-(twelve JVMs with Spark) that start together. Before the consumers had a startup probe, every
-one was killed by its liveness probe before it had started, and none was Ready after 7 minutes.
+operator as a process, and the stack's real kubelet running twelve consumer containers (twelve
+JVMs with Spark, each in its own container and memory cgroup) that start together. Each asks
+for 100m CPU: the real scheduler places pods by their requests against the node's allocatable
+CPU (2 cores here), so the default 500m would leave eight of them Pending. Before the consumers
+had a startup probe, every one was killed by its liveness probe before it had started, and none
+was Ready after 7 minutes.
 
 Readiness alone could be a word: each pipeline's records must also be consumed and committed
 (read back from Kafka's group offsets, not from the consumer). The test prints how long each
@@ -30,7 +33,7 @@ from helpers import wait_for
 from metricpipe_devstack.env import StackEnv
 from metricpipe_operator.api.model import GROUP, PLURAL, VERSION
 from metricpipe_operator.reconcile.consumer import STARTUP_BUDGET_SECONDS
-from nodeagent_harness import NODE, NodeAgentProcess
+from node_harness import Node
 from pipelines import condition, create_pipeline, get_pipeline
 
 PIPELINES = 12
@@ -41,32 +44,8 @@ SPEC: dict[str, Any] = {
     "topic": {"partitions": 1, "deletionPolicy": "Delete"},  # nothing left behind in Kafka
     "metric": {"aggregation": "count", "window": "1m", "allowedLateness": "10s"},
     "replicas": 1,
+    "consumer": {"resources": {"requests": {"cpu": "100m"}}},
 }
-NODE_FREE_WITHIN_SECONDS = 900
-
-
-@pytest.fixture
-def node_to_ourselves(kube: client.ApiClient) -> None:
-    """Waits until no other test runs the development node (its Node absent, or its Lease not
-    renewed for a minute): two agents under one Node name would both run every pod."""
-    core, leases = client.CoreV1Api(kube), client.CoordinationV1Api(kube)
-
-    def free() -> bool:
-        try:
-            core.read_node(NODE)
-        except ApiException as error:
-            if error.status == 404:
-                return True
-            raise
-        try:
-            renewed = leases.read_namespaced_lease(NODE, "kube-node-lease").spec.renew_time
-        except ApiException as error:
-            if error.status == 404:
-                return True
-            raise
-        return renewed is None or time.time() - renewed.timestamp() > 60
-
-    wait_for(free, NODE_FREE_WITHIN_SECONDS, f"Node {NODE} free of another test's agent", 5)
 
 
 def consumer_pods(kube: client.ApiClient, namespace: str) -> list[Any]:
@@ -105,20 +84,19 @@ def consumer_group(kube: client.ApiClient, namespace: str, name: str) -> str:
     return str(document["consumerGroup"])
 
 
-def start_to_first_poll(agent: NodeAgentProcess, namespace: str, pod: str) -> float | None:
-    """Seconds from the agent starting the process to the consumer's `consuming` line (it
-    polls right after): both stamps are in the container's log."""
-    text = agent.container_log(namespace, pod, "consumer")
-    started = consuming = None
-    for line in text.splitlines():
-        if line.startswith("--- ") and started is None:
-            started = datetime.fromisoformat(line.split()[1])
-        elif line.startswith("{") and '"consuming"' in line:
-            consuming = datetime.fromisoformat(json.loads(line)["timestamp"])
-            break
-    if started is None or consuming is None:
+def start_to_first_poll(node: Node, pod: Any) -> float | None:
+    """Seconds from the kubelet starting the container (its status' startedAt) to the
+    consumer's `consuming` line in its log (it polls right after)."""
+    statuses = [c for c in pod.status.container_statuses or [] if c.name == "consumer"]
+    if not statuses or statuses[0].state.running is None:
         return None
-    return (consuming - started).total_seconds()
+    started: datetime = statuses[0].state.running.started_at
+    text = node.container_log(pod.metadata.namespace, pod.metadata.name, "consumer")
+    for line in text.splitlines():
+        if line.startswith("{") and '"consuming"' in line:
+            consuming = datetime.fromisoformat(json.loads(line)["timestamp"])
+            return (consuming - started).total_seconds()
+    return None
 
 
 @pytest.fixture
@@ -134,16 +112,16 @@ def pipelines(kube: client.ApiClient, namespace: str) -> Iterator[list[str]]:
         except ApiException as error:
             if error.status != 404:
                 raise
-    # the agent deletes a pod only once its processes have exited (grace, then SIGKILL)
+    # the kubelet deletes a pod only once its containers have exited (grace, then SIGKILL)
     wait_for(lambda: not consumer_pods(kube, namespace), 240, "consumer pods gone", 2)
     wait_for(lambda: not objects.list_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL)["items"], 120, "pipelines finalized", 2)  # fmt: skip
 
 
-@pytest.mark.usefixtures("node_to_ourselves", "fluent_operator_crds")
+@pytest.mark.usefixtures("fluent_operator_crds")
 def test_twelve_pipelines_applied_at_once_are_all_ready_within_five_minutes(
     stack: StackEnv, kube: client.ApiClient, namespace: str, start_operator: Any,
-    node_agent: NodeAgentProcess, pipelines: list[str],
+    node: Node, pipelines: list[str],
 ) -> None:  # fmt: skip
     start_operator(namespace, METRICPIPE_PROMETHEUS_URL=stack.prometheus_url)
     load_before = os.getloadavg()
@@ -172,9 +150,7 @@ def test_twelve_pipelines_applied_at_once_are_all_ready_within_five_minutes(
 
     def report() -> list[float]:
         pods = consumer_pods(kube, namespace)
-        starts = sorted(
-            s for p in pods if (s := start_to_first_poll(node_agent, namespace, p.metadata.name))
-        )
+        starts = sorted(s for p in pods if (s := start_to_first_poll(node, p)))
         print(f"{time.monotonic() - applied:.0f} s after the apply; load average before "
               f"{load_before}, now {os.getloadavg()}; process start -> first poll (s) of "
               f"{len(starts)} of {len(pods)} consumers: {[round(s) for s in starts]}; startup "
@@ -189,8 +165,8 @@ def test_twelve_pipelines_applied_at_once_are_all_ready_within_five_minutes(
         for name in pipelines:
             print(name, (get_pipeline(kube, namespace, name).get("status") or {}).get("conditions"))
         pod = consumer_pods(kube, namespace)[0].metadata.name
-        print(f"{pod} log:\n{node_agent.container_log(namespace, pod, 'consumer')[-3000:]}")
-        print(f"node agent log:\n{node_agent.log()}")
+        print(f"{pod} log:\n{node.container_log(namespace, pod, 'consumer')[-3000:]}")
+        print(f"kubelet log:\n{node.log()}")
         raise
     print(f"all {PIPELINES} pipelines Ready")
     starts = report()

@@ -1,11 +1,11 @@
 """Status tells the truth, on the real stack: the operator (with its ResourceManager), the lag
 exporter, Prometheus, Kafka, the real API server, controller-manager and scheduler, and the
-development node agent running the consumer pods.
+stack's real kubelet running the consumer pods in containers.
 
 One set-up for four pipelines (a few minutes in all):
-- `backlog`: records wait in its topic before any consumer exists (no node yet): LAG and
+- `backlog`: records wait in its topic before any consumer exists (the node cordoned): LAG and
   FRESHNESS come from Kafka, SLO is not Unknown and READY is not True;
-- then the node appears and its consumer dead-letters most of that backlog: RecordsRejected
+- then the node is uncordoned and its consumer dead-letters most of that backlog: RecordsRejected
   True and the REJECTED column;
 - `crash`: its consumer exits at once (PYTHONHOME names no Python): CrashLoopBackOff;
 - `nosecret`: its sink Secret does not exist: CreateContainerConfigError, SinkReady False.
@@ -26,6 +26,7 @@ from kubernetes.client.rest import ApiException
 
 from helpers import wait_for
 from metricpipe_devstack.env import StackEnv
+from node_harness import set_unschedulable
 from pipelines import condition, create_pipeline, get_pipeline, printed_table
 
 CYCLE_SECONDS = 5  # the ResourceManager's interval in this test
@@ -99,7 +100,8 @@ def test_status_tells_the_truth(
 def _check(
     stack: StackEnv, kube: client.ApiClient, namespace: str, request: pytest.FixtureRequest
 ) -> None:
-    # -- a backlog and no consumer yet (no node: the pod cannot be scheduled) ------------------
+    # -- a backlog and no consumer yet (the node cordoned: the pod cannot be scheduled) --------
+    node = request.getfixturevalue("cordoned_node")
     create_pipeline(kube, namespace, "backlog", BASE)
     topic = wait_for(
         lambda: (get_pipeline(kube, namespace, "backlog").get("status") or {}).get("topic", {})
@@ -129,8 +131,8 @@ def _check(
     assert condition(get_pipeline(kube, namespace, "backlog"), "ConsumerReady")["reason"] in (
         "Unschedulable", "ReplicasUnavailable")  # fmt: skip
 
-    # -- the node appears: three more pipelines, each with its own trouble ---------------------
-    request.getfixturevalue("node_agent")
+    # -- the node takes pods again: three more pipelines, each with its own trouble ------------
+    set_unschedulable(kube, node.name, False)
     crash = {**BASE, "consumer": {"env": [{"name": "PYTHONHOME", "value": "/nonexistent"}]}}
     create_pipeline(kube, namespace, "crash", crash)
     secret = {**BASE, "sink": {"credentialsSecretRef": {"name": "no-such-creds"}}}

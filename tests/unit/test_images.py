@@ -1,6 +1,7 @@
-"""The Dockerfiles, read for the essentials (no container engine here to build them):
-multi-stage, pinned bases and packages, a numeric non-root user, no secrets, and lock files
-that pin every Python dependency of pyproject.toml with hashes."""
+"""The Dockerfiles, read for the essentials: multi-stage, pinned production bases behind
+BASE_IMAGE-style build arguments, pinned packages, a numeric non-root user, no secrets, no dev
+tooling, and lock files that pin every Python dependency of pyproject.toml with hashes.
+(`make images` builds them for real; tests/unit/test_image_keys.py covers its keys.)"""
 
 from __future__ import annotations
 
@@ -14,7 +15,11 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from metricpipe_devstack.images import JARS_CONTEXT_DIR
+from metricpipe_devstack.settings import read_versions
+
 REPO = Path(__file__).resolve().parents[2]
+BUILD_INPUTS = (".lock", ".pom.xml")  # files of hack/ a build reads (not packages)
 IMAGES = {  # Dockerfile -> (lock file, extras it installs, module the manifests run)
     "operator/Dockerfile": ("hack/images/operator.lock", (), "metricpipe_operator"),
     "consumers/Dockerfile": ("hack/images/consumer.lock", ("consumer",), "metricpipe_consumers"),
@@ -96,14 +101,83 @@ def dockerfile(request: pytest.FixtureRequest) -> tuple[str, list[Instruction]]:
     return name, parse_dockerfile((REPO / name).read_text())
 
 
+def arg_defaults(instructions: list[Instruction]) -> dict[str, str]:
+    """Build arguments declared before the first FROM, with their defaults."""
+    defaults: dict[str, str] = {}
+    for instruction in instructions:
+        if instruction.keyword == "FROM":
+            break
+        if instruction.keyword == "ARG":
+            name, _, value = instruction.arguments.partition("=")
+            defaults[name] = value
+    return defaults
+
+
+def resolved_froms(instructions: list[Instruction]) -> list[tuple[str, str]]:
+    """(base as written, base with the default build arguments) of every stage."""
+    defaults = arg_defaults(instructions)
+    froms = [i.arguments.split()[0] for i in instructions if i.keyword == "FROM"]
+    return [
+        (f, re.sub(r"\$\{(\w+)\}", lambda m: defaults.get(m.group(1), m.group(0)), f))
+        for f in froms
+    ]
+
+
+def stage_names(instructions: list[Instruction]) -> list[str]:
+    return [
+        i.arguments.split()[-1]
+        for i in instructions
+        if i.keyword == "FROM" and " AS " in f" {i.arguments.upper()} "
+    ]
+
+
 def test_images_are_multi_stage_from_pinned_bases(
     dockerfile: tuple[str, list[Instruction]],
 ) -> None:
     name, instructions = dockerfile
-    froms = [i.arguments.split()[0] for i in instructions if i.keyword == "FROM"]
+    froms = resolved_froms(instructions)
     assert len(froms) >= 2, f"{name}: build and runtime stages expected"
-    unpinned = [f for f in froms if not pinned_image(f)]
+    names = stage_names(instructions)
+    unpinned = [
+        written
+        for written, base in froms
+        if base not in names and base != "scratch" and not pinned_image(base)
+    ]
     assert not unpinned, f"{name}: base images without a patch version or digest: {unpinned}"
+
+
+def test_the_local_build_can_swap_every_base(dockerfile: tuple[str, list[Instruction]]) -> None:
+    """`make images` passes bases made from Debian's packages: every stage that runs pip or
+    apt starts from a build argument, the production default is the pinned Python image, and
+    the runtime stage is never the `jre` stage's apt-get when RUNTIME_BASE names a base."""
+    name, instructions = dockerfile
+    assert arg_defaults(instructions).get("BASE_IMAGE") == "python:3.11.14-slim-bookworm", name
+    for stage in stages(instructions):
+        runs = " ".join(i.arguments for i in stage if i.keyword == "RUN")
+        base = stage[0].arguments.split()[0]
+        if "pip install" in runs or "apt-get" in runs or "python" in runs:
+            assert base.startswith("${"), f"{name}: {stage[0]} is not swappable"
+    final = stage[0].arguments.split()[0]
+    if "openjdk" in (REPO / name).read_text():
+        assert final == "${RUNTIME_BASE}", f"{name}: the runtime stage installs the JRE itself"
+        assert arg_defaults(instructions)["RUNTIME_BASE"] in stage_names(instructions)
+
+
+def test_no_dev_tooling_in_the_images(dockerfile: tuple[str, list[Instruction]]) -> None:
+    """hack/ (dev stack, demo, node agent, devstack console script) never enters an image:
+    only the lock files are copied from it, and the project is not pip-installed (pyproject's
+    package discovery and console script cover hack/)."""
+    name, instructions = dockerfile
+    for instruction in instructions:
+        if instruction.keyword == "COPY" and not instruction.arguments.startswith("--from"):
+            sources = instruction.arguments.split()[:-1]
+            dev = [s for s in sources if s.startswith("hack") and not s.endswith(BUILD_INPUTS)]
+            assert not dev, f"{name}: copies dev tooling {dev}"
+            assert "." not in sources, f"{name}: copies the whole context"
+        if instruction.keyword == "RUN":
+            assert not re.search(r"pip install [^&]*(/src|\.)\s*($|&)", instruction.arguments), (
+                f"{name}: installs the project with pip (brings hack/ along): {instruction}"
+            )
 
 
 def test_the_runtime_stage_runs_as_a_numeric_non_root_user(
@@ -158,8 +232,9 @@ def test_packages_are_installed_only_from_pinned_sources(
     ]
     for sources in copied:
         for source in sources:
-            if not source.startswith("--"):
-                assert (REPO / source).exists(), f"{name}: COPY {source}: not in the repository"
+            if source.startswith("--") or source == f"{JARS_CONTEXT_DIR}/":
+                continue  # the connector jars: make images (or a release build) puts them there
+            assert (REPO / source).exists(), f"{name}: COPY {source}: not in the repository"
 
 
 @pytest.mark.parametrize("dockerfile_name", sorted(IMAGES))
@@ -215,3 +290,11 @@ def test_the_checks_catch_what_they_look_for() -> None:
     assert not pinned_image("python:latest")
     assert pinned_image("python:3.11.14-slim-bookworm")
     assert pinned_image("python@sha256:" + "0" * 64)
+
+
+def test_the_consumer_image_carries_the_connector_of_its_spark() -> None:
+    """The jars land in /opt/metricpipe/jars/, resolved for the pinned Spark version."""
+    text = (REPO / "consumers/Dockerfile").read_text()
+    assert "/opt/metricpipe/jars/" in text
+    assert f"ARG SPARK_VERSION={read_versions()['SPARK_VERSION']}" in text
+    assert "hack/maven/spark-kafka.pom.xml" in text

@@ -45,6 +45,10 @@ def test_deployment_has_a_secure_pod_spec() -> None:
     assert security["capabilities"] == {"drop": ["ALL"]}
     assert security["seccompProfile"] == {"type": "RuntimeDefault"}
     assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == pod["securityContext"]["runAsGroup"] == 65532
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts >= {"/tmp", "/var/lib/metricpipe/scratch"}  # noqa: S108 - emptyDirs
     assert pod["automountServiceAccountToken"] is False
     assert pod["terminationGracePeriodSeconds"] >= 60
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"

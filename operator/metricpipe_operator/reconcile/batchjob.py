@@ -80,6 +80,12 @@ def build_cronjob(
                         },
                         "spec": {
                             "restartPolicy": "Never",
+                            # SIGTERM does not interrupt a run: this is the time it gets to
+                            # write what it computes; a window cut off later is an idempotent
+                            # upsert the next run redoes
+                            "terminationGracePeriodSeconds": (
+                                config.consumer_termination_grace_seconds
+                            ),
                             "automountServiceAccountToken": False,
                             "enableServiceLinks": False,
                             "securityContext": build_pod_security_context(),
@@ -87,7 +93,7 @@ def build_cronjob(
                                 build_batch_container(ref, spec, config, config_hash, parallelism)
                             ],
                             "tolerations": [DEV_NODE_TOLERATION],
-                            "volumes": build_pod_volumes(ref),
+                            "volumes": build_pod_volumes(ref, config),
                         },
                     },
                 },

@@ -12,8 +12,14 @@ from ..config import OperatorConfig
 from .names import PipelineRef
 
 CONFIG_MOUNT = "/etc/metricpipe"
-# metricpipe's workloads may run on the local development node (hack/metricpipe_nodeagent),
-# whose taint keeps every other pod off it; on a real cluster no node has this taint.
+# The root filesystem is read-only: a process writes only to the pod's two emptyDirs (the
+# consumer's sparkconf.py turns TMPDIR and SPARK_LOCAL_DIRS into Spark's settings).
+TMP_MOUNT = "/tmp"  # noqa: S108 - a private emptyDir: Python's and Java's temporary files, HOME
+TMP_SIZE_LIMIT = "256Mi"  # holds small files only (JVM perf data, native libraries, py4j)
+SCRATCH_MOUNT = "/var/lib/metricpipe/scratch"  # Spark's scratch: shuffle, spill, Arrow files
+MEMORY_LIMIT_ENV = "METRICPIPE_MEMORY_LIMIT_BYTES"
+# metricpipe's workloads may run on the local development node, whose taint keeps every other
+# pod off it; on a real cluster no node has this taint.
 DEV_NODE_TOLERATION = {
     "key": "metricpipe.io/dev-node",
     "operator": "Exists",
@@ -144,6 +150,21 @@ def build_probes() -> dict[str, Any]:
     }
 
 
+def build_runtime_env() -> list[dict[str, Any]]:
+    """Where the container's processes write (all on emptyDirs: HOME also holds Spark's Ivy
+    cache, were it ever used) and its memory limit in bytes, from which the consumer sizes
+    Spark's heap (the downward API; the container's own limit when no container is named)."""
+    return [
+        {"name": "HOME", "value": TMP_MOUNT},
+        {"name": "TMPDIR", "value": TMP_MOUNT},
+        {"name": "SPARK_LOCAL_DIRS", "value": SCRATCH_MOUNT},
+        {
+            "name": MEMORY_LIMIT_ENV,
+            "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1"}},
+        },
+    ]
+
+
 def build_container(
     ref: PipelineRef, spec: MetricPipelineSpec, config: OperatorConfig, config_hash: str
 ) -> dict[str, Any]:
@@ -154,10 +175,14 @@ def build_container(
         {"name": "METRICPIPE_CONFIG_HASH", "value": config_hash},
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "METRICPIPE_TERMINATION_MESSAGE_PATH", "value": TERMINATION_MESSAGE_PATH},
+        *build_runtime_env(),
         *_credential_env(spec),
         *_batch_env(spec),
     ]
-    requests = {"cpu": "500m", "memory": "1Gi", **spec.consumer.resources.requests}
+    # a memory limit of the user's own without a request: the request is left to Kubernetes,
+    # which sets it to the limit (the 1Gi default above a smaller limit would be refused)
+    default_memory = {} if "memory" in spec.consumer.resources.limits else {"memory": "1Gi"}
+    requests = {"cpu": "500m", **default_memory, **spec.consumer.resources.requests}
     threads = _spark_threads(requests)
     if spec.mode == "stream":
         env.append({"name": "JAVA_TOOL_OPTIONS", "value": build_stream_jvm_options(threads)})
@@ -187,27 +212,35 @@ def build_container(
         },
         "volumeMounts": [
             {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
-            {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - a private emptyDir
+            {"name": "tmp", "mountPath": TMP_MOUNT},
+            {"name": "scratch", "mountPath": SCRATCH_MOUNT},
         ],
     }
+
+
+# The consumer image's user (consumers/Dockerfile: USER 65532), by number so that the kubelet
+# can check runAsNonRoot without reading the image's /etc/passwd.
+RUN_AS_ID = 65532
 
 
 def build_pod_security_context() -> dict[str, Any]:
     """Every metricpipe workload pod: a fixed non-root user, the runtime's seccomp profile."""
     return {
         "runAsNonRoot": True,
-        "runAsUser": 10001,
-        "runAsGroup": 10001,
-        "fsGroup": 10001,
+        "runAsUser": RUN_AS_ID,
+        "runAsGroup": RUN_AS_ID,
+        "fsGroup": RUN_AS_ID,
         "seccompProfile": {"type": "RuntimeDefault"},
     }
 
 
-def build_pod_volumes(ref: PipelineRef) -> list[dict[str, Any]]:
-    """The pipeline's configuration file and a private /tmp (the root filesystem is read-only)."""
+def build_pod_volumes(ref: PipelineRef, config: OperatorConfig) -> list[dict[str, Any]]:
+    """The pipeline's configuration file, a private /tmp and Spark's scratch space (the root
+    filesystem is read-only); the kubelet evicts a pod whose emptyDir outgrows its limit."""
     return [
         {"name": "config", "configMap": {"name": ref.config_name}},
-        {"name": "tmp", "emptyDir": {"sizeLimit": "2Gi"}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE_LIMIT}},
+        {"name": "scratch", "emptyDir": {"sizeLimit": config.consumer_scratch_size_limit}},
     ]
 
 
@@ -242,7 +275,7 @@ def build_deployment(
                     "securityContext": build_pod_security_context(),
                     "containers": [build_container(ref, spec, config, config_hash)],
                     "tolerations": [DEV_NODE_TOLERATION],
-                    "volumes": build_pod_volumes(ref),
+                    "volumes": build_pod_volumes(ref, config),
                 },
             },
         },

@@ -9,6 +9,13 @@ replicas are missing (the kubelet's reason). So that the writers do not undo eac
 missing; a writer without the pods' view never replaces it with its vaguer one. Once the
 replicas are available every writer says True.
 
+A consumer killed for memory is named as such: `OOMKilled` (in the container's state, or in its
+last state while the kubelet backs off or restarts it) wins over the crash loop it causes, and
+its message carries the memory limit from the pod's spec and the field to raise. A crash loop
+for another reason says the restarts, the last exit code, the memory limit and the first line
+of the consumer's last words. Messages are one line without times, so the status changes only
+when the pods do (a restart, another reason).
+
 SinkReady comes from the same pods: a `CreateContainerConfigError` naming the sink Secret (the
 operator has no read access to Secrets; the kubelet tells), and the consumers' last words when
 the sink refused them (their termination message, see `classify_sink_error`).
@@ -34,10 +41,18 @@ DEPLOYMENT_REASONS = frozenset({
 MISSING_REASONS = frozenset({"ReplicasUnavailable", "PartiallyAvailable",
                              "ProgressDeadlineExceeded"})  # fmt: skip
 STARTING = frozenset({"ContainerCreating", "PodInitializing"})  # waiting, not failing
-# Reported first when pods disagree: what needs a user's change before what may pass.
+OOM_KILLED = "OOMKilled"  # the runtime's reason when the kernel killed for the memory limit
+CRASH_LOOP = "CrashLoopBackOff"
+CRASHES = frozenset({OOM_KILLED, CRASH_LOOP, "Error"})  # the container ran: its limit matters
+# Where a user raises the consumer's memory limit (api/model.py: Consumer.resources).
+MEMORY_LIMIT_FIELD = "spec.consumer.resources.limits.memory"
+# Reported first when pods disagree: what needs a user's change before what may pass; among
+# crashes, the one whose cause is known (memory) before the one whose cause is in its words.
 SEVERITY = ("Unschedulable", "CreateContainerConfigError", "InvalidImageName", "ErrImageNotLocal",
             "ImagePullBackOff", "ErrImagePull", "RunContainerError", "CreateContainerError",
-            "CrashLoopBackOff", "OOMKilled", "Error")  # fmt: skip
+            OOM_KILLED, CRASH_LOOP, "Error")  # fmt: skip
+LAST_WORDS_CHARS = 300  # of the one line of a container's last words a message quotes
+KUBELET_WORDS_CHARS = 300
 # Prefixes the consumer writes to its termination message when the sink refuses it
 # (consumers/metricpipe_consumers/sink.py's SinkError texts), and the SinkReady reason each means.
 SINK_ERROR_MARKERS = (
@@ -58,6 +73,8 @@ class Trouble:
     restarts: int = 0
     last_exit_code: int | None = None
     last_message: str = ""  # the container's last termination message
+    container: str = ""
+    memory_limit: str | None = None  # resources.limits.memory: applied (status), else the spec
 
 
 @dataclass(frozen=True)
@@ -87,33 +104,80 @@ def build_pods_view(pods: Iterable[Mapping[str, Any]]) -> PodsView:
                                     str(scheduled.get("reason") or "Unschedulable"),
                                     str(scheduled.get("message") or "")))  # fmt: skip
             continue
+        limits = build_memory_limits(pod.get("spec") or {})
         for container in status.get("containerStatuses") or []:
-            trouble = build_trouble(str(meta.get("name", "")), container)
+            limit = find_memory_limit(container) or limits.get(str(container.get("name") or ""))
+            trouble = build_trouble(str(meta.get("name", "")), container, limit)
             if trouble is not None:
                 troubles.append(trouble)
     return PodsView(count, ready, tuple(troubles))
 
 
-def build_trouble(pod: str, container: Mapping[str, Any]) -> Trouble | None:
-    """A not-ready container's trouble: a waiting reason other than starting, or a container
-    that has failed before and is not ready now (between two crashes of a crash loop)."""
+def build_memory_limits(pod_spec: Mapping[str, Any]) -> dict[str, str]:
+    """Container name -> its memory limit as the pod spec holds it ("2Gi"); none: left out."""
+    limits: dict[str, str] = {}
+    for container in pod_spec.get("containers") or []:
+        memory = ((container.get("resources") or {}).get("limits") or {}).get("memory")
+        if memory is not None and container.get("name"):
+            limits[str(container["name"])] = str(memory)
+    return limits
+
+
+def find_memory_limit(container: Mapping[str, Any]) -> str | None:
+    """The memory limit a container status reports as applied (kubelets that resize pods in
+    place report `resources`): the one the kernel enforced, while after a resize the spec may
+    already ask for another. None when not reported: the spec's then."""
+    memory = ((container.get("resources") or {}).get("limits") or {}).get("memory")
+    return None if memory is None else str(memory)
+
+
+def build_trouble(
+    pod: str, container: Mapping[str, Any], memory_limit: str | None = None
+) -> Trouble | None:
+    """A not-ready container's trouble: killed for memory (now, or last time while it is backed
+    off or restarting), a waiting reason other than starting, or a container that has failed
+    before and is not ready now (between two crashes of a crash loop)."""
     state = container.get("state") or {}
     last = (container.get("lastState") or {}).get("terminated") or {}
     restarts = int(container.get("restartCount") or 0)
     exit_code = last.get("exitCode")
     last_message = str(last.get("message") or "")
     waiting = state.get("waiting")
+    name = str(container.get("name") or "")
+    killed = decide_oom_kill(state, last, bool(container.get("ready")))
+    if killed is not None:  # the log tail the kubelet kept is not the consumer's last words
+        return Trouble(pod, OOM_KILLED, "", restarts, killed.get("exitCode"), "", name,
+                       memory_limit)  # fmt: skip
     if waiting is not None and waiting.get("reason") not in STARTING:
         reason, message = str(waiting.get("reason") or "Waiting"), str(waiting.get("message") or "")
-        return Trouble(pod, reason, message, restarts, exit_code, last_message)
+        return Trouble(pod, reason, message, restarts, exit_code, last_message, name, memory_limit)
     terminated = state.get("terminated")
     if terminated is not None and terminated.get("exitCode") not in (0, None):
         message = str(terminated.get("message") or "")
         return Trouble(pod, str(terminated.get("reason") or "Error"), message, restarts,
-                       terminated.get("exitCode"), message)  # fmt: skip
+                       terminated.get("exitCode"), message, name, memory_limit)  # fmt: skip
     if restarts > 0 and exit_code not in (0, None) and not container.get("ready"):
-        return Trouble(pod, "CrashLoopBackOff", "restarting after a failure", restarts,
-                       exit_code, last_message)  # fmt: skip
+        return Trouble(pod, CRASH_LOOP, "restarting after a failure", restarts,
+                       exit_code, last_message, name, memory_limit)  # fmt: skip
+    return None
+
+
+def decide_oom_kill(
+    state: Mapping[str, Any], last: Mapping[str, Any], ready: bool
+) -> Mapping[str, Any] | None:
+    """The termination (state or last state) that says the kernel killed a not-ready container
+    for memory and keeps it down, or None. The runtime says `OOMKilled` whenever the kernel
+    killed in the container's cgroup, whatever the exit code (137 when the main process was
+    killed; the code it exited with when a child such as Spark's JVM was). A last-state kill
+    counts while the container is backed off, starting again or running again unready; a
+    container that waits for another reason (its config, its image) needs that fixed first."""
+    terminated = state.get("terminated") or {}
+    if terminated.get("reason") == OOM_KILLED:
+        return terminated
+    waiting = state.get("waiting")
+    down = waiting is None or waiting.get("reason") in STARTING | {CRASH_LOOP}
+    if last.get("reason") == OOM_KILLED and not ready and down:
+        return last
     return None
 
 
@@ -142,17 +206,55 @@ def pick_worst(troubles: Sequence[Trouble]) -> Trouble:
 
 
 def describe(trouble: Trouble) -> str:
+    """One line, no times: the pod, the reason, then what to know (and change)."""
+    if trouble.reason == OOM_KILLED:
+        return describe_oom_kill(trouble)
     text = f"pod {trouble.pod}: {trouble.reason}"
-    if trouble.message:
-        text += f": {trouble.message}"
+    if trouble.message and trouble.reason != CRASH_LOOP:  # its text only counts the back-off
+        text += f": {one_line(trouble.message, KUBELET_WORDS_CHARS)}"
+    facts = []
     if trouble.restarts:
-        text += f" (restarted {trouble.restarts} times"
-        if trouble.last_exit_code is not None:
-            text += f", last exit code {trouble.last_exit_code}"
-        text += ")"
-    if trouble.last_message:
-        text += f"; its last words: {trouble.last_message[-600:]}"
+        facts.append(f"restarted {times(trouble.restarts)}")
+    if trouble.last_exit_code is not None:
+        facts.append(f"last exit code {trouble.last_exit_code}")
+    if trouble.reason in CRASHES and trouble.memory_limit:
+        facts.append(f"memory limit {trouble.memory_limit}")
+    if facts:
+        text += f" ({', '.join(facts)})"
+    words = summarize_last_words(trouble.last_message)
+    if words:
+        text += f"; its last words: {words}"
     return text
+
+
+def describe_oom_kill(trouble: Trouble) -> str:
+    who = f"container {trouble.container}" if trouble.container else "the container"
+    restarts = f" (restarted {times(trouble.restarts)})" if trouble.restarts else ""
+    if trouble.memory_limit:
+        return (f"pod {trouble.pod}: OOMKilled: {who} used more than its memory limit "
+                f"{trouble.memory_limit}{restarts}; raise {MEMORY_LIMIT_FIELD}")  # fmt: skip
+    return (f"pod {trouble.pod}: OOMKilled: the node ran out of memory and {who} has no memory "
+            f"limit{restarts}; set {MEMORY_LIMIT_FIELD}")  # fmt: skip
+
+
+def summarize_last_words(text: str) -> str:
+    """The line of a termination message worth quoting: its first (the consumer writes its
+    fatal reason as one line), or, when the kubelet kept the log tail of a Python traceback
+    instead (FallbackToLogsOnError), the exception at its end."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    traceback = any(line.startswith("Traceback (most recent call last)") for line in lines)
+    return one_line(lines[-1] if traceback else lines[0], LAST_WORDS_CHARS)
+
+
+def one_line(text: str, limit: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def times(count: int) -> str:
+    return "1 time" if count == 1 else f"{count} times"
 
 
 def keep_pod_reason(update: Condition, previous: Mapping[str, Any] | None) -> Condition:
