@@ -87,7 +87,7 @@ bench: stack-deps ## Benchmarks (not tests): consumer, exporter, ResourceManager
 	$(PY) bench/resource_manager_cycle.py
 	$(PY) bench/autoscale_sim.py
 
-demo: stack-up ## The whole loop on real data: node agent, operator, exporter, two pipelines, a burst
+demo: stack-up ## The whole loop on real data: operator, exporter and consumers as containers, a burst
 	@$(PY) -m metricpipe_demo up
 
 demo-down: ## Stop the demo's processes, delete its namespace, stop the stack

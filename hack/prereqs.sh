@@ -4,14 +4,15 @@ source "$(dirname "$0")/lib.sh"
 
 # ruby: the route's Fluentd regexps are checked with Ruby's own engine (test_route_selection.py).
 # The node: containerd (CRI) with runc (crun refuses this machine's hybrid cgroups), Debian's CNI
-# plugins, iproute2 for the pod bridge; images: buildah, and mmdebstrap for the local base images.
+# plugins, iproute2 for the pod bridge; images: buildah, mmdebstrap for the local base images and
+# podman to import them.
 declare -A PACKAGE_OF=([mvn]=maven [openssl]=openssl [go]=golang [java]=openjdk-17-jre-headless
                        [apt-get]=apt [dpkg-deb]=dpkg [git]=git [ruby]=ruby [gcc]=gcc
                        [containerd]=containerd [ctr]=containerd [runc]=runc [ip]=iproute2
-                       [buildah]=buildah [mmdebstrap]=mmdebstrap
+                       [buildah]=buildah [podman]=podman [mmdebstrap]=mmdebstrap
                        [/usr/lib/cni/bridge]=containernetworking-plugins)
 missing=()
-for tool in mvn openssl go java dpkg-deb git ruby gcc containerd ctr runc ip buildah mmdebstrap \
+for tool in mvn openssl go java dpkg-deb git ruby gcc containerd ctr runc ip buildah podman mmdebstrap \
             /usr/lib/cni/bridge; do
   command -v "$tool" >/dev/null || missing+=("$tool")
 done

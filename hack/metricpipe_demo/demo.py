@@ -112,6 +112,19 @@ class Demo:
             f"stack's kubelet; their logs: kubectl -n {SYSTEM_NAMESPACE} logs deploy/<name>)"
         )
 
+    def show_pods(self) -> None:
+        """What runs where: every pod with its pod IP, and a consumer's log through the API
+        server (the kubelet serves it)."""
+        heading("the pods, as containers on the node")
+        kubectl = (self.env.kubectl, self.env.kubeconfig)
+        for line in run_kubectl(*kubectl, "get", "pods", "-A", "-o", "wide"):
+            say(f"   {line}")
+        consumer = f"deploy/{EXAMPLES[0]}-consumer"
+        say(f"   $ kubectl -n {self.settings.namespace} logs {consumer} --tail=3")
+        for line in run_kubectl(*kubectl, "-n", self.settings.namespace, "logs", consumer,
+                                "--tail=3"):  # fmt: skip
+            say(f"   {line[:160]}")
+
     def apply_pipelines(self) -> dict[str, float]:
         examples = REPO / "manifests" / "examples"
         targets = {}
@@ -180,6 +193,7 @@ class Demo:
         heading(f"applying the pipelines in namespace {s.namespace}")
         targets = self.apply_pipelines()
         topics = self.wait_ready()
+        self.show_pods()
         heading("replaying the data")
         data_dir = self.env.data_dir
         rtt_start = datetime.fromisoformat(s.rtt_start).replace(tzinfo=UTC).timestamp()

@@ -55,8 +55,9 @@ LOST = [{"field": "rtt", "matches": "^-[34](\\.0)?$"}]
 VALID = [{"field": "rtt", "matches": "^[0-9]"}]
 
 
-@pytest.mark.parametrize("backend", ["elasticsearch", "opensearch"])
-@pytest.mark.parametrize("metric", ["avg", "p95"])
+# Each real-data metric runs on one backend, the two backends alternating: that both sinks hold
+# the same documents for the same input is test_sink_contract.py's subject.
+@pytest.mark.parametrize(("metric", "backend"), [("avg", "elasticsearch"), ("p95", "opensearch")])
 def test_rtt_per_probe_per_hour(
     stack: StackEnv, rtt_topic: Any, processes: ConsumerProcesses, tmp_path: Path,
     unique_name: str, backend: str, metric: str,
@@ -67,7 +68,7 @@ def test_rtt_per_probe_per_hour(
                     records)  # fmt: skip
 
 
-@pytest.mark.parametrize("backend", ["elasticsearch", "opensearch"])
+@pytest.mark.parametrize("backend", ["opensearch"])
 def test_rtt_loss_rate_per_hour(
     stack: StackEnv, rtt_topic: Any, processes: ConsumerProcesses, tmp_path: Path,
     unique_name: str, backend: str,
@@ -100,7 +101,7 @@ def test_rtt_loss_rate_per_hour(
     assert 0 < sum(1 for r in rates.values() if r > 0) < len(rates)  # real losses, not all
 
 
-@pytest.mark.parametrize("backend", ["elasticsearch", "opensearch"])
+@pytest.mark.parametrize("backend", ["elasticsearch"])
 def test_access_log_requests_and_5xx_rate(
     stack: StackEnv, processes: ConsumerProcesses, tmp_path: Path, unique_name: str, backend: str
 ) -> None:

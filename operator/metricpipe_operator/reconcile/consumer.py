@@ -129,6 +129,9 @@ def build_stream_jvm_options(threads: int) -> str:
     return f"-XX:ActiveProcessorCount={threads} -XX:TieredStopAtLevel=1"
 
 
+LIVENESS_KILL_GRACE_SECONDS = 15
+
+
 def build_probes() -> dict[str, Any]:
     """Startup (/startupz: Spark up, group subscribed, first poll back), then liveness
     (/healthz: the loop makes progress) and readiness (/readyz: it can do work)."""
@@ -145,7 +148,12 @@ def build_probes() -> dict[str, Any]:
         "startupProbe": probe("/startupz", STARTUP_PERIOD_SECONDS, STARTUP_FAILURE_THRESHOLD),
         # after start-up: killed once /healthz has failed for 2 minutes (it fails after 2
         # minutes without a loop iteration), never for a slow start
-        "livenessProbe": probe("/healthz", 20, 6),
+        # a liveness failure means the loop has not turned for minutes: the process is hung and
+        # will not use the pod's 90 s grace to finish a batch, so the kill comes sooner
+        "livenessProbe": {
+            **probe("/healthz", 20, 6),
+            "terminationGracePeriodSeconds": LIVENESS_KILL_GRACE_SECONDS,
+        },
         "readinessProbe": probe("/readyz", 5, 3),
     }
 
