@@ -91,6 +91,9 @@ REFUSING = pod(
     },
     restarts=4,
 )
+EXITED = {"reason": "Error", "exitCode": 1, "message": "Fatal Python error"}
+FIRST_EXIT = pod("c-2", state={"terminated": EXITED})  # failed once, not restarted yet
+EXITED_AGAIN = pod("c-2", state={"terminated": EXITED}, last=EXITED, restarts=2)  # in the loop
 WARMING = pod("c-3")  # first start, not ready yet
 READY = pod("c-4", ready=True)
 UNSCHEDULED = {
@@ -115,6 +118,8 @@ UNSCHEDULED = {
         (1, [READY_SINCE], True, "Available"),  # every replica ready now: True
         (1, [SECRET_AFTER], False, "CreateContainerConfigError"),  # cannot start: that first
         (1, [REFUSING], False, "CrashLoopBackOff"),
+        (1, [FIRST_EXIT], False, "Error"),  # the first exit: what the kubelet says
+        (1, [EXITED_AGAIN], False, "CrashLoopBackOff"),  # the instant between back-offs
         (2, [READY, BACKING_OFF], False, "OOMKilled"),  # one of two killed: say so
         (2, [READY, READY_SINCE], True, "Available"),
         (2, [WARMING, BACKING_OFF], False, "OOMKilled"),  # memory over a generic "not ready"

@@ -154,8 +154,12 @@ def build_trouble(
     terminated = state.get("terminated")
     if terminated is not None and terminated.get("exitCode") not in (0, None):
         message = str(terminated.get("message") or "")
-        return Trouble(pod, str(terminated.get("reason") or "Error"), message, restarts,
-                       terminated.get("exitCode"), message, name, memory_limit)  # fmt: skip
+        # Between two starts of a crash loop the kubelet shows the exit (`Error`) for a moment
+        # before the back-off: a container that failed before is in the loop, whatever instant
+        # the status was read at (the reason would flap otherwise)
+        reason = CRASH_LOOP if restarts > 0 else str(terminated.get("reason") or "Error")
+        return Trouble(pod, reason, message, restarts, terminated.get("exitCode"), message, name,
+                       memory_limit)  # fmt: skip
     if restarts > 0 and exit_code not in (0, None) and not container.get("ready"):
         return Trouble(pod, CRASH_LOOP, "restarting after a failure", restarts,
                        exit_code, last_message, name, memory_limit)  # fmt: skip
