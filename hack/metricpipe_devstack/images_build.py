@@ -225,6 +225,10 @@ class ImageBuilder:
              str(context)],
             self.logs / f"{name}.log",
         )  # fmt: skip
+        # buildah 1.28 keeps (and keeps mounted) a working container for a stage that only
+        # names another (`FROM ${JARS} AS jars`): remove every working container of this
+        # storage, which only these builds use, so no mount outlives the build
+        self._run_logged(["buildah", *self.storage, "rm", "--all"], self.logs / f"{name}-rm.log")
 
     # -- inputs --------------------------------------------------------------------------------
     def _git_files(self) -> list[str]:
