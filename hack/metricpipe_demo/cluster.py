@@ -46,16 +46,6 @@ class Cluster:
         status = deployment.status
         return int(getattr(status, field) or 0) if status is not None else 0
 
-    def node_ready(self, name: str) -> bool:
-        try:
-            node = self.core.read_node(name)
-        except ApiException as error:
-            if error.status == 404:
-                return False
-            raise
-        conditions = node.status.conditions or [] if node.status is not None else []
-        return any(c.type == "Ready" and c.status == "True" for c in conditions)
-
     def namespace_exists(self, name: str) -> bool:
         try:
             self.core.read_namespace(name)

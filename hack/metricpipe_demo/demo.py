@@ -22,6 +22,7 @@ import requests
 from kubernetes import config
 
 from metricpipe_devstack.env import StackEnv
+from metricpipe_devstack.node import Kubelet
 from metricpipe_devstack.settings import StackSettings
 from metricpipe_devstack.stack import read_env_file
 from metricpipe_operator.api.durations import parse_duration
@@ -72,19 +73,12 @@ class Demo:
         self.samples: list[Sample] = []
 
     # -- set-up ----------------------------------------------------------------------------
-    def wait_node(self, timeout: float = 120) -> None:
-        """The stack's kubelet registers its Node at stack-up; pods need it Ready."""
-        name = self.stack_settings.node_name
-        deadline = time.monotonic() + timeout
-        while not self.cluster.node_ready(name):
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"Node {name} not Ready after {timeout:.0f} s: see "
-                    f"{self.stack_settings.log_dir / 'kubelet.log'} ('make stack-status')"
-                )
-            time.sleep(2)
-        say(f"   Node {name} Ready (kubelet + containerd + runc; log "
-            f"{self.stack_settings.log_dir / 'kubelet.log'})")  # fmt: skip
+    def wait_node(self) -> None:
+        """The stack's kubelet registers its Node at stack-up; pods need it Ready (the stack's
+        own health check, which names the kubelet's log when it fails)."""
+        kubelet = Kubelet(self.stack_settings)
+        probe = kubelet.wait_healthy()
+        say(f"   {probe.detail} (kubelet + containerd + runc; log {kubelet.log_path})")
 
     def install(self, timeout: float = 300) -> None:
         """What a user does on a cluster: `kubectl apply -k` of the local overlay, then wait
