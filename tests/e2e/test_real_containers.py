@@ -6,11 +6,12 @@ One pipeline replays 3 windows x 4 hosts of records; on its way:
   within the grace period; the Deployment's next pod takes over, and the final documents equal
   an oracle computed here in plain Python from the records this file produced;
 - (a) the new pod's root filesystem is read-only (a write fails) while its scratch volume takes
-  writes; its process, read from the host's /proc, runs as 65532 with no capability;
-- (d) its process stopped with SIGSTOP: the liveness probe fails and the kubelet restarts it.
+  writes; its process, read from the host's /proc, runs as 65532 with no capability.
 A second pipeline's consumer gets a memory limit Spark cannot start in (b): the kernel kills it
 (OOMKilled, as the kubelet reports) and the pipeline says ConsumerReady=False, OOMKilled, with
-the limit in the message.
+the limit in the message. A third pipeline's consumer is stopped with SIGSTOP once Ready (d): its
+liveness probe fails and the kubelet restarts it. The three run side by side, so the minutes
+the liveness probe takes to give up overlap the replay.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ OOM_SPEC: dict[str, Any] = {
     "consumer": {"resources": {"requests": {"cpu": "100m"},
                                "limits": {"memory": OOM_LIMIT}}},
 }  # fmt: skip
+HANG_SPEC: dict[str, Any] = {**SPEC, "consumer": {"resources": {"requests": {"cpu": "100m"}}}}
 INSTANCE = "app.kubernetes.io/instance"
 Series = dict[tuple[int, str], tuple[int, float, float, float]]
 
@@ -166,6 +168,7 @@ def test_consumer_containers_stop_gracefully_are_confined_and_are_restarted(
     start_operator(namespace, METRICPIPE_PROMETHEUS_URL=stack.prometheus_url,
                    METRICPIPE_SCALING_INTERVAL_SECONDS="5")  # fmt: skip
     create_pipeline(kube, namespace, "oom", OOM_SPEC)
+    create_pipeline(kube, namespace, "hang", HANG_SPEC)
     create_pipeline(kube, namespace, "replay", SPEC)
 
     def topic() -> str | None:
@@ -196,6 +199,11 @@ def test_consumer_containers_stop_gracefully_are_confined_and_are_restarted(
     assert follow.terminated.exit_code == 0, follow.terminated
     print(f"deleted {first} with {deleted_at} of {RECORDS} committed; exit {follow.terminated}")
 
+    # -- (d), started: the hung consumer's liveness probe runs out while the replay goes on -------
+    hung = running_pod(kube, namespace, "hang").metadata.name
+    os.kill(node.container_pid(namespace, hung, "consumer"), signal.SIGSTOP)
+    stopped = time.monotonic()
+
     pod = running_pod(kube, namespace, "replay")
     wait_for(lambda: committed_everything(stack, group, topic), 300, "the replay committed", 2)
     index = get_pipeline(kube, namespace, "replay")["status"]["sinkIndex"]
@@ -222,19 +230,16 @@ def test_consumer_containers_stop_gracefully_are_confined_and_are_restarted(
     print(f"consumer pid {pid} on the host: Uid {status['Uid']}, CapEff {status['CapEff']}, "
           f"Seccomp {status.get('Seccomp')}")  # fmt: skip
 
-    # -- (d) a hung process is restarted by its liveness probe ------------------------------------
-    os.kill(pid, signal.SIGSTOP)
-    stopped = time.monotonic()
-
+    # -- (d) the hung process is restarted by its liveness probe ---------------------------------
     def restarted() -> Any:
-        current = client.CoreV1Api(kube).read_namespaced_pod(name, namespace)
+        current = client.CoreV1Api(kube).read_namespaced_pod(hung, namespace)
         (state,) = current.status.container_statuses
         return state if state.restart_count >= 1 else None
 
     state = wait_for(restarted, 300, "the kubelet restarting the stopped consumer", 2)
     print(f"restarted {time.monotonic() - stopped:.0f} s after SIGSTOP: {state.last_state}")
     events = client.CoreV1Api(kube).list_namespaced_event(
-        namespace, field_selector=f"involvedObject.name={name}")  # fmt: skip
+        namespace, field_selector=f"involvedObject.name={hung}")  # fmt: skip
     assert any(e.reason == "Unhealthy" and "Liveness" in (e.message or "") for e in events.items), [
         (e.reason, e.message) for e in events.items]  # fmt: skip
 

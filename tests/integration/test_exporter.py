@@ -207,7 +207,7 @@ def test_freshness_from_watermarks_and_from_the_sink_agree(
             # start faster than that, so a source sampled a scrape earlier may differ by more:
             # comparison starts once that first catch-up is a scrape and a cycle behind.
             time.sleep(SCRAPE_SECONDS + CYCLE_SECONDS)
-            deadline = time.monotonic() + 40
+            deadline = time.monotonic() + 30  # >= 10 pairs at one per 2 s
             while time.monotonic() < deadline:
                 processes.assert_alive()
                 pairs.extend(_pair(stack, consumer_expr, sink_expr, key))
