@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
 import tarfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -62,3 +63,31 @@ def iter_access_log_lines(data_dir: Path) -> Iterator[str]:
         for line in handle:
             if line.strip():
                 yield line.rstrip("\n")
+
+
+TEST_DATASETS = (RTT_ARCHIVE, ACCESS_LOG)  # what the integration and e2e tiers read
+
+
+def missing_datasets(data_dir: Path) -> list[Path]:
+    return [
+        data_dir / relative for relative in TEST_DATASETS if not (data_dir / relative).is_file()
+    ]
+
+
+def main() -> int:
+    """`python -m metricpipe_devstack.datasets`: exit 1 naming each file the tests need that
+    the shared data directory lacks (CI runs it first: there, the data must be present)."""
+    from .settings import StackSettings  # noqa: PLC0415  (only the command needs the settings)
+
+    data_dir = StackSettings().data_dir
+    missing = missing_datasets(data_dir)
+    for path in missing:
+        print(f"ERROR: {path} is missing: CI runs the tests on the shared real data "
+              "(METRICPIPE_DATA_DIR names its directory)", file=sys.stderr)  # fmt: skip
+    if not missing:
+        print(f"shared data: {len(TEST_DATASETS)} files present in {data_dir}")
+    return 1 if missing else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
