@@ -28,3 +28,12 @@ from exporter_harness import start_exporter  # noqa: E402, F401
 from install_harness import identities  # noqa: E402, F401
 from node_harness import cordoned_node, node  # noqa: E402, F401
 from stack_fixtures import *  # noqa: E402, F403
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/integration or tests/e2e carries its tier's marker, so
+    `-m "not integration and not e2e"` selects exactly the tests that start nothing."""
+    for item in items:
+        tier = item.path.relative_to(REPO_ROOT / "tests").parts[0]
+        if tier in ("integration", "e2e"):
+            item.add_marker(getattr(pytest.mark, tier))

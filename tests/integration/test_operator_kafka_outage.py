@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+from kubernetes.client.rest import ApiException
 
 from helpers import wait_for
 from metricpipe_devstack.env import StackEnv
@@ -47,13 +48,19 @@ def test_kafka_outage_then_recovery(
     )
     assert stack.kafka_bootstrap in condition(down, "TopicReady")["message"]
     assert condition(down, "Ready")["status"] == "False"
-    # The rest of the pipeline does not wait for Kafka.
-    assert condition(down, "ConsumerReady")["status"] in ("True", "Unknown")
+    # The later parts wait for the topic, and say why: Unknown (a transient stop, not a
+    # refused spec), naming the step that stopped; no consumer Deployment exists yet.
+    route = condition(down, "RouteReady")
+    assert (route["status"], route["reason"]) == ("Unknown", "NotApplied"), route
+    assert "TopicReady is KafkaUnavailable" in route["message"], route
+    assert condition(down, "ConsumerReady")["status"] == "Unknown"
+    with pytest.raises(ApiException) as missing:
+        client.AppsV1Api(kube).read_namespaced_deployment("outage-consumer", namespace)
+    assert missing.value.status == 404
 
     kafka.start()
     kafka.wait_healthy()
-    # No node runs consumer pods here, so Ready stays False on ConsumerReady: the pipeline is
-    # whole again once topic and route are in place and the consumer Deployment is applied.
+    # Whole again once topic and route are in place and the consumer Deployment is applied.
     up = wait_for(
         lambda: condition_is(kube, namespace, "outage", "TopicReady", "True"),
         timeout=120,

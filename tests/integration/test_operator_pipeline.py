@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -133,6 +134,9 @@ def test_update_raises_partitions_and_retention_refuses_decrease(
     )
     wait_for(lambda: reconciled(kube, namespace, "p"), what="the raise reconciled")
     before = consumer_snapshot(kube, namespace, "p")
+    applied = json.loads(before[2]["pipeline.json"])["spec"]  # the raise reached the pods' file
+    assert applied["topic"]["partitions"] == 5, applied
+    assert applied["consumer"]["maxBatchRecords"] != 500, applied  # the refused value, below
 
     # A decrease together with a consumer setting: refused as a whole, nothing else applied.
     patch_spec(kube, namespace, "p", {"topic": {"partitions": 2},

@@ -27,8 +27,6 @@ from consumers import ConsumerProcesses, Pipeline, make_pipeline, sink_results, 
 from metricpipe_devstack.env import StackEnv
 from metricpipe_operator.reconcile.topic import TopicPlan, build_dead_letter_plan
 
-pytestmark = pytest.mark.integration
-
 MINUTE = 60_000
 BASE = 1_700_000_000_000 // MINUTE * MINUTE
 SPEC: dict[str, Any] = {

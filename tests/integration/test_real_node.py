@@ -23,8 +23,6 @@ from metricpipe_devstack.env import StackEnv
 from metricpipe_devstack.settings import StackSettings
 from metricpipe_devstack.stack import read_env_file
 
-pytestmark = pytest.mark.integration
-
 PAUSE = "localhost/metricpipe/pause:3.10"
 TAINT_KEY = "metricpipe.io/dev-node"
 MEMORY_LIMIT = 32 * 1024 * 1024

@@ -41,8 +41,6 @@ from metricpipe_operator.reconcile.names import PipelineRef
 from metricpipe_operator.reconcile.route import build_cluster_filter, build_route_plan
 from metricpipe_operator.reconcile.route_regex import translate_re2
 
-pytestmark = pytest.mark.integration
-
 REPO = Path(__file__).resolve().parents[2]
 SIMULATOR = Path(__file__).with_name("route_selection.rb")
 REF = PipelineRef("team-a", "route", "uid-1", 1)
