@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from sim_engine import PolicyFn, RunResult, SimParams, simulate
+from sim_robustness import build_robustness_jobs, report_robustness
 from sim_trace import (
     DEFAULT_WINDOWS,
     Trace,
@@ -69,6 +70,9 @@ class Job:
     arrivals: list[float]
     params: SimParams
     setup: Setup
+    belief: float = 1.0  # the policy is told startup/rebalance x this (robustness runs)
+    initial: int | None = None  # replicas at the start (None: sized for the first arrivals)
+    variant: str = ""  # the robustness variant's label ("" for the clean runs)
 
 
 def keda_variants(spec: str, target: float) -> list[tuple[str, float]]:
@@ -87,7 +91,8 @@ def make_policy(job: Job) -> tuple[PolicyFn, float]:
     """The policy function the simulator calls, and how often (seconds)."""
     params, setup = job.params, job.setup
     config = PolicyConfig(
-        startup_seconds=params.startup_seconds, rebalance_seconds=params.rebalance_seconds
+        startup_seconds=params.startup_seconds * job.belief,
+        rebalance_seconds=params.rebalance_seconds * job.belief,
     )
     keda = KedaConfig(lag_threshold=params.per_replica_rate * job.lag_seconds)
 
@@ -115,6 +120,8 @@ def run_job(job: Job) -> RunResult:
     initial = max(job.setup.min_replicas, needed)
     if job.policy == "fixed":
         initial = job.setup.max_replicas
+    if job.initial is not None:
+        initial = job.initial
     return simulate(
         job.arrivals, job.params, policy, interval=interval, initial=initial, target=job.target
     )
@@ -221,6 +228,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="processes")
     add("--out", default=str(REPO / "bench" / "results"))
     add("--no-plots", action="store_true")
+    add("--no-robustness", action="store_true", help="skip the robustness variants")
     return parser.parse_args(argv)
 
 
@@ -319,8 +327,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     jobs = build_jobs(args, traces, params)
+    variants = [] if args.no_robustness else build_robustness_jobs(jobs)
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        results = list(pool.map(run_job, jobs))
+        everything = list(pool.map(run_job, jobs + variants))
+    results, robust = everything[: len(jobs)], everything[len(jobs) :]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stamp = f"autoscale-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
@@ -332,12 +342,16 @@ def main(argv: list[str] | None = None) -> int:
     plots = None if args.no_plots else out / stamp
     entries = [report_trace(t, jobs, results, params.per_replica_rate, plots) for t in traces]
     print("x work: replica-hours / work bound;  x keda: replica-hours / the first KEDA variant's")
+    clean = {(e["name"], r["target_seconds"]): r for e in entries for r in e["runs"]
+             if r["policy"] == "metricpipe"}  # fmt: skip
+    work = {t.name: t.total / params.per_replica_rate / 3600.0 for t in traces}
+    robustness = report_robustness(variants, robust, clean, summarise, work) if variants else []
     report = {
         "when": datetime.now(UTC).isoformat(), "simulator": asdict(params),
         "pipeline": asdict(jobs[0].setup) if jobs else {}, "policy_config": asdict(
             PolicyConfig(startup_seconds=args.startup, rebalance_seconds=args.rebalance)
         ), "time_scale": args.time_scale, "keda_lag": args.keda_lag, "traces": entries,
-        "acceptance": acceptance(entries),
+        "acceptance": acceptance(entries), "robustness": robustness,
         "runtime_seconds": round(time.perf_counter() - began, 1),
     }  # fmt: skip
     path = out / f"{stamp}.json"

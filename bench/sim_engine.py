@@ -9,7 +9,9 @@ the rebalance pause, so every event falls on a step edge). At each step:
    removed before running ones, as a ReplicaSet does);
 3. the group processes min(backlog, capacity) records, capacity = per-replica throughput x
    min(running replicas, partitions) x the step's unpaused time (a replica beyond the partition
-   count owns no partition and idles);
+   count owns no partition and idles). With `capacity_spread` or `partition_skew` set, the
+   partitions are dealt to the replicas round-robin and the group runs at the pace of its
+   bottleneck: min over replicas of (its throughput / its share of the traffic);
 4. freshness = age of the oldest unprocessed record (exact: its arrival time is read from the
    cumulative arrivals, FIFO; 0 when caught up) + the consumer's batch latency;
 5. every `scrape_seconds` a MetricSample is taken: rates over the last `rate_window_seconds`,
@@ -21,6 +23,7 @@ Replica-hours count every pod that exists, starting ones included.
 from __future__ import annotations
 
 import math
+import random
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +47,10 @@ class SimParams:
     step_seconds: float = 5.0
     history_seconds: float = 2400.0  # samples handed to the policy (the operator keeps 1 h)
     plot_every_seconds: float = 60.0
+    # robustness variants (0: the clean world above, every replica and partition alike)
+    capacity_spread: float = 0.0  # replica i runs at rate x (1 + spread x u_i), u_i in [-1, 1]
+    partition_skew: float = 0.0  # partition p carries the mean x (1 + skew x (1 - 2p/(P-1)))
+    seed: int = 7
 
 
 @dataclass
@@ -78,6 +85,7 @@ class Group:
         window = max(1, round(params.rate_window_seconds / params.step_seconds))
         self.rings = [[0.0] * window for _ in range(3)]  # arrived, processed, alive replica-s
         self.sums = [0.0, 0.0, 0.0]
+        self.rates = group_rates(params)
 
     def run(self, policy: PolicyFn, interval: float, target: float) -> RunResult:
         p = self.p
@@ -140,7 +148,7 @@ class Group:
         p = self.p
         dt = p.step_seconds
         working = dt - min(dt, max(0.0, self.pause_until - t))
-        capacity = p.per_replica_rate * min(self.running, p.partitions) * working
+        capacity = self.rates[min(self.running, p.partitions)] * working
         self.backlog += arriving
         done = min(self.backlog, capacity)
         self.backlog -= done
@@ -171,6 +179,22 @@ class Group:
             lag_records=self.backlog + arriving / p.step_seconds * p.batch_latency_seconds,
             time_lag_seconds=fresh, freshness_seconds=fresh, partitions=p.partitions,
         )  # fmt: skip
+
+
+def group_rates(p: SimParams) -> list[float]:
+    """Records/s the group processes with n = 0..partitions replicas owning partitions."""
+    if not p.capacity_spread and not p.partition_skew:
+        return [p.per_replica_rate * n for n in range(p.partitions + 1)]
+    rng = random.Random(p.seed)
+    factors = [1.0 + p.capacity_spread * rng.uniform(-1.0, 1.0) for _ in range(p.partitions)]
+    last = max(1, p.partitions - 1)
+    weights = [1.0 + p.partition_skew * (1.0 - 2.0 * i / last) for i in range(p.partitions)]
+    total = sum(weights)
+    rates = [0.0]
+    for n in range(1, p.partitions + 1):
+        shares = [sum(weights[i] for i in range(r, p.partitions, n)) / total for r in range(n)]
+        rates.append(min(p.per_replica_rate * factors[r] / shares[r] for r in range(n)))
+    return rates
 
 
 def simulate(

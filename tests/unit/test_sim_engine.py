@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from sim_engine import SimParams, simulate
+from sim_engine import SimParams, group_rates, simulate
 
 from metricpipe_operator.scaling.model import MetricSample
 
@@ -107,3 +108,15 @@ def test_a_scale_down_cancels_starting_pods_without_a_pause() -> None:
     assert result.events == 2
     assert result.max_freshness == pytest.approx(3.0)
     assert result.replica_seconds == pytest.approx(300 + 2 * 5)  # two pods for one step
+
+
+def test_the_bottleneck_replica_paces_a_skewed_or_uneven_group() -> None:
+    """Four partitions; the hottest carries 1.5 x the mean: one replica owning it alone caps
+    the group at 4 / 1.5 replicas' worth, whatever the others could do."""
+    skewed = group_rates(replace(PARAMS, partition_skew=0.5))
+    assert skewed[1] == pytest.approx(RATE)  # one replica owns everything: its own pace
+    assert skewed[4] == pytest.approx(RATE * 4 / 1.5)
+    assert group_rates(PARAMS) == [0.0, RATE, 2 * RATE, 3 * RATE, 4 * RATE]
+    uneven = group_rates(replace(PARAMS, capacity_spread=0.2))
+    assert RATE * 4 * 0.8 <= uneven[4] <= RATE * 4 * 1.2
+    assert uneven[4] != pytest.approx(4 * RATE)  # the slowest replica sets the pace
