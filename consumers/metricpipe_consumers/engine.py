@@ -163,7 +163,7 @@ class SparkAggregator:
 
     def stop(self) -> None:
         """Stops the session; a JVM already gone (SIGTERM sent to the whole process group, as
-        the development node agent and the tests do) is not an error: the work is done."""
+        the tests' process harness does) is not an error: the work is done."""
         try:
             self.session.stop()
         except (Py4JError, ConnectionError) as error:

@@ -1,9 +1,9 @@
 """`make demo`: the whole loop on the local stack, on real data; `make demo-down` undoes it.
 
-The stack must be up (`make stack-up`, which `make demo` runs first). This starts the node agent
-(the kubelet stand-in of this machine's Node), installs metricpipe as a user would
-(`kubectl apply -k manifests/overlays/local`: the operator with its ResourceManager and the lag
-exporter run as pods, with their own ServiceAccounts), applies the two example pipelines scaled
+The stack must be up (`make stack-up`, which `make demo` runs first; its kubelet is the Node
+that runs every pod as a container). This waits for that Node, installs metricpipe as a user
+would (`kubectl apply -k manifests/overlays/local`: the operator with its ResourceManager and the
+lag exporter run as pods, with their own ServiceAccounts), applies the two example pipelines scaled
 to the demo's clock, replays the shared data re-timed onto now with a burst, and shows what a
 user would see.
 """
@@ -303,8 +303,8 @@ class Demo:
 
     # -- clean-up ----------------------------------------------------------------------------
     def down(self, timeout: float = 120) -> int:
-        """Pipelines first (their finalizers need the operator), then metricpipe itself, then
-        the node agent (it stops the pods' processes)."""
+        """Pipelines first (their finalizers need the operator), then metricpipe itself; the
+        kubelet stops the pods' containers as their objects go."""
         deleted = self.cluster.delete_namespace()
         say(f"namespace {self.settings.namespace}: {'deleting' if deleted else 'absent'}")
         deadline = time.monotonic() + timeout

@@ -1,7 +1,7 @@
 """Batch mode end to end on the real stack: the operator's CronJob → Jobs (triggered by the
 test, as `kubectl create job --from=cronjob/...` does, rather than waiting for the hour) → the
-real Job controller and scheduler → the development node agent (standing in for the kubelet)
-→ `python -m metricpipe_consumers batch` → Spark's Kafka batch source → Elasticsearch.
+real Job controller and scheduler → the stack's kubelet (a container per pod, containerd and
+runc) → `python -m metricpipe_consumers batch` → Spark's Kafka batch source → Elasticsearch.
 
 The topic holds the real Apache log with its original timestamps; the runs make up every
 window since the topic's oldest record, at most 24 per run, and the final documents equal the

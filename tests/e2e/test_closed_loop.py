@@ -1,6 +1,6 @@
 """The closed loop on the real stack: traffic → Kafka → consumers → sink, metrics → Prometheus →
-ResourceManager → /scale → Deployment → ReplicaSet → scheduler → the development node agent
-(standing in for the kubelet) → consumer processes.
+ResourceManager → /scale → Deployment → ReplicaSet → scheduler → the stack's kubelet → consumer
+containers (containerd, runc).
 
 One pipeline with a scaled-down freshness target (300 s) and a burst one replica cannot absorb
 in time: the ResourceManager scales up, freshness stays under the target, and it scales back

@@ -43,7 +43,7 @@ GOOD, BAD = 20, 180  # the backlog: 90 % of it is not JSON
 
 
 def pod_reason(kube: client.ApiClient, namespace: str, name: str) -> str | None:
-    """The kubelet's (here: the node agent's) waiting reason for the pipeline's consumer."""
+    """The kubelet's waiting reason for the pipeline's consumer."""
     pods = client.CoreV1Api(kube).list_namespaced_pod(
         namespace, label_selector=f"metricpipe.io/pipeline={name}"
     )

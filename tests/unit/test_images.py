@@ -164,7 +164,7 @@ def test_the_local_build_can_swap_every_base(dockerfile: tuple[str, list[Instruc
 
 
 def test_no_dev_tooling_in_the_images(dockerfile: tuple[str, list[Instruction]]) -> None:
-    """hack/ (dev stack, demo, node agent, devstack console script) never enters an image:
+    """hack/ (dev stack, demo, devstack console script) never enters an image:
     only the lock files are copied from it, and the project is not pip-installed (pyproject's
     package discovery and console script cover hack/)."""
     name, instructions = dockerfile
