@@ -307,6 +307,7 @@ def assert_matches_reference(
     finals, partials = sink_results(pipeline)
     problems: list[str] = []
     checked = 0
+    method = metric.percentile_interpolation
     for key, ref in sorted(reference.windows.items()):
         start = key[0]
         if start + seconds * 1000 <= finalized_through:
@@ -322,7 +323,7 @@ def assert_matches_reference(
             if agg is None:
                 problems.append(f"{key}: no partial documents")
                 continue
-            got_count, got_value = agg.count, agg.value(metric.aggregation, seconds)
+            got_count, got_value = agg.count, agg.value(metric.aggregation, seconds, method)
             got_min, got_max, got_sum = agg.minimum, agg.maximum, agg.total
         if got_count != ref.count:
             problems.append(f"{key}: count {got_count} != {ref.count}")
@@ -331,7 +332,7 @@ def assert_matches_reference(
                 problems.append(f"{key}: min/max {got_min}/{got_max}")
             if abs(got_sum - sum(ref.values)) > 1e-9 * max(1.0, abs(sum(ref.values))):
                 problems.append(f"{key}: sum {got_sum} != {sum(ref.values)}")
-        expected = ref.value(metric.aggregation, seconds)
+        expected = ref.value(metric.aggregation, seconds, method)
         tolerance = 0.01 if metric.aggregation.startswith("p") else 1e-9
         if expected is None or got_value is None:
             if expected != got_value:

@@ -69,7 +69,7 @@ class Outcome:
     filtered: int
 
     def value(self, key: tuple[int, tuple[str, ...]], spec: dict[str, Any]) -> float | None:
-        """The window's exact metric (percentiles: the element at rank floor(q * (n - 1)))."""
+        """The window's exact metric (percentiles by the spec's interpolation method)."""
         metric = spec["metric"]
         window = self.windows[key]
         aggregation = metric["aggregation"]
@@ -77,7 +77,9 @@ class Outcome:
             return float(window.count)
         if aggregation == "rate":
             return window.count / (duration_ms(metric.get("window", "1h")) / 1000)
-        return aggregate(window.values, aggregation)
+        return aggregate(
+            window.values, aggregation, metric.get("percentileInterpolation", "linear")
+        )
 
 
 def aggregate(values: list[float], aggregation: str, method: str = "lower") -> float | None:

@@ -42,10 +42,14 @@ class Aggregate:
             offsets=offsets,
         )
 
-    def value(self, aggregation: str, window_seconds: float) -> float | None:
-        """The metric value these aggregates give (None when undefined, e.g. avg of nothing)."""
+    def value(
+        self, aggregation: str, window_seconds: float, interpolation: str = "linear"
+    ) -> float | None:
+        """The metric value these aggregates give (None when undefined, e.g. avg of nothing);
+        percentiles by the spec's `percentileInterpolation`."""
         if aggregation in PERCENTILES:
-            return self.sketch.quantile(PERCENTILES[aggregation]) if self.sketch else None
+            quantile = PERCENTILES[aggregation]
+            return self.sketch.quantile(quantile, interpolation) if self.sketch else None
         simple: dict[str, Callable[[], float | None]] = {
             "count": lambda: float(self.count),
             "rate": lambda: self.count / window_seconds,

@@ -203,7 +203,8 @@ class BatchJob:
         docs = [
             replace(build_final_doc(
                 self.doc.sink.index, pipeline=self.doc.pipeline.key,
-                aggregation=metric.aggregation, group_by=metric.group_by,
+                aggregation=metric.aggregation, interpolation=metric.percentile_interpolation,
+                group_by=metric.group_by,
                 window=(window_start_ms, window_ms), group=group, agg=aggregate, now_ms=now_ms,
             ), create_only=False)  # a rerun replaces
             for group, aggregate in sorted(merged.items())

@@ -46,6 +46,7 @@ def build_metric_fields(
     pipeline: str,
     *,
     aggregation: str,
+    interpolation: str,
     group_by: list[str],
     window: tuple[int, int],
     group: tuple[str, ...],
@@ -61,30 +62,32 @@ def build_metric_fields(
         "window_end_ms": start + window_ms,
         "group": dict(zip(group_by, group, strict=True)),
         "group_key": ",".join(f"{k}={v}" for k, v in zip(group_by, group, strict=True)),
-        "value": agg.value(aggregation, window_ms / 1000),
+        "value": agg.value(aggregation, window_ms / 1000, interpolation),
         **agg.to_fields(),
     }
 
 
 def build_partial_doc(
-    index: str, *, pipeline: str, aggregation: str, group_by: list[str],
+    index: str, *, pipeline: str, aggregation: str, interpolation: str, group_by: list[str],
     window: tuple[int, int], group: tuple[str, ...], partition: int, agg: Aggregate, now_ms: int,
 ) -> SinkDoc:  # fmt: skip
     body = build_metric_fields(
-        pipeline, aggregation=aggregation, group_by=group_by, window=window, group=group, agg=agg
-    )
+        pipeline, aggregation=aggregation, interpolation=interpolation, group_by=group_by,
+        window=window, group=group, agg=agg,
+    )  # fmt: skip
     body.update({"final": False, "partition": partition, "updated_at": iso(now_ms)})
     doc_id = f"{series_id(pipeline, window[0], group)}-p{partition}"
     return SinkDoc(index, doc_id, body, version=agg.max_offset + 1)
 
 
 def build_final_doc(
-    index: str, *, pipeline: str, aggregation: str, group_by: list[str],
+    index: str, *, pipeline: str, aggregation: str, interpolation: str, group_by: list[str],
     window: tuple[int, int], group: tuple[str, ...], agg: Aggregate, now_ms: int,
 ) -> SinkDoc:  # fmt: skip
     body = build_metric_fields(
-        pipeline, aggregation=aggregation, group_by=group_by, window=window, group=group, agg=agg
-    )
+        pipeline, aggregation=aggregation, interpolation=interpolation, group_by=group_by,
+        window=window, group=group, agg=agg,
+    )  # fmt: skip
     body.pop("max_offset", None)
     window_end = window[0] + window[1]
     body.update({

@@ -172,6 +172,7 @@ class Finalizer:
                 self.doc.sink.index,
                 pipeline=self.doc.pipeline.key,
                 aggregation=metric.aggregation,
+                interpolation=metric.percentile_interpolation,
                 group_by=metric.group_by,
                 window=(start, self.doc.window_ms),
                 group=group,

@@ -25,13 +25,15 @@ class ReferenceWindow:
     values: list[float] = field(default_factory=list)
     count: int = 0
 
-    def value(self, aggregation: str, window_seconds: float) -> float | None:
+    def value(
+        self, aggregation: str, window_seconds: float, interpolation: str = "linear"
+    ) -> float | None:
         if aggregation in ("count", "rate"):
             return float(self.count) if aggregation == "count" else self.count / window_seconds
         if not self.values:
             return None
         if aggregation in PERCENTILES:
-            return exact_quantile(self.values, PERCENTILES[aggregation])
+            return exact_quantile(self.values, PERCENTILES[aggregation], interpolation)
         if aggregation == "avg":
             return sum(self.values) / len(self.values)
         if aggregation == "sum":

@@ -4,14 +4,14 @@ Every value v > 0 falls into bucket i = ceil(log_gamma(v)) with gamma = (1 + a) 
 bucket's representative 2 * gamma^i / (gamma + 1) is within relative error `a` of every value in
 the bucket. Negative values use mirrored buckets; zero has its own count. Merging adds counts,
 so partial sketches of partitions merge exactly into the window's sketch. With a = 0.01 the
-quantile estimate is within 1 % of the exact value at the same rank.
+estimate of every rank is within 1 % of the exact value at that rank.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 DEFAULT_RELATIVE_ACCURACY = 0.01
@@ -48,12 +48,20 @@ class QuantileSketch:
             self.zero + other.zero,
         )  # fmt: skip
 
-    def quantile(self, q: float) -> float | None:
-        """Estimate of the value at 0-based rank floor(q * (count - 1))."""
+    def quantile(self, q: float, method: str = "linear") -> float | None:
+        """Estimate of quantile q at position h = q * (count - 1) between 0-based ranks, as
+        numpy names the methods: `lower` the element at floor(h), `higher` at ceil(h),
+        `nearest` at h rounded half to even, `linear` the two interpolated. Each element is
+        estimated within the relative accuracy; `linear` interpolates the two estimates, so
+        it is within it too when both neighbours have the same sign (within the accuracy
+        times the larger neighbour's magnitude when they straddle zero)."""
         total = self.count
         if total == 0:
             return None
-        rank = math.floor(q * (total - 1))
+        return interpolate(self.value_at_rank, total, q, method)
+
+    def value_at_rank(self, rank: int) -> float:
+        """Estimate of the element at this 0-based rank (ascending)."""
         seen = 0
         for index in sorted(self.negative, reverse=True):  # most negative first
             seen += self.negative[index]
@@ -95,9 +103,27 @@ def bucket_index(magnitude: float, gamma: float) -> int:
     return math.ceil(math.log(magnitude) / math.log(gamma))
 
 
-def exact_quantile(values: Iterable[float], q: float) -> float | None:
-    """The exact value at the rank the sketch estimates (the oracle's definition)."""
+def interpolate(at_rank: Callable[[int], float], count: int, q: float, method: str) -> float:
+    """Quantile q of `count` ascending elements read through `at_rank` (see `quantile`)."""
+    position = q * (count - 1)
+    below = math.floor(position)
+    if method == "lower":
+        return at_rank(below)
+    if method == "higher":
+        return at_rank(math.ceil(position))
+    if method == "nearest":
+        return at_rank(round(position))  # half to even, as numpy
+    if method != "linear":
+        raise ValueError(f"unknown percentile interpolation {method!r}")
+    low = at_rank(below)
+    if position == below:
+        return low
+    return low + (position - below) * (at_rank(below + 1) - low)
+
+
+def exact_quantile(values: Iterable[float], q: float, method: str = "linear") -> float | None:
+    """The exact quantile the sketch estimates, by the same method."""
     ordered = sorted(values)
     if not ordered:
         return None
-    return ordered[math.floor(q * (len(ordered) - 1))]
+    return interpolate(ordered.__getitem__, len(ordered), q, method)

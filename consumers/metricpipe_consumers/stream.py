@@ -492,6 +492,7 @@ class StreamConsumer:
             merged[(partition, start, group)] = total
             docs.append(build_partial_doc(
                 self.doc.sink.index, pipeline=self.doc.pipeline.key, aggregation=spec.aggregation,
+                interpolation=spec.percentile_interpolation,
                 group_by=spec.group_by, window=(start, self.doc.window_ms), group=group,
                 partition=partition, agg=total, now_ms=now_ms,
             ))  # fmt: skip

@@ -29,8 +29,9 @@ def partial(sink: SearchSink, count: int, max_offset: int, partition: int = 0) -
         count, float(count), 1.0, 1.0, float(count), None, max_offset, {partition: max_offset}
     )
     return build_partial_doc(
-        sink.index, pipeline="ns/p", aggregation="count", group_by=["probe"], window=WINDOW,
-        group=("7",), partition=partition, agg=agg, now_ms=WINDOW[0],
+        sink.index, pipeline="ns/p", aggregation="count", interpolation="linear",
+        group_by=["probe"], window=WINDOW, group=("7",), partition=partition, agg=agg,
+        now_ms=WINDOW[0],
     )  # fmt: skip
 
 
@@ -48,8 +49,9 @@ def test_versioned_partials_refuse_stale_writes(sink: SearchSink) -> None:
 def test_finals_are_written_once(sink: SearchSink) -> None:
     agg = Aggregate(4, 4.0, 1.0, 1.0, 4.0, None, 9, {0: 9, 1: 3})
     final = build_final_doc(
-        sink.index, pipeline="ns/p", aggregation="count", group_by=["probe"], window=WINDOW,
-        group=("7",), agg=agg, now_ms=WINDOW[0] + WINDOW[1] + 5_000,
+        sink.index, pipeline="ns/p", aggregation="count", interpolation="linear",
+        group_by=["probe"], window=WINDOW, group=("7",), agg=agg,
+        now_ms=WINDOW[0] + WINDOW[1] + 5_000,
     )  # fmt: skip
     assert sink.write([final]).written == 1
     assert sink.write([final]).conflicts == 1

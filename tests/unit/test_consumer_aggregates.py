@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 
+import numpy as np
 import pytest
 
 from metricpipe_consumers.aggregate import Aggregate
@@ -136,3 +137,42 @@ def test_a_stale_caught_up_state_holds_the_watermark_once_new_records_arrived() 
     current = decide_pipeline_watermark(states, 2, 100_000, 5_000, log_end={0: 80, 1: 40})
     assert current == 9_000
     assert decide_pipeline_watermark(states, 2, 100_000, 5_000) == 9_000  # without log ends
+
+
+@pytest.mark.parametrize("method", ["linear", "lower", "higher", "nearest"])
+@pytest.mark.parametrize("n", [1, 2, 15, 16, 1_000])
+def test_each_interpolation_matches_numpy(method: str, n: int) -> None:
+    """numpy names and defines the methods; the exact value equals its, the sketch's is
+    within 1 % of it (positive values: both neighbours of a position have the same sign)."""
+    rng = random.Random(n)
+    values = [rng.lognormvariate(2, 1) for _ in range(n)]
+    sketch = QuantileSketch(0.01)
+    for v in values:
+        sketch.add(v)
+    for q in (0.5, 0.9, 0.95, 0.99):
+        expected = float(np.quantile(values, q, method=method))
+        assert exact_quantile(values, q, method) == pytest.approx(expected, rel=1e-12)
+        estimate = sketch.quantile(q, method)
+        assert estimate is not None
+        assert abs(estimate - expected) <= 0.01 * abs(expected) + 1e-12, (q, estimate, expected)
+
+
+def test_linear_and_lower_differ_where_users_would_see_it() -> None:
+    """Fifteen values: p95 sits at position 13.3; `lower` reports the 14th value, `linear`
+    30 % of the way to the 15th (what numpy, Spark's percentile and dashboards report)."""
+    values = [float(v) for v in range(1, 15)] + [100.0]
+    assert exact_quantile(values, 0.95, "lower") == 14.0
+    assert exact_quantile(values, 0.95, "linear") == pytest.approx(14.0 + 0.3 * 86.0)
+    with pytest.raises(ValueError, match="unknown percentile interpolation"):
+        exact_quantile(values, 0.95, "cubic")
+
+
+def test_the_spec_defaults_to_linear_and_refuses_other_methods() -> None:
+    base = {"source": {"tag": "t"}, "metric": {"aggregation": "p95", "valueField": "v"}}
+    assert MetricPipelineSpec.model_validate(base).metric.percentile_interpolation == "linear"
+    lower = {**base, "metric": {**base["metric"], "percentileInterpolation": "lower"}}
+    assert MetricPipelineSpec.model_validate(lower).metric.percentile_interpolation == "lower"
+    with pytest.raises(ValueError, match="percentileInterpolation"):
+        MetricPipelineSpec.model_validate(
+            {**base, "metric": {**base["metric"], "percentileInterpolation": "midpoint"}}
+        )

@@ -369,7 +369,8 @@ def document_fields() -> tuple[dict[str, Any], set[str]]:
     agg = Aggregate(count=2, total=3.0, minimum=1.0, maximum=2.0, sum_squares=5.0, max_offset=7,
                     offsets={0: 7})  # fmt: skip
     common: dict[str, Any] = {
-        "pipeline": "shop/orders", "aggregation": "avg", "group_by": ["host"],
+        "pipeline": "shop/orders", "aggregation": "avg", "interpolation": "linear",
+        "group_by": ["host"],
         "window": (60_000, 60_000), "group": ("a",), "agg": agg, "now_ms": 150_000,
     }  # fmt: skip
     partial = build_partial_doc("metricpipe-shop-orders", partition=0, **common)

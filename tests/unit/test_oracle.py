@@ -82,7 +82,7 @@ def test_the_oracle_equals_pandas_and_numpy(aggregation: str) -> None:
         expected = grouped.size().astype(float) / (60 if aggregation == "rate" else 1)
     elif aggregation in oracle.QUANTILES:
         q = oracle.QUANTILES[aggregation]
-        expected = grouped.agg(lambda s: np.quantile(s.to_numpy(), q, method="lower"))
+        expected = grouped.agg(lambda s: np.quantile(s.to_numpy(), q))
     else:
         expected = grouped.agg({"avg": "mean"}.get(aggregation, aggregation))
     got = {key: outcome.value(key, spec) for key in outcome.windows}

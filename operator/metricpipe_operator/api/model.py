@@ -26,6 +26,7 @@ Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=32)]
 FieldPath = Annotated[str, Field(pattern=r"^[A-Za-z_@][A-Za-z0-9_.@-]*$", max_length=128)]
 Quantity = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")]
 Aggregation = Literal["count", "sum", "avg", "min", "max", "rate", "p50", "p90", "p95", "p99"]
+Interpolation = Literal["linear", "lower", "higher", "nearest"]
 PERCENTILES = ("p50", "p90", "p95", "p99")
 NEEDS_VALUE = ("sum", "avg", "min", "max", *PERCENTILES)
 
@@ -210,6 +211,11 @@ class Metric(_Model):
         max_length=8,
         json_schema_extra={"x-kubernetes-list-type": "set"},
         description="Fields that split the metric into series (e.g. probe, status).",
+    )
+    percentile_interpolation: Interpolation = Field(
+        default="linear",
+        description="Percentiles between two ranks: linear (numpy's default, Spark's "
+        "percentile), lower, higher or nearest, at position q x (count - 1).",
     )
 
 
