@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -18,19 +19,17 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+import oracle
 from helpers import free_port, wait_for
 from metricpipe_consumers.aggregate import Aggregate
-from metricpipe_consumers.records import parse_apache_combined, parse_event_time
-from metricpipe_consumers.reference import ReferenceResult
 from metricpipe_consumers.sink import SearchSink, build_sink
 from metricpipe_devstack.env import StackEnv
-from metricpipe_operator.api.durations import parse_duration
 from metricpipe_operator.api.model import MetricPipelineSpec
 from metricpipe_operator.config import OperatorConfig
 from metricpipe_operator.reconcile.consumer import build_pipeline_document
 from metricpipe_operator.reconcile.names import PipelineRef
 
-Records = list[tuple[int, int, bytes | None]]
+Records = list[oracle.Record]
 
 
 def create_topics(
@@ -70,7 +69,8 @@ def produce(
 
 
 def read_topic(stack: StackEnv, topic: str) -> Records:
-    """Every record of a topic as (partition, offset, value), in offset order per partition."""
+    """Every record of a topic (partition, value, Kafka timestamp), in offset order per
+    partition: what the oracle computes the expected results from."""
     admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
     partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions
     consumer = Consumer({"bootstrap.servers": stack.kafka_bootstrap, "group.id": "reader",
@@ -85,9 +85,11 @@ def read_topic(stack: StackEnv, topic: str) -> Records:
             while True:
                 message = consumer.poll(10)
                 assert message is not None, f"reading {topic}/{partition} stalled"
+                value, offset = message.value(), message.offset()
                 if message.error() is None:
-                    out.append((partition, message.offset(), message.value()))
-                if message.offset() is not None and message.offset() >= high - 1:
+                    raw = value.encode() if isinstance(value, str) else value
+                    out.append(oracle.Record(partition, raw, max(message.timestamp()[1], 0)))
+                if offset is not None and offset >= high - 1:
                     break
     finally:
         consumer.close()
@@ -107,13 +109,24 @@ def dead_letter_reasons(stack: StackEnv, topic: str, pipeline: str) -> Counter[s
             message = consumer.poll(10)
             assert message is not None, "reading the dead-letter topic stalled"
             if message.error() is None:
-                headers = dict(message.headers() or [])
-                if headers.get("metricpipe.pipeline", b"").decode() == pipeline:
-                    reasons[headers["metricpipe.reason"].decode()] += 1
-                seen = message.offset() + 1
+                headers = header_texts(message.headers())
+                if headers.get("metricpipe.pipeline") == pipeline:
+                    reasons[headers["metricpipe.reason"]] += 1
+                seen = (message.offset() or 0) + 1
     finally:
         consumer.close()
     return reasons
+
+
+def header_texts(
+    headers: dict[str, str | bytes | None] | list[tuple[str, str | bytes | None]] | None,
+) -> dict[str, str]:
+    """A Kafka message's headers as text (absent values as "")."""
+    pairs = list(headers.items()) if isinstance(headers, dict) else headers or []
+    out: dict[str, str] = {}
+    for name, value in pairs:
+        out[name] = value.decode() if isinstance(value, bytes) else (value or "")
+    return out
 
 
 _COORDINATOR_NOT_READY = {
@@ -162,6 +175,14 @@ class Pipeline:
     document_path: Path
     sink: SearchSink
     document: dict[str, Any]
+    applied: dict[str, Any]  # the spec as a user applies it: what the oracle reads
+
+    def expected(self, records: Records, now_ms: int | None = None,
+                 limits: oracle.Limits | None = None) -> oracle.Outcome:  # fmt: skip
+        """What the pipeline must compute from `records`, by the independent oracle; `now_ms`
+        the wall clock records without an earlier Kafka timestamp are judged at."""
+        at = int(time.time() * 1000) if now_ms is None else now_ms
+        return oracle.compute(self.applied, records, at, limits or oracle.Limits())
 
     @property
     def group(self) -> str:
@@ -171,9 +192,8 @@ class Pipeline:
 def make_pipeline(
     stack: StackEnv, tmp_path: Path, name: str, topic: str, spec: dict[str, Any], backend: str
 ) -> Pipeline:
-    spec_model = MetricPipelineSpec.model_validate(
-        {**spec, "topic": {"name": topic}, "sink": {"backend": backend}}
-    )
+    applied = {**spec, "topic": {"name": topic}, "sink": {"backend": backend}}
+    spec_model = MetricPipelineSpec.model_validate(applied)
     config = OperatorConfig(
         kafka_bootstrap=stack.kafka_bootstrap,
         elasticsearch_url=stack.elasticsearch_url,
@@ -184,7 +204,7 @@ def make_pipeline(
     path = tmp_path / f"{name}.json"
     path.write_text(json.dumps(document))
     sink = build_sink(backend, document["sink"]["endpoint"], document["sink"]["index"], None, None)
-    return Pipeline(name, spec_model, path, sink, document)
+    return Pipeline(name, spec_model, path, sink, document, applied)
 
 
 @dataclass
@@ -298,12 +318,13 @@ def _edge(sink: SearchSink, order: str) -> int:
 
 
 def assert_matches_reference(
-    pipeline: Pipeline, reference: ReferenceResult, finalized_through: int
+    pipeline: Pipeline, reference: oracle.Outcome, finalized_through: int
 ) -> int:
-    """Every window of the reference is in the sink with the same numbers: final documents for
-    windows finalized, merged partials for open ones. Returns the number of finals checked."""
+    """Every window of the oracle's outcome is in the sink with the same numbers: final
+    documents for windows finalized, merged partials for open ones. Returns the number of
+    finals checked."""
     metric = pipeline.spec.metric
-    seconds = parse_duration(pipeline.document["spec"]["metric"]["window"])
+    seconds = oracle.duration_ms(pipeline.applied["metric"].get("window", "1h")) / 1000
     finals, partials = sink_results(pipeline)
     problems: list[str] = []
     checked = 0
@@ -332,7 +353,7 @@ def assert_matches_reference(
                 problems.append(f"{key}: min/max {got_min}/{got_max}")
             if abs(got_sum - sum(ref.values)) > 1e-9 * max(1.0, abs(sum(ref.values))):
                 problems.append(f"{key}: sum {got_sum} != {sum(ref.values)}")
-        expected = ref.value(metric.aggregation, seconds, method)
+        expected = reference.value(key, pipeline.applied)
         tolerance = 0.01 if metric.aggregation.startswith("p") else 1e-9
         if expected is None or got_value is None:
             if expected != got_value:
@@ -341,7 +362,7 @@ def assert_matches_reference(
             problems.append(f"{key}: value {got_value} != {expected}")
     extra = set(finals) - set(reference.windows)
     if extra:
-        problems.append(f"final documents the reference does not have: {sorted(extra)[:5]}")
+        problems.append(f"final documents the oracle does not have: {sorted(extra)[:5]}")
     assert problems == [], "\n".join(problems[:20]) + f"\n({len(problems)} problems)"
     return checked
 
@@ -390,12 +411,12 @@ def commit_offsets(stack: StackEnv, group: str, topic: str, offsets: dict[int, i
 
 
 def with_kafka_times(lines: list[str]) -> list[tuple[None, bytes, int]]:
-    """Each line stamped with its request time; a line the parser rejects (the log has
-    truncated ones) with its predecessor's, as a shipper stamping arrival time would."""
+    """Each line stamped with its request time (read by the oracle); a line without a readable
+    time (the log has truncated ones) with its predecessor's, as a shipper stamping arrival
+    time would."""
     stamped, last = [], 0
     for line in lines:
-        record = parse_apache_combined(line)
-        if isinstance(record, dict):
-            last = parse_event_time(record["time"], "clf")
+        with contextlib.suppress(oracle.Dead):
+            last = oracle.event_ms(oracle.scan_access_line(line)["time"], "clf", None)
         stamped.append((None, line.encode(), last))
     return stamped

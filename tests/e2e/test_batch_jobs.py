@@ -27,7 +27,6 @@ from consumers import (
     with_kafka_times,
 )
 from helpers import wait_for
-from metricpipe_consumers.reference import compute_reference
 from metricpipe_consumers.sink import build_sink
 from metricpipe_devstack.datasets import DatasetMissingError, iter_access_log_lines
 from metricpipe_devstack.env import StackEnv
@@ -73,7 +72,7 @@ def pipeline_from_configmap(
                       document["sink"]["index"], None, None)  # fmt: skip
     path = tmp_path / "pipeline.json"
     path.write_text(json.dumps(document))
-    return Pipeline(name, spec, path, sink, document)
+    return Pipeline(name, spec, path, sink, document, applied=document["spec"])
 
 
 def test_jobs_from_the_cronjob_compute_every_window(
@@ -109,7 +108,7 @@ def test_jobs_from_the_cronjob_compute_every_window(
     wait_for(lambda: condition_is(kube, namespace, "hourly", "ConsumerReady", "True",
                                   reason="Scheduled"), timeout=60, what="the CronJob")  # fmt: skip
     pipeline = pipeline_from_configmap(kube, namespace, "hourly", tmp_path)
-    reference = compute_reference(pipeline.spec, read_topic(stack, topic))
+    reference = pipeline.expected(read_topic(stack, topic))
     windows = sorted({start for start, _ in reference.windows})
     runs, started = 0, time.monotonic()
 

@@ -36,7 +36,6 @@ from metricpipe_consumers.deadletters import DeadLetterWriter
 from metricpipe_consumers.document import PipelineDocument
 from metricpipe_consumers.documents import iso
 from metricpipe_consumers.engine import SparkAggregator
-from metricpipe_consumers.reference import compute_reference
 from metricpipe_devstack.datasets import DatasetMissingError, iter_access_log_lines
 from metricpipe_devstack.env import StackEnv
 
@@ -74,7 +73,7 @@ def test_every_window_equals_the_reference_and_reruns_replace(
     create_topics(stack, topic, 3, keep_forever=True)
     produce(stack, topic, with_kafka_times(lines))
     pipeline: Pipeline = make_pipeline(stack, tmp_path, unique_name, topic, SPEC, "elasticsearch")
-    reference = compute_reference(pipeline.spec, read_topic(stack, topic))
+    reference = pipeline.expected(read_topic(stack, topic))
     assert "late" not in reference.dead_letters  # the replay is in order: nothing is late
     windows = sorted({start for start, _ in reference.windows})
     assert len(windows) > 24, "the log spans days of hourly windows"
@@ -175,7 +174,7 @@ def test_stream_batch_stream_switch_counts_every_window_once(
     end = through(parts[2])
     wait_until_finalized(pipeline, end)
 
-    reference = compute_reference(pipeline.spec, read_topic(stack, topic))
+    reference = pipeline.expected(read_topic(stack, topic))
     assert "late" not in reference.dead_letters
     assert assert_matches_reference(pipeline, reference, end) > 24  # one final per window
     dead = dead_letter_reasons(stack, f"{topic}.dlq", f"it/{unique_name}")

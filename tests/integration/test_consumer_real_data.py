@@ -13,6 +13,7 @@ import pytest
 from consumers import (
     ConsumerProcesses,
     Pipeline,
+    Records,
     assert_matches_reference,
     create_topics,
     dead_letter_reasons,
@@ -23,7 +24,6 @@ from consumers import (
     wait_consumed,
     wait_until_finalized,
 )
-from metricpipe_consumers.reference import compute_reference
 from metricpipe_devstack.datasets import (
     DatasetMissingError,
     iter_access_log_lines,
@@ -35,7 +35,7 @@ RTT_PARTITIONS = 6
 
 
 @pytest.fixture(scope="module")
-def rtt_topic(stack: StackEnv) -> tuple[str, list[tuple[int, int, bytes | None]]]:
+def rtt_topic(stack: StackEnv) -> tuple[str, Records]:
     try:
         # Replayed in event-time order across probes, as the probes' logs would arrive.
         records = sorted(iter_rtt_records(stack.data_dir), key=lambda r: str(r["time"]))
@@ -83,7 +83,7 @@ def test_rtt_loss_rate_per_hour(
         pipeline, through = run_and_compare(stack, processes, tmp_path, f"{unique_name}-{name}",
                                             topic, spec, backend, records)  # fmt: skip
         finals, _ = sink_results(pipeline)
-        reference = compute_reference(pipeline.spec, records)
+        reference = pipeline.expected(records)
         counts[name] = (
             {
                 key: int(doc["count"])
@@ -125,11 +125,11 @@ def test_access_log_requests_and_5xx_rate(
 
 def run_and_compare(
     stack: StackEnv, processes: ConsumerProcesses, tmp_path: Path, name: str, topic: str,
-    spec: dict[str, Any], backend: str, records: list[tuple[int, int, bytes | None]],
+    spec: dict[str, Any], backend: str, records: Records,
 ) -> tuple[Pipeline, int]:  # fmt: skip
     """Returns the pipeline and the event time through which its windows are final."""
     pipeline = make_pipeline(stack, tmp_path, name, topic, spec, backend)
-    reference = compute_reference(pipeline.spec, records)
+    reference = pipeline.expected(records)
     processes.start(pipeline, METRICPIPE_IDLE_TIMEOUT_SECONDS="5")  # all data is there already
     wait_consumed(stack, pipeline, topic, processes)
     max_event = max(start for start, _ in reference.windows) + 3_600_000
