@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -396,6 +397,25 @@ def offsets_report(stack: StackEnv, group: str, topic: str) -> str:
         return f"group {group} on {topic}: offsets unavailable ({error})"
     finally:
         consumer.close()
+
+
+def committed_offsets(stack: StackEnv, group: str, topic: str) -> dict[int, int]:
+    """The group's committed offset per partition (a negative number: nothing committed)."""
+    consumer = Consumer({"bootstrap.servers": stack.kafka_bootstrap, "group.id": group})
+    try:
+        metadata = consumer.list_topics(topic, timeout=10)
+        partitions = [TopicPartition(topic, p) for p in sorted(metadata.topics[topic].partitions)]
+        return {tp.partition: tp.offset for tp in consumer.committed(partitions, timeout=10)}
+    finally:
+        consumer.close()
+
+
+def scrape(port: int, name: str) -> float:
+    """The sum of a metric's samples (all label sets) on a process's /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return sum(float(row.rsplit(" ", 1)[1]) for row in text.splitlines()
+               if row.split("{")[0].split(" ")[0] == name)  # fmt: skip
 
 
 def commit_offsets(stack: StackEnv, group: str, topic: str, offsets: dict[int, int]) -> None:

@@ -87,8 +87,9 @@ class ConsumerConfig(BaseSettings):
     fault_exit_at: str | None = Field(
         default=None,
         description="Tests only: kill -9 the stream consumer at this named point "
-        "(`after_dead_letter_flush`, `after_sink_dead_letter_flush`), after logging "
-        "'fault injected'. Never set it in production.",
+        "(`after_dead_letter_flush`, `after_sink_dead_letter_flush`, `after_partials_write`, "
+        "`after_state_write`, `mid_finalize`), after logging 'fault injected'. Never set it "
+        "in production.",
     )
 
     def record_limits(self) -> RecordLimits:

@@ -16,6 +16,9 @@ from .config import ConsumerConfig
 FAULT_POINTS = (
     "after_dead_letter_flush",  # the scan's dead letters are in Kafka; no sink write yet
     "after_sink_dead_letter_flush",  # the sink refusals' letters too; no state write yet
+    "after_partials_write",  # the batch's partials are in the sink; no state write, no commit
+    "after_state_write",  # the partition states too (resume offsets); no offset commit yet
+    "mid_finalize",  # a round's final documents are in the sink; its progress is not saved
 )
 log = structlog.get_logger("metricpipe.faults")
 

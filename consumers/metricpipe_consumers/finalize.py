@@ -20,6 +20,7 @@ import structlog
 from .aggregate import Aggregate
 from .document import PipelineDocument
 from .documents import SinkDoc, build_final_doc
+from .faults import fault_point
 from .metrics import ConsumerMetrics
 from .sink import MetricSink
 
@@ -89,9 +90,10 @@ def idle_watermark(watermark_ms: int, idle_since_ms: int, now_ms: int, idle_time
 class Finalizer:
     def __init__(
         self, doc: PipelineDocument, sink: MetricSink, metrics: ConsumerMetrics,
-        idle_timeout_seconds: float = 60.0,
+        idle_timeout_seconds: float = 60.0, fault_exit_at: str | None = None,
     ) -> None:  # fmt: skip
         self.doc = doc
+        self.fault_exit_at = fault_exit_at  # tests only (faults.FAULT_POINTS)
         self.idle_timeout_ms = round(idle_timeout_seconds * 1000)
         self.sink = sink
         self.metrics = metrics
@@ -182,6 +184,8 @@ class Finalizer:
             for (start, group), agg in sorted(series.items())
         ]
         result = self.sink.write(docs)
+        fault_point(self.fault_exit_at, "mid_finalize")
+        self.metrics.finals_rewritten.inc(result.conflicts)
         for start, _group in series:
             self.metrics.finalization_delay.observe((now_ms - start - self.doc.window_ms) / 1000)
         log.info("windows finalized", series=len(docs), written=result.written,

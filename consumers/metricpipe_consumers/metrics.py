@@ -62,6 +62,11 @@ class ConsumerMetrics:
                                 "Records dropped by the source filters.")  # fmt: skip
         self.skipped = counter("metricpipe_consumer_records_replay_skipped_total",
                                "Replayed records already in the sink.")  # fmt: skip
+        self.finals_rewritten = counter(
+            "metricpipe_consumer_finals_rewritten_total",
+            "Final documents a finalisation round found already written (a round repeated "
+            "after a crash or by a new leader); the sink kept the first.",
+        )
         self.dead_lettered = Counter(
             "metricpipe_consumer_dead_letter_total", "Records sent to the dead-letter topic.",
             ["pipeline", "reason"], registry=r,

@@ -108,7 +108,9 @@ class StreamConsumer:
         # prober's describe the same writes
         self._written_marks: dict[int, tuple[int | None, bool]] = {}
         self.stopping = False
-        self.finalizer = Finalizer(doc, sink, metrics, self.settings.idle_timeout_seconds)
+        self.finalizer = Finalizer(
+            doc, sink, metrics, self.settings.idle_timeout_seconds, self.settings.fault_exit_at
+        )
         membership = (
             {"group.instance.id": self.settings.group_instance_id}
             if self.settings.group_instance_id
@@ -309,8 +311,11 @@ class StreamConsumer:
                 continue
             partition, offset = int(message.partition() or 0), int(message.offset() or 0)
             state = self.partitions.get(partition)
-            if state is None or offset < state.resume_offset:
-                continue  # not ours any more, or fully processed before a crash
+            if state is None:
+                continue  # not ours any more
+            if offset < state.resume_offset:  # in the sink's state: done before a crash
+                self.metrics.skipped.inc()
+                continue
             highest[partition] = offset
             stamp = message.timestamp()[1]
             parsed = parse(message.value(), stamp if 0 < stamp < now_ms else now_ms)
@@ -424,7 +429,9 @@ class StreamConsumer:
         phase.done("spark")
         refused = self._write_partials(deltas)
         rejected = self._dead_letter_refused(refused, columns, messages) if refused else 0
+        fault_point(self.settings.fault_exit_at, "after_partials_write")
         self.sink.write(self._state_docs(progress))
+        fault_point(self.settings.fault_exit_at, "after_state_write")
         phase.done("sink")
         self.metrics.consumed.inc(count)
         self.metrics.written.inc(table.num_rows - rejected)
