@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from cpu import delta, snapshot
 
@@ -149,10 +149,10 @@ def run_consumer(doc: PipelineDocument, engine: SparkAggregator, settings: Strea
     original = consumer.process_batch
     first: list[float] = []
 
-    def timed(messages: Any, **kwargs: Any) -> None:
+    def timed(messages: list[Message], fetch_seconds: float = 0.0) -> None:
         if not first:
             first.append(time.perf_counter())
-        original(messages, **kwargs)
+        original(messages, fetch_seconds=fetch_seconds)
 
     consumer.process_batch = timed  # type: ignore[method-assign]
     commit = consumer._commit

@@ -18,7 +18,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from consumer_throughput import ensure_stack, say
@@ -204,7 +204,7 @@ def main() -> int:
     try:
         for count in (10, args.pipelines):
             namespace = f"bench-rm-{uuid.uuid4().hex[:6]}"
-            core.create_namespace({"metadata": {"name": namespace}})
+            core.create_namespace(cast(Any, {"metadata": {"name": namespace}}))
             namespaces.append(namespace)
             say(f"-- {count} pipelines in {namespace}")
             keys = create_pipelines(objects, namespace, count)

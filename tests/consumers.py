@@ -181,9 +181,11 @@ class Pipeline:
     def expected(self, records: Records, now_ms: int | None = None,
                  limits: oracle.Limits | None = None) -> oracle.Outcome:  # fmt: skip
         """What the pipeline must compute from `records`, by the independent oracle; `now_ms`
-        the wall clock records without an earlier Kafka timestamp are judged at."""
+        the wall clock records without an earlier Kafka timestamp are judged at; lateness by
+        the clock of the pipeline's mode."""
         at = int(time.time() * 1000) if now_ms is None else now_ms
-        return oracle.compute(self.applied, records, at, limits or oracle.Limits())
+        clock = "batch" if self.applied.get("mode") == "batch" else "stream"
+        return oracle.compute(self.applied, records, at, limits or oracle.Limits(), clock)
 
     @property
     def group(self) -> str:

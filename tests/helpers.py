@@ -11,10 +11,11 @@ T = TypeVar("T")
 
 
 def wait_for(
-    predicate: Callable[[], T], timeout: float = 60.0, what: str = "condition",
+    predicate: Callable[[], T | None], timeout: float = 60.0, what: str = "condition",
     interval: float = 0.5,
 ) -> T:  # fmt: skip
-    """Poll until predicate returns something truthy; fail with what we waited for."""
+    """Poll until predicate returns something truthy (so never None); fail with what we waited
+    for."""
     deadline = time.monotonic() + timeout
     last: T | None = None
     while time.monotonic() < deadline:
@@ -23,6 +24,13 @@ def wait_for(
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+def present(value: T | None) -> T:
+    """A field the typed Kubernetes models leave Optional but the server has filled in; for
+    expressions (lambdas, comprehensions) where an `assert ... is not None` cannot stand."""
+    assert value is not None
+    return value
 
 
 def free_port() -> int:

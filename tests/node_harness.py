@@ -60,6 +60,7 @@ class Node:
         """The host pid of a running container's main process, from containerd's task list
         (the container id is the one the kubelet reports in the pod's status)."""
         status = client.CoreV1Api(self.kube).read_namespaced_pod(pod, namespace).status
+        assert status is not None
         (found,) = [c for c in status.container_statuses or [] if c.name == container]
         container_id = str(found.container_id).split("://", 1)[1]
         for line in self.ctr("tasks", "ls").splitlines()[1:]:  # TASK PID STATUS
@@ -74,6 +75,7 @@ def node_ready(kube: client.ApiClient, name: str) -> bool:
         node = client.CoreV1Api(kube).read_node(name)
     except ApiException:
         return False
+    assert node.status is not None
     return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
 
 

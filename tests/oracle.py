@@ -412,9 +412,14 @@ class Filtered:
 
 
 def compute(spec: dict[str, Any], records: Iterable[Record], now_ms: int,
-            limits: Limits = Limits()) -> Outcome:  # fmt: skip
+            limits: Limits = Limits(), clock: str = "stream") -> Outcome:  # fmt: skip
     """`records` in offset order within each partition; `now_ms` the wall clock the records
-    are judged at (a record's Kafka timestamp, when earlier, judges it instead)."""
+    are judged at (a record's Kafka timestamp, when earlier, judges it instead).
+
+    `clock`: what makes a record `late`. "stream": its window closed (end + allowed lateness)
+    before the partition's watermark (the newest event time read before it). "batch": it
+    arrived — its Kafka time — at or after its window's end + allowed lateness
+    (docs/batch.md)."""
     judge = Judge(spec, limits)
     window = duration_ms(spec["metric"].get("window", "1h"))
     lateness = duration_ms(spec["metric"].get("allowedLateness", "5m"))
@@ -436,11 +441,12 @@ def compute(spec: dict[str, Any], records: Iterable[Record], now_ms: int,
             continue
         at, group, value = verdict
         start = at - at % window
-        mark = marks.get(record.partition)
+        mark = marks.get(record.partition) if clock == "stream" else record.timestamp_ms
         if mark is not None and start + window + lateness <= mark:
             outcome.dead_letters["late"] += 1
             continue
-        marks[record.partition] = at if mark is None else max(mark, at)
+        if clock == "stream":
+            marks[record.partition] = at if mark is None else max(mark, at)
         seen = admitted.setdefault((record.partition, start), set())
         if group not in seen and len(seen) >= limits.max_groups_per_window:
             outcome.dead_letters["oversize_key"] += 1

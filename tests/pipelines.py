@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 from confluent_kafka.admin import AdminClient, ConfigResource
 from kubernetes import client
@@ -27,10 +27,10 @@ def create_pipeline(kube: client.ApiClient, namespace: str, name: str, spec: dic
 
 
 def get_pipeline(kube: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
-    result: dict[str, Any] = client.CustomObjectsApi(kube).get_namespaced_custom_object(
+    result = client.CustomObjectsApi(kube).get_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, name
     )
-    return result
+    return cast(dict[str, Any], result)  # a custom object is a JSON object
 
 
 def patch_spec(kube: client.ApiClient, namespace: str, name: str, spec: dict[str, Any]) -> None:
@@ -75,8 +75,8 @@ def printed_table(kube: client.ApiClient, namespace: str) -> tuple[list[str], li
         kube.configuration.host + path,
         header_params={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io", **_auth(kube)},
     )
-    raw.read()
-    response = json.loads(raw.data)
+    data: bytes = raw.read()
+    response = json.loads(data)
     headers = [column["name"].upper() for column in response["columnDefinitions"]]
     return headers, [row["cells"] for row in response["rows"]]
 

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import requests
@@ -56,7 +56,8 @@ def stack(request: pytest.FixtureRequest) -> Iterator[StackEnv]:
 
 @pytest.fixture(scope="session")
 def kube(stack: StackEnv) -> client.ApiClient:
-    return config.new_client_from_config(config_file=str(stack.kubeconfig))
+    api: client.ApiClient = config.new_client_from_config(config_file=str(stack.kubeconfig))
+    return api
 
 
 @pytest.fixture
@@ -77,15 +78,18 @@ def _apply_crd(kube: client.ApiClient, body: dict[str, Any]) -> None:
     name = body["metadata"]["name"]
     try:
         current = extensions.read_custom_resource_definition(name)
+        assert current.metadata is not None
         body["metadata"]["resourceVersion"] = current.metadata.resource_version
-        extensions.replace_custom_resource_definition(name, body)
+        extensions.replace_custom_resource_definition(name, cast(Any, body))
     except ApiException as error:
         if error.status != 404:
             raise
-        extensions.create_custom_resource_definition(body)
+        extensions.create_custom_resource_definition(cast(Any, body))
 
     def established() -> bool:
-        conditions = extensions.read_custom_resource_definition(name).status.conditions or []
+        status = extensions.read_custom_resource_definition(name).status
+        assert status is not None
+        conditions = status.conditions or []
         return any(c.type == "Established" and c.status == "True" for c in conditions)
 
     wait_for(established, what=f"CRD {name} Established")

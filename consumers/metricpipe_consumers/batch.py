@@ -1,12 +1,16 @@
 """One window of a batch pipeline (`python -m metricpipe_consumers batch`), start to end.
 
-The job reads the window's records from the pipeline's topic with Spark's Kafka batch source,
-by Kafka record time: [window start, window end + allowed lateness), so that a record produced
-up to `allowedLateness` after its window closed still counts, as in stream mode. Of those it
-keeps the records whose event time lies in [start, end) — the ranges of two neighbouring jobs
-overlap by the lateness, and each keeps only its own window, so nothing is counted twice.
-Records without a usable event time (dead letters, filtered) belong to the job whose window
-holds their Kafka time, so each is reported once too.
+Two clocks: a record's event time (in the record) decides its window; its Kafka time (when it
+arrived) decides whether it came in time. The job for window [start, end) reads the records
+with Kafka time in [start - max future skew, end + allowed lateness) with Spark's Kafka batch
+source: a record may carry an event time up to the skew ahead of its Kafka time (a later one
+is `future`), and may arrive up to `allowedLateness` after its window closed, as in stream
+mode. Of those it counts the records whose event time lies in [start, end). Every other record
+read belongs to exactly one run: the run whose window holds its Kafka time reports it —
+dead letters (parse errors, `future`, and `late`: Kafka time at or after its own window's end
++ lateness, so no run counted it) and filtered records; a record its own window's run counts
+is only tallied here as `outside_window`. Neighbouring runs' read ranges overlap; each record
+is counted once or dead-lettered once.
 Parsing, aggregation and the final documents are the stream consumer's (same parser, same
 Spark plan, same document model and ids), so a window has one final document per group
 whichever mode computed it. The finals are written with `index` (not create-only): re-running
@@ -54,12 +58,13 @@ def decide_due_windows(
 ) -> list[int]:  # fmt: skip
     """Pure: the windows a run computes, oldest first: every closed window after the pipeline's
     progress (a missed or failed run is made up by the next), at most `limit` of them (the
-    rest go to the next run). A new pipeline (no progress yet) starts at the window of the
-    oldest record its topic still holds; with an empty topic nothing is due."""
+    rest go to the next run). A new pipeline (no progress yet) starts at the oldest window
+    its topic's oldest record (by Kafka time) can still count in — the window holding that
+    time less the lateness; with an empty topic nothing is due."""
     if finalized_through is not None:
         first = finalized_through
     elif first_record_ms is not None:
-        first = first_record_ms // window_ms * window_ms
+        first = (first_record_ms - lateness_ms) // window_ms * window_ms
     else:
         return []
     last = decide_last_closed_window(now_ms, window_ms, lateness_ms)
@@ -102,7 +107,7 @@ class BatchReport:
     records_read: int = 0
     counted: int = 0
     filtered: int = 0
-    outside_window: int = 0  # other windows' records in the lateness overlap
+    outside_window: int = 0  # records read that their own window's run counts
     dead_letters: Counter[str] = field(default_factory=Counter)
     documents: int = 0
     seconds: float = 0.0
@@ -190,7 +195,8 @@ class BatchJob:
         self.dead_letters.window_start_ms = window_start_ms
         # what earlier runs (and the stream consumer) sent about this window's records
         self.dead_letters.ensure_marks(window_start_ms - MARKS_CLOCK_MARGIN_MS, self.doc.topic)
-        rows = self._read(window_start_ms, end + lateness_ms)
+        skew_ms = self.parser.limits.max_future_skew_ms
+        rows = self._read(window_start_ms - skew_ms, end + lateness_ms)
         table = self._scan(rows, window_start_ms, end, report)
         metric = self.doc.spec.metric
         aggregates = self.engine.aggregate(
@@ -267,10 +273,12 @@ class BatchJob:
     def _scan(self, rows: pa.Table, start: int, end: int, report: BatchReport) -> pa.Table:
         """The window's records, decided as the stream consumer decides them: `future`
         against the record's Kafka time (or now, if earlier), at most
-        `max_groups_per_window` groups per partition, in offset order."""
+        `max_groups_per_window` groups per partition, in offset order. Records of other
+        windows: reported here when this window holds their Kafka time (see the module)."""
         columns: dict[str, list[Any]] = {name: [] for name in SCHEMA.names}
         parse = self.parser.parse
         cap = self.parser.limits.max_groups_per_window
+        window_ms, lateness_ms = self.doc.window_ms, self.doc.lateness_ms
         groups: dict[int, set[tuple[str, ...]]] = {}  # partition -> groups admitted
         now_ms = int(time.time() * 1000)
         names = ("partition", "offset", "kafka_ms", "key", "value")
@@ -280,9 +288,10 @@ class BatchJob:
             zip(partitions, offsets, stamps, keys, values, strict=True),
             key=lambda row: (row[0], row[1]),
         ):
+            arrived_here = start <= kafka_ms < end  # this run reports it, if no run counts it
             parsed = parse(raw, min(kafka_ms, now_ms))
             if isinstance(parsed, Filtered | Rejected):
-                if kafka_ms >= end:  # the next window's job reports it
+                if not arrived_here:  # the run whose window holds its Kafka time reports it
                     continue
                 if isinstance(parsed, Rejected):
                     self._dead_letter(parsed, report, raw=raw, key=key, partition=partition,
@@ -292,7 +301,17 @@ class BatchJob:
                 continue
             event_ms, group, value = parsed
             if not start <= event_ms < end:
-                report.outside_window += 1
+                closed = event_ms // window_ms * window_ms + window_ms + lateness_ms
+                if arrived_here and kafka_ms >= closed:  # no run counts it: `late`, here
+                    late = Rejected(
+                        "late",
+                        f"event time {event_ms} ms arrived at {kafka_ms} "
+                        f"ms, after its window's end + allowedLateness",
+                    )
+                    self._dead_letter(late, report, raw=raw, key=key, partition=partition,
+                                      offset=offset)  # fmt: skip
+                else:
+                    report.outside_window += 1  # its own window's run counts it
                 continue
             admitted = groups.setdefault(partition, set())
             if group not in admitted:

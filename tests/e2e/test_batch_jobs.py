@@ -13,7 +13,7 @@ import json
 import re
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from kubernetes import client
@@ -49,11 +49,11 @@ def run_job_from_cronjob(kube: client.ApiClient, namespace: str, cronjob: Any, n
                      "annotations": {"cronjob.kubernetes.io/instantiate": "manual"}},
         "spec": template["spec"],
     }  # fmt: skip
-    batch.create_namespaced_job(namespace, body)
+    batch.create_namespaced_job(namespace, cast(Any, body))
 
     def finished() -> Any:
         status = batch.read_namespaced_job_status(name, namespace).status
-        return status if (status.succeeded or status.failed) else None
+        return status if status is not None and (status.succeeded or status.failed) else None
 
     return wait_for(finished, timeout=300, what=f"job {name} finished", interval=2)
 
@@ -66,7 +66,9 @@ def pipeline_from_configmap(
     found = [c for c in configmaps if c.data and "pipeline.json" in c.data
              and json.loads(c.data["pipeline.json"])["pipeline"]["name"] == name]  # fmt: skip
     assert found, f"no pipeline.json for {name}"
-    document = json.loads(found[0].data["pipeline.json"])
+    data = found[0].data
+    assert data is not None
+    document = json.loads(data["pipeline.json"])
     spec = MetricPipelineSpec.model_validate(document["spec"])
     sink = build_sink(document["sink"]["backend"], document["sink"]["endpoint"],
                       document["sink"]["index"], None, None)  # fmt: skip
@@ -122,8 +124,12 @@ def test_jobs_from_the_cronjob_compute_every_window(
     while progress() <= windows[-1] and runs < 5:
         # the current template, as the CronJob controller would use (the sizing may change it)
         cronjob = client.BatchV1Api(kube).read_namespaced_cron_job("hourly-consumer", namespace)
-        (container,) = cronjob.spec.job_template.spec.template.spec.containers
-        master = next(e.value for e in container.env if e.name == "METRICPIPE_SPARK_MASTER")
+        job = cronjob.spec.job_template.spec if cronjob.spec else None
+        assert job is not None
+        assert job.template.spec is not None
+        (container,) = job.template.spec.containers
+        master = next(e.value for e in container.env or [] if e.name == "METRICPIPE_SPARK_MASTER")
+        assert master is not None
         parallelism[f"hourly-manual-{runs}"] = int(master.removeprefix("local[").rstrip("]"))
         status = run_job_from_cronjob(kube, namespace, cronjob, f"hourly-manual-{runs}")
         assert status.succeeded == 1, f"run {runs} failed: {status}\n{node.log()[-3000:]}"

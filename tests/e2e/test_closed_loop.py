@@ -104,7 +104,7 @@ def test_scales_up_for_a_burst_holds_freshness_and_scales_back(
             if error.status == 404:  # the operator has not created it yet
                 return 0
             raise
-        return int(status.ready_replicas or 0)
+        return int(status.ready_replicas or 0) if status is not None else 0
 
     traffic = Traffic(stack, topic)
     traffic.thread.start()

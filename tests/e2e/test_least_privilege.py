@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -41,10 +41,11 @@ FLUENT = ("fluentd.fluent.io", "v1alpha1")
 
 def write_token_kubeconfig(kube: client.ApiClient, stack: StackEnv, path: Path) -> Path:
     """A kubeconfig holding only a fresh token of the operator's ServiceAccount."""
-    request = {"spec": {"audiences": [], "expirationSeconds": 3600}}
+    request: Any = {"spec": {"audiences": [], "expirationSeconds": 3600}}  # sent as it is
     answer = client.CoreV1Api(kube).create_namespaced_service_account_token(
         "metricpipe-operator", SYSTEM, request
     )
+    assert answer.status is not None
     admin = client.Configuration()
     config.load_kube_config(config_file=str(stack.kubeconfig), client_configuration=admin)
     kubeconfig = {
@@ -100,6 +101,7 @@ def test_the_operator_needs_nothing_beyond_its_service_account(
     lease = client.CoordinationV1Api(kube).read_namespaced_lease(
         "metricpipe-resourcemanager", SYSTEM
     )
+    assert lease.spec is not None
     assert lease.spec.holder_identity
 
     patch_spec(kube, namespace, "web", {"topic": {"partitions": 3}})
@@ -115,8 +117,8 @@ def test_the_operator_needs_nothing_beyond_its_service_account(
     objects.delete_namespaced_custom_object("metricpipe.io", "v1alpha1", namespace,
                                             "metricpipelines", "web")  # fmt: skip
     wait_for(
-        lambda: not objects.list_namespaced_custom_object(
-            "metricpipe.io", "v1alpha1", namespace, "metricpipelines")["items"],
+        lambda: not cast(dict[str, Any], objects.list_namespaced_custom_object(
+            "metricpipe.io", "v1alpha1", namespace, "metricpipelines"))["items"],
         what="the pipeline gone (finalizer ran)",
     )  # fmt: skip
     with pytest.raises(client.ApiException) as gone:

@@ -31,7 +31,7 @@ from confluent_kafka import Consumer, TopicPartition
 from kubernetes import client, watch
 
 from consumers import committed_everything, produce
-from helpers import wait_for
+from helpers import present, wait_for
 from metricpipe_devstack.env import StackEnv
 from metricpipe_operator.api.naming import build_consumer_group
 from node_harness import Node, proc_status
@@ -100,7 +100,7 @@ def consumer_pods(kube: client.ApiClient, namespace: str, name: str) -> list[Any
         namespace,
         label_selector=f"app.kubernetes.io/component=consumer,app.kubernetes.io/instance={name}",
     )
-    return [p for p in pods.items if p.metadata.deletion_timestamp is None]
+    return [p for p in pods.items if present(p.metadata).deletion_timestamp is None]
 
 
 def running_pod(kube: client.ApiClient, namespace: str, name: str) -> Any:
@@ -133,8 +133,10 @@ class Follow:
         core = client.CoreV1Api(kube)
 
         def logs() -> None:
-            stream = core.read_namespaced_pod_log(pod, namespace, container="consumer",
-                                                  follow=True, _preload_content=False)  # fmt: skip
+            # not preloaded: the client returns the HTTP response itself, not the log's text
+            stream: Any = core.read_namespaced_pod_log(
+                pod, namespace, container="consumer", follow=True, _preload_content=False
+            )
             for raw in stream.stream():
                 self.lines.extend(raw.decode(errors="replace").splitlines())
 
@@ -171,11 +173,11 @@ def test_consumer_containers_stop_gracefully_are_confined_and_are_restarted(
     create_pipeline(kube, namespace, "hang", HANG_SPEC)
     create_pipeline(kube, namespace, "replay", SPEC)
 
-    def topic() -> str | None:
+    def replay_topic() -> str | None:
         status = get_pipeline(kube, namespace, "replay").get("status") or {}
         return (status.get("topic") or {}).get("partitions") and status["topic"]["name"]
 
-    topic = wait_for(topic, 120, "the replay pipeline's topic")
+    topic = wait_for(replay_topic, 120, "the replay pipeline's topic")
     group = build_consumer_group(namespace, "replay")
     base = 1_700_000_000_000 // MINUTE * MINUTE
     records = build_records(base)
@@ -233,6 +235,8 @@ def test_consumer_containers_stop_gracefully_are_confined_and_are_restarted(
     # -- (d) the hung process is restarted by its liveness probe ---------------------------------
     def restarted() -> Any:
         current = client.CoreV1Api(kube).read_namespaced_pod(hung, namespace)
+        assert current.status is not None
+        assert current.status.container_statuses is not None
         (state,) = current.status.container_statuses
         return state if state.restart_count >= 1 else None
 

@@ -22,7 +22,8 @@ import os
 import time
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
 import pytest
 from kubernetes import client
@@ -69,6 +70,7 @@ def all_ready(kube: client.ApiClient, namespace: str, names: list[str]) -> dict[
         if status.get("readyReplicas") != replicas or replicas < 1:
             return None
         deployment = apps.read_namespaced_deployment(f"{name}-consumer", namespace).status
+        assert deployment is not None
         if int(deployment.ready_replicas or 0) != replicas:
             return None
         seen[name] = status
@@ -78,8 +80,14 @@ def all_ready(kube: client.ApiClient, namespace: str, names: list[str]) -> dict[
 def consumer_group(kube: client.ApiClient, namespace: str, name: str) -> str:
     """The group the operator gave the pipeline's consumers (from the pipeline.json it wrote)."""
     deployment = client.AppsV1Api(kube).read_namespaced_deployment(f"{name}-consumer", namespace)
-    (volume,) = [v for v in deployment.spec.template.spec.volumes if v.config_map is not None]
+    pod_spec = deployment.spec.template.spec
+    assert pod_spec is not None
+    assert pod_spec.volumes is not None
+    (volume,) = [v for v in pod_spec.volumes if v.config_map is not None]
+    assert volume.config_map is not None
+    assert volume.config_map.name is not None
     data = client.CoreV1Api(kube).read_namespaced_config_map(volume.config_map.name, namespace)
+    assert data.data is not None
     document = json.loads(next(iter(data.data.values())))
     return str(document["consumerGroup"])
 
@@ -114,8 +122,8 @@ def pipelines(kube: client.ApiClient, namespace: str) -> Iterator[list[str]]:
                 raise
     # the kubelet deletes a pod only once its containers have exited (grace, then SIGKILL)
     wait_for(lambda: not consumer_pods(kube, namespace), 240, "consumer pods gone", 2)
-    wait_for(lambda: not objects.list_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL)["items"], 120, "pipelines finalized", 2)  # fmt: skip
+    wait_for(lambda: not cast(dict[str, Any], objects.list_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL))["items"], 120, "pipelines finalized", 2)  # fmt: skip
 
 
 @pytest.mark.usefixtures("fluent_operator_crds")
@@ -182,5 +190,5 @@ def test_twelve_pipelines_applied_at_once_are_all_ready_within_five_minutes(
     # Ready means working: every pipeline's records consumed and committed.
     for name, topic in by_pipeline.items():
         group = consumer_group(kube, namespace, name)
-        wait_for(lambda g=group, t=topic: committed_everything(stack, g, t), 60,
+        wait_for(partial(committed_everything, stack, group, topic), 60,
                  f"{name}'s {RECORDS} records committed by group {group}", 1)  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -113,13 +113,14 @@ def test_invalid_pipelines_are_rejected_by_the_api_server(
                 GROUP, VERSION, namespace, PLURAL, body, field_validation="Strict"
             )
         except ApiException as error:
-            missing = [w for w in words if w not in error.body]
+            missing = [w for w in words if w not in (error.body or "")]
             if error.status not in (400, 422) or missing:  # 400: strict decoding
                 failures.append(f"{case}: HTTP {error.status}, missing {missing}: {error.body}")
         else:
             failures.append(f"{case}: accepted")
     assert failures == []
-    assert objects.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"] == []
+    listed = objects.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+    assert cast(dict[str, Any], listed)["items"] == []
 
 
 def _create(kube: client.ApiClient, namespace: str, name: str, spec: dict[str, Any]) -> Any:
@@ -146,6 +147,7 @@ def test_names_whose_derived_names_overflow_are_refused(
         with pytest.raises(ApiException) as refused:
             _create(kube, namespace, name, VALID)
         assert refused.value.status == 422, name
+        assert refused.value.body is not None
         missing = [w for w in words if w not in refused.value.body]
         assert missing == [], refused.value.body
 
@@ -173,6 +175,7 @@ def test_immutable_fields_are_refused_on_update(kube: client.ApiClient, namespac
         with pytest.raises(ApiException) as refused:
             patch_spec(kube, namespace, "p", change)
         assert refused.value.status == 422
+        assert refused.value.body is not None
         assert words in refused.value.body
 
 
@@ -211,4 +214,4 @@ def test_examples_are_accepted_by_the_api_server(
     created = client.CustomObjectsApi(kube).create_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, body, dry_run="All", field_validation="Strict"
     )
-    assert created["metadata"]["name"] == body["metadata"]["name"]
+    assert cast(dict[str, Any], created)["metadata"]["name"] == body["metadata"]["name"]

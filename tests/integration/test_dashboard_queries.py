@@ -48,8 +48,8 @@ def test_the_dashboard_has_queries() -> None:
 
 @pytest.mark.parametrize("expr", [e for e in EXPRS if not e.startswith("label_values(")])
 def test_prometheus_accepts_the_query(stack: StackEnv, expr: str) -> None:
-    answer = requests.get(f"{stack.prometheus_url}/api/v1/query_range", timeout=10, params={
-        "query": filled(expr), "start": 0, "end": 60, "step": 15})  # fmt: skip
+    params: dict[str, str | int] = {"query": filled(expr), "start": 0, "end": 60, "step": 15}
+    answer = requests.get(f"{stack.prometheus_url}/api/v1/query_range", timeout=10, params=params)
     body = answer.json()
     assert answer.status_code == 200, body
     assert body["status"] == "success", body

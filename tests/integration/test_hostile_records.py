@@ -23,6 +23,7 @@ from consumers import (
     ConsumerProcesses,
     Pipeline,
     create_topics,
+    header_texts,
     make_pipeline,
     wait_consumed,
     wait_until_finalized,
@@ -59,7 +60,7 @@ def dead_letters(stack: StackEnv, topic: str) -> list[tuple[str, str]]:
     """(reason, source) of every letter on the dead-letter topic."""
     consumer = Consumer({"bootstrap.servers": stack.kafka_bootstrap,
                          "group.id": f"dlq-{time.monotonic_ns()}"})  # fmt: skip
-    letters = []
+    letters: list[tuple[str, str]] = []
     try:
         low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
         consumer.assign([TopicPartition(topic, 0, low)])
@@ -67,7 +68,7 @@ def dead_letters(stack: StackEnv, topic: str) -> list[tuple[str, str]]:
             message = consumer.poll(10)
             assert message is not None, "reading the dead-letter topic stalled"
             if message.error() is None:
-                headers = {k: (v or b"").decode() for k, v in message.headers() or []}
+                headers = header_texts(message.headers())
                 letters.append((headers["metricpipe.reason"], headers["metricpipe.source"]))
     finally:
         consumer.close()

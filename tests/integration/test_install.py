@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import shlex
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -134,7 +135,7 @@ def can_i(kube: client.ApiClient, who: str, verb: str, resource: str,
     name, _, subresource = resource.partition("/")
     plural, _, group = name.partition(".")
     account_namespace = who.split(":")[2]  # system:serviceaccount:<namespace>:<name>
-    review = {
+    review: Any = {  # the client sends a dict as it is
         "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
         "spec": {
             "user": who,
@@ -145,6 +146,7 @@ def can_i(kube: client.ApiClient, who: str, verb: str, resource: str,
         },
     }  # fmt: skip
     answer = client.AuthorizationV1Api(kube).create_subject_access_review(review)
+    assert answer.status is not None
     return bool(answer.status.allowed)
 
 

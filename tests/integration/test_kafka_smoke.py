@@ -50,7 +50,9 @@ def test_produce_consume_and_committed_offsets(stack: StackEnv, unique_name: str
             assert batch, f"no records within 10s after {len(seen)}"
             for message in batch:
                 assert message.error() is None
-                seen.append(int(message.key()))
+                key = message.key()
+                assert key is not None
+                seen.append(int(key))
             consumer.commit(asynchronous=False)
     finally:
         consumer.close()

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from helpers import wait_for
+from helpers import present, wait_for
 from metricpipe_devstack.env import StackEnv
 
 
@@ -20,7 +20,7 @@ def test_version_is_the_pinned_one(kube: client.ApiClient, stack: StackEnv) -> N
 def test_crd_and_custom_object(kube: client.ApiClient, namespace: str, unique_name: str) -> None:
     group = f"{unique_name.replace('-', '')}.smoke.metricpipe.io"
     plural = "widgets"
-    crd = {
+    crd: Any = {  # the client sends a dict as it is
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "metadata": {"name": f"{plural}.{group}"},
@@ -54,6 +54,7 @@ def test_crd_and_custom_object(kube: client.ApiClient, namespace: str, unique_na
 
         def established() -> bool:
             current = extensions.read_custom_resource_definition(f"{plural}.{group}")
+            assert current.status is not None
             conditions = current.status.conditions or []
             return any(c.type == "Established" and c.status == "True" for c in conditions)
 
@@ -67,13 +68,17 @@ def test_crd_and_custom_object(kube: client.ApiClient, namespace: str, unique_na
         }
         # The CRD may be Established a moment before its REST endpoint serves.
         wait_for(lambda: _try_create(objects, group, namespace, plural, body), what="create")
-        got = objects.get_namespaced_custom_object(group, "v1", namespace, plural, "w1")
+        got = cast(
+            dict[str, Any],
+            objects.get_namespaced_custom_object(group, "v1", namespace, plural, "w1"),
+        )
         assert got["spec"] == {"size": 3}
         # The real API server validates against the schema.
         bad = {**body, "metadata": {"name": "w2"}, "spec": {"size": 0}}
         with pytest.raises(ApiException) as rejected:
             objects.create_namespaced_custom_object(group, "v1", namespace, plural, bad)
         assert rejected.value.status == 422
+        assert rejected.value.body is not None
         assert "spec.size" in rejected.value.body
     finally:
         extensions.delete_custom_resource_definition(f"{plural}.{group}")
@@ -97,7 +102,7 @@ def test_deployment_gets_replicaset_and_pods(kube: client.ApiClient, namespace: 
     # Pods are rejected until the serviceaccount controller made the default ServiceAccount.
     wait_for(
         lambda: any(
-            sa.metadata.name == "default"
+            present(sa.metadata).name == "default"
             for sa in core.list_namespaced_service_account(namespace).items
         ),
         what="default ServiceAccount",
@@ -120,7 +125,10 @@ def test_deployment_gets_replicaset_and_pods(kube: client.ApiClient, namespace: 
     replica_sets = wait_for(
         lambda: apps.list_namespaced_replica_set(namespace).items, what="ReplicaSet"
     )
-    owner = replica_sets[0].metadata.owner_references[0]
+    meta = replica_sets[0].metadata
+    assert meta is not None
+    assert meta.owner_references is not None
+    owner = meta.owner_references[0]
     assert (owner.kind, owner.name) == ("Deployment", "smoke")
 
     def two_pods() -> list[client.V1Pod]:
@@ -128,13 +136,13 @@ def test_deployment_gets_replicaset_and_pods(kube: client.ApiClient, namespace: 
         return items if len(items) == 2 else []
 
     pods = wait_for(two_pods, what="2 Pods")
-    assert all(p.status.phase == "Pending" for p in pods)  # no Node exists yet
+    assert all(present(p.status).phase == "Pending" for p in pods)  # no Node exists yet
     # The scheduler saw them and says why they cannot be placed.
     wait_for(
         lambda: all(
             any(
                 c.type == "PodScheduled" and c.status == "False"
-                for c in (p.status.conditions or [])
+                for c in (present(p.status).conditions or [])
             )
             for p in core.list_namespaced_pod(namespace).items
         ),
@@ -149,13 +157,16 @@ def test_service_account_token_is_real_and_rbac_applies(
     core.create_namespaced_service_account(
         namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="reader"))
     )
-    token = core.create_namespaced_service_account_token(
+    issued = core.create_namespaced_service_account_token(
         "reader",
         namespace,
         client.AuthenticationV1TokenRequest(
             spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600)
         ),
-    ).status.token
+    ).status
+    assert issued is not None
+    token = issued.token
+    assert token is not None
     configuration = client.Configuration()
     configuration.host = kube.configuration.host
     configuration.ssl_ca_cert = kube.configuration.ssl_ca_cert
@@ -164,7 +175,9 @@ def test_service_account_token_is_real_and_rbac_applies(
     review = client.AuthenticationV1Api(kube).create_token_review(
         client.V1TokenReview(spec=client.V1TokenReviewSpec(token=token))
     )
+    assert review.status is not None
     assert review.status.authenticated
+    assert review.status.user is not None
     assert review.status.user.username == f"system:serviceaccount:{namespace}:reader"
     with pytest.raises(ApiException) as denied:
         client.CoreV1Api(as_reader).list_namespaced_secret(namespace)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
 import pytest
 from confluent_kafka.admin import AdminClient
 from kubernetes import client
 
-from helpers import wait_for
+from helpers import present, wait_for
 from metricpipe_devstack.env import StackEnv
 from metricpipe_operator.api.model import MetricPipelineSpec
 from metricpipe_operator.reconcile.route import build_filter_steps, build_route_plan
@@ -39,14 +40,12 @@ FLUENT = ("fluentd.fluent.io", "v1alpha1")
 
 def fluent_object(kube: client.ApiClient, plural: str, name: str) -> dict[str, Any] | None:
     try:
-        result: dict[str, Any] = client.CustomObjectsApi(kube).get_cluster_custom_object(
-            *FLUENT, plural, name
-        )
+        result = client.CustomObjectsApi(kube).get_cluster_custom_object(*FLUENT, plural, name)
     except client.ApiException as error:
         if error.status == 404:
             return None
         raise
-    return result
+    return cast(dict[str, Any], result)  # a custom object is a JSON object
 
 
 @pytest.mark.usefixtures("fluent_operator_crds")
@@ -87,16 +86,24 @@ def test_apply_creates_topic_route_and_consumer(
     assert output["spec"]["outputs"][0]["kafka"]["defaultTopic"] == topic
     assert config["spec"]["clusterOutputSelector"]["matchLabels"]["metricpipe.io/route"] == route
     core = client.CoreV1Api(kube)
-    conf = core.read_namespaced_config_map("web-5xx-fluentd-route", namespace).data["fluent.conf"]
+    route_conf = core.read_namespaced_config_map("web-5xx-fluentd-route", namespace).data
+    assert route_conf is not None
+    conf = route_conf["fluent.conf"]
     assert f"default_topic {topic}" in conf
 
     # The consumer: secure Deployment, a ReplicaSet from the real controller-manager.
     apps = client.AppsV1Api(kube)
     deployment = apps.read_namespaced_deployment("web-5xx-consumer", namespace)
+    assert deployment.spec.template.spec is not None
     container = deployment.spec.template.spec.containers[0]
-    assert container.security_context.read_only_root_filesystem is True
-    assert container.security_context.run_as_non_root is True
-    assert container.security_context.capabilities.drop == ["ALL"]
+    security = container.security_context
+    assert security is not None
+    assert security.read_only_root_filesystem is True
+    assert security.run_as_non_root is True
+    assert security.capabilities is not None
+    assert security.capabilities.drop == ["ALL"]
+    assert deployment.metadata is not None
+    assert deployment.metadata.owner_references is not None
     assert deployment.metadata.owner_references[0].kind == "MetricPipeline"
     wait_for(lambda: apps.list_namespaced_replica_set(namespace).items, what="a ReplicaSet")
 
@@ -178,6 +185,8 @@ def consumer_snapshot(kube: client.ApiClient, namespace: str, name: str) -> tupl
     annotations, and the pipeline.json the pods read."""
     deployment = client.AppsV1Api(kube).read_namespaced_deployment(f"{name}-consumer", namespace)
     config = client.CoreV1Api(kube).read_namespaced_config_map(f"{name}-config", namespace)
+    assert deployment.metadata is not None
+    assert deployment.spec.template.metadata is not None
     return (deployment.metadata.generation, deployment.spec.template.metadata.annotations,
             config.data)  # fmt: skip
 
@@ -190,7 +199,7 @@ def test_delete_retain_and_delete_policies(
     create_pipeline(kube, namespace, "keep", SPEC)
     create_pipeline(kube, namespace, "drop", {**SPEC, "topic": {"deletionPolicy": "Delete"}})
     for name in ("keep", "drop"):
-        wait_for(lambda n=name: applied(kube, namespace, n), what=f"{name} applied")
+        wait_for(partial(applied, kube, namespace, name), what=f"{name} applied")
     objects = client.CustomObjectsApi(kube)
     for name in ("keep", "drop"):
         objects.delete_namespaced_custom_object(
@@ -199,8 +208,11 @@ def test_delete_retain_and_delete_policies(
     apps = client.AppsV1Api(kube)
     wait_for(
         lambda: (
-            not objects.list_namespaced_custom_object(
-                "metricpipe.io", "v1alpha1", namespace, "metricpipelines"
+            not cast(
+                dict[str, Any],
+                objects.list_namespaced_custom_object(
+                    "metricpipe.io", "v1alpha1", namespace, "metricpipelines"
+                ),
             )["items"]
         ),
         what="pipelines gone (finalizer done)",
@@ -210,15 +222,16 @@ def test_delete_retain_and_delete_policies(
     core = client.CoreV1Api(kube)
     wait_for(
         lambda: not [c for c in core.list_namespaced_config_map(namespace).items
-                     if c.metadata.name != "kube-root-ca.crt"],
+                     if present(c.metadata).name != "kube-root-ca.crt"],
         what="ConfigMaps garbage-collected",
     )  # fmt: skip
     assert topic_state(stack.kafka_bootstrap, f"metricpipe.{namespace}.keep") is not None
     for name in (f"metricpipe.{namespace}.drop", f"metricpipe.{namespace}.drop.dlq"):
-        wait_for(
-            lambda n=name: topic_state(stack.kafka_bootstrap, n) is None,
-            what=f"{name} of the Delete pipeline gone",
-        )
+
+        def gone(topic: str = name) -> bool:
+            return topic_state(stack.kafka_bootstrap, topic) is None
+
+        wait_for(gone, what=f"{name} of the Delete pipeline gone")
     for name in ("keep", "drop"):
         assert fluent_object(kube, "clusteroutputs", f"mp-{namespace}.{name}") is None
 
@@ -243,9 +256,10 @@ def test_operator_killed_after_topic_creation_converges_without_duplicates(
     objects = client.CustomObjectsApi(kube)
     route = f"mp-{namespace}.crash"
     for plural in ("clusteroutputs", "clusterfilters", "clusterfluentdconfigs"):
-        items = objects.list_cluster_custom_object(
+        listed = objects.list_cluster_custom_object(
             "fluentd.fluent.io", "v1alpha1", plural, label_selector=f"metricpipe.io/route={route}"
-        )["items"]
+        )
+        items = cast(dict[str, Any], listed)["items"]
         assert len(items) == 1, plural
     assert get_pipeline(kube, namespace, "crash")["metadata"]["finalizers"] == [
         "metricpipe.io/finalizer"
@@ -255,8 +269,10 @@ def test_operator_killed_after_topic_creation_converges_without_duplicates(
 def workloads(kube: client.ApiClient, namespace: str, name: str) -> tuple[bool, Any]:
     """(the consumer Deployment exists, the batch CronJob or None)."""
     apps, batch = client.AppsV1Api(kube), client.BatchV1Api(kube)
-    names = {d.metadata.name for d in apps.list_namespaced_deployment(namespace).items}
-    cronjobs = {c.metadata.name: c for c in batch.list_namespaced_cron_job(namespace).items}
+    names = {present(d.metadata).name for d in apps.list_namespaced_deployment(namespace).items}
+    cronjobs = {
+        present(c.metadata).name: c for c in batch.list_namespaced_cron_job(namespace).items
+    }
     return f"{name}-consumer" in names, cronjobs.get(f"{name}-consumer")
 
 
@@ -329,6 +345,6 @@ def test_specs_that_cannot_work_create_nothing(
         assert topic_state(stack.kafka_bootstrap, f"metricpipe.{namespace}.{name}") is None
         assert topic_state(stack.kafka_bootstrap, f"metricpipe.{namespace}.{name}.dlq") is None
     assert apps.list_namespaced_deployment(namespace).items == []
-    assert [c.metadata.name for c in core.list_namespaced_config_map(namespace).items] == [
+    assert [present(c.metadata).name for c in core.list_namespaced_config_map(namespace).items] == [
         "kube-root-ca.crt"
     ]

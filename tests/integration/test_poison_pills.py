@@ -23,7 +23,14 @@ from confluent_kafka.admin import (
     NewTopic,
 )
 
-from consumers import ConsumerProcesses, Pipeline, make_pipeline, sink_results, wait_consumed
+from consumers import (
+    ConsumerProcesses,
+    Pipeline,
+    header_texts,
+    make_pipeline,
+    sink_results,
+    wait_consumed,
+)
 from metricpipe_devstack.env import StackEnv
 from metricpipe_operator.reconcile.topic import TopicPlan, build_dead_letter_plan
 
@@ -117,7 +124,7 @@ def read_letters(stack: StackEnv, dlq: str) -> list[dict[str, Any]]:
                 assert message is not None, "reading the DLQ stalled"
                 if message.error() is not None:
                     continue
-                headers = {n: (v or b"").decode() for n, v in message.headers() or []}
+                headers = header_texts(message.headers())
                 letters.append({"partition": q, "size": len(message.value() or b""), **headers})
                 seen = (message.offset() or 0) + 1
     finally:

@@ -12,7 +12,7 @@ import json
 import os
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from kubernetes import client
@@ -63,18 +63,25 @@ def test_node_is_ready_with_its_address_and_taint(
     kube: client.ApiClient, stack: StackEnv, settings: StackSettings
 ) -> None:
     node = client.CoreV1Api(kube).read_node(settings.node_name)
-    ready = {c.type: c.status for c in node.status.conditions}
+    status = node.status
+    assert status is not None
+    assert status.conditions is not None
+    ready = {c.type: c.status for c in status.conditions}
     assert ready["Ready"] == "True"
-    addresses = {a.type: a.address for a in node.status.addresses}
+    assert status.addresses is not None
+    addresses = {a.type: a.address for a in status.addresses}
     assert addresses["InternalIP"] == settings.host_address == "10.77.0.1"
+    assert node.spec is not None
     assert any(
         t.key == TAINT_KEY and t.value == "local" and t.effect == "NoSchedule"
         for t in node.spec.taints or []
     )
-    info = node.status.node_info
+    info = status.node_info
+    assert info is not None
     assert info.kubelet_version == stack.kube_version_expected
     assert info.container_runtime_version.startswith("containerd://1.6")
-    assert int(node.status.allocatable["pods"]) == 40
+    assert status.allocatable is not None
+    assert int(status.allocatable["pods"]) == 40
 
 
 @pytest.fixture
@@ -98,7 +105,7 @@ def pause_pod(kube: client.ApiClient, namespace: str, unique_name: str) -> str:
             ],
         },
     }
-    client.CoreV1Api(kube).create_namespaced_pod(namespace, body)
+    client.CoreV1Api(kube).create_namespaced_pod(namespace, cast(Any, body))
     return unique_name
 
 
@@ -113,17 +120,24 @@ def test_a_pod_runs_in_a_container_with_its_own_network_namespace(
 
     def running() -> client.V1Pod | None:
         pod = core.read_namespaced_pod(pause_pod, namespace)
+        assert pod.status is not None
         return pod if pod.status.phase == "Running" and pod.status.pod_ip else None
 
     pod = wait_for(running, timeout=90, what=f"pod {pause_pod} Running")
+    assert pod.status is not None
+    assert pod.status.pod_ip is not None
+    assert pod.spec is not None
     pod_ip = ipaddress.ip_address(pod.status.pod_ip)
-    assert pod_ip in ipaddress.ip_network(settings.pod_cidr)
-    assert pod_ip >= ipaddress.ip_network(settings.pod_cidr).network_address + 10
+    assert pod_ip in ipaddress.ip_network(settings.pod_cidr)  # so of the network's IP version
+    assert int(pod_ip) >= int(ipaddress.ip_network(settings.pod_cidr).network_address + 10)
     assert pod.spec.node_name == settings.node_name
     assert pod.status.host_ip == settings.host_address
 
     # containerd runs it: its task is in the runtime's own listing, with a live process
-    container_id = pod.status.container_statuses[0].container_id.removeprefix("containerd://")
+    assert pod.status.container_statuses is not None
+    first = pod.status.container_statuses[0]
+    assert first.container_id is not None
+    container_id = first.container_id.removeprefix("containerd://")
     assert container_id in _ctr_ids(ctr, "tasks")
     info = subprocess.run(
         [*ctr, "tasks", "ps", container_id], capture_output=True, text=True, check=True
@@ -171,7 +185,7 @@ def test_a_pod_runs_in_a_container_with_its_own_network_namespace(
         try:
             core.read_namespaced_pod(pause_pod, namespace)
         except ApiException as error:
-            return error.status == 404
+            return bool(error.status == 404)
         return False
 
     wait_for(gone, timeout=60, what=f"pod {pause_pod} deleted")

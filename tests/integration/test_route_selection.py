@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -210,7 +210,7 @@ def test_json_route_selects_what_the_consumer_counts(
     ruby: str, data_dir: Path, tmp_path: Path
 ) -> None:
     records, origin = rtt_records(data_dir)
-    nested = [
+    nested: list[dict[str, Any]] = [
         {"time": "2016-10-01T00:00:00Z", "probe": "1", "rtt": 3.5, "http": {"status": 503}},
         {"time": "2016-10-01T00:00:00Z", "probe": "2", "rtt": 1, "http": {"status": "200"}},
         {"time": "2016-10-01T00:00:00Z", "probe": "3", "rtt": -3, "http": "flat"},
@@ -290,8 +290,10 @@ def test_route_objects_are_stored_as_built_by_fluent_operator_crds(
                                 with_filters(spec, filters))  # fmt: skip
     assert body is not None
     api = client.CustomObjectsApi(kube)
-    stored = api.create_cluster_custom_object("fluentd.fluent.io", "v1alpha1", "clusterfilters",
-                                              body)  # fmt: skip
+    stored = cast(
+        dict[str, Any],
+        api.create_cluster_custom_object("fluentd.fluent.io", "v1alpha1", "clusterfilters", body),
+    )
     try:
         assert stored["spec"] == body["spec"]
     finally:

@@ -27,7 +27,7 @@ class Backend:
 
     name: str
     client: Any
-    bulk: Callable[..., tuple[int, list[Any]]]
+    bulk: Callable[..., tuple[int, int | list[Any]]]  # (ok, errors; their count if stats_only)
     keyword_bodies: bool
 
     def create_index(self, index: str, body: dict[str, Any]) -> None:

@@ -48,7 +48,9 @@ def pod_reason(kube: client.ApiClient, namespace: str, name: str) -> str | None:
         namespace, label_selector=f"metricpipe.io/pipeline={name}"
     )
     for pod in pods.items:
+        assert pod.status is not None
         for status in pod.status.container_statuses or []:
+            assert status.state is not None
             if status.state.waiting is not None:
                 return str(status.state.waiting.reason)
     return None

@@ -7,14 +7,15 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from helpers import wait_for
+from helpers import present, wait_for
 from metricpipe_devstack.env import StackEnv
 from metricpipe_operator.api.model import GROUP, PLURAL, VERSION
 from pipelines import condition, condition_is, create_pipeline, get_pipeline, topic_state
@@ -37,16 +38,19 @@ def applied(kube: client.ApiClient, namespace: str, name: str) -> dict[str, Any]
 
 def pipeline_json(kube: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
     config = client.CoreV1Api(kube).read_namespaced_config_map(f"{name}-config", namespace)
+    assert config.data is not None
     document: dict[str, Any] = json.loads(config.data["pipeline.json"])
     return document
 
 
 def route_objects(kube: client.ApiClient, route: str) -> dict[str, dict[str, Any]]:
     objects = client.CustomObjectsApi(kube)
-    found = {}
+    found: dict[str, dict[str, Any]] = {}
     for plural in ("clusteroutputs", "clusterfluentdconfigs", "clusterfilters"):
         try:
-            found[plural] = objects.get_cluster_custom_object(*FLUENT, plural, route)
+            found[plural] = cast(
+                dict[str, Any], objects.get_cluster_custom_object(*FLUENT, plural, route)
+            )
         except ApiException as error:
             if error.status != 404:
                 raise
@@ -59,7 +63,8 @@ def delete_and_wait(kube: client.ApiClient, namespace: str, names: list[str]) ->
         objects.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
 
     def gone() -> bool:
-        items = objects.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]
+        listed = objects.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+        items = cast(dict[str, Any], listed)["items"]
         return not {i["metadata"]["name"] for i in items} & set(names)
 
     wait_for(gone, timeout=60, what=f"{names} deleted (finalizer done)")
@@ -87,7 +92,7 @@ def test_team_a_x_and_team_a_x_get_apart_names(
     create_pipeline(kube, team, "a-x", SPEC)
     create_pipeline(kube, team_a, "x", SPEC)
     for ns, name in ((team, "a-x"), (team_a, "x")):
-        wait_for(lambda n=ns, p=name: applied(kube, n, p), timeout=90, what=f"{ns}/{name}")
+        wait_for(partial(applied, kube, ns, name), timeout=90, what=f"{ns}/{name}")
 
     expected = {
         (team, "a-x"): {
@@ -134,9 +139,11 @@ def kafka_view(bootstrap: str, topics: list[str]) -> dict[str, Any]:
 
 def nothing_created(kube: client.ApiClient, namespace: str, name: str) -> None:
     apps, core = client.AppsV1Api(kube), client.CoreV1Api(kube)
-    assert f"{name}-consumer" not in {d.metadata.name for d in
+    assert f"{name}-consumer" not in {present(d.metadata).name for d in
                                       apps.list_namespaced_deployment(namespace).items}  # fmt: skip
-    configmaps = {c.metadata.name for c in core.list_namespaced_config_map(namespace).items}
+    configmaps = {
+        present(c.metadata).name for c in core.list_namespaced_config_map(namespace).items
+    }
     assert not {f"{name}-config", f"{name}-fluentd-route"} & configmaps
     assert route_objects(kube, f"mp-{namespace}.{name}") == {}
 
@@ -173,6 +180,7 @@ def test_a_pipeline_changes_only_topics_it_owns(
             kube, namespace, "internal", {**SPEC, "topic": {"name": "__consumer_offsets"}}
         )
     assert refused.value.status == 422
+    assert refused.value.body is not None
     assert "internal topics" in refused.value.body
 
     delete = {"deletionPolicy": "Delete"}

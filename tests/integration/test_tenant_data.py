@@ -91,7 +91,7 @@ def default_pipeline(stack: StackEnv, tmp_path: Path, namespace: str, name: str)
     path.write_text(json.dumps(document))
     sink = build_sink("elasticsearch", document["sink"]["endpoint"], document["sink"]["index"],
                       None, None)  # fmt: skip
-    return Pipeline(f"{namespace}.{name}", spec, path, sink, document)
+    return Pipeline(f"{namespace}.{name}", spec, path, sink, document, document["spec"])
 
 
 def stored(pipeline: Pipeline, index: str) -> list[dict[str, Any]]:

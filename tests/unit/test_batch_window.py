@@ -31,6 +31,8 @@ def test_newest_window_whose_end_plus_lateness_passed(
     [
         (None, None, 12 * H + 10 * M, 24, []),  # new pipeline, empty topic: nothing yet
         (None, 9 * H + 30 * M, 12 * H + 10 * M, 24, [9 * H, 10 * H, 11 * H]),  # from its oldest
+        # its oldest arrived 5 min into 09:00: it may belong to 08:00-09:00 (10 min lateness)
+        (None, 9 * H + 5 * M, 11 * H + 10 * M, 24, [8 * H, 9 * H, 10 * H]),
         (11 * H, 9 * H, 12 * H + 10 * M, 24, [11 * H]),  # on schedule: progress wins
         (12 * H, None, 12 * H + 10 * M, 24, []),  # ran already (a retry after success): nothing
         (8 * H, None, 12 * H + 10 * M, 24, [8 * H, 9 * H, 10 * H, 11 * H]),  # missed runs

@@ -13,7 +13,7 @@ from metricpipe_consumers.finalize import decide_pipeline_watermark
 from metricpipe_consumers.reference import compute_reference
 from metricpipe_consumers.sketch import QuantileSketch, exact_quantile
 from metricpipe_consumers.state import PartitionState
-from metricpipe_operator.api.model import MetricPipelineSpec
+from metricpipe_operator.api.model import Interpolation, MetricPipelineSpec
 
 
 @pytest.mark.parametrize("q", [0.5, 0.9, 0.95, 0.99, 0.0, 1.0])
@@ -141,7 +141,7 @@ def test_a_stale_caught_up_state_holds_the_watermark_once_new_records_arrived() 
 
 @pytest.mark.parametrize("method", ["linear", "lower", "higher", "nearest"])
 @pytest.mark.parametrize("n", [1, 2, 15, 16, 1_000])
-def test_each_interpolation_matches_numpy(method: str, n: int) -> None:
+def test_each_interpolation_matches_numpy(method: Interpolation, n: int) -> None:
     """numpy names and defines the methods; the exact value equals its, the sketch's is
     within 1 % of it (positive values: both neighbours of a position have the same sign)."""
     rng = random.Random(n)

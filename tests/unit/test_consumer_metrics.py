@@ -49,7 +49,9 @@ def test_watermarks_say_what_the_sink_holds() -> None:
     before = time.time()
     metrics.observe_watermarks({0: (int((before - 30) * 1000), False), 1: (None, True),
                                 2: (None, False)})  # fmt: skip
-    value = {s.labels["partition"]: s.value for s in metrics.watermark.collect()[0].samples}
+    value = {
+        s.labels["partition"]: s.value for s in next(iter(metrics.watermark.collect())).samples
+    }
     assert set(value) == {"0", "1"}  # no record yet and not caught up: nothing to say
     assert value["0"] == pytest.approx(before - 30, abs=0.01)
     assert value["1"] >= before

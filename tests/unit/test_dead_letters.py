@@ -195,7 +195,7 @@ def test_marks_are_read_from_the_oldest_state_less_a_margin(
     assert decide_marks_since(times, 300_000) == expected
 
 
-IMMENSE = {
+IMMENSE: dict[str, Any] = {
     "type": "illegal_argument_exception",
     "reason": 'Document contains at least one immense term in field="group_key" (whose UTF8 '
     "encoding is longer than the max length 32766), all of which were skipped.",
@@ -325,7 +325,7 @@ def test_dead_letter_topic_takes_what_the_input_takes(
 
 
 def test_refused_partials_stand_for_this_batchs_records_of_their_series() -> None:
-    columns = {
+    columns: dict[str, list[Any]] = {
         "partition": [0, 0, 1, 0, 1],
         "offset": [10, 11, 7, 12, 8],
         "event_ms": [5_000, 61_000, 5_000, 6_000, 70_000],

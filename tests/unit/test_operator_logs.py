@@ -15,7 +15,8 @@ def test_a_stdlib_exception_is_rendered_with_its_traceback(
 ) -> None:
     configure_logging("INFO", json_output=True)
     try:
-        {}["resources"]  # the failure under test
+        empty: dict[str, object] = {}
+        empty["resources"]  # the failure under test
     except KeyError:
         logging.getLogger("kopf.objects").exception("Handler 'reconcile' failed")
     line = capsys.readouterr().err.strip().splitlines()[-1]

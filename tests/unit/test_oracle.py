@@ -16,7 +16,7 @@ import pytest
 
 import oracle
 from metricpipe_consumers.reference import compute_reference
-from metricpipe_operator.api.model import MetricPipelineSpec
+from metricpipe_operator.api.model import Interpolation, MetricPipelineSpec
 
 MINUTE = 60_000
 NOW = 1_800_000_000_000  # every generated event time is far before it
@@ -92,7 +92,7 @@ def test_the_oracle_equals_pandas_and_numpy(aggregation: str) -> None:
 
 
 @pytest.mark.parametrize("method", ["lower", "higher", "nearest", "linear"])
-def test_quantile_methods_equal_numpy(method: str) -> None:
+def test_quantile_methods_equal_numpy(method: Interpolation) -> None:
     rng = random.Random(5)
     for n in (1, 2, 3, 15, 16, 101):
         values = sorted(rng.uniform(-100, 100) for _ in range(n))
