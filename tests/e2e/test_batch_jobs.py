@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 from typing import Any, cast
 
-import pytest
 from kubernetes import client
 
 from consumers import (
@@ -28,11 +27,11 @@ from consumers import (
 )
 from helpers import wait_for
 from metricpipe_consumers.sink import build_sink
-from metricpipe_devstack.datasets import DatasetMissingError, iter_access_log_lines
 from metricpipe_devstack.env import StackEnv
 from metricpipe_operator.api.model import MetricPipelineSpec
 from node_harness import Node
 from pipelines import condition, condition_is, create_pipeline, get_pipeline, patch_spec
+from shared_data import access_log_lines
 
 WINDOWS_PER_RUN = 24  # METRICPIPE_BATCH_MAX_WINDOWS's default
 HOUR_MS = 3_600_000
@@ -81,10 +80,7 @@ def test_jobs_from_the_cronjob_compute_every_window(
     stack: StackEnv, kube: client.ApiClient, namespace: str, unique_name: str,
     start_operator: Any, node: Node, tmp_path: Path,
 ) -> None:  # fmt: skip
-    try:
-        stamped = with_kafka_times(list(iter_access_log_lines(stack.data_dir)))
-    except DatasetMissingError as error:
-        pytest.skip(str(error))
+    stamped = with_kafka_times(access_log_lines(stack.data_dir))
     topic = f"e2e-{unique_name}"
     create_topics(stack, topic, 3, keep_forever=True)
     produce(stack, topic, stamped)

@@ -17,8 +17,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import oracle
 from consumers import (
     ConsumerProcesses,
@@ -39,8 +37,8 @@ from metricpipe_consumers.deadletters import DeadLetterWriter
 from metricpipe_consumers.document import PipelineDocument
 from metricpipe_consumers.documents import iso
 from metricpipe_consumers.engine import SparkAggregator
-from metricpipe_devstack.datasets import DatasetMissingError, iter_access_log_lines
 from metricpipe_devstack.env import StackEnv
+from shared_data import access_log_lines
 
 HOUR_MS = 3_600_000
 BASE = 1_500_000_000_000 // HOUR_MS * HOUR_MS  # event times of the two-clock test
@@ -69,10 +67,7 @@ def comparable(finals: dict[Any, dict[str, Any]]) -> dict[Any, dict[str, Any]]:
 def test_every_window_equals_the_reference_and_reruns_replace(
     stack: StackEnv, tmp_path: Path, unique_name: str
 ) -> None:
-    try:
-        lines = list(iter_access_log_lines(stack.data_dir))
-    except DatasetMissingError as error:
-        pytest.skip(str(error))
+    lines = access_log_lines(stack.data_dir)
     topic = f"{unique_name}-batch"
     create_topics(stack, topic, 3, keep_forever=True)
     produce(stack, topic, with_kafka_times(lines))
@@ -203,10 +198,7 @@ def test_stream_batch_stream_switch_counts_every_window_once(
     the second; it switches back to stream and the consumers, resuming at their committed
     offsets, compute the third. Every window has exactly one final document, equal to the
     reference over the whole log, and every dead letter is in the DLQ once."""
-    try:
-        stamped = with_kafka_times(list(iter_access_log_lines(stack.data_dir)))
-    except DatasetMissingError as error:
-        pytest.skip(str(error))
+    stamped = with_kafka_times(access_log_lines(stack.data_dir))
     # The log parses cleanly: a line cut to 40 bytes after every 400th gives each phase its
     # dead letters (malformed_line), sent at the same Kafka time as the line it copies.
     cut = [(None, value[:40], at) for _, value, at in stamped[::400]]

@@ -14,6 +14,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 import oracle
+import shared_data
 from consumers import (
     ConsumerProcesses,
     assert_matches_reference,
@@ -30,7 +31,6 @@ from consumers import (
     wait_until_finalized,
 )
 from helpers import free_port, wait_for
-from metricpipe_devstack.datasets import DatasetMissingError, iter_rtt_records
 from metricpipe_devstack.env import StackEnv
 
 HOUR = 3_600_000
@@ -43,10 +43,7 @@ SPEC: dict[str, Any] = {
 
 
 def rtt_records(stack: StackEnv, probes: int) -> list[dict[str, Any]]:
-    try:
-        records = list(iter_rtt_records(stack.data_dir))
-    except DatasetMissingError as error:
-        pytest.skip(str(error))
+    records = shared_data.rtt_records(stack.data_dir)
     keep = sorted({str(r["probe"]) for r in records})[:probes]
     return sorted((r for r in records if r["probe"] in keep), key=lambda r: str(r["time"]))
 

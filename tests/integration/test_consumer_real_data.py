@@ -24,23 +24,16 @@ from consumers import (
     wait_consumed,
     wait_until_finalized,
 )
-from metricpipe_devstack.datasets import (
-    DatasetMissingError,
-    iter_access_log_lines,
-    iter_rtt_records,
-)
 from metricpipe_devstack.env import StackEnv
+from shared_data import access_log_lines, rtt_records
 
 RTT_PARTITIONS = 6
 
 
 @pytest.fixture(scope="module")
 def rtt_topic(stack: StackEnv) -> tuple[str, Records]:
-    try:
-        # Replayed in event-time order across probes, as the probes' logs would arrive.
-        records = sorted(iter_rtt_records(stack.data_dir), key=lambda r: str(r["time"]))
-    except DatasetMissingError as error:
-        pytest.skip(str(error))
+    # Replayed in event-time order across probes, as the probes' logs would arrive.
+    records = sorted(rtt_records(stack.data_dir), key=lambda r: str(r["time"]))
     topic = f"it-rtt-{uuid.uuid4().hex[:8]}"
     create_topics(stack, topic, RTT_PARTITIONS)
     produce(stack, topic, ((str(r["probe"]).encode(), json.dumps(r).encode()) for r in records))
@@ -105,10 +98,7 @@ def test_rtt_loss_rate_per_hour(
 def test_access_log_requests_and_5xx_rate(
     stack: StackEnv, processes: ConsumerProcesses, tmp_path: Path, unique_name: str, backend: str
 ) -> None:
-    try:
-        lines = list(iter_access_log_lines(stack.data_dir))
-    except DatasetMissingError as error:
-        pytest.skip(str(error))
+    lines = access_log_lines(stack.data_dir)
     topic = f"{unique_name}-access"
     create_topics(stack, topic, 3)
     produce(stack, topic, ((None, line.encode()) for line in lines))
