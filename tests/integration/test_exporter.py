@@ -20,12 +20,16 @@ from prometheus_api_client import PrometheusConnect
 
 from consumers import ConsumerProcesses, create_topics, make_pipeline
 from exporter_harness import CYCLE_SECONDS, register
+from freshness_probe import FreshnessProbe
 from helpers import free_port, wait_for
 from metricpipe_devstack.env import StackEnv
 from metricpipe_exporters import names
 
 PARTITIONS = 3
 SCRAPE_SECONDS = 5.0  # the local stack's scrape interval
+FINALIZE_SECONDS = 2.0  # the test consumers' finalize (tick) interval (tests/consumers.py)
+# how old a source's value may be against the probe: a scrape, a consumer tick, a cycle
+TRUTH_STALENESS = SCRAPE_SECONDS + FINALIZE_SECONDS + CYCLE_SECONDS + 1.0
 
 
 def pipeline_object(name: str, topic: str) -> dict[str, Any]:
@@ -180,13 +184,16 @@ def test_freshness_from_watermarks_and_from_the_sink_agree(
     processes: ConsumerProcesses,
 ) -> None:  # fmt: skip
     """A deliberately slow consumer (tiny batches) falls behind live traffic: freshness grows
-    to tens of seconds, and both sources say the same all along."""
+    to tens of seconds, and both sources say what the outside probe measures all along."""
     topic = f"fresh-{unique_name}"
     create_topics(stack, topic, PARTITIONS)
-    spec = {"source": {"tag": "t"}, "metric": {"aggregation": "count", "window": "1m"}}
+    spec = {"source": {"tag": "t"},
+            "metric": {"aggregation": "count", "window": "1m", "groupBy": ["time"]}}  # fmt: skip
     pipeline = make_pipeline(stack, tmp_path, f"fresh-{unique_name}"[:50], topic, spec,
                              "elasticsearch")  # fmt: skip
     key = f"it/{pipeline.name}"
+    sink = pipeline.document["sink"]
+    probe = FreshnessProbe(sink["endpoint"], sink["index"], window_seconds=60)
     metrics_port = free_port()
     processes.start(pipeline, METRICPIPE_METRICS_PORT=str(metrics_port),
                     METRICPIPE_MAX_BATCH_RECORDS="25")  # fmt: skip
@@ -198,32 +205,42 @@ def test_freshness_from_watermarks_and_from_the_sink_agree(
     sink_expr = f'{names.SINK_FRESHNESS}{{pipeline="{key}"}}'
     pairs: list[tuple[float, float]] = []  # while live traffic arrives
     after: list[tuple[float, float]] = []  # after it stopped
+    reported: list[tuple[float, float, float]] = []  # (time, from watermarks, from the sink)
+
+    def sample(into: list[tuple[float, float]]) -> None:
+        found = _pair(stack, consumer_expr, sink_expr, key)
+        into.extend(found)
+        reported.extend((time.time(), w, s) for w, s in found)
+
     try:
-        with LiveEvents(stack, topic, rate=300):
-            # both sources answer once the consumer's first batches are in (JVM start included)
-            wait_for(lambda: _pair(stack, consumer_expr, sink_expr, key), 120, "both sources")
-            # The tolerance below holds while freshness moves at most 1 s/s (it grows no faster
-            # than the clock). The first batches after the JVM start drain the backlog of the
-            # start faster than that, so a source sampled a scrape earlier may differ by more:
-            # comparison starts once that first catch-up is a scrape and a cycle behind.
-            time.sleep(SCRAPE_SECONDS + CYCLE_SECONDS)
-            deadline = time.monotonic() + 30  # >= 10 pairs at one per 2 s
-            while time.monotonic() < deadline:
-                processes.assert_alive()
-                pairs.extend(_pair(stack, consumer_expr, sink_expr, key))
+        with probe.watch():
+            with LiveEvents(stack, topic, rate=300, probe=probe):
+                # both sources answer once the consumer's first batches are in (JVM start included)
+                wait_for(lambda: _pair(stack, consumer_expr, sink_expr, key), 120, "both sources")
+                # The tolerance below holds while freshness moves at most 1 s/s (it grows no faster
+                # than the clock). The first batches after the JVM start drain the backlog of the
+                # start faster than that, so a source sampled a scrape earlier may differ by more:
+                # comparison starts once that first catch-up is a scrape and a cycle behind.
+                time.sleep(SCRAPE_SECONDS + CYCLE_SECONDS)
+                deadline = time.monotonic() + 30  # >= 10 pairs at one per 2 s
+                while time.monotonic() < deadline:
+                    processes.assert_alive()
+                    sample(pairs)
+                    time.sleep(2)
+            # Traffic stopped: the consumer works through its backlog (as long as it fell behind,
+            # which depends on this machine's speed that day: 14-70 s measured), then both sources
+            # must see it caught up; sampled a further 10 s to compare them after the step.
+            deadline, settled = time.monotonic() + 150, None
+            while time.monotonic() < (settled or deadline):
+                sample(after)
+                if settled is None and after and max(after[-1]) < 5:
+                    settled = time.monotonic() + 10
                 time.sleep(2)
-        # Traffic stopped: the consumer works through its backlog (as long as it fell behind,
-        # which depends on this machine's speed that day: 14-70 s measured), then both sources
-        # must see it caught up; sampled a further 10 s to compare them after the step.
-        deadline, settled = time.monotonic() + 150, None
-        while time.monotonic() < (settled or deadline):
-            after.extend(_pair(stack, consumer_expr, sink_expr, key))
-            if settled is None and after and max(after[-1]) < 5:
-                settled = time.monotonic() + 10
-            time.sleep(2)
     finally:
         consumer_sd.unlink(missing_ok=True)
     print(f"(from watermarks, from the sink) every 2 s: {pairs}; after the traffic: {after}")
+    print(f"probe (s since start, true freshness): {probe.timeline()}")
+    print(f"true delay of each window's finals, s: {probe.window_delays()}")
     assert len(pairs) >= 10, (
         f"too few samples with both sources present: {pairs}\n{processes.logs()}"
     )
@@ -240,6 +257,17 @@ def test_freshness_from_watermarks_and_from_the_sink_agree(
     assert caught_up, f"a source never saw the catch-up: {after}"
     for from_watermarks, from_sink in after[caught_up[0] :]:
         assert abs(from_watermarks - from_sink) <= tolerance, after
+    # The truth, from what was produced and what the sink holds: each source is at most a
+    # scrape interval plus an exporter cycle / a batch old, and event time counts in whole
+    # seconds; a source fresher than the sink is (or staler) fails here.
+    assert not any(r.excess for r in probe.readings), "the sink holds more than was sent"
+    assert max(r.freshness for r in probe.readings) > 15, "truly behind at some point"
+    assert probe.readings[-1].freshness < 5, "truly caught up at the end"
+    problems = [problem for at, from_watermarks, from_sink in reported
+                for problem in (probe.disagreement(at, from_watermarks, TRUTH_STALENESS),
+                                probe.disagreement(at, from_sink, TRUTH_STALENESS))
+                if problem]  # fmt: skip
+    assert problems == [], problems
 
 
 def _pair(
@@ -253,14 +281,20 @@ def _pair(
 
 
 class LiveEvents(RateProducer):
-    """Records whose event time is their produce time."""
+    """Records whose event time is their produce time, each told to the probe."""
+
+    def __init__(self, stack: StackEnv, topic: str, rate: float, probe: FreshnessProbe) -> None:
+        super().__init__(stack, topic, rate)
+        self.probe = probe
 
     def _run(self) -> None:
         started = time.monotonic()
         while not self.stop.is_set():
             while self.sent < (time.monotonic() - started) * self.rate:
-                value = json.dumps({"time": _now_rfc3339(), "tag": "t"}).encode()
+                when = _now_rfc3339()
+                value = json.dumps({"time": when, "tag": "t"}).encode()
                 self.producer.produce(self.topic, value=value, partition=self.sent % PARTITIONS)
+                self.probe.produced(when)
                 self.sent += 1
             self.producer.poll(0.02)
         self.producer.flush(30)
