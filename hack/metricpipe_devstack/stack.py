@@ -120,8 +120,21 @@ def stack_up(settings: StackSettings, *, echo: Echo = print, fetch: bool = True)
     named = _by_name(components)
     settings.stack_dir.mkdir(parents=True, exist_ok=True)
     reserve_ports(dataclasses.astuple(settings.ports), echo)
-    if not any(c.is_running() for c in components):
+    running_before = {c.name for c in components if c.is_running()}
+    if not running_before:
         _fresh_start(settings, components, echo)
+    try:
+        _start_all(settings, named, echo)
+        entries = write_env(settings, components)
+    except BaseException:
+        echo("!! the stack did not start: stopping what this start started")
+        stop_started(settings, components, running_before, echo)
+        raise
+    echo(f"-- stack is up in {time.monotonic() - began:.0f}s; environment in {settings.env_file}")
+    return entries
+
+
+def _start_all(settings: StackSettings, named: dict[str, Component], echo: Echo) -> None:
     ensure_bridge(settings, echo)  # before any server: they bind to its host address
     echo(f"-- starting servers (bound to {settings.host_address}, the pod bridge's host address)")
     independent = [named[n] for n in ("etcd", "kafka", "elasticsearch", "opensearch", "prometheus")]
@@ -134,9 +147,22 @@ def stack_up(settings: StackSettings, *, echo: Echo = print, fetch: bool = True)
     echo("-- starting the node (containerd, images, kubelet)")
     start_node(settings, echo)
     _wait([*control, named["kubelet"], named["spark"], *independent[1:]], echo)
-    entries = write_env(settings, components)
-    echo(f"-- stack is up in {time.monotonic() - began:.0f}s; environment in {settings.env_file}")
-    return entries
+
+
+def stop_started(
+    settings: StackSettings, components: list[Component], running_before: set[str], echo: Echo
+) -> None:
+    """After a failed start: stop what that start started (all of it when nothing ran
+    before), leaving running what was already running."""
+    if not running_before:
+        stack_down(settings, echo=echo)
+        return
+    if not running_before & set(NODE_COMPONENTS):
+        stop_node(settings, echo)
+    for component in reversed(components):
+        started_now = component.name not in running_before and component.argv() is not None
+        if started_now and component.name not in NODE_COMPONENTS:
+            echo(f"   {component.name}: {component.stop()}")
 
 
 def write_env(settings: StackSettings, components: list[Component]) -> dict[str, str]:
