@@ -74,7 +74,8 @@ def test_a_fresh_start_that_fails_stops_everything(
     assert log[-1] == "delete bridge"
     stopped = {line.removeprefix("stop ") for line in log if line.startswith("stop ")}
     started = {line.removeprefix("start ") for line in log if line.startswith("start ")}
-    assert started and started <= stopped
+    assert started
+    assert started <= stopped
 
 
 def test_what_ran_before_keeps_running(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
