@@ -47,12 +47,16 @@ def start_failing_at_kafka(
         if any(c.name == "kafka" for c in group):
             raise StackError("kafka", "did not become healthy")
 
+    def delete_bridge(*_: object) -> str:
+        log.append("delete bridge")
+        return "deleted"
+
     fakes: dict[str, Any] = {
         "build_components": lambda _settings: components,
         "reserve_ports": lambda *_: None,
         "_fresh_start": lambda *_: log.append("fresh start"),
         "ensure_bridge": lambda *_: log.append("bridge"),
-        "delete_bridge": lambda *_: log.append("delete bridge") or "deleted",
+        "delete_bridge": delete_bridge,
         "start_node": lambda *_: log.append("start node"),
         "stop_node": lambda *_: log.append("stop node"),
         "_start": started,
