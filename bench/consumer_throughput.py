@@ -1,6 +1,14 @@
 """Benchmark: records/s of one consumer replica against a raw consume loop, measured in the same
 run on the same topic; then end-to-end freshness at a steady load of half that capacity.
 
+Both sides are warmed the same way (an untimed pass over the topic with a new group, then the
+timed pass with another). The consumer's clock runs from its first batch until the sink holds
+every final document the data closes (its windows up to the lowest partition's newest event
+time less the lateness, counted from the records) — not the last offset commit, which comes
+before the finalisation. The headline runs the consumer as deployed: the settings the
+operator gives a default pipeline's container (Spark threads from its CPU request, batch size
+and wait, finalize interval); the tuned settings run beside it.
+
 Run with `make bench` (starts the local stack if needed). Results: bench/results/*.json.
 """
 
@@ -17,14 +25,17 @@ import sys
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import requests
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from cpu import delta, snapshot
 
+from metricpipe_consumers.config import ConsumerConfig
 from metricpipe_consumers.document import PipelineDocument
 from metricpipe_consumers.engine import SparkAggregator
 from metricpipe_consumers.metrics import ConsumerMetrics
@@ -36,15 +47,34 @@ from metricpipe_devstack.settings import StackSettings
 from metricpipe_devstack.stack import read_env_file, stack_status, stack_up
 from metricpipe_operator.api.model import MetricPipelineSpec
 from metricpipe_operator.config import OperatorConfig
-from metricpipe_operator.reconcile.consumer import build_pipeline_document
+from metricpipe_operator.reconcile.consumer import build_container, build_pipeline_document
 from metricpipe_operator.reconcile.names import PipelineRef
 
 PARTITIONS = 6
 SERVERS = ("kafka", "elasticsearch")
 SETTLE_SECONDS = 60
-BATCH = int(os.environ.get("BENCH_BATCH", "200000"))
+HOUR_MS, LATENESS_MS = 3_600_000, 300_000  # the spec's window and lateness (the defaults)
 SPEC = {"source": {"tag": "atlas"},
         "metric": {"aggregation": "avg", "valueField": "rtt", "groupBy": ["probe"]}}  # fmt: skip
+TUNED = {"spark_master": "local[2]", "max_batch_records": 200_000, "max_batch_seconds": 1.0,
+         "finalize_interval_seconds": 5.0}  # fmt: skip
+
+
+def deployed_settings() -> dict[str, Any]:
+    """What the operator gives a default pipeline's consumer container: its env, else the
+    consumer's own defaults."""
+    spec = MetricPipelineSpec.model_validate({**SPEC, "topic": {"name": "t"}})
+    container = build_container(PipelineRef("bench", "p", "uid"), spec, OperatorConfig(), "h")
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    defaults = ConsumerConfig()
+    return {
+        "spark_master": env["METRICPIPE_SPARK_MASTER"],
+        "max_batch_records": int(env.get("METRICPIPE_MAX_BATCH_RECORDS",
+                                         defaults.max_batch_records)),
+        "max_batch_seconds": float(env.get("METRICPIPE_MAX_BATCH_SECONDS",
+                                           defaults.max_batch_seconds)),
+        "finalize_interval_seconds": defaults.finalize_interval_seconds,
+    }  # fmt: skip
 
 
 def say(text: str) -> None:
@@ -63,7 +93,7 @@ def ensure_stack() -> StackEnv:
     return StackEnv.from_entries(read_env_file(settings), settings.versions["KUBE_VERSION"])
 
 
-def load_records(stack: StackEnv, copies: int) -> list[tuple[bytes, bytes]]:
+def load_records(stack: StackEnv, copies: int) -> tuple[list[tuple[bytes, bytes]], str]:
     try:
         base = sorted(iter_rtt_records(stack.data_dir), key=lambda r: str(r["time"]))
         source = "RIPE Atlas RTT (real data)"
@@ -78,7 +108,43 @@ def load_records(stack: StackEnv, copies: int) -> list[tuple[bytes, bytes]]:
             value = dict(r, probe=f"{r['probe']}-{copy}")
             records.append((str(value["probe"]).encode(), json.dumps(value).encode()))
     say(f"-- {len(records):,} records from {source}")
-    return records
+    return records, source
+
+
+def expected_finals(stack: StackEnv, topic: str, records: list[tuple[bytes, bytes]]) -> int:
+    """Final documents the data closes: (hour, probe) series whose hour ends at or before the
+    lowest partition's newest event time less the lateness (read from each partition's last
+    record: the replay is in event-time order)."""
+    consumer = Consumer({"bootstrap.servers": stack.kafka_bootstrap, "group.id": "bench-ends"})
+    newest = []
+    try:
+        for partition in range(PARTITIONS):
+            _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), 10)
+            consumer.assign([TopicPartition(topic, partition, high - 1)])
+            message = consumer.poll(10)
+            assert message is not None
+            assert message.error() is None
+            newest.append(event_ms(json.loads(message.value() or b"{}")["time"]))
+    finally:
+        consumer.close()
+    through = (min(newest) - LATENESS_MS) // HOUR_MS * HOUR_MS
+    series = set()
+    for _, value in records:
+        record = json.loads(value)
+        hour = event_ms(record["time"]) // HOUR_MS * HOUR_MS
+        if hour + HOUR_MS <= through:
+            series.add((hour, record["probe"]))
+    return len(series)
+
+
+def event_ms(text: str) -> int:
+    return int(datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()) * 1000
+
+
+def finals_written(endpoint: str, index: str) -> int:
+    response = requests.post(f"{endpoint}/{index}/_count",
+                             json={"query": {"term": {"final": True}}}, timeout=10)  # fmt: skip
+    return int(response.json()["count"]) if response.status_code == 200 else 0
 
 
 def produce(stack: StackEnv, topic: str, records: list[tuple[bytes, bytes]]) -> None:
@@ -114,9 +180,12 @@ def raw_consume_rate(stack: StackEnv, topic: str, total: int) -> float:
     return seen / elapsed
 
 
-def settings_for_replay() -> StreamSettings:
-    return StreamSettings(max_batch_records=BATCH, max_batch_seconds=1.0,
-                          finalize_interval_seconds=5.0)  # fmt: skip
+def stream_settings(chosen: dict[str, Any]) -> StreamSettings:
+    return StreamSettings(
+        max_batch_records=chosen["max_batch_records"],
+        max_batch_seconds=chosen["max_batch_seconds"],
+        finalize_interval_seconds=chosen["finalize_interval_seconds"],
+    )
 
 
 def pipeline_document(stack: StackEnv, topic: str, name: str) -> PipelineDocument:
@@ -142,8 +211,16 @@ def lagging(stack: StackEnv, group: str, topic: str) -> int:
         consumer.close()
 
 
+@dataclass
+class Timed:
+    consumer: StreamConsumer
+    seconds: float  # first batch -> the stop condition held
+    to_last_commit: float  # first batch -> the last offset commit
+    profile: str
+
+
 def run_consumer(doc: PipelineDocument, engine: SparkAggregator, settings: StreamSettings,
-                 until: Any, profile: bool) -> tuple[StreamConsumer, float, str]:  # fmt: skip
+                 until: Any, profile: bool) -> Timed:  # fmt: skip
     sink = build_sink("elasticsearch", doc.sink.endpoint, doc.sink.index, None, None)
     consumer = StreamConsumer(doc, sink, engine, ConsumerMetrics(doc.pipeline.key), settings)
     original = consumer.process_batch
@@ -166,9 +243,12 @@ def run_consumer(doc: PipelineDocument, engine: SparkAggregator, settings: Strea
 
     consumer._commit = tracked  # type: ignore[method-assign]
 
+    done: list[float] = []
+
     def watch() -> None:
         while not until(consumer):
-            time.sleep(0.5)
+            time.sleep(0.25)
+        done.append(time.perf_counter())
         consumer.stopping = True
 
     threading.Thread(target=watch, daemon=True).start()
@@ -176,15 +256,81 @@ def run_consumer(doc: PipelineDocument, engine: SparkAggregator, settings: Strea
     if profiler:
         profiler.enable()
     consumer.run()
-    # The end is the commit that covered the last record, not when the watcher noticed.
-    end = last_commit[0] if last_commit else time.perf_counter()
+    end = done[0] if done else time.perf_counter()
     report = ""
     if profiler:
         profiler.disable()
         text = io.StringIO()
         pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(15)
         report = text.getvalue()
-    return consumer, end - (first[0] if first else end), report
+    start = first[0] if first else end
+    return Timed(consumer, end - start, (last_commit[0] if last_commit else end) - start, report)
+
+
+@dataclass(frozen=True)
+class Workload:
+    stack: StackEnv
+    topic: str
+    run: str
+    total: int  # records in the topic
+    finals: int  # final documents the data closes
+    raw_rate: float  # the raw loop's records/s in this run
+
+
+def replay(work: Workload, name: str, engine: SparkAggregator, settings: StreamSettings,
+           profile: bool = False) -> Timed:  # fmt: skip
+    """One replay of the topic with a new group, until every record is committed and the sink
+    holds the final documents the data closes."""
+    doc = pipeline_document(work.stack, work.topic, name)
+
+    def finished(_consumer: StreamConsumer) -> bool:
+        return (lagging(work.stack, doc.consumer_group, work.topic) == 0
+                and finals_written(doc.sink.endpoint, doc.sink.index) >= work.finals)  # fmt: skip
+
+    return run_consumer(doc, engine, settings, finished, profile)
+
+
+def phases_of(consumer: StreamConsumer) -> dict[str, float]:
+    return {
+        sample.labels["phase"]: round(sample.value, 2)
+        for metric in consumer.metrics.registry.collect()
+        if metric.name == "metricpipe_consumer_phase_seconds"
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    }
+
+
+def measure(work: Workload, label: str, chosen: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """Warm replay, timed replay (and, for the headline, a profiled one) with these settings."""
+    say(f"-- metricpipe consumer, {label}: {chosen}")
+    engine = SparkAggregator(chosen["spark_master"])
+    engine.warm_up()  # as the consumer process does before it joins the group
+    settings = stream_settings(chosen)
+    try:
+        say("   untimed replay first (a new group): every server has seen this workload")
+        replay(work, f"bench-{label}-warm-{work.run}", engine, settings)
+        run_dir = StackSettings().run_dir
+        cpu_before = snapshot(run_dir, SERVERS)
+        timed = replay(work, f"bench-{label}-{work.run}", engine, settings)
+        cpu = delta(cpu_before, snapshot(run_dir, SERVERS))
+        profile = ""
+        if label == "deployed":
+            say("   the same replay under cProfile (a new group), to see what limits it")
+            name = f"bench-{label}-profiled-{work.run}"
+            profile = replay(work, name, engine, settings, profile=True).profile
+    finally:
+        engine.stop()
+    rate, raw_rate = work.total / timed.seconds, work.raw_rate
+    say(
+        f"   {rate:,.0f} records/s ({timed.seconds:.1f} s to the last final document; "
+        f"{timed.to_last_commit:.1f} s to the last commit); ratio to raw {rate / raw_rate:.3f}"
+    )
+    say(f"   CPU seconds: {cpu}; seconds per phase: {phases_of(timed.consumer)}")
+    return {
+        "settings": chosen, "records_per_second": rate, "ratio_to_raw": rate / raw_rate,
+        "seconds_to_last_final": timed.seconds, "seconds_to_last_commit": timed.to_last_commit,
+        "seconds_per_phase": phases_of(timed.consumer), "cpu_seconds": cpu,
+    }, profile  # fmt: skip
 
 
 def main() -> int:
@@ -194,7 +340,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     stack = ensure_stack()
-    records = load_records(stack, args.copies)
+    records, source = load_records(stack, args.copies)
     run = uuid.uuid4().hex[:6]
     topic = f"bench-{run}"
     admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
@@ -204,56 +350,35 @@ def main() -> int:
     say(f"-- producing into {topic}")
     produce(stack, topic, records)
     total = len(records)
+    finals = expected_finals(stack, topic, records)
+    say(f"   the data closes {finals:,} (hour, probe) windows: the clock stops when all are final")
 
-    say("-- baseline: raw confluent-kafka consume loop")
+    say("-- baseline: raw confluent-kafka consume loop (an untimed pass first, as the consumer)")
+    raw_consume_rate(stack, topic, total)
     run_dir = StackSettings().run_dir
     cpu_before = snapshot(run_dir, SERVERS)
     raw_rate = raw_consume_rate(stack, topic, total)
     raw_cpu = delta(cpu_before, snapshot(run_dir, SERVERS))
     say(f"   raw: {raw_rate:,.0f} records/s; CPU seconds: {raw_cpu}")
 
-    say("-- metricpipe consumer (1 replica, Spark local[2], Elasticsearch sink)")
-    engine = SparkAggregator("local[2]")
-    engine.warm_up()  # as the consumer process does before it joins the group
-    say("   an untimed replay first (a new group), so every server has seen this workload")
-    warm = pipeline_document(stack, topic, f"bench-warm-{run}")
-    run_consumer(warm, engine, settings_for_replay(),
-                 lambda c: lagging(stack, warm.consumer_group, topic) == 0, False)  # fmt: skip
-    doc = pipeline_document(stack, topic, f"bench-{run}")
-    settings = settings_for_replay()
-    cpu_before = snapshot(run_dir, SERVERS)
-    consumer, elapsed, _ = run_consumer(
-        doc, engine, settings, lambda c: lagging(stack, doc.consumer_group, topic) == 0, False
-    )
-    consumer_cpu = delta(cpu_before, snapshot(run_dir, SERVERS))
-    rate = total / elapsed
-    say(f"   metricpipe: {rate:,.0f} records/s ({elapsed:.1f} s for {total:,})")
-    say(f"   CPU seconds: {consumer_cpu} (the machine has {os.cpu_count()} cores)")
-    phases = {
-        sample.labels["phase"]: round(sample.value, 2)
-        for metric in consumer.metrics.registry.collect()
-        if metric.name == "metricpipe_consumer_phase_seconds"
-        for sample in metric.samples
-        if sample.name.endswith("_total")
-    }
-    say(f"   seconds per phase: {phases} (the rest: polling Kafka and finalizing windows)")
-    say(f"   ratio to raw: {rate / raw_rate:.3f}")
-    say("-- the same replay again under cProfile (a new group), to see what limits it")
-    profiled = pipeline_document(stack, topic, f"bench-profiled-{run}")
-    _, _, profile = run_consumer(
-        profiled, engine, settings,
-        lambda c: lagging(stack, profiled.consumer_group, topic) == 0, True,
-    )  # fmt: skip
+    work = Workload(stack, topic, run, total, finals, raw_rate)
+    deployed, profile = measure(work, "deployed", deployed_settings())
+    tuned, _ = measure(work, "tuned", TUNED)
+    say("-- side by side (records/s, ratio to the raw loop in the same run)")
+    say(f"   raw loop             {raw_rate:>10,.0f}")
+    for label, row in (("deployed (headline)", deployed), ("tuned", tuned)):
+        say(f"   {label:<20} {row['records_per_second']:>10,.0f}   {row['ratio_to_raw']:.3f}")
 
-    steady = freshness_at_load(stack, engine, rate / 2, args.steady_seconds, run)
-    engine.stop()
+    steady_rate = deployed["records_per_second"] / 2
+    steady = freshness_at_load(stack, steady_rate, args.steady_seconds, run)
     result = {
-        "when": datetime.now(UTC).isoformat(), "records": total, "partitions": PARTITIONS,
-        "raw_records_per_second": raw_rate, "metricpipe_records_per_second": rate,
-        "ratio_to_raw": rate / raw_rate, "goal_ratio": 0.5, "goal_min_rate": 50_000,
-        "seconds_per_phase": phases, "elapsed_seconds": elapsed, "batch_records": BATCH,
-        "cpu_seconds_raw": raw_cpu, "cpu_seconds_metricpipe": consumer_cpu,
-        "steady_load_records_per_second": rate / 2, **steady, "profile_top": profile,
+        "when": datetime.now(UTC).isoformat(), "data_source": source, "records": total,
+        "copies": args.copies, "partitions": PARTITIONS, "finals_expected": finals,
+        "cores": os.cpu_count(), "raw_records_per_second": raw_rate,
+        "cpu_seconds_raw": raw_cpu, "deployed": deployed, "tuned": tuned,
+        "goal_ratio": 0.5, "goal_min_rate": 50_000,
+        "steady_load_records_per_second": steady_rate, "steady_settings": "deployed",
+        **steady, "profile_top": profile,
     }  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"consumer-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
@@ -263,10 +388,32 @@ def main() -> int:
     return 0
 
 
-def freshness_at_load(stack: StackEnv, engine: SparkAggregator, rate: float, seconds: int,
-                      run: str) -> dict[str, float]:  # fmt: skip
-    """Produce re-timed records at `rate` for `seconds`; sample freshness every second
-    (now minus the lowest partition watermark in the sink)."""
+def produce_live(stack: StackEnv, topic: str, rate: float, stop: threading.Event) -> None:
+    """RTT-shaped records with event time = now, at `rate` records/s, until `stop`."""
+    producer = Producer({"bootstrap.servers": stack.kafka_bootstrap, "linger.ms": 20})
+    sent, started = 0, time.monotonic()
+    while not stop.is_set():
+        due = int((time.monotonic() - started) * rate)
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        while sent < due:
+            value = {"time": now, "probe": str(sent % 50), "rtt": 10.0 + sent % 90}
+            try:
+                producer.produce(
+                    topic, key=str(sent % 50).encode(), value=json.dumps(value).encode()
+                )
+            except BufferError:
+                producer.poll(0.05)
+                continue
+            sent += 1
+        producer.poll(0)
+        time.sleep(0.01)
+    producer.flush(30)
+
+
+def freshness_at_load(stack: StackEnv, rate: float, seconds: int, run: str) -> dict[str, float]:
+    """Produce re-timed records at `rate` for `seconds` into a consumer with the deployed
+    settings; sample freshness every second (now minus the lowest partition watermark in the
+    sink)."""
     say(f"-- steady load: {rate:,.0f} records/s for {seconds} s; sampling freshness")
     topic = f"bench-steady-{run}"
     admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
@@ -276,26 +423,6 @@ def freshness_at_load(stack: StackEnv, engine: SparkAggregator, rate: float, sec
     doc = pipeline_document(stack, topic, f"bench-steady-{run}")
     stop = threading.Event()
     samples: list[float] = []
-
-    def load() -> None:
-        producer = Producer({"bootstrap.servers": stack.kafka_bootstrap, "linger.ms": 20})
-        sent, started = 0, time.monotonic()
-        while not stop.is_set():
-            due = int((time.monotonic() - started) * rate)
-            now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-            while sent < due:
-                value = {"time": now, "probe": str(sent % 50), "rtt": 10.0 + sent % 90}
-                try:
-                    producer.produce(
-                        topic, key=str(sent % 50).encode(), value=json.dumps(value).encode()
-                    )
-                except BufferError:
-                    producer.poll(0.05)
-                    continue
-                sent += 1
-            producer.poll(0)
-            time.sleep(0.01)
-        producer.flush(30)
 
     sink = build_sink("elasticsearch", doc.sink.endpoint, doc.sink.index, None, None)
 
@@ -309,14 +436,20 @@ def freshness_at_load(stack: StackEnv, engine: SparkAggregator, rate: float, sec
             time.sleep(1)
 
     threads = [
-        threading.Thread(target=load, daemon=True),
+        threading.Thread(target=produce_live, args=(stack, topic, rate, stop), daemon=True),
         threading.Thread(target=sample, daemon=True),
     ]
     for thread in threads:
         thread.start()
     deadline = time.monotonic() + seconds
-    settings = StreamSettings(max_batch_records=200_000, max_batch_seconds=1.0)
-    run_consumer(doc, engine, settings, lambda c: time.monotonic() > deadline, False)
+    chosen = deployed_settings()
+    engine = SparkAggregator(chosen["spark_master"])
+    engine.warm_up()
+    try:
+        run_consumer(doc, engine, stream_settings(chosen), lambda c: time.monotonic() > deadline,
+                     False)  # fmt: skip
+    finally:
+        engine.stop()
     stop.set()
     for thread in threads:
         thread.join(timeout=30)
