@@ -141,7 +141,7 @@ def arrivals(seed: int, count: int) -> list[tuple[bytes, bytes, int]]:
         else:
             delay = -rng.randint(330_000, 500_000)  # beyond the 5 min future skew
         when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(event / 1000)) + "Z"
-        group = rng.choice(["a", "b", ""])
+        group = rng.choice(["a", "b", "", "A"])  # "A" and "a" are two groups
         body = json.dumps({"time": when, "k": group, "v": rng.randint(-5, 20)}).encode()
         out.append((group.encode(), body, event + delay))
     return sorted(out, key=lambda record: record[2])

@@ -21,7 +21,7 @@ from metricpipe_operator.api.model import Interpolation, MetricPipelineSpec
 MINUTE = 60_000
 NOW = 1_800_000_000_000  # every generated event time is far before it
 OFFSETS = (timedelta(0), timedelta(hours=5, minutes=30), timedelta(hours=-8), timedelta(hours=14))
-GROUPS = ("a", "ü-probe", "", "日本", "b c")
+GROUPS = ("a", "ü-probe", "", "日本", "b c", "A", "Ü-probe")  # case matters
 
 
 def rfc3339(ms: int, offset: timedelta, fraction: bool) -> str:
@@ -49,7 +49,7 @@ def generated(seed: int, n: int) -> list[tuple[int, str, str, float]]:
         value = rng.choice(
             [0.0, -rng.uniform(0, 50), rng.uniform(0, 500), float(rng.randint(-9, 9))]
         )
-        rows.append((ms, rfc3339(ms, OFFSETS[i % len(OFFSETS)], fraction), GROUPS[i % 5], value))
+        rows.append((ms, rfc3339(ms, OFFSETS[i % len(OFFSETS)], fraction), GROUPS[i % len(GROUPS)], value))
     return sorted(rows)
 
 
