@@ -1,8 +1,11 @@
-"""A pure-Python reference of the metric semantics (no Spark, no sink): the tests' oracle.
+"""The consumer's record and window semantics in plain Python (no Spark, no sink), built on
+the consumer's own parser.
 
-Given the records of a topic in offset order per partition, it decides exactly what the
-consumer must: which records count, which are dead-lettered and why (including `late`
-against each partition's event-time watermark), and each window's exact value.
+Given the records of a topic in offset order per partition, it decides what the stream
+consumer decides: which records count, which are dead-lettered and why (including `late`
+against each partition's event-time watermark), and each window's exact value. Being built
+on the product's parser it is not evidence on its own: `tests/unit/test_oracle.py` compares
+it with the independent oracle (`tests/oracle.py`), which the integration tests use.
 """
 
 from __future__ import annotations
