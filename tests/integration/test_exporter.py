@@ -195,8 +195,8 @@ def test_freshness_from_watermarks_and_from_the_sink_agree(
     sink = pipeline.document["sink"]
     probe = FreshnessProbe(sink["endpoint"], sink["index"], window_seconds=60)
     metrics_port = free_port()
-    processes.start(pipeline, METRICPIPE_METRICS_PORT=str(metrics_port),
-                    METRICPIPE_MAX_BATCH_RECORDS="25")  # fmt: skip
+    slow = processes.start(pipeline, METRICPIPE_METRICS_PORT=str(metrics_port),
+                           METRICPIPE_MAX_BATCH_RECORDS="25")  # fmt: skip
     consumer_sd = register(stack, metrics_port, names.CONSUMER_JOB, f"consumer-{metrics_port}")
     spec_object = {"metadata": {"namespace": "it", "name": pipeline.name},
                    "spec": {**spec, "topic": {"name": topic}}}  # fmt: skip
@@ -227,9 +227,14 @@ def test_freshness_from_watermarks_and_from_the_sink_agree(
                     processes.assert_alive()
                     sample(pairs)
                     time.sleep(2)
-            # Traffic stopped: the consumer works through its backlog (as long as it fell behind,
-            # which depends on this machine's speed that day: 14-70 s measured), then both sources
-            # must see it caught up; sampled a further 10 s to compare them after the step.
+            # Traffic stopped. The slow consumer hands over (SIGTERM) to one with the default
+            # batch size on the same metrics port, as a scale-up would: its backlog (tens of
+            # seconds of traffic, more on a busy machine) would otherwise take minutes at 25
+            # records a batch. Both sources must see the catch-up; sampled a further 10 s to
+            # compare them after the step.
+            slow.terminate()
+            assert slow.wait(timeout=60) == 0
+            processes.start(pipeline, METRICPIPE_METRICS_PORT=str(metrics_port))
             deadline, settled = time.monotonic() + 150, None
             while time.monotonic() < (settled or deadline):
                 sample(after)
