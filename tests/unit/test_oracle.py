@@ -49,7 +49,8 @@ def generated(seed: int, n: int) -> list[tuple[int, str, str, float]]:
         value = rng.choice(
             [0.0, -rng.uniform(0, 50), rng.uniform(0, 500), float(rng.randint(-9, 9))]
         )
-        rows.append((ms, rfc3339(ms, OFFSETS[i % len(OFFSETS)], fraction), GROUPS[i % len(GROUPS)], value))
+        when = rfc3339(ms, OFFSETS[i % len(OFFSETS)], fraction)
+        rows.append((ms, when, GROUPS[i % len(GROUPS)], value))
     return sorted(rows)
 
 
