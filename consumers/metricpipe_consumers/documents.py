@@ -114,8 +114,17 @@ def build_partition_state(
         "updated_at": iso(now_ms),
         "updated_ms": now_ms,
     }
-    # Version: committed offset, then a tick so a caught-up flag can change without new offsets.
-    return SinkDoc(index, f"partition-{partition}", body, version=committed_offset * 1000 + 1)
+    return SinkDoc(index, f"partition-{partition}", body,
+                   version=decide_state_version(committed_offset, caught_up))  # fmt: skip
+
+
+def decide_state_version(committed_offset: int, caught_up: bool) -> int:
+    """A partition state's external version: its offset first (a stale owner's older state is
+    refused), then caught-up above not caught up, so a partition that became caught up without
+    new offsets — an empty partition, first written before its log end was known — says so.
+    Back to not caught up at the same offset is refused: records it has not read yet show in
+    the log end, which the finalizer compares with the offset."""
+    return committed_offset * 1000 + (2 if caught_up else 1)
 
 
 def metrics_index_body() -> dict[str, Any]:
