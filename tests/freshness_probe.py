@@ -23,6 +23,9 @@ from typing import Any
 import requests
 
 PAGE = 10_000
+# Whole event seconds (the records' time text), and the search engine's 1 s refresh: what the
+# probe reads may be that much behind what a source read from the same sink.
+BAND = 2.0
 
 
 @dataclass(frozen=True)
@@ -97,21 +100,40 @@ class FreshnessProbe:
             stop.set()
             thread.join(timeout=60)
 
-    def disagreement(self, at: float, value: float, staleness: float, band: float = 1.0) -> str:
-        """Why a freshness some source reported at `at` disagrees with the truth ("" when it
-        agrees). The value claims the sink reflected every record up to `at - value`; the
-        source may be up to `staleness` seconds old (a scrape, a cycle), so that time must lie
-        between the true frontiers read in [at - staleness, at], widened by `band` (event time
-        counts in whole seconds). Claiming more than the sink held fails; so does lagging the
-        truth by more than the staleness."""
-        window = [r.frontier for r in self.readings if at - staleness <= r.at <= at + 0.5]
+    def frontier_disagreement(
+        self, at: float, frontier: float, staleness: float, band: float = BAND
+    ) -> str:
+        """Why a watermark some source reported at `at` — the time up to which it says the
+        sink reflects every record — disagrees with the truth ("" when it agrees). The source
+        may be up to `staleness` seconds old (a scrape, a cycle), so it must lie between the
+        true frontiers read in [at - staleness, at], widened by `band`. Claiming more than the
+        sink held fails; so does lagging the truth by more than the staleness."""
+        window = [r.frontier for r in self._window(at, staleness)]
         if not window:
-            return f"{value:.1f} s at {at:.0f}: no probe reading within {staleness:.0f} s"
-        claimed, low, high = at - value, min(window) - band, max(window) + band
-        if low <= claimed <= high:
+            return (
+                f"watermark {frontier:.1f} at {at:.0f}: no probe reading within {staleness:.0f} s"
+            )
+        if min(window) - band <= frontier <= max(window) + band:
             return ""
-        return (f"{value:.1f} s at {at:.0f}: true freshness was "
-                f"{at - max(window):.1f}-{at - min(window):.1f} s")  # fmt: skip
+        return (f"watermark {at - frontier:.1f} s behind at {at:.0f}: the truth was "
+                f"{at - max(window):.1f}-{at - min(window):.1f} s behind")  # fmt: skip
+
+    def disagreement(
+        self, at: float, freshness: float, staleness: float, band: float = BAND
+    ) -> str:
+        """Why a freshness value some source reported at `at`, computed at an unknown moment
+        of the last `staleness` seconds, disagrees with the truth ("" when it agrees): it must
+        be within `band` of the true freshness read at some moment of that span."""
+        window = [r.freshness for r in self._window(at, staleness)]
+        if not window:
+            return f"{freshness:.1f} s at {at:.0f}: no probe reading within {staleness:.0f} s"
+        if min(abs(truth - freshness) for truth in window) <= band:
+            return ""
+        return (f"{freshness:.1f} s at {at:.0f}: the true freshness was "
+                f"{min(window):.1f}-{max(window):.1f} s")  # fmt: skip
+
+    def _window(self, at: float, staleness: float) -> list[Reading]:
+        return [r for r in self.readings if at - staleness <= r.at <= at + 0.5]
 
     def timeline(self) -> list[tuple[int, float]]:
         """(seconds since the first reading, true freshness) of every reading."""

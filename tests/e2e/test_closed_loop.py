@@ -32,7 +32,7 @@ from consumers import (
     wait_consumed,
 )
 from exporter_harness import CYCLE_SECONDS
-from freshness_probe import FreshnessProbe
+from freshness_probe import BAND, FreshnessProbe
 from helpers import wait_for
 from metricpipe_devstack.env import StackEnv
 from node_harness import Node
@@ -69,7 +69,7 @@ STATUS_STALENESS = 5.0 + 5.0 + CYCLE_SECONDS + 5.0 + 1.0
 
 
 def status_band(freshness: float) -> float:
-    return max(5.0, 0.1 * freshness) + 1.0
+    return max(5.0, 0.1 * freshness) + BAND
 
 
 def measure_capacity(

@@ -29,18 +29,40 @@ def test_more_in_the_sink_than_sent_is_reported() -> None:
     assert reading.excess == (100,)
 
 
-@pytest.mark.parametrize(
-    ("value", "agrees"),
-    [
-        (20.0, True),  # claims 180: between the frontiers read in the window (175, 182)
-        (25.0, True),  # 175: the oldest frontier of the window
-        (27.0, False),  # 173: staler than the truth allows
-        (18.0, True),  # 182: the newest frontier
-        (10.0, False),  # 190: claims data the sink did not hold (a too-fresh watermark)
-    ],
-)
-def test_a_source_agrees_within_its_staleness(value: float, agrees: bool) -> None:
+def probe_with_readings() -> FreshnessProbe:
+    """Readings at 180, 192, 196, 200 s whose frontiers are 170, 175, 178, 182 s."""
     probe = FreshnessProbe("http://unused", "index", window_seconds=60)
     for at, frontier in ((180.0, 170.0), (192.0, 175.0), (196.0, 178.0), (200.0, 182.0)):
         probe.readings.append(judge(Counter({int(frontier): 1}), Counter(), Counter(), at))
-    assert (probe.disagreement(200.0, value, staleness=9.0, band=1.0) == "") is agrees
+    return probe
+
+
+@pytest.mark.parametrize(
+    ("watermark", "agrees"),
+    [
+        (180.0, True),  # between the frontiers read within 9 s before 200: 175-182
+        (174.0, True),  # the oldest of them, less the 1 s band
+        (173.0, False),  # staler than the staleness allows
+        (183.0, True),  # the newest, plus the band
+        (190.0, False),  # claims data the sink did not hold (a too-fresh watermark)
+    ],
+)
+def test_a_watermark_agrees_within_its_staleness(watermark: float, agrees: bool) -> None:
+    probe = probe_with_readings()
+    assert (probe.frontier_disagreement(200.0, watermark, staleness=9.0, band=1.0) == "") is agrees
+
+
+@pytest.mark.parametrize(
+    ("freshness", "agrees"),
+    [
+        (18.0, True),  # the truth at 196 s and 200 s
+        (16.0, True),  # the truth at 192 s (17 s), within the band
+        (20.0, False),  # never that stale within the last 9 s (17-18 s)
+        (2.0, False),  # far fresher than the sink ever was in that span
+    ],
+)
+def test_a_freshness_value_agrees_with_the_truth_at_some_moment(
+    freshness: float, agrees: bool
+) -> None:
+    probe = probe_with_readings()
+    assert (probe.disagreement(200.0, freshness, staleness=9.0, band=1.0) == "") is agrees
