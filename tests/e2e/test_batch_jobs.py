@@ -34,6 +34,8 @@ from pipelines import condition, condition_is, create_pipeline, get_pipeline, pa
 from shared_data import access_log_lines
 
 WINDOWS_PER_RUN = 24  # METRICPIPE_BATCH_MAX_WINDOWS's default
+LATENESS_MS = 10 * 60_000  # the spec's allowedLateness
+SKEW_MS = 5 * 60_000  # METRICPIPE_MAX_FUTURE_SKEW_MS's default: runs read that far back
 HOUR_MS = 3_600_000
 
 
@@ -132,9 +134,11 @@ def test_jobs_from_the_cronjob_compute_every_window(
         runs += 1
     print(f"{len(windows)} windows with data computed by {runs} Jobs in "
           f"{time.monotonic() - started:.0f} s")  # fmt: skip
-    # each run computes 24 closed windows (empty ones too: real time is years later)
-    assert progress() == windows[0] + runs * WINDOWS_PER_RUN * HOUR_MS > windows[-1]
-    assert runs == -(-(len(range(windows[0], windows[-1] + 1, HOUR_MS))) // WINDOWS_PER_RUN)
+    # each run computes 24 closed windows (empty ones too: real time is years later), the
+    # first from the window of the oldest Kafka time less the lateness (docs/batch.md)
+    first = (min(t for _, _, t in stamped) - LATENESS_MS) // HOUR_MS * HOUR_MS
+    assert progress() == first + runs * WINDOWS_PER_RUN * HOUR_MS > windows[-1]
+    assert runs == -(-(len(range(first, windows[-1] + 1, HOUR_MS))) // WINDOWS_PER_RUN)
     assert assert_matches_reference(pipeline, reference, windows[-1] + HOUR_MS) == len(
         reference.windows
     )
@@ -147,9 +151,9 @@ def assert_runs_recorded_and_sized(
     parallelism: dict[str, int],
 ) -> None:  # fmt: skip
     """The ResourceManager recorded every run from its Job and its report (records: exactly
-    those with Kafka time in each window's [start, end + lateness)), planned the next one and,
+    those with Kafka time in each window's [start - future skew, end + lateness)), planned the
+    next one and,
     once the budget cannot hold a run, says so in a condition and a Warning Event."""
-    lateness_ms = 10 * 60_000
 
     def recorded() -> list[dict[str, Any]]:
         runs = (get_pipeline(kube, namespace, "hourly").get("status") or {}).get("batch") or {}
@@ -161,7 +165,7 @@ def assert_runs_recorded_and_sized(
     for record in records:
         first, windows = int(record["windowStartMs"]), int(record["windows"])
         expected = sum(
-            sum(start <= t < start + HOUR_MS + lateness_ms for t in times)
+            sum(start - SKEW_MS <= t < start + HOUR_MS + LATENESS_MS for t in times)
             for start in range(first, first + windows * HOUR_MS, HOUR_MS)
         )
         assert record["records"] == expected, record
