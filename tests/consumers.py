@@ -420,6 +420,14 @@ def scrape(port: int, name: str) -> float:
                if row.split("{")[0].split(" ")[0] == name)  # fmt: skip
 
 
+def metric_positive(port: int, name: str) -> bool:
+    """The metric is above 0 on the process's /metrics (False while it has no server yet)."""
+    try:
+        return scrape(port, name) > 0
+    except OSError:  # connection refused: still starting
+        return False
+
+
 def commit_offsets(stack: StackEnv, group: str, topic: str, offsets: dict[int, int]) -> None:
     """Set a group's committed offsets from outside (the group must have no members)."""
     consumer = Consumer({"bootstrap.servers": stack.kafka_bootstrap, "group.id": group})

@@ -23,9 +23,9 @@ from consumers import (
     create_topics,
     dead_letter_reasons,
     make_pipeline,
+    metric_positive,
     produce,
     read_topic,
-    scrape,
     sink_results,
     wait_consumed,
     wait_until_finalized,
@@ -50,10 +50,6 @@ def rtt_records(stack: StackEnv, probes: int) -> list[dict[str, Any]]:
 
 def encoded(records: list[dict[str, Any]]) -> list[tuple[bytes, bytes]]:
     return [(str(r["probe"]).encode(), json.dumps(r).encode()) for r in records]
-
-
-def positive(port: int, name: str) -> bool:
-    return scrape(port, name) > 0
 
 
 def finish_and_compare(
@@ -137,10 +133,10 @@ def test_scale_one_three_one_mid_replay(
     extra = [processes.start(pipeline, METRICPIPE_METRICS_PORT=str(port), **env)
              for port in ports]  # fmt: skip
     for port in ports:  # each added replica owns partitions ...
-        wait_for(partial(positive, port, ASSIGNED), 120, f"partitions assigned on :{port}")
+        wait_for(partial(metric_positive, port, ASSIGNED), 120, f"partitions assigned on :{port}")
     produce(stack, topic, records[third : 2 * third])
     for port in ports:  # ... and processes their records
-        wait_for(partial(positive, port, CONSUMED), 120, f"records consumed on :{port}")
+        wait_for(partial(metric_positive, port, CONSUMED), 120, f"records consumed on :{port}")
     for process in extra:  # graceful: SIGTERM finishes the batch, commits and leaves
         process.terminate()
         process.wait(timeout=60)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,9 @@ from consumers import (
     committed_offsets,
     create_topics,
     make_pipeline,
+    metric_positive,
     produce,
     read_topic,
-    scrape,
     wait_consumed,
     wait_until_finalized,
 )
@@ -71,7 +72,7 @@ def recover(
     port = free_port()
     process = processes.start(pipeline, METRICPIPE_METRICS_PORT=str(port), **ENV)
     wait_consumed(stack, pipeline, topic, processes, timeout=240)
-    wait_for(lambda: scrape(port, replayed) > 0, 120, f"{replayed} > 0")
+    wait_for(partial(metric_positive, port, replayed), 120, f"{replayed} > 0")
     process.terminate()
     assert process.wait(timeout=60) == 0
 
