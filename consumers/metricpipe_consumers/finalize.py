@@ -117,12 +117,16 @@ class Finalizer:
         if not owns_leader_partition:
             self.load()
             return
-        # the clock is read before the log ends: a record that arrives after this reading
-        # finds its partition not idle, or is older than the idle rule allows anyway
+        # Order matters. The clock is read first, then the states, then the log ends. A record
+        # that reaches Kafka before the log ends are read finds its partition not idle; one
+        # that arrives later is younger than every state read (they were read before it
+        # arrived) and than the clock (the idle rule's bound). Log ends read before the states
+        # let a caught-up partition look idle while its new records arrived, during a slow
+        # refresh, behind records of other partitions whose states then moved the mark on.
         now_ms = int(time.time() * 1000)
-        ends = log_end(partition_count) if log_end is not None else None
         self.sink.refresh()
         states = self.sink.search(self.state_index, {"term": {"kind": "partition"}})
+        ends = log_end(partition_count) if log_end is not None else None
         watermark = decide_pipeline_watermark(
             states, partition_count, now_ms, self.idle_timeout_ms, ends
         )
