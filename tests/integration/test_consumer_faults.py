@@ -76,8 +76,11 @@ def test_kill_minus_nine_during_the_replay(
     pipeline = make_pipeline(stack, tmp_path, unique_name, topic, SPEC, "elasticsearch")
     # Kills on a timer, with small batches: they land at random points of the write path
     # (test_crash_points.py lands one at each named point and proves where it landed).
-    env = {"METRICPIPE_MAX_BATCH_RECORDS": "5000", "METRICPIPE_SESSION_TIMEOUT_MS": "10000",
-           "METRICPIPE_IDLE_TIMEOUT_SECONDS": "5"}  # partitions idle between chunks too
+    env = {
+        "METRICPIPE_MAX_BATCH_RECORDS": "5000",
+        "METRICPIPE_SESSION_TIMEOUT_MS": "10000",
+        "METRICPIPE_IDLE_TIMEOUT_SECONDS": "5",
+    }  # partitions idle between chunks too
     replicas = {slot: processes.start(pipeline, METRICPIPE_GROUP_INSTANCE_ID=f"r{slot}", **env)
                 for slot in range(3)}  # fmt: skip
     rng = random.Random(11)
@@ -183,7 +186,10 @@ def test_every_kind_of_bad_record_is_dead_lettered(
             stream.append((b"a", good(second - 150, 1000.0)))  # 150 s old: window long closed
             expected_reasons.append("late")
     produce(stack, topic, stream)
-    processes.start(pipeline, METRICPIPE_MAX_RECORD_BYTES="10000")
+    # one key: the other partition stays empty, and idle 5 s after the start
+    processes.start(
+        pipeline, METRICPIPE_MAX_RECORD_BYTES="10000", METRICPIPE_IDLE_TIMEOUT_SECONDS="5"
+    )
     wait_consumed(stack, pipeline, topic, processes)
     records = read_topic(stack, topic)
     reference = pipeline.expected(records, limits=oracle.Limits(max_record_bytes=10_000))
