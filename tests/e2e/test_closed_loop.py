@@ -61,7 +61,7 @@ OPERATOR_ENV = {"METRICPIPE_SCALING_INTERVAL_SECONDS": "5", "METRICPIPE_STARTUP_
 STEADY_RATE = 100  # records/s: one replica is enough, and busy enough to measure its capacity
 BURST_FACTOR = 2.0  # the burst: this many times one replica's measured capacity
 MAX_BURST_RATE = 2000.0  # records/s: what the test's producer thread sustains on this machine
-CAPACITY_RECORDS = 8_000  # the backlog one replica works through to measure its capacity
+CAPACITY_RECORDS = 5_000  # the backlog one replica works through to measure its capacity
 # How old status.freshnessSeconds may be against the probe: a ResourceManager cycle, a scrape,
 # an exporter cycle and a consumer tick (its deployed finalize interval); and by how much it
 # may differ, being rewritten only on a change of max(5 s, 10 %) (scaling/loop.py).
@@ -189,7 +189,7 @@ def test_scales_up_for_a_burst_holds_freshness_and_scales_back(
             traffic.rate = STEADY_RATE
             wait_for(lambda: sample()[3] is not None, 180,
                      "a measured capacity in status (the consumer is processing)")  # fmt: skip
-            steady_until = time.monotonic() + 30  # six scaling cycles
+            steady_until = time.monotonic() + 20  # four scaling cycles
             while time.monotonic() < steady_until:  # one replica is enough
                 assert sample()[1] == 1, f"scaled without a burst: {seen}"
                 time.sleep(5)
