@@ -44,4 +44,4 @@ if [[ -n "$up_pid" ]]; then
   tail -n 20 "$UP_LOG" >&2   # the status table; finish() stops this stack at the end
 fi
 
-"$PY" -m pytest tests/integration tests/e2e --durations=15
+"$PY" -m pytest tests/integration tests/e2e --durations=40
