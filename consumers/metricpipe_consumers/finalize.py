@@ -2,9 +2,10 @@
 partition's committed watermark passed window end + allowed lateness.
 
 Only the replica that owns partition 0 finalizes (one writer); the others read how far it got.
-Partitions that are caught up (nothing left to read) do not hold the watermark back: the
-pipeline watermark is the minimum over partitions still reading, or the maximum when all are
-caught up. Finals are create-only, so a rerun after a crash writes nothing twice.
+Partitions caught up for longer than the idle timeout do not hold the watermark back with
+their own marks: the pipeline watermark is the minimum over partitions still reading, bounded
+by what those had reached one idle timeout ago, or the maximum when all are idle. Finals are
+create-only, so a rerun after a crash writes nothing twice.
 """
 
 from __future__ import annotations
@@ -28,20 +29,16 @@ log = structlog.get_logger("metricpipe.finalize")
 PAGE = 10_000
 
 
-def decide_pipeline_watermark(
+def split_idle_partitions(
     states: list[dict[str, Any]], partition_count: int, now_ms: int, idle_timeout_ms: int,
     log_end: Mapping[int, int] | None = None,
-) -> int | None:  # fmt: skip
-    """The event time up to which every partition's data is in the sink (None: unknown).
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:  # fmt: skip
+    """(holding, idle) partition states; None while a partition has no state yet.
 
-    A partition holds the watermark back unless it has been caught up (nothing to read) for
-    longer than the idle timeout. While some partition is still reading, the pipeline
-    watermark is the minimum over those; when every partition is idle it is the highest
-    `idle_watermark`: event time goes on at the wall clock's pace while nothing arrives, so
-    the last window of a sparse metric closes too.
-    With Kafka's log-end offsets (`log_end`), a partition is caught up only if its state holds
-    the log end: a state written before new records arrived (consumers stopped a while, then
-    restarted, or a mode switch) says "caught up" about a past that is gone.
+    Idle: caught up (nothing to read) for longer than the idle timeout. With Kafka's log-end
+    offsets (`log_end`), a partition is caught up only if its state holds the log end: a
+    state written before new records arrived (consumers stopped a while, then restarted, or
+    a mode switch) says "caught up" about a past that is gone.
     """
     by_partition = {int(s["partition"]): s for s in states}
     if any(p not in by_partition for p in range(partition_count)):
@@ -59,17 +56,100 @@ def decide_pipeline_watermark(
             and (now_ms - int(since) >= idle_timeout_ms)
         )
 
-    active = [s for s in by_partition.values() if not idle(s)]
-    if active:
-        if any(s.get("watermark_ms") is None for s in active):
-            return None
-        return min(int(s["watermark_ms"]) for s in active)
+    holding = [s for s in by_partition.values() if not idle(s)]
+    return holding, [s for s in by_partition.values() if idle(s)]
+
+
+def decide_holding_mark(holding: list[dict[str, Any]]) -> int | None:
+    """The lowest watermark of the partitions still reading (None: none, or one has none)."""
+    if not holding or any(s.get("watermark_ms") is None for s in holding):
+        return None
+    return min(int(s["watermark_ms"]) for s in holding)
+
+
+def decide_pipeline_watermark(
+    states: list[dict[str, Any]], partition_count: int, now_ms: int, idle_timeout_ms: int,
+    log_end: Mapping[int, int] | None = None, *, settled_ms: int | None = None,
+) -> int | None:  # fmt: skip
+    """The event time up to which every partition's data is in the sink (None: unknown).
+
+    Partitions still reading (not idle, see `split_idle_partitions`) hold the mark at their
+    lowest watermark. An idle partition vouches only for event times that the others had
+    reached one idle timeout ago (`settled_ms`, the holding mark sampled by the finalizer):
+    records for it sent with those reached Kafka since, so they are in its (current) state —
+    unless its producer delivers them more than an idle timeout behind the other partitions'.
+    That covers a partition that never had a record and gets its first ones in a replay or a
+    backfill after the others moved on. Without a sample that old, nothing is decided.
+    When every partition is idle the mark is the highest `idle_watermark`: event time goes
+    on at the wall clock's pace while nothing arrives, so the last window of a sparse metric
+    closes too.
+    """
+    split = split_idle_partitions(states, partition_count, now_ms, idle_timeout_ms, log_end)
+    if split is None:
+        return None
+    holding, idle = split
+    if holding:
+        low = decide_holding_mark(holding)
+        if low is None or not idle:
+            return low
+        return None if settled_ms is None else min(low, settled_ms)
     marks = [
         idle_watermark(int(s["watermark_ms"]), int(s["idle_since_ms"]), now_ms, idle_timeout_ms)
-        for s in by_partition.values()
+        for s in idle
         if s.get("watermark_ms") is not None
     ]
     return max(marks) if marks else None
+
+
+@dataclass(frozen=True)
+class MarkSamples:
+    """Holding marks sampled by wall time, oldest first: what the partitions still reading had
+    reached at each finalisation round."""
+
+    samples: tuple[tuple[int, int], ...] = ()
+
+    def at(self, wall_ms: int) -> int | None:
+        """The last mark sampled at or before `wall_ms`."""
+        found = None
+        for taken, mark in self.samples:
+            if taken > wall_ms:
+                break
+            found = mark
+        return found
+
+    def add(self, wall_ms: int, mark: int, keep_from_ms: int) -> MarkSamples:
+        """With a new sample; drops those older than the last one at or before `keep_from_ms`."""
+        samples = (*self.samples, (wall_ms, mark))
+        first = 0
+        for index, (taken, _mark) in enumerate(samples):
+            if taken <= keep_from_ms:
+                first = index
+        return MarkSamples(samples[first:])
+
+
+@dataclass
+class PipelineMark:
+    """The pipeline watermark round by round, with the samples the idle rule needs. Kept in
+    memory by the finalizing replica: a new owner starts empty and, while some partitions are
+    idle, decides nothing for one idle timeout."""
+
+    idle_timeout_ms: int
+    marks: MarkSamples = MarkSamples()
+
+    def observe(
+        self, states: list[dict[str, Any]], partition_count: int, now_ms: int,
+        log_end: Mapping[int, int] | None,
+    ) -> int | None:  # fmt: skip
+        settled_at = now_ms - self.idle_timeout_ms
+        split = split_idle_partitions(states, partition_count, now_ms, self.idle_timeout_ms,
+                                      log_end)  # fmt: skip
+        holding = decide_holding_mark(split[0]) if split is not None else None
+        if holding is not None:
+            self.marks = self.marks.add(now_ms, holding, keep_from_ms=settled_at)
+        return decide_pipeline_watermark(
+            states, partition_count, now_ms, self.idle_timeout_ms, log_end,
+            settled_ms=self.marks.at(settled_at),
+        )  # fmt: skip
 
 
 def idle_watermark(watermark_ms: int, idle_since_ms: int, now_ms: int, idle_timeout_ms: int) -> int:
@@ -102,6 +182,7 @@ class Finalizer:
         # After a switch from batch: records batch runs read (Kafka time before this) and
         # whose windows are final are skipped, not dead-lettered as late.
         self.batch_read_through: int | None = None
+        self.pipeline_mark = PipelineMark(self.idle_timeout_ms)
 
     def load(self) -> None:
         progress = load_progress(self.sink, self.state_index)
@@ -127,9 +208,7 @@ class Finalizer:
         self.sink.refresh()
         states = self.sink.search(self.state_index, {"term": {"kind": "partition"}})
         ends = log_end(partition_count) if log_end is not None else None
-        watermark = decide_pipeline_watermark(
-            states, partition_count, now_ms, self.idle_timeout_ms, ends
-        )
+        watermark = self.pipeline_mark.observe(states, partition_count, now_ms, ends)
         if watermark is None:
             return
         self.metrics.pipeline_watermark.set(watermark / 1000)

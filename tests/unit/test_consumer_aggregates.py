@@ -89,25 +89,32 @@ def test_partition_state_late_and_replay() -> None:
 
 
 @pytest.mark.parametrize(
-    ("states", "count", "expected"),
+    ("states", "count", "settled", "expected"),
     [
-        ([{"partition": 0, "watermark_ms": 5, "caught_up": False}], 2, None),  # p1 unknown
+        ([{"partition": 0, "watermark_ms": 5, "caught_up": False}], 2, 9, None),  # p1 unknown
         ([{"partition": 0, "watermark_ms": 5, "caught_up": False},
-          {"partition": 1, "watermark_ms": 9, "caught_up": False}], 2, 5),
+          {"partition": 1, "watermark_ms": 9, "caught_up": False}], 2, None, 5),
+        # p0 idle: it vouches for what p1 had reached one idle timeout ago, no more
         ([{"partition": 0, "watermark_ms": 5, "caught_up": True},
-          {"partition": 1, "watermark_ms": 9, "caught_up": False}], 2, 9),
+          {"partition": 1, "watermark_ms": 9, "caught_up": False}], 2, 7, 7),
+        ([{"partition": 0, "watermark_ms": 5, "caught_up": True},
+          {"partition": 1, "watermark_ms": 9, "caught_up": False}], 2, 12, 9),
+        ([{"partition": 0, "watermark_ms": 5, "caught_up": True},
+          {"partition": 1, "watermark_ms": 9, "caught_up": False}], 2, None, None),
         # all idle for 10 s (timeout 5 s): event time followed the clock, 10 s - 5 s behind
         ([{"partition": 0, "watermark_ms": 5, "caught_up": True},
-          {"partition": 1, "watermark_ms": 9, "caught_up": True}], 2, 5_000),
+          {"partition": 1, "watermark_ms": 9, "caught_up": True}], 2, None, 5_000),
         ([{"partition": 0, "watermark_ms": None, "caught_up": True},
-          {"partition": 1, "watermark_ms": None, "caught_up": False}], 2, None),
+          {"partition": 1, "watermark_ms": None, "caught_up": False}], 2, 9, None),
     ],
 )  # fmt: skip
 def test_pipeline_watermark(
-    states: list[dict[str, object]], count: int, expected: int | None
+    states: list[dict[str, object]], count: int, settled: int | None, expected: int | None
 ) -> None:
     idle = [{**s, "idle_since_ms": 0 if s["caught_up"] else None} for s in states]
-    found = decide_pipeline_watermark(idle, count, now_ms=10_000, idle_timeout_ms=5_000)
+    found = decide_pipeline_watermark(
+        idle, count, now_ms=10_000, idle_timeout_ms=5_000, settled_ms=settled
+    )
     assert found == expected
 
 
@@ -117,7 +124,7 @@ def test_recently_caught_up_partitions_still_hold_the_watermark() -> None:
         {"partition": 1, "watermark_ms": 9, "caught_up": True, "idle_since_ms": 0},
     ]
     # p0 became idle 2 s ago: it may still receive records for its open windows.
-    assert decide_pipeline_watermark(states, 2, now_ms=10_000, idle_timeout_ms=5_000) == 5
+    assert decide_pipeline_watermark(states, 2, 10_000, 5_000, settled_ms=9) == 5
     # both idle now: p1's mark follows the clock (idle 20 s, 5 s of it the timeout)
     assert decide_pipeline_watermark(states, 2, now_ms=20_000, idle_timeout_ms=5_000) == 15_000
 
@@ -134,9 +141,9 @@ def test_a_stale_caught_up_state_holds_the_watermark_once_new_records_arrived() 
     ]  # fmt: skip
     stale = decide_pipeline_watermark(states, 2, 100_000, 5_000, log_end={0: 80, 1: 90})
     assert stale == 2_000
-    current = decide_pipeline_watermark(states, 2, 100_000, 5_000, log_end={0: 80, 1: 40})
-    assert current == 9_000
-    assert decide_pipeline_watermark(states, 2, 100_000, 5_000) == 9_000  # without log ends
+    ends = {0: 80, 1: 40}
+    assert decide_pipeline_watermark(states, 2, 100_000, 5_000, ends, settled_ms=9_000) == 9_000
+    assert decide_pipeline_watermark(states, 2, 100_000, 5_000, settled_ms=9_000) == 9_000
 
 
 @pytest.mark.parametrize("method", ["linear", "lower", "higher", "nearest"])

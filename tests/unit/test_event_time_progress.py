@@ -8,7 +8,12 @@ import json
 import pytest
 
 from metricpipe_consumers.aggregate import Aggregate
-from metricpipe_consumers.finalize import decide_pipeline_watermark, idle_watermark
+from metricpipe_consumers.finalize import (
+    MarkSamples,
+    PipelineMark,
+    decide_pipeline_watermark,
+    idle_watermark,
+)
 from metricpipe_consumers.records import RecordLimits
 from metricpipe_consumers.reference import compute_reference
 from metricpipe_consumers.state import PartitionState, load_partition_state
@@ -83,14 +88,67 @@ def test_a_sparse_metric_s_last_window_closes_once_every_partition_is_idle() -> 
     assert mark(99_999) == 69_999
     assert mark(100_000) == 70_000  # 60 s window end + 10 s lateness: the window closes
     # a record that arrived meanwhile (log end 11 > committed 10) stops the clock's part
-    assert decide_pipeline_watermark(states, 2, 100_000, timeout, log_end={0: 11, 1: 10}) == 50_000
+    arrived = {0: 11, 1: 10}
+    found = decide_pipeline_watermark(states, 2, 100_000, timeout, arrived, settled_ms=60_000)
+    assert found == 50_000
+    # and p1, idle, vouches no further than p0's mark one idle timeout ago
+    found = decide_pipeline_watermark(states, 2, 100_000, timeout, arrived, settled_ms=45_000)
+    assert found == 45_000
 
 
-def test_an_idle_partition_without_any_record_holds_nothing_back() -> None:
+def test_an_idle_partition_without_any_record_holds_the_others_one_idle_timeout_back() -> None:
     states = [_state(0, None, 0), _state(1, 70_000, None)]
-    assert decide_pipeline_watermark(states, 2, 200_000, 30_000) == 70_000
+    assert decide_pipeline_watermark(states, 2, 200_000, 30_000, settled_ms=40_000) == 40_000
+    assert decide_pipeline_watermark(states, 2, 200_000, 30_000, settled_ms=None) is None
     states = [_state(0, None, 0), _state(1, None, 0)]
     assert decide_pipeline_watermark(states, 2, 200_000, 30_000) is None
+
+
+@pytest.mark.parametrize(
+    ("samples", "wall", "expected"),
+    [
+        ((), 10, None),
+        (((5, 100),), 4, None),
+        (((5, 100),), 5, 100),
+        (((5, 100), (8, 300), (12, 200)), 11, 300),  # the last one taken by then
+        (((5, 100), (8, 300), (12, 200)), 99, 200),
+    ],
+)  # fmt: skip
+def test_mark_samples_at(samples: tuple[tuple[int, int], ...], wall: int,
+                         expected: int | None) -> None:  # fmt: skip
+    assert MarkSamples(samples).at(wall) == expected
+
+
+def test_mark_samples_keep_the_last_one_before_the_bound_and_all_after() -> None:
+    marks = MarkSamples(((1, 10), (2, 20), (3, 30)))
+    assert marks.add(4, 40, keep_from_ms=2).samples == ((2, 20), (3, 30), (4, 40))
+    assert marks.add(4, 40, keep_from_ms=0).samples == ((1, 10), (2, 20), (3, 30), (4, 40))
+    assert marks.add(9, 90, keep_from_ms=9).samples == ((9, 90),)
+
+
+@pytest.mark.parametrize("skew_ms", [0, 1_000, 4_500])
+def test_a_replay_reaching_an_empty_partition_late_is_not_finalized_past(skew_ms: int) -> None:
+    """A replay at 100x: partition 0 reads on from event time 0, partition 1 had no record
+    and is idle. Partition 1's first record, event time 1,000 s, is sent together with
+    partition 0's but reaches Kafka `skew_ms` later (under the 5 s idle timeout), and its
+    consumer reads it 500 ms after that. Rounds every 250 ms of wall time. The pipeline mark
+    must stay below 1,000 s until partition 1's state holds that record, and go on after."""
+    timeout, first = 5_000, 1_000_000
+    sent_at = 20_000 + first // 100  # wall time at which partition 0 reached it
+    delivered, read = sent_at + skew_ms, sent_at + skew_ms + 500
+    mark = PipelineMark(timeout)
+    reached = []
+    for wall in range(20_000, 60_000, 250):
+        p0 = {"partition": 0, "watermark_ms": (wall - 20_000) * 100, "caught_up": False,
+              "idle_since_ms": None, "committed_offset": wall}  # fmt: skip
+        p1 = _state(1, None, 0) if wall < read else _state(1, first, read)
+        p1["committed_offset"] = 0 if wall < read else 1
+        ends = {0: wall, 1: 0 if wall < delivered else 1}
+        found = mark.observe([p0, p1], 2, wall, ends)
+        if wall < read:
+            assert found is None or found < first, (wall, found)
+        reached.append(found or 0)
+    assert max(reached) >= 3_000_000  # it went on once the record was read
 
 
 def test_group_cap_per_window_and_partition() -> None:
