@@ -30,6 +30,8 @@ from metricpipe_operator.config import OperatorConfig
 from metricpipe_operator.reconcile.consumer import build_pipeline_document
 from metricpipe_operator.reconcile.names import PipelineRef
 
+PAGE = 10_000  # the search engines' default limit of hits per request
+
 Records = list[oracle.Record]
 
 
@@ -293,31 +295,20 @@ def sink_results(pipeline: Pipeline) -> tuple[dict[Any, dict[str, Any]], dict[An
 
 
 def _all_docs(sink: SearchSink) -> list[dict[str, Any]]:
-    """Every metric document, read day by day (each day stays under the 10,000-hit page)."""
+    """Every metric document, in pages sorted by window start. A full page stops before its
+    last window start, which the next page starts from, so no document is read twice or
+    skipped (one query per 10,000 documents, however many days they span)."""
     docs: list[dict[str, Any]] = []
-    bounds = sink.search(sink.index, {"match_all": {}}, size=1)
-    if not bounds:
-        return docs
-    day = 86_400_000
-    first = _edge(sink, "asc") // day * day
-    last = _edge(sink, "desc")
-    for start in range(first, last + 1, day):
-        page = sink.search(
-            sink.index, {"range": {"window_start_ms": {"gte": start, "lt": start + day}}}, 10_000
-        )
-        assert len(page) < 10_000, "a day holds too many documents for one page"
-        docs += page
-    return docs
-
-
-def _edge(sink: SearchSink, order: str) -> int:
-    body: dict[str, Any] = {"query": {"match_all": {}}, "size": 1,
-                            "sort": [{"window_start_ms": order}]}  # fmt: skip
-    if sink.keyword_bodies:
-        response = sink.client.search(index=sink.index, **body)
-    else:
-        response = sink.client.search(index=sink.index, body=body)
-    return int(response["hits"]["hits"][0]["_source"]["window_start_ms"])
+    query: dict[str, Any] = {"match_all": {}}
+    while True:
+        page = sink.search(sink.index, query, PAGE, sort=[{"window_start_ms": "asc"}])
+        if len(page) < PAGE:
+            return docs + page
+        last = int(page[-1]["window_start_ms"])
+        before = [doc for doc in page if int(doc["window_start_ms"]) < last]
+        assert before, f"one window start holds {PAGE} documents or more: too many for a page"
+        docs += before
+        query = {"range": {"window_start_ms": {"gte": last}}}
 
 
 def assert_matches_reference(

@@ -76,7 +76,11 @@ def test_kill_minus_nine_during_the_replay(
     pipeline = make_pipeline(stack, tmp_path, unique_name, topic, SPEC, "elasticsearch")
     # Kills on a timer, with small batches: they land at random points of the write path
     # (test_crash_points.py lands one at each named point and proves where it landed).
-    env = {"METRICPIPE_MAX_BATCH_RECORDS": "5000", "METRICPIPE_SESSION_TIMEOUT_MS": "10000"}
+    env = {
+        "METRICPIPE_MAX_BATCH_RECORDS": "5000",
+        "METRICPIPE_SESSION_TIMEOUT_MS": "10000",
+        "METRICPIPE_IDLE_TIMEOUT_SECONDS": "5",
+    }  # partitions idle between chunks too
     replicas = {slot: processes.start(pipeline, METRICPIPE_GROUP_INSTANCE_ID=f"r{slot}", **env)
                 for slot in range(3)}  # fmt: skip
     rng = random.Random(11)
@@ -124,7 +128,8 @@ def test_scale_one_three_one_mid_replay(
     topic = f"{unique_name}-scale"
     create_topics(stack, topic, 6)
     pipeline = make_pipeline(stack, tmp_path, unique_name, topic, SPEC, "opensearch")
-    env = {"METRICPIPE_MAX_BATCH_RECORDS": "5000", "METRICPIPE_SESSION_TIMEOUT_MS": "10000"}
+    env = {"METRICPIPE_MAX_BATCH_RECORDS": "5000", "METRICPIPE_SESSION_TIMEOUT_MS": "10000",
+           "METRICPIPE_IDLE_TIMEOUT_SECONDS": "5"}  # fmt: skip
     third = len(records) // 3
     first = processes.start(pipeline, **env)
     produce(stack, topic, records[:third])

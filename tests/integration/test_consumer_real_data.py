@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+import oracle
 from consumers import (
     ConsumerProcesses,
     Pipeline,
@@ -57,7 +58,7 @@ def test_rtt_per_probe_per_hour(
 ) -> None:  # fmt: skip
     topic, records = rtt_topic
     spec = {"source": {"tag": "atlas", "filters": VALID}, "metric": RTT_SPECS[metric]}
-    run_and_compare(stack, processes, tmp_path, f"{unique_name}-{metric}", topic, spec, backend,
+    run_and_compare(stack, processes, tmp_path, unique_name, topic, {metric: spec}, backend,
                     records)  # fmt: skip
 
 
@@ -70,13 +71,13 @@ def test_rtt_loss_rate_per_hour(
     count pipelines (metricpipe computes one aggregation per pipeline; the ratio is a query)."""
     topic, records = rtt_topic
     counts = {}
-    for name, filters in (("lost", LOST), ("all", [])):
-        spec = {"source": {"tag": "atlas", "filters": filters},
-                "metric": {"aggregation": "count", "groupBy": ["probe"]}}  # fmt: skip
-        pipeline, through = run_and_compare(stack, processes, tmp_path, f"{unique_name}-{name}",
-                                            topic, spec, backend, records)  # fmt: skip
+    specs = {name: {"source": {"tag": "atlas", "filters": filters},
+                    "metric": {"aggregation": "count", "groupBy": ["probe"]}}
+             for name, filters in (("lost", LOST), ("all", []))}  # fmt: skip
+    results = run_and_compare(stack, processes, tmp_path, unique_name, topic, specs, backend,
+                              records)  # fmt: skip
+    for name, (pipeline, reference, through) in results.items():
         finals, _ = sink_results(pipeline)
-        reference = pipeline.expected(records)
         counts[name] = (
             {
                 key: int(doc["count"])
@@ -108,25 +109,34 @@ def test_access_log_requests_and_5xx_rate(
     requests = {"source": base, "metric": {"aggregation": "count", "eventTime": clf}}
     errors = {"source": {**base, "filters": [{"field": "status", "matches": "^5"}]},
               "metric": {"aggregation": "rate", "eventTime": clf}}  # fmt: skip
-    for name, spec in (("requests", requests), ("5xx", errors)):
-        run_and_compare(stack, processes, tmp_path, f"{unique_name}-{name}", topic, spec, backend,
-                        records)  # fmt: skip
+    run_and_compare(stack, processes, tmp_path, unique_name, topic,
+                    {"requests": requests, "5xx": errors}, backend, records)  # fmt: skip
 
 
 def run_and_compare(
-    stack: StackEnv, processes: ConsumerProcesses, tmp_path: Path, name: str, topic: str,
-    spec: dict[str, Any], backend: str, records: Records,
-) -> tuple[Pipeline, int]:  # fmt: skip
-    """Returns the pipeline and the event time through which its windows are final."""
-    pipeline = make_pipeline(stack, tmp_path, name, topic, spec, backend)
-    reference = pipeline.expected(records)
-    processes.start(pipeline, METRICPIPE_IDLE_TIMEOUT_SECONDS="5")  # all data is there already
-    wait_consumed(stack, pipeline, topic, processes)
-    max_event = max(start for start, _ in reference.windows) + 3_600_000
+    stack: StackEnv, processes: ConsumerProcesses, tmp_path: Path, prefix: str, topic: str,
+    specs: dict[str, dict[str, Any]], backend: str, records: Records,
+) -> dict[str, tuple[Pipeline, oracle.Outcome, int]]:  # fmt: skip
+    """Runs one pipeline per spec over the topic, their consumers side by side, and compares
+    each with the reference. Returns each pipeline, its reference and the event time through
+    which its windows are final."""
+    started = {}
+    for name, spec in specs.items():
+        pipeline = make_pipeline(stack, tmp_path, f"{prefix}-{name}", topic, spec, backend)
+        # all data is there already: nothing to wait for once the partitions are read
+        processes.start(pipeline, METRICPIPE_IDLE_TIMEOUT_SECONDS="5")
+        started[name] = pipeline, pipeline.expected(records)
     window_ms = 3_600_000
-    through = (max_event - window_ms - 5 * 60_000) // window_ms * window_ms
-    wait_until_finalized(pipeline, through)
-    checked = assert_matches_reference(pipeline, reference, through)
-    assert checked > 0
-    assert dead_letter_reasons(stack, f"{topic}.dlq", f"it/{name}") == reference.dead_letters
-    return pipeline, through
+    out = {}
+    for name, (pipeline, reference) in started.items():
+        wait_consumed(stack, pipeline, topic, processes)
+        max_event = max(start for start, _ in reference.windows) + window_ms
+        through = (max_event - window_ms - 5 * 60_000) // window_ms * window_ms
+        wait_until_finalized(pipeline, through)
+        checked = assert_matches_reference(pipeline, reference, through)
+        assert checked > 0
+        assert dead_letter_reasons(stack, f"{topic}.dlq", f"it/{pipeline.name}") == (
+            reference.dead_letters
+        )
+        out[name] = pipeline, reference, through
+    return out
