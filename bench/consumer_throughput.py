@@ -38,6 +38,7 @@ from cpu import delta, snapshot
 from metricpipe_consumers.config import ConsumerConfig
 from metricpipe_consumers.document import PipelineDocument
 from metricpipe_consumers.engine import SparkAggregator
+from metricpipe_consumers.kafka_access import build_plaintext_access
 from metricpipe_consumers.metrics import ConsumerMetrics
 from metricpipe_consumers.sink import build_sink
 from metricpipe_consumers.stream import StreamConsumer, StreamSettings
@@ -235,7 +236,9 @@ class Timed:
 def run_consumer(doc: PipelineDocument, engine: SparkAggregator, settings: StreamSettings,
                  until: Any, profile: bool) -> Timed:  # fmt: skip
     sink = build_sink("elasticsearch", doc.sink.endpoint, doc.sink.index, None, None)
-    consumer = StreamConsumer(doc, sink, engine, ConsumerMetrics(doc.pipeline.key), settings)
+    kafka = build_plaintext_access(doc.kafka.bootstrap)
+    metrics = ConsumerMetrics(doc.pipeline.key)
+    consumer = StreamConsumer(doc, sink, engine, metrics, kafka, settings=settings)
     original = consumer.process_batch
     first: list[float] = []
 

@@ -101,7 +101,9 @@ def sink_for(target: PipelineTarget) -> MetricSink:
 
 
 def measure(bootstrap: str, targets: list[PipelineTarget], partitions: int) -> dict[str, Any]:
-    collector = Collector(KafkaReader(bootstrap), lambda: targets, sink_for, lookup_budget=30.0)
+    collector = Collector(
+        KafkaReader({"bootstrap.servers": bootstrap}), lambda: targets, sink_for, lookup_budget=30.0
+    )
     registry = CollectorRegistry()
     registry.register(collector)
     cold = collector.collect_cycle()

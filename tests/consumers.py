@@ -441,3 +441,37 @@ def with_kafka_times(lines: list[str]) -> list[tuple[None, bytes, int]]:
             last = oracle.event_ms(oracle.scan_access_line(line)["time"], "clf", None)
         stamped.append((None, line.encode(), last))
     return stamped
+
+
+def run_and_compare(
+    stack: StackEnv, processes: ConsumerProcesses, tmp_path: Path, prefix: str, topic: str,
+    specs: dict[str, dict[str, Any]], backend: str, records: Records,
+    *, kafka: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, tuple[Pipeline, oracle.Outcome, int]]:  # fmt: skip
+    """Runs one pipeline per spec over the topic, their consumers side by side, and compares
+    each with the reference. Returns each pipeline, its reference and the event time through
+    which its windows are final. kafka: per spec name, pipeline.json's `kafka` for its
+    consumer (a secured listener and its credentials) instead of the plaintext listener."""
+    started = {}
+    for name, spec in specs.items():
+        pipeline = make_pipeline(stack, tmp_path, f"{prefix}-{name}", topic, spec, backend)
+        if kafka is not None and name in kafka:
+            pipeline.document["kafka"] = kafka[name]
+            pipeline.document_path.write_text(json.dumps(pipeline.document))
+        # all data is there already: nothing to wait for once the partitions are read
+        processes.start(pipeline, METRICPIPE_IDLE_TIMEOUT_SECONDS="5")
+        started[name] = pipeline, pipeline.expected(records)
+    window_ms = 3_600_000
+    out = {}
+    for name, (pipeline, reference) in started.items():
+        wait_consumed(stack, pipeline, topic, processes)
+        max_event = max(start for start, _ in reference.windows) + window_ms
+        through = (max_event - window_ms - 5 * 60_000) // window_ms * window_ms
+        wait_until_finalized(pipeline, through)
+        checked = assert_matches_reference(pipeline, reference, through)
+        assert checked > 0
+        assert dead_letter_reasons(stack, f"{topic}.dlq", f"it/{pipeline.name}") == (
+            reference.dead_letters
+        )
+        out[name] = pipeline, reference, through
+    return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import structlog
 
+from metricpipe_operator.api.kafka import KAFKA_SETTINGS_INVALID
 from metricpipe_operator.logs import configure_logging
 
 from .batch import BatchJob, build_run_summary, decide_local_parallelism
@@ -22,10 +24,16 @@ from .document import PipelineDocument
 from .documents import parse_iso_ms
 from .engine import SparkAggregator
 from .filters import SpecError
+from .kafka_access import KafkaAccess, ensure_kafka_access
+from .kafka_check import (
+    KafkaAccessFacts,
+    decide_kafka_failure,
+    fetch_kafka_answers,
+)
 from .metrics import ConsumerMetrics
 from .records import RecordParser
 from .sink import MetricSink, SinkError, build_sink
-from .sparkconf import SparkSetupError, spark_conf_from_environment
+from .sparkconf import DEFAULT_TEMP_DIR, SparkSetupError, spark_conf_from_environment
 from .stream import StreamConsumer, StreamSettings
 
 
@@ -48,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     document = PipelineDocument.load(config.pipeline_config)
     overrides: dict[str, object] = {}
     if config.kafka_bootstrap:
-        overrides["kafka_bootstrap"] = config.kafka_bootstrap
+        overrides["kafka"] = document.kafka.model_copy(update={"bootstrap": config.kafka_bootstrap})
     if config.sink_endpoint:
         overrides["sink"] = document.sink.model_copy(update={"endpoint": config.sink_endpoint})
     document = document.model_copy(update=overrides)
@@ -58,11 +66,14 @@ def main(argv: list[str] | None = None) -> int:
         log.error("cannot apply the pipeline's spec", error=str(error))
         leave_last_words(config, f"spec refused: {error}")
         return 3
+    kafka = open_kafka(document, config, args.mode)
+    if isinstance(kafka, int):
+        return kafka
     password = config.sink_password.get_secret_value() if config.sink_password else None
     sink = build_sink(document.sink.backend, document.sink.endpoint, document.sink.index,
                       config.sink_username, password)  # fmt: skip
     if args.mode == "batch":
-        return run_batch(document, sink, config, args.window_start)
+        return run_batch(document, sink, config, kafka, args.window_start)
     metrics = ConsumerMetrics(document.pipeline.key)
     if config.metrics_port:
         metrics.serve(config.metrics_port)
@@ -86,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("spark ready", session_seconds=round(session_up - begun, 1),
              warm_up_seconds=round(time.monotonic() - session_up, 1))  # fmt: skip
     try:
-        StreamConsumer(document, sink, engine, metrics, settings).run(early_stop)
+        StreamConsumer(document, sink, engine, metrics, kafka, settings=settings).run(early_stop)
     except SinkError as error:
         log.error("sink error; exiting so the pod restarts", error=str(error))
         # the ResourceManager reads it from the pod's status: SinkReady False with the reason
@@ -97,9 +108,38 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def open_kafka(document: PipelineDocument, config: ConsumerConfig, mode: str) -> KafkaAccess | int:
+    """The process's Kafka settings, checked against Kafka before Spark starts; or the exit
+    code when they cannot work (3: settings that do not fit together, 4: Kafka refused them),
+    after writing why as the container's termination message (kafka_check.py)."""
+    log = structlog.get_logger("metricpipe.consumer")
+    try:  # the mounted credentials Secret is read here; batch runs also write Java's keystore
+        temp_dir = Path(os.environ.get("TMPDIR") or DEFAULT_TEMP_DIR)
+        kafka = ensure_kafka_access(
+            document.kafka, keystore_dir=temp_dir if mode == "batch" else None
+        )
+    except ValueError as error:  # KafkaConnectionError, or the connection's own validation
+        log.error("cannot connect to Kafka as configured", error=str(error))
+        leave_last_words(config, f"{KAFKA_SETTINGS_INVALID}: {error}")
+        return 3
+    log.info("kafka connection", kafka=kafka.described)
+    group = document.consumer_group if mode == "stream" else None  # batch runs use no group
+    failure = decide_kafka_failure(
+        fetch_kafka_answers(kafka.settings, document.topic, group),
+        KafkaAccessFacts(kafka.described, document.topic, document.consumer_group,
+                         document.kafka.credentials_secret),
+    )  # fmt: skip
+    if failure is not None:  # only a change of settings fixes it: say which, stop (back-off)
+        log.error("kafka refused this consumer", reason=failure.reason, error=failure.message)
+        leave_last_words(config, failure.last_words())
+        return 4
+    return kafka
+
+
 def run_batch(
-    document: PipelineDocument, sink: MetricSink, config: ConsumerConfig, window_start: str | None
-) -> int:
+    document: PipelineDocument, sink: MetricSink, config: ConsumerConfig, kafka: KafkaAccess,
+    window_start: str | None,
+) -> int:  # fmt: skip
     """Computes the due windows (or the one asked for); prints a JSON line per window; exits
     0, or 2 on a sink error (the Job's backoff retries it)."""
     log = structlog.get_logger("metricpipe.batch")
@@ -111,9 +151,9 @@ def run_batch(
         return 3
     engine = SparkAggregator(config.spark_master, conf=conf)
     dead_letters = DeadLetterWriter(
-        document.kafka_bootstrap, document.dead_letter_topic, document.pipeline.key, mode="batch"
+        kafka.settings, document.dead_letter_topic, document.pipeline.key, mode="batch"
     )
-    job = BatchJob(document, sink, engine, dead_letters)
+    job = BatchJob(document, sink, engine, dead_letters, kafka)
     try:
         if window_start:  # one window, on request (a rerun, a backfill): progress stays
             reports = [job.run(parse_iso_ms(window_start))]

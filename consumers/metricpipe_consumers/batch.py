@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -41,6 +42,7 @@ from .document import PipelineDocument
 from .documents import build_final_doc
 from .engine import GROUP_SEPARATOR, SCHEMA, SparkAggregator
 from .finalize import Progress, load_progress, save_progress
+from .kafka_access import KafkaAccess
 from .records import Filtered, RecordParser, Rejected
 from .sink import MetricSink, Refusal
 
@@ -71,9 +73,12 @@ def decide_due_windows(
     return list(range(first, last + 1, window_ms))[:limit]
 
 
-def fetch_first_record_time(bootstrap: str, topic: str, timeout: float = 10.0) -> int | None:
-    """Kafka time of the oldest record the topic still holds (over all partitions), or None."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "metricpipe-batch-probe",
+def fetch_first_record_time(
+    kafka: Mapping[str, str], topic: str, timeout: float = 10.0
+) -> int | None:
+    """Kafka time of the oldest record the topic still holds (over all partitions), or None.
+    It reads without a group (assign, no commit): no group ACL is needed."""
+    consumer = Consumer({**kafka, "group.id": "metricpipe-batch-probe",
                          "enable.auto.commit": False})  # fmt: skip
     try:
         partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
@@ -151,9 +156,10 @@ def decide_local_parallelism(spark_master: str) -> int:
 class BatchJob:
     def __init__(
         self, doc: PipelineDocument, sink: MetricSink, engine: SparkAggregator,
-        dead_letters: DeadLetterWriter,
+        dead_letters: DeadLetterWriter, kafka: KafkaAccess,
     ) -> None:  # fmt: skip
         self.doc = doc
+        self.kafka = kafka
         self.sink = sink
         self.engine = engine
         self.dead_letters = dead_letters
@@ -169,7 +175,7 @@ class BatchJob:
         self.sink.refresh()
         progress = load_progress(self.sink, state_index).finalized_through
         first = (
-            fetch_first_record_time(self.doc.kafka_bootstrap, self.doc.topic)
+            fetch_first_record_time(self.kafka.settings, self.doc.topic)
             if progress is None
             else None
         )
@@ -256,7 +262,7 @@ class BatchJob:
         [from_ms, until_ms)."""
         frame = (
             self.engine.session.read.format("kafka")
-            .option("kafka.bootstrap.servers", self.doc.kafka_bootstrap)
+            .options(**self.kafka.spark_options)
             .option("subscribe", self.doc.topic)
             .option("startingTimestamp", str(from_ms))
             .option("endingTimestamp", str(until_ms))

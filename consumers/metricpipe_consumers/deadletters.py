@@ -14,6 +14,7 @@ truncation, which letters were sent already) are pure, in `letters.py`; this is 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import structlog
@@ -57,8 +58,11 @@ class _Queued:
 
 
 class DeadLetterWriter:
-    def __init__(self, bootstrap: str, topic: str, pipeline: str, mode: Mode = "stream") -> None:
-        self.bootstrap = bootstrap
+    def __init__(
+        self, kafka: Mapping[str, str], topic: str, pipeline: str, mode: Mode = "stream"
+    ) -> None:
+        self.kafka = dict(kafka)  # librdkafka settings (kafka_access.KafkaAccess.settings)
+        self.bootstrap = kafka["bootstrap.servers"]
         self.topic = topic
         self.pipeline = pipeline
         self.mode: Mode = mode
@@ -66,7 +70,7 @@ class DeadLetterWriter:
         self.marks: dict[MarkKey, Position] = {}
         self._marks_since: int | None = None
         self._marks_loaded = False
-        self._admin = AdminClient({"bootstrap.servers": bootstrap})
+        self._admin = AdminClient({**self.kafka})
         self._limit: int | None = None  # the DLQ's max.message.bytes
         self._partitions = 0
         self._producer: Producer | None = None
@@ -111,7 +115,7 @@ class DeadLetterWriter:
             if self._producer is not None:
                 self._producer.flush(30)
             self._producer = Producer({
-                "bootstrap.servers": self.bootstrap, "enable.idempotence": True,
+                **self.kafka, "enable.idempotence": True,
                 "linger.ms": 20, "message.max.bytes": cap,
                 # several small letters in one batch must fit the topic's limit too
                 "batch.size": max(1, min(1_000_000, limit - 4096)),
@@ -222,7 +226,7 @@ class DeadLetterWriter:
         self.refresh()
         started = time.monotonic()
         found = fetch_letter_marks(
-            self.bootstrap,
+            self.kafka,
             self.topic,
             self.partitions,
             since_ms,
@@ -246,14 +250,15 @@ def _too_large(error: KafkaError | None) -> bool:
 
 
 def fetch_letter_marks(
-    bootstrap: str, topic: str, partitions: int, since_ms: int | None, *, pipeline: str,
+    kafka: Mapping[str, str], topic: str, partitions: int, since_ms: int | None, *,
+    pipeline: str,
     source_topic: str,
 ) -> list[tuple[MarkKey, Position]]:  # fmt: skip
     """(mark key, position) of every letter of `pipeline` about `source_topic` in the DLQ's
     range to read. Letters that cannot be read in time are logged: the cost is a possible
     duplicate, never a lost record."""
     consumer = Consumer({
-        "bootstrap.servers": bootstrap, "group.id": f"metricpipe-dlq-marks-{pipeline}",
+        **kafka, "group.id": f"metricpipe-dlq-marks-{pipeline}",
         "enable.auto.commit": False, "enable.partition.eof": True,
     })  # fmt: skip
     found: list[tuple[MarkKey, Position]] = []

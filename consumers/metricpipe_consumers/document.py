@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from metricpipe_operator.api.durations import parse_duration
+from metricpipe_operator.api.kafka import KafkaEndpoint
 from metricpipe_operator.api.model import MetricPipelineSpec
 
 
@@ -33,13 +34,14 @@ class SinkTarget(_Doc):
 
 class PipelineDocument(_Doc):
     """What the operator's `build_pipeline_document` writes; the consumer's whole configuration
-    besides secrets (which come as environment variables from Secret references)."""
+    besides secrets (a sink's as environment variables from Secret references, Kafka's as
+    files of a mounted Secret, which `kafka` names)."""
 
     pipeline: PipelineIdentity
     topic: str
     consumer_group: str = Field(alias="consumerGroup")
     dead_letter_topic: str = Field(alias="deadLetterTopic")
-    kafka_bootstrap: str = Field(alias="kafkaBootstrap")
+    kafka: KafkaEndpoint  # where Kafka is; credentials from the mounted Secret
     sink: SinkTarget
     spec: MetricPipelineSpec
 

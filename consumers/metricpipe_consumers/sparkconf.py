@@ -39,6 +39,7 @@ MIN_DIRECT_MIB = 64
 # Python (measured: docs/consumer.md, "In a container").
 MIN_LIMIT_BYTES = 1024 * MIB
 DEFAULT_DRIVER_MEMORY = "1g"  # no limit known: a process on a development host
+REDACTION_REGEX = "(?i)secret|password|token|access[.]?key|jaas|keystore"
 DEFAULT_TEMP_DIR = "/tmp"  # noqa: S108 - the pod mounts an emptyDir there
 
 
@@ -113,6 +114,9 @@ def build_spark_conf(
         "spark.jars.ivy": f"{paths.home_dir}/.ivy2",  # spark-submit sets up Ivy even unused
         # relative to the working directory otherwise; Spark may create it at start-up
         "spark.sql.warehouse.dir": f"{paths.local_dir}/spark-warehouse",
+        # Spark's default, plus the Kafka source's JAAS line (it holds the SCRAM password)
+        # and keystore settings: never shown in logs, the UI or the event log
+        "spark.redaction.regex": REDACTION_REGEX,
     }
     if jars:
         # Local mode: the driver is the executor, so the driver's class path is enough. Unlike

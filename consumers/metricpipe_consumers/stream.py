@@ -28,6 +28,7 @@ from .documents import SinkDoc, build_partial_doc, build_partition_state
 from .engine import GROUP_SEPARATOR, SCHEMA, SparkAggregator
 from .faults import fault_point, fault_point_from_config
 from .finalize import Finalizer
+from .kafka_access import KafkaAccess
 from .letters import decide_marks_since, select_refused_rows
 from .metrics import ConsumerMetrics
 from .records import Filtered, RecordLimits, RecordParser, Rejected
@@ -90,7 +91,7 @@ class StreamSettings:
 class StreamConsumer:
     def __init__(
         self, doc: PipelineDocument, sink: MetricSink, engine: SparkAggregator,
-        metrics: ConsumerMetrics, settings: StreamSettings | None = None,
+        metrics: ConsumerMetrics, kafka: KafkaAccess, *, settings: StreamSettings | None = None,
     ) -> None:  # fmt: skip
         self.doc = doc
         self.sink = sink
@@ -118,7 +119,7 @@ class StreamConsumer:
         )
         self.consumer = Consumer({
             **membership,
-            "bootstrap.servers": doc.kafka_bootstrap,
+            **kafka.settings,
             "group.id": doc.consumer_group,
             "partition.assignment.strategy": "cooperative-sticky",
             "enable.auto.commit": False,
@@ -131,9 +132,9 @@ class StreamConsumer:
         # asked through the consumer they queue behind its fetch long-poll, 0.5 s per request
         # on a topic with nothing new — that made a tick take seconds once the input stopped,
         # and the backlog drained one small batch per tick (issue #4's stall).
-        self.admin = AdminClient({"bootstrap.servers": doc.kafka_bootstrap})
+        self.admin = AdminClient(dict(kafka.settings))
         self.dead_letters = DeadLetterWriter(
-            doc.kafka_bootstrap, doc.dead_letter_topic, doc.pipeline.key
+            kafka.settings, doc.dead_letter_topic, doc.pipeline.key
         )
         self._last_finalize = 0.0
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch")

@@ -11,6 +11,7 @@ import structlog
 from prometheus_client import CollectorRegistry, start_http_server
 
 from metricpipe_consumers.sink import build_sink
+from metricpipe_operator.api.kafka import build_librdkafka_settings, load_kafka_connection
 from metricpipe_operator.logs import configure_logging
 
 from .collector import Collector
@@ -37,6 +38,11 @@ def main() -> int:
     config = ExporterConfig()
     configure_logging(config.log_level)
     api = build_kube_api(config)
+    try:
+        kafka_settings = build_librdkafka_settings(load_kafka_connection(config.kafka_endpoint()))
+    except ValueError as error:  # KafkaConnectionError: what to change in the settings
+        log.error("cannot connect to Kafka as configured", error=str(error))
+        return 3
     password = config.sink_password.get_secret_value() if config.sink_password else None
 
     @lru_cache(maxsize=256)
@@ -47,7 +53,7 @@ def main() -> int:
         return sink_for_endpoint(target.backend, target.endpoint, target.index)
 
     collector = Collector(
-        KafkaReader(config.kafka_bootstrap, config.exporter_kafka_timeout_seconds),
+        KafkaReader(kafka_settings, config.exporter_kafka_timeout_seconds),
         lambda: build_targets(fetch_pipeline_objects(config, api), config),
         sink_for if config.exporter_probe_sink else None,
         config.exporter_lookup_budget_seconds,

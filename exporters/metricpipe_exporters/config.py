@@ -5,15 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from metricpipe_operator.api.kafka import KafkaClientSettings
 
 
-class ExporterConfig(BaseSettings):
+class ExporterConfig(KafkaClientSettings):
     """Read once at start-up. Durations are in seconds."""
 
     model_config = SettingsConfigDict(env_prefix="METRICPIPE_", frozen=True)
 
-    kafka_bootstrap: str = Field(default="127.0.0.1:9092", description="Kafka bootstrap servers.")
     elasticsearch_url: str = Field(default="http://elasticsearch:9200")
     opensearch_url: str = Field(default="http://opensearch:9200")
     sink_username: str | None = Field(default=None, description="From a Secret reference.")

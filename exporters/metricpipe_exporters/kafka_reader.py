@@ -25,10 +25,11 @@ class GroupOffsets:
 
 
 class KafkaReader:
-    def __init__(self, bootstrap: str, timeout: float = 5.0) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, kafka: Mapping[str, str], timeout: float = 5.0) -> None:
+        """kafka: librdkafka settings with bootstrap.servers (build_librdkafka_settings)."""
+        self.kafka = dict(kafka)
         self.timeout = timeout
-        self.admin = AdminClient({"bootstrap.servers": bootstrap})
+        self.admin = AdminClient(dict(self.kafka))
         self._timestamps: dict[tuple[str, int, int], int] = {}  # (topic, partition, offset) -> ms
         self.lookups = {"hit": 0, "read": 0, "missing": 0}
         self._readers: dict[str, Consumer] = {}  # group -> a consumer that only reads offsets
@@ -89,7 +90,7 @@ class KafkaReader:
     def _group_reader(self, group: str) -> Consumer:
         reader = self._readers.get(group)
         if reader is None:
-            reader = Consumer({"bootstrap.servers": self.bootstrap, "group.id": group,
+            reader = Consumer({**self.kafka, "group.id": group,
                                "enable.auto.commit": False})  # fmt: skip
             self._readers[group] = reader
         return reader
@@ -118,7 +119,7 @@ class KafkaReader:
         self, missing: set[tuple[str, int, int]], budget: float
     ) -> dict[tuple[str, int, int], int]:
         reader = Consumer({
-            "bootstrap.servers": self.bootstrap, "group.id": f"metricpipe-exporter-{uuid.uuid4()}",
+            **self.kafka, "group.id": f"metricpipe-exporter-{uuid.uuid4()}",
             "enable.auto.commit": False, "enable.auto.offset.store": False,
             "max.partition.fetch.bytes": 65_536, "fetch.wait.max.ms": 50,
         })  # fmt: skip

@@ -19,7 +19,16 @@ class StackEnv:
     spark_kafka_jars: tuple[str, ...]
     data_dir: Path
     kube_version_expected: str
+    kafka_sasl_bootstrap: str  # SASL_SSL, SCRAM users, ACLs (kafka.py)
+    kafka_mtls_bootstrap: str  # SSL with client certificates, ACLs
+    kafka_scram_admin: str  # the SCRAM super user made at storage-format time
+    kafka_scram_admin_password_file: Path
+    pki_dir: Path  # the stack's CA (ca.crt, ca.key) and the certificates it issued
     kubectl: Path = Path("kubectl")  # the pinned build (KUBECTL in .stack/env), else PATH's
+
+    @property
+    def ca_file(self) -> Path:
+        return self.pki_dir / "ca.crt"
 
     @classmethod
     def from_entries(cls, entries: dict[str, str], kube_version: str) -> StackEnv:
@@ -32,6 +41,10 @@ class StackEnv:
                 "OPENSEARCH_URL",
                 "PROMETHEUS_URL",
                 "METRICPIPE_DATA_DIR",
+                "KAFKA_SASL_BOOTSTRAP",
+                "KAFKA_MTLS_BOOTSTRAP",
+                "KAFKA_SCRAM_ADMIN_PASSWORD_FILE",
+                "STACK_PKI_DIR",
             )
             if key not in entries
         ]
@@ -50,5 +63,10 @@ class StackEnv:
             spark_kafka_jars=jars,
             data_dir=Path(entries["METRICPIPE_DATA_DIR"]),
             kube_version_expected=kube_version,
+            kafka_sasl_bootstrap=entries["KAFKA_SASL_BOOTSTRAP"],
+            kafka_mtls_bootstrap=entries["KAFKA_MTLS_BOOTSTRAP"],
+            kafka_scram_admin=entries.get("KAFKA_SCRAM_ADMIN", "admin"),
+            kafka_scram_admin_password_file=Path(entries["KAFKA_SCRAM_ADMIN_PASSWORD_FILE"]),
+            pki_dir=Path(entries["STACK_PKI_DIR"]),
             kubectl=Path(entries.get("KUBECTL", "kubectl")),
         )

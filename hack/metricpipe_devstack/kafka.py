@@ -1,8 +1,20 @@
-"""Apache Kafka 4.x in KRaft mode (one combined broker+controller) from Maven Central jars."""
+"""Apache Kafka 4.x in KRaft mode (one combined broker+controller) from Maven Central jars.
+
+Three client listeners on the pod bridge's host address:
+- PLAINTEXT (ports.kafka): the quick path; its clients are User:ANONYMOUS, a super user.
+- SASL_SSL (ports.kafka_sasl): TLS with the stack's CA, SCRAM-SHA-512/256 users; `admin` is
+  made at storage-format time (its password in config/scram-admin.password), others by
+  whoever administers the cluster (AdminClient.alter_user_scram_credentials).
+- MTLS (ports.kafka_mtls): TLS with a client certificate from the stack's CA required; the
+  certificate's CN is the user (`CN=alice` -> User:alice).
+The ACL authorizer (StandardAuthorizer) is on: a user of the secured listeners may do only
+what ACLs grant it (no ACL: denied).
+"""
 
 from __future__ import annotations
 
 import base64
+import secrets
 import subprocess
 import uuid
 from pathlib import Path
@@ -11,6 +23,10 @@ from confluent_kafka.admin import AdminClient
 
 from .base import Component, Probe
 from .errors import StackError
+from .pki import ensure_pki, issue_certificate
+
+SCRAM_ADMIN = "admin"
+SCRAM_SERVER_LOGIN = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
 
 LOG4J2_PROPERTIES = """\
 status = warn
@@ -35,11 +51,36 @@ class Kafka(Component):
         return self.settings.ports.kafka
 
     def listen_ports(self) -> list[int]:
-        return [self.settings.ports.kafka, self.settings.ports.kafka_controller]
+        ports = self.settings.ports
+        return [ports.kafka, ports.kafka_sasl, ports.kafka_mtls, ports.kafka_controller]
 
     @property
     def bootstrap(self) -> str:
         return f"{self.bind_host()}:{self.settings.ports.kafka}"
+
+    @property
+    def sasl_bootstrap(self) -> str:
+        return f"{self.bind_host()}:{self.settings.ports.kafka_sasl}"
+
+    @property
+    def mtls_bootstrap(self) -> str:
+        return f"{self.bind_host()}:{self.settings.ports.kafka_mtls}"
+
+    @property
+    def admin_password_file(self) -> Path:
+        return self.config_dir / "scram-admin.password"
+
+    def _ensure_tls_files(self) -> Path:
+        """The broker's PEM keystore (its key, then its certificate from the stack's CA)."""
+        pki = self.settings.pki_dir
+        ensure_pki(pki, extra_sans=f"IP:{self.settings.host_address}")
+        crt, key = issue_certificate(
+            pki, "kafka-server", "kafka", sans=f"IP:{self.bind_host()},IP:127.0.0.1,DNS:localhost"
+        )
+        keystore = self.config_dir / "server-keystore.pem"
+        keystore.write_text(key.read_text() + crt.read_text())
+        keystore.chmod(0o600)
+        return keystore
 
     @property
     def config_dir(self) -> Path:
@@ -72,20 +113,38 @@ class Kafka(Component):
         ports = self.settings.ports
         self.config_dir.mkdir(parents=True, exist_ok=True)
         (self.config_dir / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
+        keystore = self._ensure_tls_files()
         log_dirs = self.data_dir / "kraft-logs"
+        clients = (
+            f"PLAINTEXT://{self.bootstrap},SASL_SSL://{self.sasl_bootstrap},"
+            f"MTLS://{self.mtls_bootstrap}"
+        )
         properties = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@127.0.0.1:{ports.kafka_controller}",
             # clients (host processes and pods) on the bridge address; the controller stays on
             # loopback, only the broker itself talks to it
-            "listeners": (
-                f"PLAINTEXT://{self.bootstrap},CONTROLLER://127.0.0.1:{ports.kafka_controller}"
-            ),
-            "advertised.listeners": f"PLAINTEXT://{self.bootstrap}",
+            "listeners": f"{clients},CONTROLLER://127.0.0.1:{ports.kafka_controller}",
+            "advertised.listeners": clients,
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map": (
+                "PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,MTLS:SSL,CONTROLLER:PLAINTEXT"
+            ),
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(keystore),
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(self.settings.pki_dir / "ca.crt"),
+            "listener.name.mtls.ssl.client.auth": "required",
+            "ssl.principal.mapping.rules": "RULE:^CN=([^,]+)$/$1/,DEFAULT",
+            "sasl.enabled.mechanisms": "SCRAM-SHA-512,SCRAM-SHA-256",
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": SCRAM_SERVER_LOGIN,
+            "listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config": SCRAM_SERVER_LOGIN,
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            # the plaintext listener's and the controller's clients are ANONYMOUS
+            "super.users": f"User:ANONYMOUS;User:{SCRAM_ADMIN}",
+            "allow.everyone.if.no.acl.found": "false",
             "log.dirs": str(log_dirs),
             "num.partitions": "1",
             "auto.create.topics.enable": "false",
@@ -103,9 +162,20 @@ class Kafka(Component):
         if (log_dirs / "meta.properties").exists():
             return
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        password = secrets.token_urlsafe(18)
+        self.admin_password_file.write_text(password)
+        self.admin_password_file.chmod(0o600)
+        scram = f"SCRAM-SHA-512=[name={SCRAM_ADMIN},password={password}]"
         result = subprocess.run(
             self._java(
-                "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(server_properties)
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(server_properties),
+                "--add-scram",
+                scram,
             ),
             capture_output=True,
             text=True,
@@ -116,14 +186,37 @@ class Kafka(Component):
     def argv(self) -> list[str]:
         return self._java("kafka.Kafka", str(self.config_dir / "server.properties"))
 
+    def admin_settings(self) -> dict[str, str]:
+        """librdkafka settings of the SCRAM admin on the SASL_SSL listener."""
+        return {
+            "bootstrap.servers": self.sasl_bootstrap,
+            "security.protocol": "sasl_ssl",
+            "ssl.ca.location": str(self.settings.pki_dir / "ca.crt"),
+            "sasl.mechanisms": "SCRAM-SHA-512",
+            "sasl.username": SCRAM_ADMIN,
+            "sasl.password": self.admin_password_file.read_text().strip(),
+        }
+
     def probe(self) -> Probe:
+        """Up when the plaintext listener answers and the SCRAM admin gets in over TLS."""
         try:
             admin = AdminClient({"bootstrap.servers": self.bootstrap, "socket.timeout.ms": 3000})
             metadata = admin.list_topics(timeout=3)
+            if not metadata.brokers:
+                return Probe(False, "no broker registered yet")
+            secured = AdminClient({**self.admin_settings(), "socket.timeout.ms": 3000})
+            secured.list_topics(timeout=3)
         except Exception as error:  # librdkafka raises KafkaException on timeouts
             return Probe(False, f"unreachable: {error}")
-        ok = bool(metadata.brokers)
-        return Probe(ok, f"{len(metadata.brokers)} broker(s)", self.version)
+        return Probe(True, f"{len(metadata.brokers)} broker(s), SASL_SSL ok", self.version)
 
     def env(self) -> dict[str, str]:
-        return {"KAFKA_BOOTSTRAP": self.bootstrap}
+        return {
+            "KAFKA_BOOTSTRAP": self.bootstrap,
+            "KAFKA_SASL_BOOTSTRAP": self.sasl_bootstrap,
+            "KAFKA_MTLS_BOOTSTRAP": self.mtls_bootstrap,
+            "KAFKA_SCRAM_ADMIN": SCRAM_ADMIN,
+            "KAFKA_SCRAM_ADMIN_PASSWORD_FILE": str(self.admin_password_file),
+            "STACK_CA_FILE": str(self.settings.pki_dir / "ca.crt"),
+            "STACK_PKI_DIR": str(self.settings.pki_dir),
+        }

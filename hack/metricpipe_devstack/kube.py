@@ -80,7 +80,7 @@ class Etcd(Component):
 class _KubeComponent(Component):
     @property
     def pki(self) -> Path:
-        return self.settings.stack_dir / "kube" / "pki"
+        return self.settings.pki_dir
 
     @property
     def kubeconfig(self) -> Path:

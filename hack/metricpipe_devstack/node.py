@@ -104,7 +104,7 @@ class Kubelet(Component):
 
     @property
     def pki(self) -> Path:
-        return self.settings.stack_dir / "kube" / "pki"
+        return self.settings.pki_dir
 
     @property
     def kubeconfig(self) -> Path:
@@ -181,7 +181,7 @@ class Kubelet(Component):
 
 
 def read_node(settings: StackSettings) -> dict[str, Any] | None:
-    pki = settings.stack_dir / "kube" / "pki"
+    pki = settings.pki_dir
     server = f"https://{settings.host_address}:{settings.ports.apiserver}"
     try:
         response = requests.get(

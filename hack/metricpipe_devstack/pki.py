@@ -1,4 +1,6 @@
-"""A throwaway certificate authority for the local Kubernetes control plane (openssl CLI)."""
+"""The local stack's throwaway certificate authority (openssl CLI): the Kubernetes control
+plane's certificates, the kubelet's, and the servers' and clients' of the secured Kafka
+listeners."""
 
 from __future__ import annotations
 
@@ -19,8 +21,8 @@ def _openssl(*args: str, cwd: Path) -> None:
         raise StackError("kube-pki", f"openssl {args[0]} failed: {result.stderr.strip()}")
 
 
-def _issue(pki: Path, name: str, subject: str, *, sans: str | None = None) -> None:
-    """Create <name>.key and <name>.crt signed by the CA in pki/."""
+def _issue(pki: Path, name: str, subject: str, *, sans: str | None = None, days: int = 30) -> None:
+    """Create <name>.key (unencrypted PKCS#8) and <name>.crt signed by the CA in pki/."""
     _openssl("genrsa", "-out", f"{name}.key", "2048", cwd=pki)
     _openssl("req", "-new", "-key", f"{name}.key", "-subj", subject, "-out", f"{name}.csr", cwd=pki)
     ext = pki / f"{name}.ext"
@@ -40,7 +42,7 @@ def _issue(pki: Path, name: str, subject: str, *, sans: str | None = None) -> No
         "ca.key",
         "-CAcreateserial",
         "-days",
-        "30",
+        str(days),
         "-sha256",
         "-extfile",
         ext.name,
@@ -115,3 +117,18 @@ def ensure_node_pki(pki: Path, node_name: str, host_address: str) -> None:
 def build_node_kubeconfig(server: str, pki: Path) -> str:
     """The kubelet's kubeconfig: its own client certificate (system:node:<name>)."""
     return build_kubeconfig(server, pki, user="kubelet", cert="kubelet-client")
+
+
+def issue_certificate(
+    pki: Path, name: str, common_name: str, *, sans: str | None = None, days: int = 30
+) -> tuple[Path, Path]:
+    """A certificate for a server or client, signed by the stack's CA (ensure_pki first):
+    (<name>.crt, <name>.key) in pki/, the key readable by its owner only. Made once; a
+    certificate of the same name is reissued when days differs from its validity."""
+    if not (pki / "ca.crt").exists():
+        raise StackError("stack-pki", f"no CA in {pki}: run ensure_pki first")
+    crt, key = pki / f"{name}.crt", pki / f"{name}.key"
+    if not crt.exists():
+        _issue(pki, name, f"/CN={common_name}", sans=sans, days=days)
+        key.chmod(0o600)
+    return crt, key

@@ -45,6 +45,8 @@ class Ports:
     scheduler: int = _env_port("SCHEDULER", 30259)
     kafka: int = _env_port("KAFKA", 39092)
     kafka_controller: int = _env_port("KAFKA_CONTROLLER", 39093)
+    kafka_sasl: int = _env_port("KAFKA_SASL", 39094)  # SASL_SSL, SCRAM users, ACLs
+    kafka_mtls: int = _env_port("KAFKA_MTLS", 39095)  # SSL with client certificates, ACLs
     elasticsearch: int = _env_port("ELASTICSEARCH", 39200)
     elasticsearch_transport: int = _env_port("ELASTICSEARCH_TRANSPORT", 39300)
     opensearch: int = _env_port("OPENSEARCH", 39201)
@@ -120,6 +122,11 @@ class StackSettings:
             tag = hashlib.sha256(str(self.stack_dir).encode()).hexdigest()[:10]
             return Path("/var/tmp") / f"metricpipe-search-{tag}"  # noqa: S108 - root-owned parent
         return self.stack_dir / "search"
+
+    @property
+    def pki_dir(self) -> Path:
+        """The stack's certificate authority and every certificate it issued (pki.py)."""
+        return self.stack_dir / "kube" / "pki"
 
     @property
     def host_address(self) -> str:

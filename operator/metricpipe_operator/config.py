@@ -6,16 +6,21 @@ import re
 from typing import Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from .api.kafka import KafkaClientSettings
 
 
-class OperatorConfig(BaseSettings):
+class OperatorConfig(KafkaClientSettings):
     """Read once at start-up. Durations are in seconds."""
 
     model_config = SettingsConfigDict(env_prefix="METRICPIPE_", frozen=True)
 
-    kafka_bootstrap: str = Field(
-        default="127.0.0.1:9092", description="Kafka bootstrap servers (host:port,...)."
+    kafka_pipeline_secret: str | None = Field(
+        default=None,
+        description="With a secured Kafka: the Secret, in each pipeline's namespace, whose "
+        "credentials the pipeline's consumers and batch runs use when its spec.kafka names "
+        "none (keys as in spec.kafka.credentialsSecretRef's defaults).",
     )
     kafka_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Timeout of each Kafka admin request."

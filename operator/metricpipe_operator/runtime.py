@@ -5,6 +5,7 @@ from __future__ import annotations
 from confluent_kafka.admin import AdminClient
 from kubernetes import client, config
 
+from .api.kafka import build_librdkafka_settings, load_kafka_connection
 from .config import OperatorConfig
 from .reconcile.kubeapply import KubeApplier
 from .reconcile.pipeline import Runtime
@@ -19,11 +20,17 @@ def build_api_client() -> client.ApiClient:
 
 
 def build_runtime(operator_config: OperatorConfig) -> Runtime:
+    """Raises KafkaConnectionError when the operator's Kafka settings or mounted credentials
+    do not fit together (the message says what to change)."""
+    settings = build_librdkafka_settings(load_kafka_connection(operator_config.kafka_endpoint()))
     admin = AdminClient(
         {
-            "bootstrap.servers": operator_config.kafka_bootstrap,
+            **settings,
             "socket.timeout.ms": int(operator_config.kafka_timeout_seconds * 1000),
             "reconnect.backoff.max.ms": 5000,
         }
     )
-    return Runtime(config=operator_config, kube=KubeApplier(build_api_client()), kafka=admin)
+    return Runtime(
+        config=operator_config, kube=KubeApplier(build_api_client()), kafka=admin,
+        kafka_settings=settings,
+    )  # fmt: skip

@@ -32,11 +32,19 @@ from consumers import (
     wait_until_finalized,
     with_kafka_times,
 )
+from kafka_users import (
+    Tenant,
+    create_scram_user,
+    grant_consumer_acls,
+    secured_endpoint,
+    write_scram_secret,
+)
 from metricpipe_consumers.batch import BatchJob
 from metricpipe_consumers.deadletters import DeadLetterWriter
 from metricpipe_consumers.document import PipelineDocument
 from metricpipe_consumers.documents import iso
 from metricpipe_consumers.engine import SparkAggregator
+from metricpipe_consumers.kafka_access import ensure_kafka_access
 from metricpipe_devstack.env import StackEnv
 from shared_data import access_log_lines
 
@@ -51,13 +59,17 @@ SPEC = {
 CHANGING = ("finalized_at", "delay_seconds")  # when it ran, not what it computed
 
 
-def build_batch_job(stack: StackEnv, pipeline: Pipeline, engine: SparkAggregator) -> BatchJob:
-    """The batch run's job object, as `python -m metricpipe_consumers batch` builds it."""
+def build_batch_job(
+    stack: StackEnv, pipeline: Pipeline, engine: SparkAggregator, keystore_dir: Path
+) -> BatchJob:
+    """The batch run's job object, as `python -m metricpipe_consumers batch` builds it, on the
+    connection pipeline.json names (the plaintext listener unless a test secured it)."""
     document = PipelineDocument.model_validate(pipeline.document)
+    kafka = ensure_kafka_access(document.kafka, keystore_dir=keystore_dir)
     dead_letters = DeadLetterWriter(
-        stack.kafka_bootstrap, document.dead_letter_topic, document.pipeline.key
+        kafka.settings, document.dead_letter_topic, document.pipeline.key
     )
-    return BatchJob(document, pipeline.sink, engine, dead_letters)
+    return BatchJob(document, pipeline.sink, engine, dead_letters, kafka)
 
 
 def comparable(finals: dict[Any, dict[str, Any]]) -> dict[Any, dict[str, Any]]:
@@ -72,6 +84,14 @@ def test_every_window_equals_the_reference_and_reruns_replace(
     create_topics(stack, topic, 3, keep_forever=True)
     produce(stack, topic, with_kafka_times(lines))
     pipeline: Pipeline = make_pipeline(stack, tmp_path, unique_name, topic, SPEC, "elasticsearch")
+    # over SASL_SSL as a SCRAM user with the batch ACLs of docs/kafka-security.md (no group):
+    # Spark's Kafka source, the first-record probe and the dead letters, here and in the CLI run
+    user = f"{unique_name}-batch"
+    password = create_scram_user(stack, user)
+    grant_consumer_acls(stack, f"User:{user}", Tenant(topic, "", f"{topic}.dlq", ""), group=False)
+    secret = write_scram_secret(tmp_path / "kafka-secret", stack, user, password)
+    pipeline.document["kafka"] = secured_endpoint(stack.kafka_sasl_bootstrap, "SASL_SSL", secret)
+    pipeline.document_path.write_text(json.dumps(pipeline.document))
     records = read_topic(stack, topic)
     reference = pipeline.expected(records)
     assert "late" not in reference.dead_letters  # the replay is in order: nothing is late
@@ -81,7 +101,7 @@ def test_every_window_equals_the_reference_and_reruns_replace(
     assert len(windows) > 24, "the log spans days of hourly windows"
     engine = SparkAggregator("local[1]", jars=list(stack.spark_kafka_jars))
     try:
-        job = build_batch_job(stack, pipeline, engine)
+        job = build_batch_job(stack, pipeline, engine, tmp_path)
         # A new pipeline's first run starts at its topic's oldest record; each run makes up
         # at most 24 windows, the next run goes on from the progress it recorded.
         now = windows[-1] + HOUR_MS + 10 * 60_000
@@ -116,6 +136,8 @@ def test_every_window_equals_the_reference_and_reruns_replace(
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert finished.returncode == 0, finished.stderr[-3000:]
+    assert f"SASL_SSL SCRAM-SHA-512 user {user}" in finished.stderr + finished.stdout
+    assert password.get_secret_value() not in finished.stderr + finished.stdout
     report = json.loads(finished.stdout.strip().splitlines()[-1])
     expected = sum(w.count for (start, _), w in reference.windows.items() if start == window)
     assert (report["window_start_ms"], report["counted"]) == (window, expected), report
@@ -174,7 +196,7 @@ def test_both_clocks_every_record_counted_once_or_dead_lettered(
     now = (last_arrival // window + 1) * window + 60_000  # the last arrival's window closed
     engine = SparkAggregator("local[1]", jars=list(stack.spark_kafka_jars))
     try:
-        reports = build_batch_job(stack, pipeline, engine).run_due(now, limit=100)
+        reports = build_batch_job(stack, pipeline, engine, tmp_path).run_due(now, limit=100)
     finally:
         engine.stop()
     assert sum(r.counted for r in reports) == counted
@@ -227,7 +249,7 @@ def test_stream_batch_stream_switch_counts_every_window_once(
     produce(stack, topic, parts[1])  # 2. batch, from where the stream finalizer stopped
     engine = SparkAggregator("local[1]", jars=list(stack.spark_kafka_jars))
     try:
-        job = build_batch_job(stack, pipeline, engine)
+        job = build_batch_job(stack, pipeline, engine, tmp_path)
         reports = job.run_due(t2 + lateness, limit=1000)
     finally:
         engine.stop()

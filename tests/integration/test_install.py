@@ -71,6 +71,27 @@ def test_the_production_overlay_takes_credentials_only_from_secrets(stack: Stack
                     assert "value" not in variable, variable
                     references.append(variable["valueFrom"]["secretKeyRef"]["name"])
     assert references == ["metricpipe-sink-credentials"] * 2
+    # Kafka (Strimzi's SCRAM-over-TLS listener): each process's user and the cluster CA as one
+    # read-only projected volume of Secrets, the settings naming only where it is mounted
+    kafka_secrets = {}
+    for document in documents:
+        if document["kind"] == "Deployment":
+            pod = document["spec"]["template"]["spec"]
+            (volume,) = [v for v in pod["volumes"] if v["name"] == "kafka-credentials"]
+            kafka_secrets[document["metadata"]["name"]] = sorted(
+                source["secret"]["name"] for source in volume["projected"]["sources"]
+            )
+            assert pod["securityContext"]["fsGroup"] == 65532
+    assert kafka_secrets == {
+        "metricpipe-operator": ["metricpipe-cluster-ca-cert", "metricpipe-operator"],
+        "metricpipe-exporter": ["metricpipe-cluster-ca-cert", "metricpipe-exporter"],
+    }
+    configmaps = [d.get("data", {}) for d in documents if d["kind"] == "ConfigMap"]
+    settings = [data for data in configmaps if "METRICPIPE_KAFKA_BOOTSTRAP" in data]
+    assert len(settings) == 2
+    for data in settings:
+        assert data["METRICPIPE_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+        assert not any("PASSWORD" in key for key in data), data
     monitors = [d for d in documents if d["apiVersion"].startswith("monitoring.coreos.com/")]
     assert all(m["metadata"]["labels"]["release"] == "kube-prometheus-stack" for m in monitors)
     dashboards = [d for d in documents if d["metadata"]["name"] == "metricpipe-grafana-dashboard"]

@@ -11,6 +11,7 @@ import pytest
 from metricpipe_consumers.batch import BatchJob, BatchReport
 from metricpipe_consumers.document import PipelineDocument
 from metricpipe_consumers.documents import SinkDoc
+from metricpipe_consumers.kafka_access import build_plaintext_access
 from metricpipe_consumers.letters import (
     Letter,
     Source,
@@ -359,13 +360,14 @@ class RecordingWriter:
 def test_a_batch_run_dead_letters_the_windows_records_behind_a_refused_final() -> None:
     doc = PipelineDocument.model_validate({
         "pipeline": {"namespace": "ns", "name": "p"}, "topic": "in", "consumerGroup": "g",
-        "deadLetterTopic": "in.dlq", "kafkaBootstrap": "k:9092",
+        "deadLetterTopic": "in.dlq", "kafka": {"bootstrap": "k:9092"},
         "sink": {"backend": "elasticsearch", "endpoint": "http://es", "index": "idx"},
         "spec": {"source": {"tag": "t"}, "mode": "batch",
                  "metric": {"aggregation": "count", "groupBy": ["host", "code"]}},
     })  # fmt: skip
     writer = RecordingWriter()
-    job = BatchJob(doc, sink=None, engine=None, dead_letters=writer)  # type: ignore[arg-type]
+    kafka = build_plaintext_access("k:9092")
+    job = BatchJob(doc, sink=None, engine=None, dead_letters=writer, kafka=kafka)  # type: ignore[arg-type]
     assert writer.mode == "batch"  # the letters say a batch run sent them
     rows = pa.table({"partition": [0, 0, 1, 1], "offset": [5, 6, 9, 10],
                      "key": [None, None, b"k", None],

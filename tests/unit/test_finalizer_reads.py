@@ -82,7 +82,7 @@ class SlowSink:
 def _document() -> PipelineDocument:
     return PipelineDocument.model_validate({
         "pipeline": {"namespace": "ns", "name": "p"}, "topic": "in", "consumerGroup": "g",
-        "deadLetterTopic": "in.dlq", "kafkaBootstrap": "k:9092",
+        "deadLetterTopic": "in.dlq", "kafka": {"bootstrap": "k:9092"},
         "sink": {"backend": "elasticsearch", "endpoint": "http://es", "index": "idx"},
         "spec": {"source": {"tag": "t"},
                  "metric": {"aggregation": "count", "groupBy": ["probe"], "window": "1h",

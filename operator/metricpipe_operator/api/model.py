@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from .durations import DURATION_PATTERN, parse_duration
+from .kafka import KafkaSecretKeys
 from .naming import build_default_index, build_default_topic
 
 GROUP = "metricpipe.io"
@@ -225,6 +226,22 @@ class SecretKeyRef(_Model):
     password_key: str = Field(default="password", max_length=253)
 
 
+class KafkaCredentialsRef(_Model, KafkaSecretKeys):
+    """A Secret in the pipeline's namespace with the pipeline's own Kafka credentials; which
+    keys are used follows the operator's security protocol (SASL_SSL: the SCRAM user and
+    password; a client certificate and key when present: mutual TLS; a CA when present)."""
+
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)
+
+
+class KafkaAccess(_Model):
+    credentials_secret_ref: KafkaCredentialsRef | None = Field(
+        default=None,
+        description="The pipeline's own Kafka user (per-tenant credentials); defaults to the "
+        "operator's METRICPIPE_KAFKA_PIPELINE_SECRET in the pipeline's namespace.",
+    )
+
+
 class Sink(_Model):
     backend: Literal["elasticsearch", "opensearch"] = Field(default="elasticsearch")
     endpoint: str | None = Field(
@@ -341,6 +358,9 @@ class MetricPipelineSpec(_Model):
     freshness: Freshness = Field(default_factory=Freshness)
     scaling: Scaling = Field(default_factory=Scaling)
     consumer: Consumer = Field(default_factory=Consumer)
+    kafka: KafkaAccess | None = Field(
+        default=None, description="How the pipeline's consumers authenticate to Kafka."
+    )
 
     # -- derived values used by the reconciler (pure) -----------------------------------------
     def topic_name(self, namespace: str, name: str) -> str:

@@ -93,7 +93,7 @@ def build_cronjob(
                                 build_batch_container(ref, spec, config, config_hash, parallelism)
                             ],
                             "tolerations": [DEV_NODE_TOLERATION],
-                            "volumes": build_pod_volumes(ref, config),
+                            "volumes": build_pod_volumes(ref, spec, config),
                         },
                     },
                 },

@@ -7,7 +7,8 @@ import math
 from typing import Any
 
 from ..api.durations import parse_duration
-from ..api.model import MetricPipelineSpec
+from ..api.kafka import KafkaEndpoint
+from ..api.model import KafkaCredentialsRef, MetricPipelineSpec
 from ..config import OperatorConfig
 from .names import PipelineRef
 
@@ -26,6 +27,9 @@ DEV_NODE_TOLERATION = {
     "effect": "NoSchedule",
 }
 CONFIG_FILE = "pipeline.json"
+# the pipeline's Kafka credentials Secret (readable by the pod's group only: defaultMode 0440)
+KAFKA_CREDENTIALS_MOUNT = "/var/run/secrets/metricpipe/kafka"
+KAFKA_CREDENTIALS_MODE = 0o440
 
 
 def build_pipeline_document(
@@ -37,7 +41,7 @@ def build_pipeline_document(
         "topic": topic,
         "consumerGroup": ref.consumer_group,
         "deadLetterTopic": f"{topic}.dlq",
-        "kafkaBootstrap": config.kafka_bootstrap,
+        "kafka": build_kafka_endpoint(spec, config).model_dump(by_alias=True, mode="json"),
         "sink": {
             "backend": spec.sink.backend,
             "endpoint": sink_endpoint(spec, config),
@@ -45,6 +49,39 @@ def build_pipeline_document(
         },
         "spec": spec.model_dump(by_alias=True, mode="json"),
     }
+
+
+def decide_kafka_secret(
+    spec: MetricPipelineSpec, config: OperatorConfig
+) -> KafkaCredentialsRef | None:
+    """The Secret whose Kafka credentials the pipeline's pods mount: the pipeline's own, else
+    the operator's default name (in the pipeline's namespace); none with PLAINTEXT Kafka."""
+    if config.kafka_security_protocol == "PLAINTEXT":
+        return None
+    own = spec.kafka.credentials_secret_ref if spec.kafka else None
+    if own is not None:
+        return own
+    if config.kafka_pipeline_secret:
+        return KafkaCredentialsRef(name=config.kafka_pipeline_secret)
+    return None
+
+
+def build_kafka_endpoint(spec: MetricPipelineSpec, config: OperatorConfig) -> KafkaEndpoint:
+    """pipeline.json's `kafka`: the operator's Kafka and protocol, the pipeline's credentials
+    as the files of its mounted Secret (no secret value ever goes into the ConfigMap)."""
+    secret = decide_kafka_secret(spec, config)
+    keys = (
+        {}
+        if secret is None
+        else {
+            **secret.model_dump(exclude={"name"}), "credentials_dir": KAFKA_CREDENTIALS_MOUNT,
+            "credentials_secret": secret.name,
+        }
+    )  # fmt: skip
+    return KafkaEndpoint(
+        bootstrap=config.kafka_bootstrap, security_protocol=config.kafka_security_protocol,
+        sasl_mechanism=config.kafka_sasl_mechanism, **keys,
+    )  # fmt: skip
 
 
 def sink_endpoint(spec: MetricPipelineSpec, config: OperatorConfig) -> str:
@@ -222,6 +259,17 @@ def build_container(
             {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
             {"name": "tmp", "mountPath": TMP_MOUNT},
             {"name": "scratch", "mountPath": SCRATCH_MOUNT},
+            *(
+                [
+                    {
+                        "name": "kafka-credentials",
+                        "mountPath": KAFKA_CREDENTIALS_MOUNT,
+                        "readOnly": True,
+                    }
+                ]
+                if decide_kafka_secret(spec, config) is not None
+                else []
+            ),
         ],
     }
 
@@ -242,14 +290,25 @@ def build_pod_security_context() -> dict[str, Any]:
     }
 
 
-def build_pod_volumes(ref: PipelineRef, config: OperatorConfig) -> list[dict[str, Any]]:
+def build_pod_volumes(
+    ref: PipelineRef, spec: MetricPipelineSpec, config: OperatorConfig
+) -> list[dict[str, Any]]:
     """The pipeline's configuration file, a private /tmp and Spark's scratch space (the root
-    filesystem is read-only); the kubelet evicts a pod whose emptyDir outgrows its limit."""
-    return [
+    filesystem is read-only; the kubelet evicts a pod whose emptyDir outgrows its limit), and
+    with a secured Kafka the pipeline's credentials Secret. The kubelet keeps the mounted
+    Secret's files current, so a fixed Secret reaches the consumer without a new pod."""
+    volumes: list[dict[str, Any]] = [
         {"name": "config", "configMap": {"name": ref.config_name}},
         {"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE_LIMIT}},
         {"name": "scratch", "emptyDir": {"sizeLimit": config.consumer_scratch_size_limit}},
     ]
+    secret = decide_kafka_secret(spec, config)
+    if secret is not None:
+        volumes.append({
+            "name": "kafka-credentials",
+            "secret": {"secretName": secret.name, "defaultMode": KAFKA_CREDENTIALS_MODE},
+        })  # fmt: skip
+    return volumes
 
 
 def build_deployment(
@@ -283,7 +342,7 @@ def build_deployment(
                     "securityContext": build_pod_security_context(),
                     "containers": [build_container(ref, spec, config, config_hash)],
                     "tolerations": [DEV_NODE_TOLERATION],
-                    "volumes": build_pod_volumes(ref, config),
+                    "volumes": build_pod_volumes(ref, spec, config),
                 },
             },
         },

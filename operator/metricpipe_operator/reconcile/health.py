@@ -13,7 +13,10 @@ A consumer killed for memory is named as such: `OOMKilled` (in the container's s
 last state while the kubelet backs off or restarts it) wins over the crash loop it causes, and
 its message carries the memory limit from the pod's spec and the field to raise. A crash loop
 for another reason says the restarts, the last exit code, the memory limit and the first line
-of the consumer's last words. Messages are one line without times, so the status changes only
+of the consumer's last words. A consumer that stopped because Kafka refused its settings
+starts its last words with the reason (`KafkaAuthFailed`, `TLSVerificationFailed`,
+`KafkaForbidden`, `KafkaSettingsInvalid`: consumers' kafka_check.py), which then is the
+condition's reason. Messages are one line without times, so the status changes only
 when the pods do (a restart, another reason).
 
 SinkReady comes from the same pods: a `CreateContainerConfigError` naming the sink Secret (the
@@ -27,6 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..api.kafka import KAFKA_REASONS
 from .status import Condition
 
 CONSUMER_READY = "ConsumerReady"
@@ -195,7 +199,11 @@ def decide_consumer_ready(desired: int, available: int, pods: PodsView | None) -
         return Condition(CONSUMER_READY, True, "Available", numbers)
     if pods is not None and pods.troubles:
         worst = pick_worst(pods.troubles)
-        return Condition(CONSUMER_READY, False, worst.reason, f"{numbers}; {describe(worst)}")
+        # a consumer that stopped because Kafka refused its settings says why in its first
+        # word (KafkaAuthFailed, TLSVerificationFailed, ...): that is the reason to act on
+        kafka = classify_kafka_error(worst.last_message) if worst.reason in CRASHES else None
+        reason = kafka or worst.reason
+        return Condition(CONSUMER_READY, False, reason, f"{numbers}; {describe(worst)}")
     if available == 0:
         return Condition(CONSUMER_READY, False, "ReplicasUnavailable", numbers)
     return Condition(CONSUMER_READY, True, "PartiallyAvailable", numbers)
@@ -273,6 +281,12 @@ def keep_pod_reason(update: Condition, previous: Mapping[str, Any] | None) -> Co
     if update.reason not in MISSING_REASONS:
         return update
     return Condition(CONSUMER_READY, False, reason, str(previous.get("message") or ""))
+
+
+def classify_kafka_error(message: str) -> str | None:
+    """The Kafka reason a consumer's termination message starts with, or None."""
+    first = message.strip().split(":", 1)[0]
+    return first if first in KAFKA_REASONS else None
 
 
 def classify_sink_error(message: str) -> str | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from confluent_kafka import (
@@ -170,14 +171,18 @@ class TopicRegistry:
 
     One per operator process; reads continue from where the last one stopped."""
 
-    def __init__(self, admin: AdminClient, bootstrap: str, topic: str, timeout: float) -> None:
+    def __init__(
+        self, admin: AdminClient, kafka: Mapping[str, str], topic: str, timeout: float
+    ) -> None:
+        """kafka: the operator's librdkafka settings (build_librdkafka_settings)."""
         self.lock = threading.RLock()
         self.topic = topic
-        self._admin, self._bootstrap, self._timeout = admin, bootstrap, timeout
+        self._admin, self._kafka, self._timeout = admin, dict(kafka), timeout
+        self._bootstrap = kafka["bootstrap.servers"]
         self._owners: dict[str, TopicOwner] = {}
         self._position = 0
         self._consumer: Consumer | None = None
-        self._producer = Producer({"bootstrap.servers": bootstrap, "acks": "all",
+        self._producer = Producer({**self._kafka, "acks": "all",
                                    "enable.idempotence": True, "linger.ms": 0})  # fmt: skip
 
     def _fail(self, action: str, error: object) -> KafkaUnavailableError:
@@ -204,7 +209,7 @@ class TopicRegistry:
         except KafkaException as error:
             raise self._fail("creating", error) from error
         consumer = Consumer({
-            "bootstrap.servers": self._bootstrap, "group.id": "metricpipe-operator",
+            **self._kafka, "group.id": "metricpipe-operator",
             "enable.auto.commit": False, "auto.offset.reset": "earliest",
         })  # fmt: skip
         consumer.assign([TopicPartition(self.topic, 0, OFFSET_BEGINNING)])

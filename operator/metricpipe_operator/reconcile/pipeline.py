@@ -57,6 +57,7 @@ class Runtime:
     config: OperatorConfig
     kube: KubeApplier
     kafka: AdminClient
+    kafka_settings: dict[str, str]  # the operator's librdkafka settings (its other clients)
     owners: TopicRegistry | None = None  # opened on first use (topic_registry)
 
 
@@ -67,7 +68,7 @@ def topic_registry(rt: Runtime) -> TopicRegistry:
     with _REGISTRY_LOCK:
         if rt.owners is None:
             rt.owners = TopicRegistry(
-                rt.kafka, rt.config.kafka_bootstrap, rt.config.topic_owners_topic,
+                rt.kafka, rt.kafka_settings, rt.config.topic_owners_topic,
                 rt.config.kafka_timeout_seconds,
             )  # fmt: skip
         return rt.owners

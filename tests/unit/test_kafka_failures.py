@@ -1,0 +1,127 @@
+"""Kafka refusing a consumer's settings: which of Kafka's answers is which failure (tables of
+the codes and texts librdkafka gives), what the message tells the user to change, and how the
+operator turns the consumer's last words into ConsumerReady's reason."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError
+
+from metricpipe_consumers.kafka_check import KafkaAccessFacts, decide_kafka_failure
+from metricpipe_operator.reconcile.health import (
+    build_pods_view,
+    classify_kafka_error,
+    decide_consumer_ready,
+)
+
+FACTS = KafkaAccessFacts("k:9094 SASL_SSL SCRAM-SHA-512 user team-a", "logs.web",
+                         "metricpipe.team-a.web", "team-a-kafka")  # fmt: skip
+SASL_FAILED = (KafkaError._AUTHENTICATION, "sasl_ssl://k:9094/bootstrap: SASL authentication "
+               "error: Authentication failed during authentication due to invalid credentials "
+               "with SASL mechanism SCRAM-SHA-512")  # fmt: skip
+UNKNOWN_CA = (KafkaError._SSL, "ssl://k:9095/bootstrap: SSL handshake failed: error:0A000086:"
+              "SSL routines::certificate verify failed: broker certificate could not be "
+              "verified, verify that ssl.ca.location is correctly configured")  # fmt: skip
+EXPIRED = (KafkaError._SSL, "SSL handshake failed: certificate verify failed: certificate has "
+           "expired")  # fmt: skip
+NO_CLIENT_CERT = (KafkaError._SSL, "ssl://k:9095/bootstrap: SSL handshake failed: "
+                  "error:0A00045C:SSL routines::tlsv13 alert certificate required")  # fmt: skip
+DOWN = (KafkaError._TRANSPORT, "k:9094/bootstrap: Connect to ipv4#10.0.0.1:9094 failed: "
+        "Connection refused")  # fmt: skip
+ALL_DOWN = (KafkaError._ALL_BROKERS_DOWN, "1/1 brokers are down")
+TOPIC_DENIED = (KafkaError.TOPIC_AUTHORIZATION_FAILED, "Broker: Topic authorization failed")
+GROUP_DENIED = (KafkaError.GROUP_AUTHORIZATION_FAILED, "Broker: Group authorization failed")
+
+
+@pytest.mark.parametrize(
+    ("answers", "reason", "says"),
+    [
+        ([], None, None),
+        ([DOWN, ALL_DOWN], None, None),  # unreachable: start and wait, as without security
+        (
+            [SASL_FAILED],
+            "KafkaAuthFailed",
+            "Check the user and password in the Secret 'team-a-kafka'",
+        ),
+        ([DOWN, SASL_FAILED], "KafkaAuthFailed", "Kafka said: sasl_ssl://k:9094/bootstrap"),
+        ([UNKNOWN_CA], "TLSVerificationFailed", "the Secret 'team-a-kafka' (key ca.crt)"),
+        ([EXPIRED], "TLSVerificationFailed", "renew an expired broker certificate"),
+        ([NO_CLIENT_CERT], "KafkaAuthFailed", "needs tls.crt and tls.key"),
+        ([TOPIC_DENIED], "KafkaForbidden", "may not read topic 'logs.web'"),
+        ([GROUP_DENIED], "KafkaForbidden", "consumer group 'metricpipe.team-a.web'"),
+        ([TOPIC_DENIED, SASL_FAILED], "KafkaAuthFailed", "Kafka refused the credentials"),
+    ],
+)
+def test_kafkas_answers_classified(
+    answers: list[tuple[int, str]], reason: str | None, says: str | None
+) -> None:
+    failure = decide_kafka_failure(answers, FACTS)
+    if reason is None:
+        assert failure is None
+        return
+    assert failure is not None
+    assert failure.reason == reason
+    assert says is not None
+    assert says in failure.message
+    assert failure.last_words().startswith(f"{reason}: ")
+
+
+def test_without_a_named_secret_the_message_still_says_where() -> None:
+    facts = KafkaAccessFacts("k:9094 SASL_SSL", "t", "g", None)
+    failure = decide_kafka_failure([SASL_FAILED], facts)
+    assert failure is not None
+    assert "the Kafka credentials Secret" in failure.message
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        ("KafkaAuthFailed: Kafka (k) refused the credentials", "KafkaAuthFailed"),
+        ("TLSVerificationFailed: the broker's certificate ...", "TLSVerificationFailed"),
+        ("KafkaForbidden: the Kafka user ...", "KafkaForbidden"),
+        ("KafkaSettingsInvalid: the Kafka credentials Secret has no key", "KafkaSettingsInvalid"),
+        ("sink request failed: HTTP 403", None),
+        ("Traceback (most recent call last):\n  KafkaAuthFailed", None),
+        ("", None),
+    ],
+)
+def test_last_words_to_a_reason(message: str, reason: str | None) -> None:
+    assert classify_kafka_error(message) == reason
+
+
+def crashed(message: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "web-1", "namespace": "team-a"},
+        "status": {
+            "conditions": [{"type": "Ready", "status": "False"}],
+            "containerStatuses": [{
+                "name": "consumer", "ready": False, "restartCount": 2,
+                "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 20s"}},
+                "lastState": {"terminated": {"exitCode": 4, "reason": "Error",
+                                             "message": message}},
+            }],
+        },
+    }  # fmt: skip
+
+
+def test_consumer_ready_names_the_kafka_reason_and_quotes_what_to_change() -> None:
+    words = "KafkaAuthFailed: Kafka (k) refused the credentials: check the user and password"
+    view = build_pods_view([crashed(words)])
+    condition = decide_consumer_ready(1, view.ready, view)
+    assert (condition.status, condition.reason) == (False, "KafkaAuthFailed")
+    assert "check the user and password" in condition.message
+    assert "last exit code 4" in condition.message
+    other = build_pods_view([crashed("something else broke")])
+    assert decide_consumer_ready(1, other.ready, other).reason == "CrashLoopBackOff"
+
+
+def test_the_instruction_survives_the_operators_300_character_quote() -> None:
+    """health.py quotes the first 300 characters of a consumer's last words: what to change
+    comes before Kafka's own (long) text."""
+    for answers in ([SASL_FAILED], [UNKNOWN_CA], [NO_CLIENT_CERT], [TOPIC_DENIED]):
+        failure = decide_kafka_failure(answers, FACTS)
+        assert failure is not None
+        quoted = failure.last_words()[:300]
+        assert "team-a-kafka" in quoted or "docs/kafka-security.md" in quoted, quoted
