@@ -125,3 +125,14 @@ def test_the_instruction_survives_the_operators_300_character_quote() -> None:
         assert failure is not None
         quoted = failure.last_words()[:300]
         assert "team-a-kafka" in quoted or "docs/kafka-security.md" in quoted, quoted
+
+
+def test_a_container_that_just_ended_is_quoted_once() -> None:
+    words = "KafkaForbidden: the Kafka user may not read topic 'logs.web': grant it Read"
+    ended = crashed(words)
+    status = ended["status"]["containerStatuses"][0]
+    status["state"] = {"terminated": {"exitCode": 4, "reason": "Error", "message": words}}
+    view = build_pods_view([ended])
+    condition = decide_consumer_ready(1, view.ready, view)
+    assert condition.reason == "KafkaForbidden"
+    assert condition.message.count("grant it Read") == 1, condition.message

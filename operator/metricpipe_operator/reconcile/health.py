@@ -222,7 +222,9 @@ def describe(trouble: Trouble) -> str:
     if trouble.reason == OOM_KILLED:
         return describe_oom_kill(trouble)
     text = f"pod {trouble.pod}: {trouble.reason}"
-    if trouble.message and trouble.reason != CRASH_LOOP:  # its text only counts the back-off
+    # the kubelet's words (a crash loop's only count the back-off); a container that has just
+    # ended says its last words there too, quoted once below
+    if trouble.message and trouble.reason != CRASH_LOOP and trouble.message != trouble.last_message:
         text += f": {one_line(trouble.message, KUBELET_WORDS_CHARS)}"
     facts = []
     if trouble.restarts:

@@ -1,0 +1,211 @@
+"""Kafka refusing a pipeline's consumers, on the real stack: the operator (with its
+ResourceManager) runs on the SASL_SSL listener as the SCRAM admin, and each of three pipelines
+names its own Kafka credentials Secret, wrong in its own way (a wrong password, a CA that did
+not sign the brokers' certificate, a user without ACLs). Their consumers run as containers on
+the stack's kubelet and are refused for real. Each pipeline shows ConsumerReady=False with the
+reason (KafkaAuthFailed, TLSVerificationFailed, KafkaForbidden) and what to change; once its
+Secret (or its ACLs) is fixed it recovers with no other action, and its final documents equal
+the counts computed here from the records produced. No secret value appears in the operator's
+log, the pods' logs, the namespace's Events and ConfigMaps, or the pipelines' status."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import time
+from collections import Counter
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import requests
+from confluent_kafka import Producer
+from kubernetes import client
+
+from helpers import present, wait_for
+from kafka_users import Tenant, create_scram_user, grant_consumer_acls
+from metricpipe_devstack.env import StackEnv
+from pipelines import condition, create_pipeline, get_pipeline
+
+CYCLE_SECONDS = 5
+MINUTE = 60_000
+HOSTS = ("h0", "h1", "h2")
+RECORDS = 600
+FAULTS = {"password": "KafkaAuthFailed", "ca": "TLSVerificationFailed", "acl": "KafkaForbidden"}
+SAYS = {"password": "Check the user and password", "ca": "Put the CA that signed",
+        "acl": "grant it Read"}  # fmt: skip
+
+
+def spec_for(secret: str) -> dict[str, Any]:
+    return {
+        "source": {"tag": "app"},
+        "topic": {"partitions": 1, "deletionPolicy": "Delete"},
+        "metric": {"aggregation": "count", "groupBy": ["host"], "window": "1m",
+                   "allowedLateness": "10s",
+                   "eventTime": {"field": "ts", "format": "epoch_millis"}},
+        "sink": {"backend": "elasticsearch"},
+        "replicas": 1,
+        "scaling": {"enabled": False},
+        "consumer": {"resources": {"requests": {"cpu": "100m"}}},
+        "kafka": {"credentialsSecretRef": {"name": secret}},
+    }  # fmt: skip
+
+
+def build_records(base: int) -> list[dict[str, Any]]:
+    rng = random.Random(5)
+    return [{"ts": base + i * 4 * MINUTE // RECORDS, "host": rng.choice(HOSTS)}
+            for i in range(RECORDS)]  # fmt: skip
+
+
+def expected_counts(records: list[dict[str, Any]]) -> Counter[tuple[int, str]]:
+    return Counter((r["ts"] // MINUTE * MINUTE, r["host"]) for r in records)
+
+
+def final_counts(stack: StackEnv, index: str) -> Counter[tuple[int, str]]:
+    """The sink's final documents, read with plain HTTP (no product code)."""
+    requests.post(f"{stack.elasticsearch_url}/{index}/_refresh", timeout=10)
+    query = {"size": 1000, "query": {"term": {"final": True}}}
+    found = requests.post(f"{stack.elasticsearch_url}/{index}/_search", json=query, timeout=10)
+    counts: Counter[tuple[int, str]] = Counter()
+    for hit in found.json().get("hits", {}).get("hits", []):
+        doc = hit["_source"]
+        counts[(int(doc["window_start_ms"]), str(doc["group"]["host"]))] += int(doc["count"])
+    return counts
+
+
+def topic_of(kube: client.ApiClient, namespace: str, name: str) -> str | None:
+    status = get_pipeline(kube, namespace, name).get("status") or {}
+    return (status.get("topic") or {}).get("name")
+
+
+def ready_reason_is(
+    kube: client.ApiClient, namespace: str, name: str, reason: str | None
+) -> dict[str, Any] | None:
+    """The pipeline when ConsumerReady is False with `reason` (None: when it is True)."""
+    pipeline = get_pipeline(kube, namespace, name)
+    found = condition(pipeline, "ConsumerReady")
+    wanted = ("True", found.get("reason")) if reason is None else ("False", reason)
+    return pipeline if (found.get("status"), found.get("reason")) == wanted else None
+
+
+def finals_are(stack: StackEnv, index: str, expected: Counter[tuple[int, str]]) -> bool:
+    return final_counts(stack, index) == expected
+
+
+def secret_body(name: str, data: dict[str, str]) -> client.V1Secret:
+    return client.V1Secret(metadata=client.V1ObjectMeta(name=name), string_data=data)
+
+
+def other_ca(tmp_path: Path) -> str:
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=not-the-ca",
+         "-days", "1", "-keyout", str(tmp_path / "o.key"), "-out", str(tmp_path / "o.crt")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return (tmp_path / "o.crt").read_text()
+
+
+def test_refused_pipelines_say_why_and_recover_once_fixed(
+    stack: StackEnv, kube: client.ApiClient, namespace: str, start_operator: Any,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    core = client.CoreV1Api(kube)
+    ca = stack.ca_file.read_text()
+    admin_dir = tmp_path / "operator-kafka"
+    admin_dir.mkdir()
+    admin_password = stack.kafka_scram_admin_password_file.read_text().strip()
+    (admin_dir / "username").write_text(stack.kafka_scram_admin)
+    (admin_dir / "password").write_text(admin_password)
+    (admin_dir / "ca.crt").write_text(ca)
+    operator = start_operator(
+        namespace, METRICPIPE_PROMETHEUS_URL=stack.prometheus_url,
+        METRICPIPE_SCALING_INTERVAL_SECONDS=str(CYCLE_SECONDS),
+        METRICPIPE_KAFKA_BOOTSTRAP=stack.kafka_sasl_bootstrap,
+        METRICPIPE_KAFKA_SECURITY_PROTOCOL="SASL_SSL",
+        METRICPIPE_KAFKA_CREDENTIALS_DIR=str(admin_dir),
+    )  # fmt: skip
+    passwords = {}
+    for fault in FAULTS:
+        user = f"{namespace}-{fault}"
+        passwords[fault] = create_scram_user(stack, user).get_secret_value()
+        topic = f"metricpipe.{namespace}.{fault}"  # the default names (api/naming.py)
+        if fault != "acl":
+            grant_consumer_acls(stack, f"User:{user}", Tenant(topic, "", f"{topic}.dlq", topic))
+        data = {"username": user, "password": passwords[fault], "ca.crt": ca}
+        if fault == "password":
+            data["password"] = "not-the-password"
+        if fault == "ca":
+            data["ca.crt"] = other_ca(tmp_path)
+        core.create_namespaced_secret(namespace, secret_body(f"{fault}-kafka", data))
+        create_pipeline(kube, namespace, fault, spec_for(f"{fault}-kafka"))
+    base = (int(time.time() * 1000) - 30 * MINUTE) // MINUTE * MINUTE
+    records = build_records(base)
+    try:
+        for fault in FAULTS:
+            topic = wait_for(partial(topic_of, kube, namespace, fault), 60, f"{fault}: its topic")
+            producer = Producer({"bootstrap.servers": stack.kafka_bootstrap})
+            for record in records:
+                producer.produce(topic, value=json.dumps(record).encode())
+            assert producer.flush(30) == 0
+
+        started = time.monotonic()
+        for fault, reason in FAULTS.items():
+            pipeline = wait_for(partial(ready_reason_is, kube, namespace, fault, reason), 240,
+                                f"{fault}: ConsumerReady {reason}")  # fmt: skip
+            message = condition(pipeline, "ConsumerReady")["message"]
+            assert SAYS[fault] in message, message
+            assert f"{fault}-kafka" in message or fault == "acl", message  # the Secret named
+            print(f"{fault}: {reason} after {time.monotonic() - started:.0f} s: {message}")
+
+        # -- fixed, as a user would: the Secrets' data, the missing ACLs ----------------------
+        fixed = {"password": {"password": passwords["password"]}, "ca": {"ca.crt": ca}}
+        for fault, data in fixed.items():
+            core.patch_namespaced_secret(f"{fault}-kafka", namespace, {"stringData": data})
+        topic = f"metricpipe.{namespace}.acl"
+        grant_consumer_acls(stack, f"User:{namespace}-acl", Tenant(topic, "", f"{topic}.dlq",
+                                                                   topic))  # fmt: skip
+        fixed_at = time.monotonic()
+        expected = expected_counts(records)
+        for fault in FAULTS:
+            index = f"metricpipe-{namespace}.{fault}.metrics"  # the default index (naming.py)
+            wait_for(partial(finals_are, stack, index, expected), 420,
+                     f"{fault}: every window final after the fix", 3)  # fmt: skip
+            took = time.monotonic() - fixed_at
+            print(f"{fault}: recovered, its finals equal {took:.0f} s after the fix")
+        for fault in FAULTS:
+            wait_for(partial(ready_reason_is, kube, namespace, fault, None), 60,
+                     f"{fault}: ConsumerReady True again")  # fmt: skip
+    except AssertionError:
+        print(f"operator log:\n{operator.log()[-4000:]}")
+        raise
+    assert_no_secret_anywhere(kube, namespace, operator.log(),
+                              [admin_password, *passwords.values()])  # fmt: skip
+
+
+def assert_no_secret_anywhere(
+    kube: client.ApiClient, namespace: str, operator_log: str, secrets: list[str]
+) -> None:
+    """Every log, Event, ConfigMap and status the pipelines wrote, searched for each secret."""
+    core = client.CoreV1Api(kube)
+    texts = {"operator log": operator_log}
+    for pod in core.list_namespaced_pod(namespace).items:
+        name = str(present(pod.metadata).name)
+        texts[f"log {name}"] = core.read_namespaced_pod_log(name, namespace, container="consumer")
+        statuses = present(pod.status).container_statuses or []
+        if any((s.restart_count or 0) > 0 for s in statuses):
+            texts[f"previous log {name}"] = core.read_namespaced_pod_log(
+                name, namespace, container="consumer", previous=True
+            )
+        texts[f"pod status {name}"] = json.dumps(kube.sanitize_for_serialization(pod.status))
+    events = core.list_namespaced_event(namespace).items
+    texts["events"] = json.dumps([kube.sanitize_for_serialization(e) for e in events])
+    configmaps = core.list_namespaced_config_map(namespace).items
+    texts["configmaps"] = json.dumps([c.data for c in configmaps])
+    for fault in FAULTS:
+        texts[f"status {fault}"] = json.dumps(get_pipeline(kube, namespace, fault).get("status"))
+    assert len(texts) > len(FAULTS) + 3, texts.keys()
+    leaks = [
+        (where, i) for where, text in texts.items() for i, s in enumerate(secrets) if s in text
+    ]
+    assert leaks == [], leaks
