@@ -33,7 +33,7 @@ from .kafka_check import (
 from .metrics import ConsumerMetrics
 from .records import RecordParser
 from .sink import MetricSink, SinkError, build_sink
-from .sparkconf import DEFAULT_TEMP_DIR, SparkSetupError, spark_conf_from_environment
+from .sparkconf import SparkSetupError, decide_spark_paths, spark_conf_from_environment
 from .stream import StreamConsumer, StreamSettings
 
 
@@ -114,7 +114,7 @@ def open_kafka(document: PipelineDocument, config: ConsumerConfig, mode: str) ->
     after writing why as the container's termination message (kafka_check.py)."""
     log = structlog.get_logger("metricpipe.consumer")
     try:  # the mounted credentials Secret is read here; batch runs also write Java's keystore
-        temp_dir = Path(os.environ.get("TMPDIR") or DEFAULT_TEMP_DIR)
+        temp_dir = Path(decide_spark_paths(os.environ).temp_dir)  # Spark's own TMPDIR
         kafka = ensure_kafka_access(
             document.kafka, keystore_dir=temp_dir if mode == "batch" else None
         )
