@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import pairwise
 from typing import Any
 
 import requests
@@ -123,14 +124,23 @@ class FreshnessProbe:
     ) -> str:
         """Why a freshness value some source reported at `at`, computed at an unknown moment
         of the last `staleness` seconds, disagrees with the truth ("" when it agrees): it must
-        be within `band` of the true freshness read at some moment of that span."""
-        window = [r.freshness for r in self._window(at, staleness)]
+        be within `band` of what the true freshness could have been at some moment of that
+        span. Between two readings (t1, f1) and (t2, f2) the truth is not read, but it grows
+        at most 1 s per second and only drops when the sink catches up, so at any moment in
+        between it lay in [f2 - (t2 - t1), f1 + (t2 - t1)]: a value reported while the sink
+        drains a backlog faster than the probe reads passes, one no moment allowed fails."""
+        window = self._window(at, staleness)
         if not window:
             return f"{freshness:.1f} s at {at:.0f}: no probe reading within {staleness:.0f} s"
-        if min(abs(truth - freshness) for truth in window) <= band:
+        spans = [(r.freshness, r.freshness) for r in window] + [
+            (later.freshness - (later.at - earlier.at), earlier.freshness + later.at - earlier.at)
+            for earlier, later in pairwise(window)
+        ]
+        if any(low - band <= freshness <= high + band for low, high in spans):
             return ""
+        truths = [r.freshness for r in window]
         return (f"{freshness:.1f} s at {at:.0f}: the true freshness was "
-                f"{min(window):.1f}-{max(window):.1f} s")  # fmt: skip
+                f"{min(truths):.1f}-{max(truths):.1f} s")  # fmt: skip
 
     def _window(self, at: float, staleness: float) -> list[Reading]:
         return [r for r in self.readings if at - staleness <= r.at <= at + 0.5]

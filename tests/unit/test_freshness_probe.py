@@ -57,7 +57,9 @@ def test_a_watermark_agrees_within_its_staleness(watermark: float, agrees: bool)
     [
         (18.0, True),  # the truth at 196 s and 200 s
         (16.0, True),  # the truth at 192 s (17 s), within the band
-        (20.0, False),  # never that stale within the last 9 s (17-18 s)
+        (22.0, True),  # 18 s at 196 s may have grown to 22 s just before the 200 s reading
+        (24.0, False),  # never that stale within the last 9 s: at most 18 + 4, plus the band
+        (12.0, False),  # fresher than any moment allowed: at least 17 - 4, less the band
         (2.0, False),  # far fresher than the sink ever was in that span
     ],
 )
@@ -66,3 +68,25 @@ def test_a_freshness_value_agrees_with_the_truth_at_some_moment(
 ) -> None:
     probe = probe_with_readings()
     assert (probe.disagreement(200.0, freshness, staleness=9.0, band=1.0) == "") is agrees
+
+
+def draining_probe() -> FreshnessProbe:
+    """A backlog drained faster than the probe reads: every 2 s, 100, 76, 53, 31 s behind."""
+    probe = FreshnessProbe("http://unused", "index", window_seconds=60)
+    for at, freshness in ((300.0, 100.0), (302.0, 76.0), (304.0, 53.0), (306.0, 31.0)):
+        probe.readings.append(judge(Counter({int(at - freshness): 1}), Counter(), Counter(), at))
+    return probe
+
+
+@pytest.mark.parametrize(
+    ("freshness", "agrees"),
+    [
+        (64.0, True),  # between the 76 s and 53 s readings: the truth passed through it
+        (90.0, True),  # between 100 s and 76 s
+        (110.0, False),  # above what 100 s could grow to in 2 s, plus the band
+        (20.0, False),  # below what 31 s could have been 2 s earlier, less the band
+    ],
+)
+def test_a_value_between_readings_of_a_fast_drain_agrees(freshness: float, agrees: bool) -> None:
+    probe = draining_probe()
+    assert (probe.disagreement(306.0, freshness, staleness=10.0, band=1.0) == "") is agrees
