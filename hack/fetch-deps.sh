@@ -61,6 +61,9 @@ fetch_elasticsearch() {
   mvn_zip "elasticsearch $ELASTICSEARCH_VERSION" \
     "org.elasticsearch.distribution.integ-test-zip:elasticsearch:$ELASTICSEARCH_VERSION" \
     "$METRICPIPE_CACHE/dist/elasticsearch-$ELASTICSEARCH_VERSION"
+  mvn_zip "elasticsearch $ELASTICSEARCH8_VERSION (the secured node)" \
+    "org.elasticsearch.distribution.integ-test-zip:elasticsearch:$ELASTICSEARCH8_VERSION" \
+    "$METRICPIPE_CACHE/dist/elasticsearch-$ELASTICSEARCH8_VERSION"
 }
 fetch_opensearch() {
   mvn_zip "opensearch $OPENSEARCH_VERSION" \

@@ -2,7 +2,10 @@
 
 Writes are bulk requests with external versions (stale writes are refused by the server, not
 overwritten) and create-only finals; 429/5xx items and connection errors are retried with
-exponential back-off; authentication and index problems raise SinkError with what to fix.
+exponential back-off; authentication, permission, TLS and index problems raise SinkError, whose
+first word is the SinkReady reason (metricpipe_operator.api.sink) and whose text says what to
+fix. Elasticsearch is spoken in the REST API version of its server: the client asks for 9, and
+an 8.x server's refusal of that version switches it to 8 (`decide_api_version`), once.
 A write may allow per-document refusals (`allow_refusals`): a document the sink refuses for
 itself (HTTP 400 about its own data, e.g. Elasticsearch's "immense term" for a keyword over
 32766 bytes) is then returned in `WriteResult.refused` for the caller to dead-letter what it
@@ -11,24 +14,42 @@ stands for, instead of stopping the pipeline (`letters.decide_refusal_scope`).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib.metadata import version as installed_version
 from typing import Any, Protocol
 
+import elastic_transport
 import elasticsearch
 import opensearchpy
 import structlog
+
+from metricpipe_operator.api.kafka import TLS_VERIFICATION_FAILED
+from metricpipe_operator.api.sink import (
+    SINK_AUTH_FAILED,
+    SINK_FORBIDDEN,
+    SINK_REFUSED,
+    SINK_UNREACHABLE,
+)
 
 from .documents import SinkDoc, metrics_index_body, state_index_body
 from .letters import decide_refusal_scope
 
 log = structlog.get_logger("metricpipe.sink")
 RETRYABLE = {429, 500, 502, 503, 504}
+# The REST API version the elasticsearch client asks for unless told otherwise (its major).
+CLIENT_API_VERSION = installed_version("elasticsearch").partition(".")[0]
 
 
 class SinkError(Exception):
-    """The sink refused writes for a reason a retry will not fix (the message says what to do)."""
+    """The sink refused us for a reason a retry will not fix: `reason` (SinkReady's), then
+    what happened and what to change."""
+
+    def __init__(self, message: str, reason: str = SINK_REFUSED) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -67,8 +88,12 @@ class SearchSink:
         self, client: Any, index: str, *, keyword_bodies: bool,
         transport_errors: tuple[type[BaseException], ...], max_attempts: int = 8,
         sleep: Callable[[float], None] = time.sleep,
+        speak_version: Callable[[int], Any] | None = None,
     ) -> None:  # fmt: skip
         self.client = client
+        # Elasticsearch only: a client for an older REST API version (see decide_api_version)
+        self.speak_version = speak_version
+        self.negotiated = speak_version is None
         self.index = index
         self.state_index = f"{index}-state"
         self.keyword_bodies = keyword_bodies
@@ -92,10 +117,12 @@ class SearchSink:
             except self.transport_errors as error:
                 if "resource_already_exists" in str(error):
                     continue
-                raise SinkError(f"cannot create index {name}: {error}") from error
+                raise _refusal_error(error, f"cannot create index {name}") from error
 
     def _exists(self, name: str) -> bool:
-        return bool(self._call(lambda: self.client.indices.exists(index=name)))
+        return bool(
+            self._call(lambda: self.client.indices.exists(index=name), f"checking index {name}")
+        )
 
     # -- writes --------------------------------------------------------------------------------
     def write(self, docs: list[SinkDoc], *, allow_refusals: bool = False) -> WriteResult:
@@ -122,7 +149,8 @@ class SearchSink:
                 ):
                     refused.append(Refusal(doc, status, _describe(item.get("error"))))
                 else:
-                    raise SinkError(_refusal_message(doc, status, item.get("error")))
+                    raise SinkError(_refusal_message(doc, status, item.get("error")),
+                                    decide_status_reason(status))  # fmt: skip
             pending = retry
             if pending:  # rejected items (429/5xx): said, so a slow-down is never silent
                 log.warning("sink refused documents, retrying", attempt=attempt,
@@ -130,7 +158,8 @@ class SearchSink:
                 self.sleep(min(30.0, 0.2 * 2**attempt))
         if pending:
             raise SinkError(
-                f"{len(pending)} documents still refused after {self.max_attempts} tries"
+                f"{len(pending)} documents still refused after {self.max_attempts} tries",
+                SINK_UNREACHABLE,
             )
         for refusal in refused:
             log.warning("sink refused a document; what it stands for is dead-lettered",
@@ -146,9 +175,9 @@ class SearchSink:
                 action.update({"version": doc.version, "version_type": "external"})
             operations += [{"create" if doc.create_only else "index": action}, doc.body]
         if self.keyword_bodies:
-            response = self._call(lambda: self.client.bulk(operations=operations))
+            response = self._call(lambda: self.client.bulk(operations=operations), "writing")
         else:
-            response = self._call(lambda: self.client.bulk(body=operations))
+            response = self._call(lambda: self.client.bulk(body=operations), "writing")
         return [next(iter(item.values())) for item in response["items"]]
 
     # -- reads ---------------------------------------------------------------------------------
@@ -180,29 +209,101 @@ class SearchSink:
 
     def _search_raw(self, index: str, body: dict[str, Any]) -> Any:
         if self.keyword_bodies:
-            return self._call(lambda: self.client.search(index=index, **body))
-        return self._call(lambda: self.client.search(index=index, body=body))
+            return self._call(lambda: self.client.search(index=index, **body), f"reading {index}")
+        return self._call(lambda: self.client.search(index=index, body=body), f"reading {index}")
 
     def refresh(self) -> None:
-        self._call(lambda: self.client.indices.refresh(index=f"{self.index},{self.state_index}"))
+        both = f"{self.index},{self.state_index}"
+        self._call(lambda: self.client.indices.refresh(index=both), f"refreshing {both}")
 
     # -- retries -------------------------------------------------------------------------------
-    def _call(self, request: Callable[[], Any]) -> Any:
+    def _call(self, request: Callable[[], Any], doing: str = "sink request failed") -> Any:
+        if not self.negotiated:
+            self._negotiate()
         for attempt in range(self.max_attempts):
             try:
                 return request()
             except self.transport_errors as error:
                 status = _status_of(error)
-                if status in (401, 403):
-                    raise SinkError(
-                        f"the sink refused our credentials (HTTP {status}); check the Secret "
-                        "named in spec.sink.credentialsSecretRef"
-                    ) from error
+                if status is None and is_tls_verification_error(error):
+                    raise SinkError(_tls_message(error), TLS_VERIFICATION_FAILED) from error
                 if status is not None and status not in RETRYABLE:
-                    raise SinkError(f"sink request failed: {error}") from error
+                    raise _refusal_error(error, doing) from error
                 log.warning("sink unavailable, retrying", attempt=attempt, error=str(error)[:200])
                 self.sleep(min(30.0, 0.2 * 2**attempt))
-        raise SinkError(f"the sink stayed unavailable for {self.max_attempts} tries")
+        raise SinkError(
+            f"the sink stayed unavailable for {self.max_attempts} tries", SINK_UNREACHABLE
+        )
+
+    def _negotiate(self) -> None:
+        """Elasticsearch: ask for the client's REST API version once (any GET); an older
+        server refuses it by name and says which it speaks, and the sink switches to that."""
+        self.negotiated = True
+        try:
+            self.client.perform_request("GET", "/", headers={"accept": "application/json"})
+        except self.transport_errors as error:
+            version = decide_api_version(_status_of(error), str(error))
+            if version is not None and self.speak_version is not None:
+                log.info("the sink speaks an older REST API version", version=version)
+                self.client = self.speak_version(version)
+
+
+def decide_api_version(status: int | None, text: str) -> int | None:
+    """The REST API version an Elasticsearch server refused our client's for, as it says:
+    HTTP 400 media_type_header_exception "Accept version must be either version 8 or 7, but
+    found 9" -> 8. None for any other answer (the server speaks the client's version)."""
+    if status != 400 or "media_type_header_exception" not in text:
+        return None
+    found = re.search(r"must be either version (\d+)", text)
+    return int(found.group(1)) if found else None
+
+
+def decide_status_reason(status: int | None) -> str:
+    """SinkReady's reason for an HTTP refusal."""
+    return {401: SINK_AUTH_FAILED, 403: SINK_FORBIDDEN}.get(status or 0, SINK_REFUSED)
+
+
+def is_tls_verification_error(error: BaseException) -> bool:
+    """A connection the client ended because the server's certificate was not trusted (an
+    unknown CA, a name it is not issued for, an expired certificate)."""
+    return "CERTIFICATE_VERIFY_FAILED" in str(error) or "certificate verify failed" in str(error)
+
+
+def _tls_message(error: BaseException) -> str:
+    detail = re.search(r"certificate verify failed[^(')\]]*", str(error))
+    said = detail.group(0).strip() if detail else str(error)[:300]
+    return (
+        f"the sink's TLS certificate is not trusted ({said}): "
+        "set spec.sink.caSecretRef to a Secret holding the CA that signed it (key ca.crt), "
+        "and check that the endpoint's host name is one the certificate names"
+    )
+
+
+def _refusal_error(error: BaseException, doing: str) -> SinkError:
+    """A request's refusal as SinkError, with what to change for 401 and 403."""
+    status = _status_of(error)
+    reason = decide_status_reason(status)
+    if reason == SINK_AUTH_FAILED:
+        return SinkError(
+            f"{doing}: the sink refused our credentials (HTTP 401): check the user name and "
+            "password or API key in the Secret named by spec.sink.credentialsSecretRef", reason,
+        )  # fmt: skip
+    if reason == SINK_FORBIDDEN:
+        return SinkError(
+            f"{doing}: the sink's user lacks a privilege (HTTP 403: {_server_reason(error)}): "
+            "grant it the pipeline's role (docs/sink-security.md) on the pipeline's index and "
+            "its -state index", reason,
+        )  # fmt: skip
+    return SinkError(f"{doing}: {error}", reason)
+
+
+def _server_reason(error: BaseException) -> str:
+    """The server's own reason of an API error (e.g. which action on which index), else the
+    error's text."""
+    body = getattr(error, "body", None) or getattr(error, "info", None)
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return str(body["error"].get("reason", body["error"]))[:400]
+    return "the server gave no reason"  # a HEAD request's answer has no body
 
 
 def _describe(error: object) -> str:
@@ -242,17 +343,63 @@ def _status_of(error: BaseException) -> int | None:
     return status if isinstance(status, int) else None
 
 
+class _ApiVersionTransport(elastic_transport.Transport):
+    """Elasticsearch's transport asking for REST API version `api_version` instead of the
+    client's own (the server's compatibility header, `compatible-with=N`)."""
+
+    api_version = CLIENT_API_VERSION
+
+    def perform_request(self, method: str, target: str, **kwargs: Any) -> Any:
+        headers = kwargs.get("headers")
+        own = f"compatible-with={CLIENT_API_VERSION}"
+        if headers is not None and own != f"compatible-with={self.api_version}":
+            headers = headers.copy()
+            for name in ("accept", "content-type"):
+                value = headers.get(name)
+                if value and own in value:
+                    headers[name] = value.replace(own, f"compatible-with={self.api_version}")
+            kwargs["headers"] = headers
+        return super().perform_request(method, target, **kwargs)
+
+
+def build_elasticsearch_client(
+    endpoint: str, *, api_version: int | None = None, **options: Any
+) -> elasticsearch.Elasticsearch:
+    """The elasticsearch client, asking for `api_version` of the REST API (default: the
+    client's own)."""
+    if api_version is None:
+        return elasticsearch.Elasticsearch(endpoint, **options)
+    transport = type(f"ApiVersion{api_version}Transport", (_ApiVersionTransport,),
+                     {"api_version": str(api_version)})  # fmt: skip
+    return elasticsearch.Elasticsearch(endpoint, transport_class=transport, **options)
+
+
 def build_sink(
-    backend: str, endpoint: str, index: str, username: str | None, password: str | None
-) -> SearchSink:
+    backend: str, endpoint: str, index: str, username: str | None, password: str | None,
+    *, ca_file: str | None = None, api_key: str | None = None,
+) -> SearchSink:  # fmt: skip
+    """A sink over the backend's client: basic auth (username and password) or, Elasticsearch
+    only, an API key; HTTPS verified against `ca_file` when given, else the system's CAs."""
     auth = (username, password) if username and password else None
     if backend == "elasticsearch":
-        es = elasticsearch.Elasticsearch(endpoint, basic_auth=auth, request_timeout=30)
+        options: dict[str, Any] = {"request_timeout": 30}
+        if api_key:
+            options["api_key"] = api_key
+        elif auth:
+            options["basic_auth"] = auth
+        if ca_file:
+            options["ca_certs"] = ca_file
         errors: tuple[type[BaseException], ...] = (
             elasticsearch.ApiError, elasticsearch.TransportError,
         )  # fmt: skip
-        return SearchSink(es, index, keyword_bodies=True, transport_errors=errors)
-    client = opensearchpy.OpenSearch(endpoint, http_auth=auth, timeout=30)
+        return SearchSink(
+            build_elasticsearch_client(endpoint, **options), index, keyword_bodies=True,
+            transport_errors=errors,
+            speak_version=lambda version: build_elasticsearch_client(
+                endpoint, api_version=version, **options),
+        )  # fmt: skip
+    tls: dict[str, Any] = {"ca_certs": ca_file, "verify_certs": True} if ca_file else {}
+    client = opensearchpy.OpenSearch(endpoint, http_auth=auth, timeout=30, **tls)
     return SearchSink(
         client, index, keyword_bodies=False, transport_errors=(opensearchpy.TransportError,)
     )

@@ -24,6 +24,10 @@ class StackEnv:
     kafka_scram_admin: str  # the SCRAM super user made at storage-format time
     kafka_scram_admin_password_file: Path
     pki_dir: Path  # the stack's CA (ca.crt, ca.key) and the certificates it issued
+    elasticsearch_secure_url: str  # 8.x, HTTPS with the stack's CA, users (secure_search.py)
+    elasticsearch_secure_user: str  # its super user, for tests that make users and roles
+    elasticsearch_secure_password_file: Path
+    elasticsearch_secure_config_dir: Path  # its file realm (secure_search.FileRealm)
     kubectl: Path = Path("kubectl")  # the pinned build (KUBECTL in .stack/env), else PATH's
 
     @property
@@ -45,6 +49,9 @@ class StackEnv:
                 "KAFKA_MTLS_BOOTSTRAP",
                 "KAFKA_SCRAM_ADMIN_PASSWORD_FILE",
                 "STACK_PKI_DIR",
+                "ELASTICSEARCH_SECURE_URL",
+                "ELASTICSEARCH_SECURE_PASSWORD_FILE",
+                "ELASTICSEARCH_SECURE_CONFIG_DIR",
             )
             if key not in entries
         ]
@@ -68,5 +75,9 @@ class StackEnv:
             kafka_scram_admin=entries.get("KAFKA_SCRAM_ADMIN", "admin"),
             kafka_scram_admin_password_file=Path(entries["KAFKA_SCRAM_ADMIN_PASSWORD_FILE"]),
             pki_dir=Path(entries["STACK_PKI_DIR"]),
+            elasticsearch_secure_url=entries["ELASTICSEARCH_SECURE_URL"],
+            elasticsearch_secure_user=entries.get("ELASTICSEARCH_SECURE_USER", "elastic"),
+            elasticsearch_secure_password_file=Path(entries["ELASTICSEARCH_SECURE_PASSWORD_FILE"]),
+            elasticsearch_secure_config_dir=Path(entries["ELASTICSEARCH_SECURE_CONFIG_DIR"]),
             kubectl=Path(entries.get("KUBECTL", "kubectl")),
         )

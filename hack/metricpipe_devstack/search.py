@@ -51,8 +51,16 @@ class SearchEngine(Component):
     startup_timeout = 240.0
 
     @property
+    def version_key(self) -> str:
+        return f"{self.product.upper()}_VERSION"
+
+    @property
     def version(self) -> str:
-        return self.settings.versions[f"{self.product.upper()}_VERSION"]
+        return self.settings.versions[self.version_key]
+
+    @property
+    def java_home(self) -> Path:
+        return self.settings.search_java_home
 
     @property
     def http_port(self) -> int:
@@ -104,7 +112,7 @@ class SearchEngine(Component):
         marker = self.home / ".extracted"
         if marker.exists():
             return
-        archive = self.settings.dist_zip(self.product)
+        archive = self.settings.dist_zip(self.product, self.version)
         if not archive.exists():
             raise StackError(self.name, f"{archive} missing; run 'make stack-deps'")
         staging = self.home.with_name(self.home.name + ".partial")
@@ -153,11 +161,11 @@ class SearchEngine(Component):
         prefix = self.env_prefix
         heap = self.settings.heap_mb
         return {
-            f"{prefix}_JAVA_HOME": str(self.settings.search_java_home),
+            f"{prefix}_JAVA_HOME": str(self.java_home),
             f"{prefix}_PATH_CONF": str(self.runtime / "config"),
             f"{prefix}_JAVA_OPTS": f"-Xms{heap}m -Xmx{heap}m",
             f"{prefix}_TMPDIR": str(self.runtime / "tmp"),
-            "JAVA_HOME": str(self.settings.search_java_home),
+            "JAVA_HOME": str(self.java_home),
             "HOME": str(self.runtime),
         }
 

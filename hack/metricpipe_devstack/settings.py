@@ -49,6 +49,8 @@ class Ports:
     kafka_mtls: int = _env_port("KAFKA_MTLS", 39095)  # SSL with client certificates, ACLs
     elasticsearch: int = _env_port("ELASTICSEARCH", 39200)
     elasticsearch_transport: int = _env_port("ELASTICSEARCH_TRANSPORT", 39300)
+    elasticsearch_secure: int = _env_port("ELASTICSEARCH_SECURE", 39202)  # 8.x, HTTPS, users
+    elasticsearch_secure_transport: int = _env_port("ELASTICSEARCH_SECURE_TRANSPORT", 39302)
     opensearch: int = _env_port("OPENSEARCH", 39201)
     opensearch_transport: int = _env_port("OPENSEARCH_TRANSPORT", 39301)
     prometheus: int = _env_port("PROMETHEUS", 39090)
@@ -176,8 +178,7 @@ class StackSettings:
     def prometheus_bin(self) -> Path:
         return self.cache_dir / "prometheus" / "usr" / "bin"
 
-    def dist_zip(self, product: str) -> Path:
-        version = self.versions[f"{product.upper()}_VERSION"]
+    def dist_zip(self, product: str, version: str) -> Path:
         return self.cache_dir / "dist" / f"{product}-{version}" / f"{product}-{version}.zip"
 
     @cached_property

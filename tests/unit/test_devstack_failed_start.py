@@ -12,7 +12,8 @@ from metricpipe_devstack.errors import StackError
 from metricpipe_devstack.settings import StackSettings
 
 NAMES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kafka",
-         "elasticsearch", "opensearch", "prometheus", "pod-discovery", "spark", "containerd",
+         "elasticsearch", "elasticsearch-secure", "opensearch", "prometheus", "pod-discovery",
+         "spark", "containerd",
          "kubelet")  # fmt: skip
 
 

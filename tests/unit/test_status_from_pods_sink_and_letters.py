@@ -12,6 +12,7 @@ from metricpipe_operator.reconcile.health import (
     PodsView,
     Trouble,
     build_pods_view,
+    classify_kafka_error,
     classify_sink_error,
     decide_consumer_ready,
     decide_sink_ready,
@@ -208,13 +209,14 @@ def test_writers_without_the_pods_do_not_undo_the_kubelet_reason(
                     restarts=1,
                     last={
                         "exitCode": 2,
-                        "message": "the sink refused our credentials (HTTP "
-                        "401); check the Secret named in spec.sink.credentialsSecretRef",
+                        "message": "SinkAuthFailed: checking index m: the sink refused our "
+                        "credentials (HTTP 401): check the user name and password or API key "
+                        "in the Secret named by spec.sink.credentialsSecretRef",
                     },
                 )
             ],
             False,
-            "CredentialsRejected",
+            "SinkAuthFailed",
         ),
         (
             None,
@@ -223,7 +225,10 @@ def test_writers_without_the_pods_do_not_undo_the_kubelet_reason(
                     "c",
                     state={"waiting": {"reason": "CrashLoopBackOff"}},
                     restarts=1,
-                    last={"exitCode": 2, "message": "the sink stayed unavailable for 8 tries"},
+                    last={
+                        "exitCode": 2,
+                        "message": "SinkUnreachable: the sink stayed unavailable for 8 tries",
+                    },
                 )
             ],
             False,
@@ -241,12 +246,29 @@ def test_sink_ready(
     assert (condition.type, condition.status, condition.reason) == ("SinkReady", status, reason)
 
 
-def test_sink_errors_by_their_words() -> None:
-    assert classify_sink_error("x: The sink refused our credentials (HTTP 403)") == (
-        "CredentialsRejected"
-    )
-    assert classify_sink_error("sink request failed: 400 bad request") == "SinkRefused"
-    assert classify_sink_error("Traceback ... KeyError") is None
+@pytest.mark.parametrize(
+    ("message", "sink", "kafka"),
+    [
+        ("SinkForbidden: writing: the sink's user lacks a privilege (HTTP 403: action "
+         "[indices:data/write/bulk[s]] is unauthorized ...)", "SinkForbidden", None),
+        ("SinkAuthFailed: checking index m: ... spec.sink.credentialsSecretRef", "SinkAuthFailed",
+         None),
+        ("SinkRefused: cannot create index m: mapping conflict", "SinkRefused", None),
+        ("SinkUnreachable: the sink stayed unavailable for 8 tries", "SinkUnreachable", None),
+        # the same reason from either side, told apart by the field the message names
+        ("TLSVerificationFailed: the sink's TLS certificate is not trusted (...): set "
+         "spec.sink.caSecretRef to a Secret holding the CA", "TLSVerificationFailed", None),
+        ("TLSVerificationFailed: Kafka's certificate is not trusted: check the CA in the "
+         "Secret kafka-creds", None, "TLSVerificationFailed"),
+        ("KafkaAuthFailed: wrong password", None, "KafkaAuthFailed"),
+        ("Traceback ... KeyError", None, None),
+        ("the sink refused our credentials", None, None),  # a reason comes first, or none
+    ],
+)  # fmt: skip
+def test_sink_and_kafka_errors_by_their_first_word(
+    message: str, sink: str | None, kafka: str | None
+) -> None:
+    assert (classify_sink_error(message), classify_kafka_error(message)) == (sink, kafka)
 
 
 def parts(**statuses: tuple[str, str]) -> list[dict[str, Any]]:

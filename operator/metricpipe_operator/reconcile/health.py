@@ -30,7 +30,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..api.kafka import KAFKA_REASONS
+from ..api.kafka import KAFKA_REASONS, TLS_VERIFICATION_FAILED
+from ..api.sink import SINK_REASONS
 from .status import Condition
 
 CONSUMER_READY = "ConsumerReady"
@@ -57,14 +58,6 @@ SEVERITY = ("Unschedulable", "CreateContainerConfigError", "InvalidImageName", "
             OOM_KILLED, CRASH_LOOP, "Error")  # fmt: skip
 LAST_WORDS_CHARS = 300  # of the one line of a container's last words a message quotes
 KUBELET_WORDS_CHARS = 300
-# Prefixes the consumer writes to its termination message when the sink refuses it
-# (consumers/metricpipe_consumers/sink.py's SinkError texts), and the SinkReady reason each means.
-SINK_ERROR_MARKERS = (
-    ("refused our credentials", "CredentialsRejected"),
-    ("stayed unavailable", "SinkUnreachable"),
-    ("sink request failed", "SinkRefused"),
-    ("cannot create index", "SinkRefused"),
-)
 
 
 @dataclass(frozen=True)
@@ -288,16 +281,21 @@ def keep_pod_reason(update: Condition, previous: Mapping[str, Any] | None) -> Co
 def classify_kafka_error(message: str) -> str | None:
     """The Kafka reason a consumer's termination message starts with, or None."""
     first = message.strip().split(":", 1)[0]
-    return first if first in KAFKA_REASONS else None
+    return first if first in KAFKA_REASONS and not _about_sink(first, message) else None
 
 
 def classify_sink_error(message: str) -> str | None:
-    """The SinkReady reason a consumer's termination message means, or None."""
-    lowered = message.lower()
-    for marker, reason in SINK_ERROR_MARKERS:
-        if marker in lowered:
-            return reason
-    return None
+    """The SinkReady reason a consumer's termination message starts with, or None."""
+    first = message.strip().split(":", 1)[0]
+    if first == TLS_VERIFICATION_FAILED:
+        return first if _about_sink(first, message) else None
+    return first if first in SINK_REASONS else None
+
+
+def _about_sink(reason: str, message: str) -> bool:
+    """TLSVerificationFailed is a reason of both Kafka and the sink: the sink's message names
+    the field to change, spec.sink.caSecretRef."""
+    return reason == TLS_VERIFICATION_FAILED and "spec.sink" in message
 
 
 def decide_sink_ready(secret: str | None, pods: PodsView) -> Condition:
