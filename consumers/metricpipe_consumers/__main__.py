@@ -69,9 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     kafka = open_kafka(document, config, args.mode)
     if isinstance(kafka, int):
         return kafka
-    password = config.sink_password.get_secret_value() if config.sink_password else None
-    sink = build_sink(document.sink.backend, document.sink.endpoint, document.sink.index,
-                      config.sink_username, password)  # fmt: skip
+    sink = open_sink(document, config)
+    if isinstance(sink, int):
+        return sink
     if args.mode == "batch":
         return run_batch(document, sink, config, kafka, args.window_start)
     metrics = ConsumerMetrics(document.pipeline.key)
@@ -106,6 +106,25 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         engine.stop()
     return 0
+
+
+def open_sink(document: PipelineDocument, config: ConsumerConfig) -> MetricSink | int:
+    """The sink, its indices made or found before Spark starts: a sink that refuses this
+    consumer (credentials, privileges, TLS) stops it at once with the reason as its last
+    words and exit code 2, and the kubelet's back-off paces the retries."""
+    password = config.sink_password.get_secret_value() if config.sink_password else None
+    api_key = config.sink_api_key.get_secret_value() if config.sink_api_key else None
+    sink = build_sink(document.sink.backend, document.sink.endpoint, document.sink.index,
+                      config.sink_username, password, ca_file=document.sink.ca_file,
+                      api_key=api_key)  # fmt: skip
+    try:
+        sink.ensure_indices()
+    except SinkError as error:
+        log = structlog.get_logger("metricpipe.consumer")
+        log.error("the sink refused this consumer", reason=error.reason, error=str(error))
+        leave_last_words(config, str(error))
+        return 2
+    return sink
 
 
 def open_kafka(document: PipelineDocument, config: ConsumerConfig, mode: str) -> KafkaAccess | int:

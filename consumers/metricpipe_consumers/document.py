@@ -30,6 +30,7 @@ class SinkTarget(_Doc):
     backend: str
     endpoint: str
     index: str
+    ca_file: str | None = Field(default=None, alias="caFile")  # spec.sink.caSecretRef's CA
 
 
 class PipelineDocument(_Doc):

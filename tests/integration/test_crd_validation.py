@@ -50,6 +50,9 @@ INVALID: list[tuple[str, dict[str, Any], list[str]]] = [
     ("window not dividing a day", with_("metric.window", "7m"),
      ["spec.metric.window", "divide a day"]),
     ("window too short", with_("metric.window", "5s"), ["spec.metric.window", "at least 10s"]),
+    ("API key for OpenSearch", with_("sink", {"backend": "opensearch", "credentialsSecretRef":
+                                              {"name": "os", "apiKeyKey": "key"}}),
+     ["spec.sink.credentialsSecretRef", "apiKeyKey is for Elasticsearch"]),
     ("bad duration", with_("metric.window", "1 hour"), ["spec.metric.window"]),
     ("freshness below lateness", with_("freshness", {"target": "1m"}),
      ["spec.freshness.target", "longer than metric.allowedLateness"]),

@@ -78,7 +78,34 @@ def test_credentials_only_through_secret_references() -> None:
         "name": "es-creds",
         "usernameKey": "username",
         "passwordKey": "password",
+        "apiKeyKey": None,
     }
+
+
+def test_an_api_key_replaces_user_and_password() -> None:
+    spec = spec_of(sink={"credentialsSecretRef": {"name": "es-key", "apiKeyKey": "api_key"}})
+    container = build_deployment(REF, spec, CONFIG, "h", 1)["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    secret_env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]
+                  if "valueFrom" in e and "secretKeyRef" in e["valueFrom"]}  # fmt: skip
+    assert secret_env == {"METRICPIPE_SINK_API_KEY": {"name": "es-key", "key": "api_key"}}
+
+
+def test_the_sink_ca_is_mounted_from_its_secret_key_only() -> None:
+    spec = spec_of(sink={"caSecretRef": {"name": "es-http-certs-public", "key": "tls.crt"}})
+    pod = build_deployment(REF, spec, CONFIG, "h", 1)["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "sink-ca"]
+    assert volume["secret"]["secretName"] == "es-http-certs-public"
+    assert volume["secret"]["items"] == [{"key": "tls.crt", "path": "ca.crt"}]
+    assert volume["secret"]["defaultMode"] == 0o440
+    (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "sink-ca"]
+    assert mount["readOnly"] is True
+    document = build_pipeline_document(REF, spec, "t", CONFIG)
+    assert document["sink"]["caFile"] == f"{mount['mountPath']}/ca.crt"
+    plain = build_deployment(REF, spec_of(), CONFIG, "h", 1)["spec"]["template"]["spec"]
+    assert "sink-ca" not in {v["name"] for v in plain["volumes"]}
+    assert "caFile" not in build_pipeline_document(REF, spec_of(), "t", CONFIG)["sink"]
 
 
 def test_config_hash_follows_the_spec() -> None:

@@ -224,6 +224,17 @@ class SecretKeyRef(_Model):
     name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)
     username_key: str = Field(default="username", max_length=253)
     password_key: str = Field(default="password", max_length=253)
+    api_key_key: str | None = Field(
+        default=None,
+        max_length=253,
+        description="Elasticsearch only: the key holding an API key (its encoded form), used "
+        "instead of the user name and password.",
+    )
+
+
+class CaSecretRef(_Model):
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)
+    key: str = Field(default="ca.crt", pattern=r"^[-._a-zA-Z0-9]+$", max_length=253)
 
 
 class KafkaCredentialsRef(_Model, KafkaSecretKeys):
@@ -243,6 +254,17 @@ class KafkaAccess(_Model):
 
 
 class Sink(_Model):
+    model_config = ConfigDict(
+        json_schema_extra=_rules(
+            (
+                "!has(self.credentialsSecretRef) || !has(self.credentialsSecretRef.apiKeyKey) "
+                "|| self.backend == 'elasticsearch'",
+                "sink.credentialsSecretRef.apiKeyKey is for Elasticsearch: OpenSearch takes a "
+                "user name and password (usernameKey, passwordKey)",
+                ".credentialsSecretRef",
+            ),
+        )
+    )
     backend: Literal["elasticsearch", "opensearch"] = Field(default="elasticsearch")
     endpoint: str | None = Field(
         default=None,
@@ -252,6 +274,12 @@ class Sink(_Model):
     )
     credentials_secret_ref: SecretKeyRef | None = Field(
         default=None, description="Secret in the pipeline's namespace with the credentials."
+    )
+    ca_secret_ref: CaSecretRef | None = Field(
+        default=None,
+        description="Secret in the pipeline's namespace holding the CA certificate (PEM) that "
+        "signed the sink's HTTPS certificate (ECK: <cluster>-es-http-certs-public); without "
+        "it the consumer trusts its image's system CAs.",
     )
     index: str | None = Field(
         default=None,

@@ -30,6 +30,8 @@ CONFIG_FILE = "pipeline.json"
 # the pipeline's Kafka credentials Secret (readable by the pod's group only: defaultMode 0440)
 KAFKA_CREDENTIALS_MOUNT = "/var/run/secrets/metricpipe/kafka"
 KAFKA_CREDENTIALS_MODE = 0o440
+# the CA of the sink's HTTPS certificate (spec.sink.caSecretRef), as ca.crt
+SINK_CA_MOUNT = "/var/run/secrets/metricpipe/sink-ca"
 
 
 def build_pipeline_document(
@@ -46,6 +48,7 @@ def build_pipeline_document(
             "backend": spec.sink.backend,
             "endpoint": sink_endpoint(spec, config),
             "index": spec.index_name(ref.namespace, ref.name),
+            **({"caFile": f"{SINK_CA_MOUNT}/ca.crt"} if spec.sink.ca_secret_ref else {}),
         },
         "spec": spec.model_dump(by_alias=True, mode="json"),
     }
@@ -108,15 +111,17 @@ def _credential_env(spec: MetricPipelineSpec) -> list[dict[str, Any]]:
     secret = spec.sink.credentials_secret_ref
     if secret is None:
         return []
-    return [
-        {
-            "name": env_name,
-            "valueFrom": {"secretKeyRef": {"name": secret.name, "key": key}},
-        }
-        for env_name, key in (
+    keys = (
+        [("METRICPIPE_SINK_API_KEY", secret.api_key_key)]
+        if secret.api_key_key
+        else [
             ("METRICPIPE_SINK_USERNAME", secret.username_key),
             ("METRICPIPE_SINK_PASSWORD", secret.password_key),
-        )
+        ]
+    )
+    return [
+        {"name": env_name, "valueFrom": {"secretKeyRef": {"name": secret.name, "key": key}}}
+        for env_name, key in keys
     ]
 
 
@@ -270,6 +275,11 @@ def build_container(
                 if decide_kafka_secret(spec, config) is not None
                 else []
             ),
+            *(
+                [{"name": "sink-ca", "mountPath": SINK_CA_MOUNT, "readOnly": True}]
+                if spec.sink.ca_secret_ref
+                else []
+            ),
         ],
     }
 
@@ -307,6 +317,13 @@ def build_pod_volumes(
         volumes.append({
             "name": "kafka-credentials",
             "secret": {"secretName": secret.name, "defaultMode": KAFKA_CREDENTIALS_MODE},
+        })  # fmt: skip
+    ca = spec.sink.ca_secret_ref
+    if ca is not None:  # only the CA's key, as ca.crt (the Secret may hold more)
+        volumes.append({
+            "name": "sink-ca",
+            "secret": {"secretName": ca.name, "items": [{"key": ca.key, "path": "ca.crt"}],
+                       "defaultMode": KAFKA_CREDENTIALS_MODE},
         })  # fmt: skip
     return volumes
 
