@@ -212,6 +212,16 @@ def make_pipeline(
     return Pipeline(name, spec_model, path, sink, document, applied)
 
 
+@dataclass(frozen=True)
+class SinkAccess:
+    """A secured sink for a consumer: pipeline.json's `sink` fields (endpoint, caFile), the
+    process's credentials (METRICPIPE_SINK_*), and the sink the test reads the results from."""
+
+    target: dict[str, str]
+    env: dict[str, str]
+    reader: SearchSink
+
+
 @dataclass
 class ConsumerProcesses:
     log_dir: Path
@@ -447,19 +457,26 @@ def run_and_compare(
     stack: StackEnv, processes: ConsumerProcesses, tmp_path: Path, prefix: str, topic: str,
     specs: dict[str, dict[str, Any]], backend: str, records: Records,
     *, kafka: dict[str, dict[str, Any]] | None = None,
+    sinks: dict[str, SinkAccess] | None = None,
 ) -> dict[str, tuple[Pipeline, oracle.Outcome, int]]:  # fmt: skip
     """Runs one pipeline per spec over the topic, their consumers side by side, and compares
     each with the reference. Returns each pipeline, its reference and the event time through
     which its windows are final. kafka: per spec name, pipeline.json's `kafka` for its
-    consumer (a secured listener and its credentials) instead of the plaintext listener."""
+    consumer (a secured listener and its credentials) instead of the plaintext listener;
+    sinks: per spec name, a secured sink its consumer writes to instead."""
     started = {}
     for name, spec in specs.items():
         pipeline = make_pipeline(stack, tmp_path, f"{prefix}-{name}", topic, spec, backend)
         if kafka is not None and name in kafka:
             pipeline.document["kafka"] = kafka[name]
-            pipeline.document_path.write_text(json.dumps(pipeline.document))
-        # all data is there already: nothing to wait for once the partitions are read
-        processes.start(pipeline, METRICPIPE_IDLE_TIMEOUT_SECONDS="5")
+        env = {"METRICPIPE_IDLE_TIMEOUT_SECONDS": "5"}  # all data is there already
+        access = (sinks or {}).get(name)
+        if access is not None:
+            pipeline.document["sink"] = {**pipeline.document["sink"], **access.target}
+            pipeline.sink = access.reader
+            env.update(access.env)
+        pipeline.document_path.write_text(json.dumps(pipeline.document))
+        processes.start(pipeline, **env)
         started[name] = pipeline, pipeline.expected(records)
     window_ms = 3_600_000
     out = {}
