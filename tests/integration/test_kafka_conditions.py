@@ -11,8 +11,6 @@ log, the pods' logs, the namespace's Events and ConfigMaps, or the pipelines' st
 from __future__ import annotations
 
 import json
-import random
-import subprocess
 import time
 from collections import Counter
 from functools import partial
@@ -23,15 +21,21 @@ import requests
 from confluent_kafka import Producer
 from kubernetes import client
 
-from helpers import present, wait_for
+from helpers import wait_for
 from kafka_users import Tenant, create_scram_user, grant_consumer_acls
 from metricpipe_devstack.env import StackEnv
 from pipelines import condition, create_pipeline, get_pipeline
+from refusals import (
+    MINUTE,
+    assert_no_secret_anywhere,
+    build_records,
+    expected_counts,
+    other_ca,
+    secret_body,
+    topic_of,
+)
 
 CYCLE_SECONDS = 5
-MINUTE = 60_000
-HOSTS = ("h0", "h1", "h2")
-RECORDS = 600
 FAULTS = {"password": "KafkaAuthFailed", "ca": "TLSVerificationFailed", "acl": "KafkaForbidden"}
 SAYS = {"password": "Check the user and password", "ca": "Put the CA that signed",
         "acl": "grant it Read"}  # fmt: skip
@@ -52,16 +56,6 @@ def spec_for(secret: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def build_records(base: int) -> list[dict[str, Any]]:
-    rng = random.Random(5)
-    return [{"ts": base + i * 4 * MINUTE // RECORDS, "host": rng.choice(HOSTS)}
-            for i in range(RECORDS)]  # fmt: skip
-
-
-def expected_counts(records: list[dict[str, Any]]) -> Counter[tuple[int, str]]:
-    return Counter((r["ts"] // MINUTE * MINUTE, r["host"]) for r in records)
-
-
 def final_counts(stack: StackEnv, index: str) -> Counter[tuple[int, str]]:
     """The sink's final documents, read with plain HTTP (no product code)."""
     requests.post(f"{stack.elasticsearch_url}/{index}/_refresh", timeout=10)
@@ -72,11 +66,6 @@ def final_counts(stack: StackEnv, index: str) -> Counter[tuple[int, str]]:
         doc = hit["_source"]
         counts[(int(doc["window_start_ms"]), str(doc["group"]["host"]))] += int(doc["count"])
     return counts
-
-
-def topic_of(kube: client.ApiClient, namespace: str, name: str) -> str | None:
-    status = get_pipeline(kube, namespace, name).get("status") or {}
-    return (status.get("topic") or {}).get("name")
 
 
 def ready_reason_is(
@@ -91,19 +80,6 @@ def ready_reason_is(
 
 def finals_are(stack: StackEnv, index: str, expected: Counter[tuple[int, str]]) -> bool:
     return final_counts(stack, index) == expected
-
-
-def secret_body(name: str, data: dict[str, str]) -> client.V1Secret:
-    return client.V1Secret(metadata=client.V1ObjectMeta(name=name), string_data=data)
-
-
-def other_ca(tmp_path: Path) -> str:
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=not-the-ca",
-         "-days", "1", "-keyout", str(tmp_path / "o.key"), "-out", str(tmp_path / "o.crt")],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return (tmp_path / "o.crt").read_text()
 
 
 def test_refused_pipelines_say_why_and_recover_once_fixed(
@@ -179,33 +155,5 @@ def test_refused_pipelines_say_why_and_recover_once_fixed(
     except AssertionError:
         print(f"operator log:\n{operator.log()[-4000:]}")
         raise
-    assert_no_secret_anywhere(kube, namespace, operator.log(),
+    assert_no_secret_anywhere(kube, namespace, operator.log(), list(FAULTS),
                               [admin_password, *passwords.values()])  # fmt: skip
-
-
-def assert_no_secret_anywhere(
-    kube: client.ApiClient, namespace: str, operator_log: str, secrets: list[str]
-) -> None:
-    """Every log, Event, ConfigMap and status the pipelines wrote, searched for each secret."""
-    core = client.CoreV1Api(kube)
-    texts = {"operator log": operator_log}
-    for pod in core.list_namespaced_pod(namespace).items:
-        name = str(present(pod.metadata).name)
-        texts[f"log {name}"] = core.read_namespaced_pod_log(name, namespace, container="consumer")
-        statuses = present(pod.status).container_statuses or []
-        if any((s.restart_count or 0) > 0 for s in statuses):
-            texts[f"previous log {name}"] = core.read_namespaced_pod_log(
-                name, namespace, container="consumer", previous=True
-            )
-        texts[f"pod status {name}"] = json.dumps(kube.sanitize_for_serialization(pod.status))
-    events = core.list_namespaced_event(namespace).items
-    texts["events"] = json.dumps([kube.sanitize_for_serialization(e) for e in events])
-    configmaps = core.list_namespaced_config_map(namespace).items
-    texts["configmaps"] = json.dumps([c.data for c in configmaps])
-    for fault in FAULTS:
-        texts[f"status {fault}"] = json.dumps(get_pipeline(kube, namespace, fault).get("status"))
-    assert len(texts) > len(FAULTS) + 3, texts.keys()
-    leaks = [
-        (where, i) for where, text in texts.items() for i, s in enumerate(secrets) if s in text
-    ]
-    assert leaks == [], leaks

@@ -1,0 +1,146 @@
+"""The secured sink refusing a pipeline's consumers, on the real stack: three pipelines write
+to the secured Elasticsearch 8.x node (HTTPS from the stack's CA, users and roles enforced by
+the server), each with its own credentials and CA Secrets, each wrong in its own way (a wrong
+password, a user whose role may only read, a CA that did not sign the node's certificate).
+Their consumers run as containers on the stack's kubelet and are refused for real. Each
+pipeline shows SinkReady=False with the reason (SinkAuthFailed, SinkForbidden,
+TLSVerificationFailed) and what to change; once its Secret (or its role) is fixed it recovers
+with no other action, and its final documents equal the counts computed here from the records
+produced. No password appears in the operator's log, the pods' logs, the namespace's Events
+and ConfigMaps, or the pipelines' status."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Producer
+from kubernetes import client
+
+from helpers import wait_for
+from metricpipe_devstack.env import StackEnv
+from pipelines import condition, create_pipeline, get_pipeline
+from refusals import (
+    MINUTE,
+    assert_no_secret_anywhere,
+    build_records,
+    expected_counts,
+    other_ca,
+    secret_body,
+    topic_of,
+)
+from sink_users import create_sink_user, grant_sink_role, secure_request, super_auth
+
+FAULTS = {"password": "SinkAuthFailed", "role": "SinkForbidden", "ca": "TLSVerificationFailed"}
+SAYS = {"password": "spec.sink.credentialsSecretRef", "role": "lacks a privilege",
+        "ca": "spec.sink.caSecretRef"}  # fmt: skip
+
+
+def spec_for(stack: StackEnv, fault: str) -> dict[str, Any]:
+    return {
+        "source": {"tag": "app"},
+        "topic": {"partitions": 1, "deletionPolicy": "Delete"},
+        "metric": {"aggregation": "count", "groupBy": ["host"], "window": "1m",
+                   "allowedLateness": "10s",
+                   "eventTime": {"field": "ts", "format": "epoch_millis"}},
+        "sink": {"backend": "elasticsearch", "endpoint": stack.elasticsearch_secure_url,
+                 "credentialsSecretRef": {"name": f"{fault}-sink"},
+                 "caSecretRef": {"name": f"{fault}-sink-ca"}},
+        "replicas": 1,
+        "scaling": {"enabled": False},
+        "consumer": {"resources": {"requests": {"cpu": "100m"}}},
+    }  # fmt: skip
+
+
+def final_counts(stack: StackEnv, index: str) -> Counter[tuple[int, str]]:
+    """The sink's final documents, read by the super user with plain HTTPS (no product code)."""
+    if secure_request(stack, "HEAD", f"/{index}", super_auth(stack)).status_code != 200:
+        return Counter()
+    secure_request(stack, "POST", f"/{index}/_refresh", super_auth(stack))
+    query = {"size": 1000, "query": {"term": {"final": True}}}
+    found = secure_request(stack, "POST", f"/{index}/_search", super_auth(stack), json=query)
+    counts: Counter[tuple[int, str]] = Counter()
+    for hit in found.json().get("hits", {}).get("hits", []):
+        doc = hit["_source"]
+        counts[(int(doc["window_start_ms"]), str(doc["group"]["host"]))] += int(doc["count"])
+    return counts
+
+
+def sink_reason_is(
+    kube: client.ApiClient, namespace: str, name: str, reason: str | None
+) -> dict[str, Any] | None:
+    """The pipeline when SinkReady is False with `reason` (None: when it is True)."""
+    pipeline = get_pipeline(kube, namespace, name)
+    found = condition(pipeline, "SinkReady")
+    wanted = ("True", found.get("reason")) if reason is None else ("False", reason)
+    return pipeline if (found.get("status"), found.get("reason")) == wanted else None
+
+
+def finals_are(stack: StackEnv, index: str, expected: Counter[tuple[int, str]]) -> bool:
+    return final_counts(stack, index) == expected
+
+
+def test_refused_sinks_say_why_and_recover_once_fixed(
+    stack: StackEnv, kube: client.ApiClient, namespace: str, start_operator: Any,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    core = client.CoreV1Api(kube)
+    ca = stack.ca_file.read_text()
+    operator = start_operator(namespace, METRICPIPE_PROMETHEUS_URL=stack.prometheus_url)
+    users = {}
+    for fault in FAULTS:
+        index = f"metricpipe-{namespace}.{fault}.metrics"  # the default index (naming.py)
+        read_only = ["read", "view_index_metadata"] if fault == "role" else None
+        users[fault] = create_sink_user(stack, f"{namespace}-{fault}",
+                                        [index, f"{index}-state"], read_only)  # fmt: skip
+        password = "not-the-password" if fault == "password" else users[fault].password
+        core.create_namespaced_secret(namespace, secret_body(
+            f"{fault}-sink", {"username": users[fault].name, "password": password}))  # fmt: skip
+        trusted = other_ca(tmp_path) if fault == "ca" else ca
+        core.create_namespaced_secret(namespace, secret_body(f"{fault}-sink-ca",
+                                                             {"ca.crt": trusted}))  # fmt: skip
+        create_pipeline(kube, namespace, fault, spec_for(stack, fault))
+    base = (int(time.time() * 1000) - 30 * MINUTE) // MINUTE * MINUTE
+    records = build_records(base)
+    try:
+        for fault in FAULTS:
+            topic = wait_for(partial(topic_of, kube, namespace, fault), 60, f"{fault}: its topic")
+            producer = Producer({"bootstrap.servers": stack.kafka_bootstrap})
+            for record in records:
+                producer.produce(topic, value=json.dumps(record).encode())
+            assert producer.flush(30) == 0
+
+        started = time.monotonic()
+        for fault, reason in FAULTS.items():
+            pipeline = wait_for(partial(sink_reason_is, kube, namespace, fault, reason), 240,
+                                f"{fault}: SinkReady {reason}")  # fmt: skip
+            message = condition(pipeline, "SinkReady")["message"]
+            assert SAYS[fault] in message, message
+            print(f"{fault}: {reason} after {time.monotonic() - started:.0f} s: {message}")
+
+        # -- fixed, as a user would: the Secrets' data, the user's role -----------------------
+        core.patch_namespaced_secret(
+            "password-sink", namespace, {"stringData": {"password": users["password"].password}}
+        )
+        core.patch_namespaced_secret("ca-sink-ca", namespace, {"stringData": {"ca.crt": ca}})
+        grant_sink_role(stack, users["role"], list(users["role"].indices))
+        fixed_at = time.monotonic()
+        expected = expected_counts(records)
+        for fault in FAULTS:
+            index = f"metricpipe-{namespace}.{fault}.metrics"
+            wait_for(partial(finals_are, stack, index, expected), 480,
+                     f"{fault}: every window final after the fix", 3)  # fmt: skip
+            took = time.monotonic() - fixed_at
+            print(f"{fault}: recovered, its finals equal {took:.0f} s after the fix")
+        for fault in FAULTS:
+            wait_for(partial(sink_reason_is, kube, namespace, fault, None), 60,
+                     f"{fault}: SinkReady True again")  # fmt: skip
+    except AssertionError:
+        print(f"operator log:\n{operator.log()[-4000:]}")
+        raise
+    assert_no_secret_anywhere(kube, namespace, operator.log(), list(FAULTS),
+                              [u.password for u in users.values()])  # fmt: skip

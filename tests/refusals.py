@@ -1,0 +1,81 @@
+"""Shared by the tests that make pipelines fail for real (Kafka or the sink refusing them) and
+check they recover: Secrets, a CA that signed nothing of the stack's, and the search for
+secret values in everything the pipelines wrote."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+
+from helpers import present
+from pipelines import get_pipeline
+
+MINUTE = 60_000
+HOSTS = ("h0", "h1", "h2")
+RECORDS = 600
+
+
+def secret_body(name: str, data: dict[str, str]) -> client.V1Secret:
+    return client.V1Secret(metadata=client.V1ObjectMeta(name=name), string_data=data)
+
+
+def other_ca(tmp_path: Path) -> str:
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=not-the-ca",
+         "-days", "1", "-keyout", str(tmp_path / "o.key"), "-out", str(tmp_path / "o.crt")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return (tmp_path / "o.crt").read_text()
+
+
+def assert_no_secret_anywhere(
+    kube: client.ApiClient,
+    namespace: str,
+    operator_log: str,
+    pipelines: list[str],
+    secrets: list[str],
+) -> None:
+    """Every log, Event, ConfigMap and status the pipelines wrote, searched for each secret."""
+    core = client.CoreV1Api(kube)
+    texts = {"operator log": operator_log}
+    for pod in core.list_namespaced_pod(namespace).items:
+        name = str(present(pod.metadata).name)
+        texts[f"log {name}"] = core.read_namespaced_pod_log(name, namespace, container="consumer")
+        statuses = present(pod.status).container_statuses or []
+        if any((s.restart_count or 0) > 0 for s in statuses):
+            texts[f"previous log {name}"] = core.read_namespaced_pod_log(
+                name, namespace, container="consumer", previous=True
+            )
+        texts[f"pod status {name}"] = json.dumps(kube.sanitize_for_serialization(pod.status))
+    events = core.list_namespaced_event(namespace).items
+    texts["events"] = json.dumps([kube.sanitize_for_serialization(e) for e in events])
+    configmaps = core.list_namespaced_config_map(namespace).items
+    texts["configmaps"] = json.dumps([c.data for c in configmaps])
+    for fault in pipelines:
+        texts[f"status {fault}"] = json.dumps(get_pipeline(kube, namespace, fault).get("status"))
+    assert len(texts) > len(pipelines) + 3, texts.keys()
+    leaks = [
+        (where, i) for where, text in texts.items() for i, s in enumerate(secrets) if s in text
+    ]
+    assert leaks == [], leaks
+
+
+def build_records(base: int) -> list[dict[str, Any]]:
+    rng = random.Random(5)
+    return [{"ts": base + i * 4 * MINUTE // RECORDS, "host": rng.choice(HOSTS)}
+            for i in range(RECORDS)]  # fmt: skip
+
+
+def expected_counts(records: list[dict[str, Any]]) -> Counter[tuple[int, str]]:
+    return Counter((r["ts"] // MINUTE * MINUTE, r["host"]) for r in records)
+
+
+def topic_of(kube: client.ApiClient, namespace: str, name: str) -> str | None:
+    status = get_pipeline(kube, namespace, name).get("status") or {}
+    return (status.get("topic") or {}).get("name")
