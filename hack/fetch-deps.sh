@@ -69,6 +69,12 @@ fetch_opensearch() {
   mvn_zip "opensearch $OPENSEARCH_VERSION" \
     "org.opensearch.distribution.integ-test-zip:opensearch:$OPENSEARCH_VERSION" \
     "$METRICPIPE_CACHE/dist/opensearch-$OPENSEARCH_VERSION"
+  mvn_zip "opensearch $OPENSEARCH_SECURE_VERSION (the secured node)" \
+    "org.opensearch.distribution.integ-test-zip:opensearch:$OPENSEARCH_SECURE_VERSION" \
+    "$METRICPIPE_CACHE/dist/opensearch-$OPENSEARCH_SECURE_VERSION"
+  mvn_zip "opensearch-security $OPENSEARCH_SECURITY_PLUGIN_VERSION" \
+    "org.opensearch.plugin:opensearch-security:$OPENSEARCH_SECURITY_PLUGIN_VERSION" \
+    "$METRICPIPE_CACHE/dist/opensearch-security-$OPENSEARCH_SECURITY_PLUGIN_VERSION"
 }
 
 command -v mvn >/dev/null || die "maven (mvn) is required; install it with 'apt-get install -y maven'"

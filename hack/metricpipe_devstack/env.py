@@ -28,6 +28,9 @@ class StackEnv:
     elasticsearch_secure_user: str  # its super user, for tests that make users and roles
     elasticsearch_secure_password_file: Path
     elasticsearch_secure_config_dir: Path  # its file realm (secure_search.FileRealm)
+    opensearch_secure_url: str  # 2.19 with the security plugin, HTTPS with the stack's CA
+    opensearch_secure_user: str  # its admin (all_access), for tests that make users and roles
+    opensearch_secure_password_file: Path
     kubectl: Path = Path("kubectl")  # the pinned build (KUBECTL in .stack/env), else PATH's
 
     @property
@@ -52,6 +55,8 @@ class StackEnv:
                 "ELASTICSEARCH_SECURE_URL",
                 "ELASTICSEARCH_SECURE_PASSWORD_FILE",
                 "ELASTICSEARCH_SECURE_CONFIG_DIR",
+                "OPENSEARCH_SECURE_URL",
+                "OPENSEARCH_SECURE_PASSWORD_FILE",
             )
             if key not in entries
         ]
@@ -79,5 +84,8 @@ class StackEnv:
             elasticsearch_secure_user=entries.get("ELASTICSEARCH_SECURE_USER", "elastic"),
             elasticsearch_secure_password_file=Path(entries["ELASTICSEARCH_SECURE_PASSWORD_FILE"]),
             elasticsearch_secure_config_dir=Path(entries["ELASTICSEARCH_SECURE_CONFIG_DIR"]),
+            opensearch_secure_url=entries["OPENSEARCH_SECURE_URL"],
+            opensearch_secure_user=entries.get("OPENSEARCH_SECURE_USER", "admin"),
+            opensearch_secure_password_file=Path(entries["OPENSEARCH_SECURE_PASSWORD_FILE"]),
             kubectl=Path(entries.get("KUBECTL", "kubectl")),
         )

@@ -34,6 +34,7 @@ from .base import Probe, http_get_json
 from .errors import StackError
 from .pki import ensure_pki, issue_certificate
 from .search import SearchEngine, _chown_tree
+from .settings import StackSettings
 
 SUPER_USER = "elastic"
 JAVA_17 = Path("/usr/lib/jvm/java-17-openjdk-amd64")
@@ -95,21 +96,9 @@ class SecuredElasticsearch(SearchEngine):
 
     def prepare(self) -> None:
         super().prepare()
-        pki = self.settings.pki_dir
-        ensure_pki(pki, extra_sans=f"IP:{self.settings.host_address}")
-        crt, key = issue_certificate(
-            pki, "elasticsearch-secure", "elasticsearch-secure",
-            sans=f"IP:{self.bind_host()},IP:127.0.0.1,DNS:localhost",
-        )  # fmt: skip
         certs = self.runtime / "config" / "certs"  # Elasticsearch reads TLS files from config/
-        certs.mkdir(parents=True, exist_ok=True)
-        copies = ((crt, "server.crt"), (key, "server.key"), (pki / "ca.crt", "ca.crt"))
-        for source, target in copies:
-            shutil.copyfile(source, certs / target)
-        password = secrets.token_urlsafe(18)
-        self.password_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.password_file.write_text(password)
-        self.password_file.chmod(0o600)
+        install_server_certificate(self.settings, self.name, self.bind_host(), certs)
+        password = write_new_password(self.password_file)
         self._keystore("create")
         self._keystore("add", "-x", "bootstrap.password", stdin=password)
         user = self.run_as()
@@ -155,6 +144,26 @@ class SecuredElasticsearch(SearchEngine):
             "ELASTICSEARCH_SECURE_PASSWORD_FILE": str(self.password_file),
             "ELASTICSEARCH_SECURE_CONFIG_DIR": str(self.runtime / "config"),
         }
+
+
+def install_server_certificate(settings: StackSettings, name: str, host: str, certs: Path) -> None:
+    """A server certificate for `name` at `host` from the stack's CA, as certs/server.crt,
+    server.key and ca.crt (search engines read TLS files from their config directory)."""
+    pki = settings.pki_dir
+    ensure_pki(pki, extra_sans=f"IP:{settings.host_address}")
+    crt, key = issue_certificate(pki, name, name, sans=f"IP:{host},IP:127.0.0.1,DNS:localhost")
+    certs.mkdir(parents=True, exist_ok=True)
+    for source, target in ((crt, "server.crt"), (key, "server.key"), (pki / "ca.crt", "ca.crt")):
+        shutil.copyfile(source, certs / target)
+
+
+def write_new_password(path: Path) -> str:
+    """A new random password, written to `path` for root only."""
+    password = secrets.token_urlsafe(18)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.write_text(password)
+    path.chmod(0o600)
+    return password
 
 
 class FileRealm:

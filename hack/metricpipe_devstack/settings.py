@@ -51,6 +51,8 @@ class Ports:
     elasticsearch_transport: int = _env_port("ELASTICSEARCH_TRANSPORT", 39300)
     elasticsearch_secure: int = _env_port("ELASTICSEARCH_SECURE", 39202)  # 8.x, HTTPS, users
     elasticsearch_secure_transport: int = _env_port("ELASTICSEARCH_SECURE_TRANSPORT", 39302)
+    opensearch_secure: int = _env_port("OPENSEARCH_SECURE", 39203)  # 2.19 + security plugin
+    opensearch_secure_transport: int = _env_port("OPENSEARCH_SECURE_TRANSPORT", 39303)
     opensearch: int = _env_port("OPENSEARCH", 39201)
     opensearch_transport: int = _env_port("OPENSEARCH_TRANSPORT", 39301)
     prometheus: int = _env_port("PROMETHEUS", 39090)

@@ -20,6 +20,7 @@ from .node import Containerd, Kubelet, clean_node_dir, start_node, stop_node
 from .podsd import PodDiscovery
 from .prometheus import Prometheus
 from .search import Elasticsearch, OpenSearch, SearchEngine
+from .secure_opensearch import SecuredOpenSearch
 from .secure_search import SecuredElasticsearch
 from .settings import REPO_ROOT, StackSettings
 from .spark import Spark
@@ -38,6 +39,7 @@ def build_components(settings: StackSettings) -> list[Component]:
         Elasticsearch(settings),
         SecuredElasticsearch(settings),
         OpenSearch(settings),
+        SecuredOpenSearch(settings),
         Prometheus(settings),
         PodDiscovery(settings),
         Spark(settings),
@@ -139,7 +141,15 @@ def stack_up(settings: StackSettings, *, echo: Echo = print, fetch: bool = True)
 def _start_all(settings: StackSettings, named: dict[str, Component], echo: Echo) -> None:
     ensure_bridge(settings, echo)  # before any server: they bind to its host address
     echo(f"-- starting servers (bound to {settings.host_address}, the pod bridge's host address)")
-    servers = ("etcd", "kafka", "elasticsearch", "elasticsearch-secure", "opensearch", "prometheus")
+    servers = (
+        "etcd",
+        "kafka",
+        "elasticsearch",
+        "elasticsearch-secure",
+        "opensearch",
+        "opensearch-secure",
+        "prometheus",
+    )
     independent = [named[n] for n in servers]
     _start(independent, echo)
     _wait([named["etcd"]], echo)

@@ -32,7 +32,7 @@ from metricpipe_consumers.sink import build_sink
 from metricpipe_devstack.env import StackEnv
 from metricpipe_operator.api.naming import build_default_index, build_index_names
 from shared_data import access_log_lines, rtt_records
-from sink_users import create_sink_user, super_auth
+from sink_users import create_sink_user, secured_url, super_auth
 
 RTT_PARTITIONS = 6
 
@@ -106,10 +106,11 @@ def test_access_log_requests_and_5xx_rate_over_the_secured_listeners(
     stack: StackEnv, processes: ConsumerProcesses, tmp_path: Path, unique_name: str, backend: str
 ) -> None:
     """The request count's consumer reads over SASL_SSL as a SCRAM user and writes to the
-    secured Elasticsearch 8.x node (HTTPS with the stack's CA) as a user holding only the
-    pipeline role of docs/sink-security.md; the 5xx rate's reads over mutual TLS with a client
-    certificate; each Kafka user has only the ACLs docs/kafka-security.md lists, each
-    consumer's log shows which connection it used, and neither log holds a secret."""
+    secured OpenSearch 2.x node; the 5xx rate's reads over mutual TLS with a client certificate
+    and writes to the secured Elasticsearch 8.x node. Both sinks speak HTTPS with the stack's
+    CA, each as a user holding only the pipeline role of docs/sink-security.md; each Kafka user
+    has only the ACLs docs/kafka-security.md lists, each consumer's log shows which connection
+    it used, and neither log holds a secret."""
     lines = access_log_lines(stack.data_dir)
     topic = f"{unique_name}-access"
     create_topics(stack, topic, 3)
@@ -133,21 +134,27 @@ def test_access_log_requests_and_5xx_rate_over_the_secured_listeners(
         "5xx": secured_endpoint(stack.kafka_mtls_bootstrap, "SSL",
                                 write_certificate_secret(tmp_path / "tls", stack, cert_user)),
     }  # fmt: skip
-    index = build_default_index("it", f"{unique_name}-requests")  # make_pipeline's namespace
-    sink_user = create_sink_user(stack, f"{unique_name}-requests", list(build_index_names(index)))
-    secured_sink = SinkAccess(
-        target={"endpoint": stack.elasticsearch_secure_url, "caFile": str(stack.ca_file)},
-        env={"METRICPIPE_SINK_USERNAME": sink_user.name,
-             "METRICPIPE_SINK_PASSWORD": sink_user.password},
-        reader=build_sink("elasticsearch", stack.elasticsearch_secure_url, index,
-                          *super_auth(stack), ca_file=str(stack.ca_file)),
-    )  # fmt: skip
+    sinks, sink_passwords = {}, []
+    for name, sink_backend in (("requests", "opensearch"), ("5xx", "elasticsearch")):
+        index = build_default_index("it", f"{unique_name}-{name}")  # make_pipeline's namespace
+        sink_user = create_sink_user(
+            stack, f"{unique_name}-{name}", list(build_index_names(index)), backend=sink_backend
+        )
+        url = secured_url(stack, sink_backend)
+        sinks[name] = SinkAccess(
+            target={"backend": sink_backend, "endpoint": url, "caFile": str(stack.ca_file)},
+            env={"METRICPIPE_SINK_USERNAME": sink_user.name,
+                 "METRICPIPE_SINK_PASSWORD": sink_user.password},
+            reader=build_sink(sink_backend, url, index, *super_auth(stack, sink_backend),
+                              ca_file=str(stack.ca_file)),
+        )  # fmt: skip
+        sink_passwords.append(sink_user.password)
     run_and_compare(stack, processes, tmp_path, unique_name, topic,
                     {"requests": requests, "5xx": errors}, backend, records,
-                    kafka=kafka, sinks={"requests": secured_sink})  # fmt: skip
+                    kafka=kafka, sinks=sinks)  # fmt: skip
     logs = {Path(log).name: Path(log).read_text(errors="replace") for _, log in processes.running}
     said = "\n".join(logs.values())
-    assert sink_user.password not in said
+    assert not [p for p in sink_passwords if p in said]
     assert f"SASL_SSL SCRAM-SHA-512 user {scram_user}" in said, said[-2000:]
     assert f"SSL client certificate {tmp_path / 'tls' / 'tls.crt'}" in said, said[-2000:]
     assert password.get_secret_value() not in said

@@ -94,9 +94,8 @@ def test_refused_sinks_say_why_and_recover_once_fixed(
     users = {}
     for fault in FAULTS:
         index = f"metricpipe-{namespace}.{fault}.metrics"  # the default index (naming.py)
-        read_only = ["read", "view_index_metadata"] if fault == "role" else None
-        users[fault] = create_sink_user(stack, f"{namespace}-{fault}",
-                                        [index, f"{index}-state"], read_only)  # fmt: skip
+        users[fault] = create_sink_user(stack, f"{namespace}-{fault}", [index, f"{index}-state"],
+                                        read_only=fault == "role")  # fmt: skip
         password = "not-the-password" if fault == "password" else users[fault].password
         core.create_namespaced_secret(namespace, secret_body(
             f"{fault}-sink", {"username": users[fault].name, "password": password}))  # fmt: skip

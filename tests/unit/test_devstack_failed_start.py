@@ -12,7 +12,8 @@ from metricpipe_devstack.errors import StackError
 from metricpipe_devstack.settings import StackSettings
 
 NAMES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kafka",
-         "elasticsearch", "elasticsearch-secure", "opensearch", "prometheus", "pod-discovery",
+         "elasticsearch", "elasticsearch-secure", "opensearch", "opensearch-secure", "prometheus",
+         "pod-discovery",
          "spark", "containerd",
          "kubelet")  # fmt: skip
 
