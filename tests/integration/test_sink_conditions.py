@@ -1,7 +1,8 @@
-"""The secured sink refusing a pipeline's consumers, on the real stack: three pipelines write
-to the secured Elasticsearch 8.x node (HTTPS from the stack's CA, users and roles enforced by
-the server), each with its own credentials and CA Secrets, each wrong in its own way (a wrong
-password, a user whose role may only read, a CA that did not sign the node's certificate).
+"""The secured sinks refusing a pipeline's consumers, on the real stack: three pipelines write
+to the secured search engines (HTTPS from the stack's CA, users and roles enforced by the
+servers: two to the Elasticsearch 8.x node, one to the OpenSearch 2.x node), each with its own
+credentials and CA Secrets, each wrong in its own way (a wrong password, a user whose role may
+only read, a CA that did not sign the node's certificate).
 Their consumers run as containers on the stack's kubelet and are refused for real. Each
 pipeline shows SinkReady=False with the reason (SinkAuthFailed, SinkForbidden,
 TLSVerificationFailed) and what to change; once its Secret (or its role) is fixed it recovers
@@ -33,11 +34,18 @@ from refusals import (
     secret_body,
     topic_of,
 )
-from sink_users import create_sink_user, grant_sink_role, secure_request, super_auth
+from sink_users import (
+    create_sink_user,
+    grant_sink_role,
+    secure_request,
+    secured_url,
+    super_auth,
+)
 
 FAULTS = {"password": "SinkAuthFailed", "role": "SinkForbidden", "ca": "TLSVerificationFailed"}
 SAYS = {"password": "spec.sink.credentialsSecretRef", "role": "lacks a privilege",
         "ca": "spec.sink.caSecretRef"}  # fmt: skip
+BACKEND = {"password": "elasticsearch", "role": "opensearch", "ca": "elasticsearch"}
 
 
 def spec_for(stack: StackEnv, fault: str) -> dict[str, Any]:
@@ -47,7 +55,7 @@ def spec_for(stack: StackEnv, fault: str) -> dict[str, Any]:
         "metric": {"aggregation": "count", "groupBy": ["host"], "window": "1m",
                    "allowedLateness": "10s",
                    "eventTime": {"field": "ts", "format": "epoch_millis"}},
-        "sink": {"backend": "elasticsearch", "endpoint": stack.elasticsearch_secure_url,
+        "sink": {"backend": BACKEND[fault], "endpoint": secured_url(stack, BACKEND[fault]),
                  "credentialsSecretRef": {"name": f"{fault}-sink"},
                  "caSecretRef": {"name": f"{fault}-sink-ca"}},
         "replicas": 1,
@@ -56,13 +64,15 @@ def spec_for(stack: StackEnv, fault: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def final_counts(stack: StackEnv, index: str) -> Counter[tuple[int, str]]:
+def final_counts(stack: StackEnv, backend: str, index: str) -> Counter[tuple[int, str]]:
     """The sink's final documents, read by the super user with plain HTTPS (no product code)."""
-    if secure_request(stack, "HEAD", f"/{index}", super_auth(stack)).status_code != 200:
+    auth = super_auth(stack, backend)
+    ask = partial(secure_request, stack, auth=auth, backend=backend)
+    if ask("HEAD", f"/{index}").status_code != 200:
         return Counter()
-    secure_request(stack, "POST", f"/{index}/_refresh", super_auth(stack))
+    ask("POST", f"/{index}/_refresh")
     query = {"size": 1000, "query": {"term": {"final": True}}}
-    found = secure_request(stack, "POST", f"/{index}/_search", super_auth(stack), json=query)
+    found = ask("POST", f"/{index}/_search", json=query)
     counts: Counter[tuple[int, str]] = Counter()
     for hit in found.json().get("hits", {}).get("hits", []):
         doc = hit["_source"]
@@ -80,8 +90,10 @@ def sink_reason_is(
     return pipeline if (found.get("status"), found.get("reason")) == wanted else None
 
 
-def finals_are(stack: StackEnv, index: str, expected: Counter[tuple[int, str]]) -> bool:
-    return final_counts(stack, index) == expected
+def finals_are(
+    stack: StackEnv, backend: str, index: str, expected: Counter[tuple[int, str]]
+) -> bool:
+    return final_counts(stack, backend, index) == expected
 
 
 def test_refused_sinks_say_why_and_recover_once_fixed(
@@ -94,8 +106,13 @@ def test_refused_sinks_say_why_and_recover_once_fixed(
     users = {}
     for fault in FAULTS:
         index = f"metricpipe-{namespace}.{fault}.metrics"  # the default index (naming.py)
-        users[fault] = create_sink_user(stack, f"{namespace}-{fault}", [index, f"{index}-state"],
-                                        read_only=fault == "role")  # fmt: skip
+        users[fault] = create_sink_user(
+            stack,
+            f"{namespace}-{fault}",
+            [index, f"{index}-state"],
+            backend=BACKEND[fault],
+            read_only=fault == "role",
+        )
         password = "not-the-password" if fault == "password" else users[fault].password
         core.create_namespaced_secret(namespace, secret_body(
             f"{fault}-sink", {"username": users[fault].name, "password": password}))  # fmt: skip
@@ -131,7 +148,7 @@ def test_refused_sinks_say_why_and_recover_once_fixed(
         expected = expected_counts(records)
         for fault in FAULTS:
             index = f"metricpipe-{namespace}.{fault}.metrics"
-            wait_for(partial(finals_are, stack, index, expected), 480,
+            wait_for(partial(finals_are, stack, BACKEND[fault], index, expected), 480,
                      f"{fault}: every window final after the fix", 3)  # fmt: skip
             took = time.monotonic() - fixed_at
             print(f"{fault}: recovered, its finals equal {took:.0f} s after the fix")
