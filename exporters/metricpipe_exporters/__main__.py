@@ -47,7 +47,8 @@ def main() -> int:
 
     @lru_cache(maxsize=256)
     def sink_for_endpoint(backend: str, endpoint: str, index: str) -> Any:
-        return build_sink(backend, endpoint, index, config.sink_username, password)
+        return build_sink(backend, endpoint, index, config.sink_username, password,
+                          ca_file=config.sink_ca_file)  # fmt: skip
 
     def sink_for(target: PipelineTarget) -> Any:
         return sink_for_endpoint(target.backend, target.endpoint, target.index)

@@ -19,6 +19,9 @@ class ExporterConfig(KafkaClientSettings):
     opensearch_url: str = Field(default="http://opensearch:9200")
     sink_username: str | None = Field(default=None, description="From a Secret reference.")
     sink_password: SecretStr | None = Field(default=None, description="From a Secret reference.")
+    sink_ca_file: str | None = Field(
+        default=None, description="CA (PEM) of the sinks' HTTPS certificates, a mounted Secret."
+    )
     exporter_port: int = Field(default=9401, ge=0, le=65535, description="/metrics port.")
     exporter_interval_seconds: float = Field(
         default=5.0, gt=0, description="One collection cycle (Kafka + sink) this often."
