@@ -81,7 +81,11 @@ def decide_kafka_failure(
                 f"brokers' certificates into {where} (key ca.crt), or renew an expired broker "
                 f"certificate ({facts.described}). Kafka said: {_short(text)}"
             ))  # fmt: skip
-        if code == KafkaError._SSL and "alert" in lowered:  # the broker refused our side
+        # the broker refused our side of the handshake (our certificate: expired, unknown CA);
+        # librdkafka reports it as an SSL error or, once the connection is up, a receive failure
+        if (code == KafkaError._SSL and "alert" in lowered) or (
+            code == KafkaError._TRANSPORT and "ssl/tls alert" in lowered
+        ):
             return KafkaFailure(KAFKA_AUTH_FAILED, (
                 f"Kafka refused the TLS handshake. A listener that requires client "
                 f"certificates needs tls.crt and tls.key in {where}, signed by a CA the brokers "

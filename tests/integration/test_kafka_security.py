@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,11 @@ from kafka_users import (
     create_scram_user,
     grant_consumer_acls,
     issue_client_certificate,
+)
+from metricpipe_consumers.kafka_check import (
+    KafkaAccessFacts,
+    decide_kafka_failure,
+    fetch_kafka_answers,
 )
 from metricpipe_devstack.env import StackEnv
 from metricpipe_operator.api.kafka import (
@@ -233,3 +239,43 @@ def test_spark_reads_over_scram_and_mutual_tls_with_the_built_options(
     finally:
         crt.unlink()
         key.unlink()
+
+
+@pytest.mark.parametrize("fault", ["expired", "foreign"])
+def test_an_expired_or_foreign_client_certificate_is_refused_with_its_reason(
+    stack: StackEnv, tenant: Tenant, tmp_path: Path, unique_name: str, fault: str
+) -> None:
+    """On the mutual-TLS listener, a client certificate the brokers cannot accept (expired,
+    or signed by a CA they do not trust) is refused in the handshake, and the consumer's
+    start-up check names it: KafkaAuthFailed, with what to renew or re-issue."""
+    key, csr, crt = tmp_path / "tls.key", tmp_path / "tls.csr", tmp_path / "tls.crt"
+    openssl = partial(subprocess.run, check=True, capture_output=True)
+    openssl(["openssl", "req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj",
+             f"/CN={unique_name}-{fault}", "-keyout", str(key), "-out", str(csr)])  # fmt: skip
+    if fault == "expired":  # valid until a day before it was issued
+        signer = ["-CA", str(stack.ca_file), "-CAkey", str(stack.pki_dir / "ca.key"),
+                  "-days", "-1"]  # fmt: skip
+    else:
+        openssl(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj",
+                 "/CN=not-the-stack-ca", "-days", "1", "-keyout", str(tmp_path / "o.key"),
+                 "-out", str(tmp_path / "o.crt")])  # fmt: skip
+        signer = ["-CA", str(tmp_path / "o.crt"), "-CAkey", str(tmp_path / "o.key"),
+                  "-days", "1"]  # fmt: skip
+    openssl(["openssl", "x509", "-req", "-in", str(csr), *signer, "-CAcreateserial",
+             "-out", str(crt)])  # fmt: skip
+    connection = KafkaConnection(
+        bootstrap=stack.kafka_mtls_bootstrap,
+        security_protocol="SSL",
+        ca_file=stack.ca_file,
+        certificate_file=crt,
+        key_file=key,
+    )
+    answers = fetch_kafka_answers(build_librdkafka_settings(connection), tenant.own, None,
+                                  timeout=6)  # fmt: skip
+    failure = decide_kafka_failure(
+        answers, KafkaAccessFacts(connection.describe(), tenant.own, tenant.group, "tls-user")
+    )
+    assert failure is not None, answers
+    assert failure.reason == "KafkaAuthFailed", failure
+    assert "signed by a CA the brokers trust and not expired" in failure.message
+    assert "'tls-user'" in failure.message  # the Secret to fix

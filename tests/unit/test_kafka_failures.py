@@ -28,6 +28,13 @@ EXPIRED = (KafkaError._SSL, "SSL handshake failed: certificate verify failed: ce
            "expired")  # fmt: skip
 NO_CLIENT_CERT = (KafkaError._SSL, "ssl://k:9095/bootstrap: SSL handshake failed: "
                   "error:0A00045C:SSL routines::tlsv13 alert certificate required")  # fmt: skip
+# the broker refusing our certificate once the connection is up (as librdkafka 2.x reports it)
+CLIENT_CERT_EXPIRED = (KafkaError._TRANSPORT, "ssl://k:9095/bootstrap: Receive failed: "
+                       "error:0A000416:SSL routines::ssl/tls alert certificate unknown: SSL "
+                       "alert number 46 (after 0ms in state APIVERSION_QUERY)")  # fmt: skip
+CLIENT_CERT_FOREIGN = (KafkaError._TRANSPORT, "ssl://k:9095/bootstrap: Receive failed: "
+                       "error:0A000412:SSL routines::ssl/tls alert bad certificate: SSL alert "
+                       "number 42")  # fmt: skip
 DOWN = (KafkaError._TRANSPORT, "k:9094/bootstrap: Connect to ipv4#10.0.0.1:9094 failed: "
         "Connection refused")  # fmt: skip
 ALL_DOWN = (KafkaError._ALL_BROKERS_DOWN, "1/1 brokers are down")
@@ -49,6 +56,8 @@ GROUP_DENIED = (KafkaError.GROUP_AUTHORIZATION_FAILED, "Broker: Group authorizat
         ([UNKNOWN_CA], "TLSVerificationFailed", "the Secret 'team-a-kafka' (key ca.crt)"),
         ([EXPIRED], "TLSVerificationFailed", "renew an expired broker certificate"),
         ([NO_CLIENT_CERT], "KafkaAuthFailed", "needs tls.crt and tls.key"),
+        ([CLIENT_CERT_EXPIRED], "KafkaAuthFailed", "trust and not expired"),
+        ([DOWN, CLIENT_CERT_FOREIGN], "KafkaAuthFailed", "signed by a CA the brokers trust"),
         ([TOPIC_DENIED], "KafkaForbidden", "may not read topic 'logs.web'"),
         ([GROUP_DENIED], "KafkaForbidden", "consumer group 'metricpipe.team-a.web'"),
         ([TOPIC_DENIED, SASL_FAILED], "KafkaAuthFailed", "Kafka refused the credentials"),
