@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import secrets
 import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,33 @@ def grant_consumer_acls(
 def issue_client_certificate(stack: StackEnv, user: str) -> tuple[Path, Path]:
     """(certificate, key) for User:<user> on the mutual-TLS listener (its CN is the user)."""
     return issue_certificate(stack.pki_dir, f"test-{user}", user)
+
+
+def write_unacceptable_certificate_secret(
+    directory: Path, stack: StackEnv, user: str, fault: str
+) -> Path:
+    """A mounted Secret for mutual TLS whose client certificate the brokers must refuse:
+    `expired` (signed by the stack's CA, valid until a day before it was issued) or `foreign`
+    (signed by a CA the brokers do not trust)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    key, csr, crt = directory / "tls.key", directory / "tls.csr", directory / "tls.crt"
+    _openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={user}",
+             "-keyout", str(key), "-out", str(csr))  # fmt: skip
+    if fault == "expired":
+        signer = ["-CA", str(stack.ca_file), "-CAkey", str(stack.pki_dir / "ca.key"), "-days", "-1"]
+    else:
+        other_key, other_crt = directory / "other-ca.key", directory / "other-ca.crt"
+        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=not-the-stack-ca",
+                 "-days", "1", "-keyout", str(other_key), "-out", str(other_crt))  # fmt: skip
+        signer = ["-CA", str(other_crt), "-CAkey", str(other_key), "-days", "1"]
+    _openssl("x509", "-req", "-in", str(csr), *signer, "-CAcreateserial", "-out", str(crt))
+    csr.unlink()
+    shutil.copy(stack.ca_file, directory / "ca.crt")
+    return directory
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
 
 
 def write_scram_secret(directory: Path, stack: StackEnv, user: str, password: SecretStr) -> Path:

@@ -36,6 +36,12 @@ SETTINGS_ERRORS = frozenset({KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENT
                              KafkaError._SSL})  # fmt: skip
 
 
+def is_settings_error(code: int, text: str) -> bool:
+    """An error no retry cures: the credentials or the certificates, including the brokers
+    refusing our certificate in the handshake (a receive failure carrying an SSL alert)."""
+    return code in SETTINGS_ERRORS or (code == KafkaError._TRANSPORT and "ssl/tls alert" in text)
+
+
 @dataclass(frozen=True)
 class KafkaFailure:
     reason: str  # one of metricpipe_operator.api.kafka.KAFKA_REASONS
@@ -132,7 +138,7 @@ def fetch_kafka_answers(
             metadata = admin.list_topics(topic, timeout=STEP_SECONDS)
         except KafkaException as error:  # a timeout while the connection fails or waits
             admin.poll(0)  # serves the error callbacks
-            if any(code in SETTINGS_ERRORS for code, _ in answers):
+            if any(is_settings_error(code, text) for code, text in answers):
                 return answers
             if time.monotonic() >= deadline:
                 record(error.args[0])

@@ -1,14 +1,16 @@
-"""The secured sinks refusing a pipeline's consumers, on the real stack: three pipelines write
-to the secured search engines (HTTPS from the stack's CA, users and roles enforced by the
-servers: two to the Elasticsearch 8.x node, one to the OpenSearch 2.x node), each with its own
-credentials and CA Secrets, each wrong in its own way (a wrong password, a user whose role may
-only read, a CA that did not sign the node's certificate).
+"""Secured sinks and a secured Kafka refusing pipelines' consumers, on the real stack. The
+operator runs on Kafka's mutual-TLS listener, and every pipeline reads as its own certificate
+user with only its ACLs and writes to a secured search engine (HTTPS from the stack's CA, users
+and roles enforced by the servers: the Elasticsearch 8.x node or the OpenSearch 2.x node) with
+its own credentials and CA Secrets. Three pipelines are each wrong in one way: a wrong sink
+password, a sink user whose role may only read, a CA that did not sign the sink's certificate.
 Their consumers run as containers on the stack's kubelet and are refused for real. Each
-pipeline shows SinkReady=False with the reason (SinkAuthFailed, SinkForbidden,
+pipeline shows SinkReady False with the reason (SinkAuthFailed, SinkForbidden,
 TLSVerificationFailed) and what to change; once its Secret (or its role) is fixed it recovers
 with no other action, and its final documents equal the counts computed here from the records
-produced. No password appears in the operator's log, the pods' logs, the namespace's Events
-and ConfigMaps, or the pipelines' status."""
+produced. No password appears in any log file of the stack's servers, the operator's or the
+pods' logs, the namespace's Events and ConfigMaps, or the pipelines' status. (A client
+certificate the brokers refuse is test_kafka_security.py's.)"""
 
 from __future__ import annotations
 
@@ -23,6 +25,11 @@ from confluent_kafka import Producer
 from kubernetes import client
 
 from helpers import wait_for
+from kafka_users import (
+    Tenant,
+    grant_consumer_acls,
+    write_certificate_secret,
+)
 from metricpipe_devstack.env import StackEnv
 from pipelines import condition, create_pipeline, get_pipeline
 from refusals import (
@@ -43,7 +50,8 @@ from sink_users import (
     super_auth,
 )
 
-FAULTS = {"password": "SinkAuthFailed", "role": "SinkForbidden", "ca": "TLSVerificationFailed"}
+FAULTS = {"password": ("SinkReady", "SinkAuthFailed"), "role": ("SinkReady", "SinkForbidden"),
+          "ca": ("SinkReady", "TLSVerificationFailed")}  # fmt: skip
 SAYS = {"password": "spec.sink.credentialsSecretRef", "role": "lacks a privilege",
         "ca": "spec.sink.caSecretRef"}  # fmt: skip
 BACKEND = {"password": "elasticsearch", "role": "opensearch", "ca": "elasticsearch"}
@@ -62,6 +70,7 @@ def spec_for(stack: StackEnv, fault: str) -> dict[str, Any]:
         "replicas": 1,
         "scaling": {"enabled": False},
         "consumer": {"resources": {"requests": {"cpu": "100m"}}},
+        "kafka": {"credentialsSecretRef": {"name": f"{fault}-kafka"}},
     }  # fmt: skip
 
 
@@ -82,14 +91,19 @@ def final_counts(stack: StackEnv, backend: str, index: str) -> Counter[tuple[int
     return counts
 
 
-def sink_reason_is(
-    kube: client.ApiClient, namespace: str, name: str, reason: str | None
+def reason_is(
+    kube: client.ApiClient, namespace: str, name: str, kind: str, reason: str | None
 ) -> dict[str, Any] | None:
-    """The pipeline when SinkReady is False with `reason` (None: when it is True)."""
+    """The pipeline when its condition `kind` is False with `reason` (None: when True)."""
     pipeline = get_pipeline(kube, namespace, name)
-    found = condition(pipeline, "SinkReady")
+    found = condition(pipeline, kind)
     wanted = ("True", found.get("reason")) if reason is None else ("False", reason)
     return pipeline if (found.get("status"), found.get("reason")) == wanted else None
+
+
+def files_of(directory: Path) -> dict[str, str]:
+    """A mounted-Secret directory's keys, as a Secret's stringData."""
+    return {key: (directory / key).read_text() for key in ("tls.crt", "tls.key", "ca.crt")}
 
 
 def finals_are(
@@ -104,9 +118,21 @@ def test_refused_sinks_say_why_and_recover_once_fixed(
 ) -> None:  # fmt: skip
     core = client.CoreV1Api(kube)
     ca = stack.ca_file.read_text()
-    operator = start_operator(namespace, METRICPIPE_PROMETHEUS_URL=stack.prometheus_url)
+    operator = start_operator(
+        namespace, METRICPIPE_PROMETHEUS_URL=stack.prometheus_url,
+        METRICPIPE_SCALING_INTERVAL_SECONDS="5",  # the ResourceManager reads the pods this often
+        METRICPIPE_KAFKA_BOOTSTRAP=stack.kafka_mtls_bootstrap,
+        METRICPIPE_KAFKA_SECURITY_PROTOCOL="SSL",  # as User:admin, by its certificate's CN
+        METRICPIPE_KAFKA_CREDENTIALS_DIR=str(write_certificate_secret(
+            tmp_path / "operator-kafka", stack, "admin")),
+    )  # fmt: skip
     users = {}
     for fault in FAULTS:
+        topic = f"metricpipe.{namespace}.{fault}"  # the default names (api/naming.py)
+        kafka_user = f"{namespace}-{fault}-kafka"
+        grant_consumer_acls(stack, f"User:{kafka_user}", Tenant(topic, "", f"{topic}.dlq", topic))
+        core.create_namespaced_secret(namespace, secret_body(f"{fault}-kafka", files_of(
+            write_certificate_secret(tmp_path / f"{fault}-kafka", stack, kafka_user))))  # fmt: skip
         index = f"metricpipe-{namespace}.{fault}.metrics"  # the default index (naming.py)
         users[fault] = create_sink_user(
             stack,
@@ -133,10 +159,10 @@ def test_refused_sinks_say_why_and_recover_once_fixed(
             assert producer.flush(30) == 0
 
         started = time.monotonic()
-        for fault, reason in FAULTS.items():
-            pipeline = wait_for(partial(sink_reason_is, kube, namespace, fault, reason), 240,
-                                f"{fault}: SinkReady {reason}")  # fmt: skip
-            message = condition(pipeline, "SinkReady")["message"]
+        for fault, (kind, reason) in FAULTS.items():
+            pipeline = wait_for(partial(reason_is, kube, namespace, fault, kind, reason), 240,
+                                f"{fault}: {kind} {reason}")  # fmt: skip
+            message = condition(pipeline, kind)["message"]
             assert SAYS[fault] in message, message
             print(f"{fault}: {reason} after {time.monotonic() - started:.0f} s: {message}")
 
@@ -154,10 +180,22 @@ def test_refused_sinks_say_why_and_recover_once_fixed(
                      f"{fault}: every window final after the fix", 3)  # fmt: skip
             took = time.monotonic() - fixed_at
             print(f"{fault}: recovered, its finals equal {took:.0f} s after the fix")
-        for fault in FAULTS:
-            wait_for(partial(sink_reason_is, kube, namespace, fault, None), 60,
-                     f"{fault}: SinkReady True again")  # fmt: skip
+        for fault, (kind, _) in FAULTS.items():
+            wait_for(partial(reason_is, kube, namespace, fault, kind, None), 60,
+                     f"{fault}: {kind} True again")  # fmt: skip
     except AssertionError:
+        for fault in FAULTS:
+            conditions = (get_pipeline(kube, namespace, fault).get("status") or {}).get(
+                "conditions"
+            )
+            print(f"{fault}: {json.dumps(conditions)[:3000]}")
+        for pod in core.list_namespaced_pod(namespace).items:
+            name = str(pod.metadata.name)  # type: ignore[union-attr]
+            try:
+                said = core.read_namespaced_pod_log(name, namespace, previous=True)
+            except client.ApiException:
+                said = core.read_namespaced_pod_log(name, namespace)
+            print(f"log of {name}:\n{said[-3000:]}")
         print(f"operator log:\n{operator.log()[-4000:]}")
         raise
     assert_no_secret_anywhere(kube, namespace, operator.log(), list(FAULTS),

@@ -9,7 +9,11 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError
 
-from metricpipe_consumers.kafka_check import KafkaAccessFacts, decide_kafka_failure
+from metricpipe_consumers.kafka_check import (
+    KafkaAccessFacts,
+    decide_kafka_failure,
+    is_settings_error,
+)
 from metricpipe_operator.reconcile.health import (
     build_pods_view,
     classify_kafka_error,
@@ -145,3 +149,13 @@ def test_a_container_that_just_ended_is_quoted_once() -> None:
     condition = decide_consumer_ready(1, view.ready, view)
     assert condition.reason == "KafkaForbidden"
     assert condition.message.count("grant it Read") == 1, condition.message
+
+
+@pytest.mark.parametrize(
+    ("answer", "final"),
+    [(SASL_FAILED, True), (UNKNOWN_CA, True), (CLIENT_CERT_EXPIRED, True),
+     (CLIENT_CERT_FOREIGN, True), (DOWN, False), (ALL_DOWN, False)],
+)  # fmt: skip
+def test_which_answers_end_the_start_up_check_at_once(answer: tuple[int, str], final: bool) -> None:
+    """Settings errors stop the wait for Kafka's metadata; an unreachable Kafka is waited for."""
+    assert is_settings_error(*answer) is final
