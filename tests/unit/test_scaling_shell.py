@@ -91,8 +91,11 @@ def test_status_and_conditions_say_what_happened() -> None:
 
 
 def test_status_is_written_only_when_something_visible_changed() -> None:
+    slo = {"type": "FreshnessSLOMet", "status": "True", "reason": "Met"}
+    consumer = {"type": "ConsumerReady", "status": "False", "reason": "Error",
+                "message": "pod c: Error (restarted 1 time)"}  # fmt: skip
     old = {"desiredReplicas": 2, "lag": 1000, "freshnessSeconds": 30.0, "slo": "Met",
-           "conditions": [{"type": "FreshnessSLOMet", "status": "True"}]}  # fmt: skip
+           "conditions": [slo, consumer]}  # fmt: skip
     same = {**old, "lag": 1050, "freshnessSeconds": 33.0}  # small moves
     assert not decide_status_due(old, same, age=10, max_age=60)
     assert decide_status_due(old, same, age=60, max_age=60)  # but never older than max_age
@@ -101,6 +104,12 @@ def test_status_is_written_only_when_something_visible_changed() -> None:
     assert decide_status_due(old, {**old, "slo": "AtRisk"}, 10, 60)
     flipped = {**old, "conditions": [{"type": "FreshnessSLOMet", "status": "False"}]}
     assert decide_status_due(old, flipped, 10, 60)
+    # the same status with a new reason is what a user acts on: written at once
+    said = [slo, {**consumer, "reason": "KafkaAuthFailed"}]
+    assert decide_status_due(old, {**old, "conditions": said}, 10, 60)
+    # a message alone (a restart count) waits for max_age
+    counted = [slo, {**consumer, "message": "restarted 2 times"}]
+    assert not decide_status_due(old, {**old, "conditions": counted}, 10, 60)
 
 
 def test_lease_is_free_when_unheld_ours_or_expired() -> None:

@@ -106,14 +106,16 @@ def decide_refresh_age(key: str, max_age: float) -> float:
 
 
 def decide_status_due(old: dict[str, Any], new: dict[str, Any], age: float, max_age: float) -> bool:
-    """Pure: write status when what a user reads changed — replicas, SLO state, a condition —
-    or a number moved by more than 10 % (with small absolute floors), or it is `max_age` old."""
+    """Pure: write status when what a user reads changed — replicas, SLO state, a condition's
+    status or reason — or a number moved by more than 10 % (with small absolute floors), or it
+    is `max_age` old."""
     if age >= max_age:
         return True
     for key, value in new.items():
-        if key == "conditions":
-            before = {c["type"]: c.get("status") for c in old.get("conditions") or []}
-            if any(before.get(c["type"]) != c["status"] for c in value):
+        if key == "conditions":  # a new reason is news too (Error -> KafkaAuthFailed)
+            before = {c["type"]: (c.get("status"), c.get("reason"))
+                      for c in old.get("conditions") or []}  # fmt: skip
+            if any(before.get(c["type"]) != (c["status"], c.get("reason")) for c in value):
                 return True
         elif key in NUMERIC_FIELDS:
             previous = old.get(key)
