@@ -2,15 +2,16 @@
 operator runs on Kafka's mutual-TLS listener, and every pipeline reads as its own certificate
 user with only its ACLs and writes to a secured search engine (HTTPS from the stack's CA, users
 and roles enforced by the servers: the Elasticsearch 8.x node or the OpenSearch 2.x node) with
-its own credentials and CA Secrets. Three pipelines are each wrong in one way: a wrong sink
-password, a sink user whose role may only read, a CA that did not sign the sink's certificate.
+its own credentials and CA Secrets. Five pipelines are each wrong in one way: a wrong sink
+password, a sink user whose role may only read, a CA that did not sign the sink's certificate,
+a Kafka client certificate that has expired, one signed by a CA the brokers do not trust.
 Their consumers run as containers on the stack's kubelet and are refused for real. Each
-pipeline shows SinkReady False with the reason (SinkAuthFailed, SinkForbidden,
-TLSVerificationFailed) and what to change; once its Secret (or its role) is fixed it recovers
-with no other action, and its final documents equal the counts computed here from the records
-produced. No password appears in any log file of the stack's servers, the operator's or the
-pods' logs, the namespace's Events and ConfigMaps, or the pipelines' status. (A client
-certificate the brokers refuse is test_kafka_security.py's.)"""
+pipeline shows SinkReady or ConsumerReady False with the reason (SinkAuthFailed, SinkForbidden,
+TLSVerificationFailed, KafkaAuthFailed) and what to change; once its Secret (or its role) is
+fixed it recovers with no other action, and its final documents equal the counts computed here
+from the records produced. No password or private-key line appears in any log file of the
+stack's servers, the operator's or the pods' logs, the namespace's Events and ConfigMaps, or
+the pipelines' status."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from kafka_users import (
     Tenant,
     grant_consumer_acls,
     write_certificate_secret,
+    write_unacceptable_certificate_secret,
 )
 from metricpipe_devstack.env import StackEnv
 from pipelines import condition, create_pipeline, get_pipeline
@@ -51,10 +53,15 @@ from sink_users import (
 )
 
 FAULTS = {"password": ("SinkReady", "SinkAuthFailed"), "role": ("SinkReady", "SinkForbidden"),
-          "ca": ("SinkReady", "TLSVerificationFailed")}  # fmt: skip
+          "ca": ("SinkReady", "TLSVerificationFailed"),
+          "expired": ("ConsumerReady", "KafkaAuthFailed"),
+          "foreign": ("ConsumerReady", "KafkaAuthFailed")}  # fmt: skip
+REISSUE = "signed by a CA the brokers trust and not expired"
 SAYS = {"password": "spec.sink.credentialsSecretRef", "role": "lacks a privilege",
-        "ca": "spec.sink.caSecretRef"}  # fmt: skip
-BACKEND = {"password": "elasticsearch", "role": "opensearch", "ca": "elasticsearch"}
+        "ca": "spec.sink.caSecretRef", "expired": REISSUE, "foreign": REISSUE}  # fmt: skip
+BACKEND = {"password": "elasticsearch", "role": "opensearch", "ca": "elasticsearch",
+           "expired": "elasticsearch", "foreign": "opensearch"}  # fmt: skip
+REFUSED_CERTIFICATES = ("expired", "foreign")
 
 
 def spec_for(stack: StackEnv, fault: str) -> dict[str, Any]:
@@ -106,6 +113,12 @@ def files_of(directory: Path) -> dict[str, str]:
     return {key: (directory / key).read_text() for key in ("tls.crt", "tls.key", "ca.crt")}
 
 
+def key_line(pem: str) -> str:
+    """A line from the middle of a private key: it appears nowhere but in its key."""
+    lines = [line for line in pem.splitlines() if line and not line.startswith("-----")]
+    return lines[len(lines) // 2]
+
+
 def finals_are(
     stack: StackEnv, backend: str, index: str, expected: Counter[tuple[int, str]]
 ) -> bool:
@@ -127,12 +140,19 @@ def test_refused_sinks_say_why_and_recover_once_fixed(
             tmp_path / "operator-kafka", stack, "admin")),
     )  # fmt: skip
     users = {}
+    kafka_files: dict[str, dict[str, str]] = {}
     for fault in FAULTS:
         topic = f"metricpipe.{namespace}.{fault}"  # the default names (api/naming.py)
         kafka_user = f"{namespace}-{fault}-kafka"
         grant_consumer_acls(stack, f"User:{kafka_user}", Tenant(topic, "", f"{topic}.dlq", topic))
-        core.create_namespaced_secret(namespace, secret_body(f"{fault}-kafka", files_of(
-            write_certificate_secret(tmp_path / f"{fault}-kafka", stack, kafka_user))))  # fmt: skip
+        if fault in REFUSED_CERTIFICATES:
+            kafka_dir = write_unacceptable_certificate_secret(
+                tmp_path / f"{fault}-kafka", stack, kafka_user, fault)  # fmt: skip
+        else:
+            kafka_dir = write_certificate_secret(tmp_path / f"{fault}-kafka", stack, kafka_user)
+        kafka_files[fault] = files_of(kafka_dir)
+        core.create_namespaced_secret(namespace, secret_body(f"{fault}-kafka",
+                                                             kafka_files[fault]))  # fmt: skip
         index = f"metricpipe-{namespace}.{fault}.metrics"  # the default index (naming.py)
         users[fault] = create_sink_user(
             stack,
@@ -164,6 +184,7 @@ def test_refused_sinks_say_why_and_recover_once_fixed(
                                 f"{fault}: {kind} {reason}")  # fmt: skip
             message = condition(pipeline, kind)["message"]
             assert SAYS[fault] in message, message
+            assert fault not in REFUSED_CERTIFICATES or f"'{fault}-kafka'" in message, message
             print(f"{fault}: {reason} after {time.monotonic() - started:.0f} s: {message}")
 
         # -- fixed, as a user would: the Secrets' data, the user's role -----------------------
@@ -172,6 +193,14 @@ def test_refused_sinks_say_why_and_recover_once_fixed(
         )
         core.patch_namespaced_secret("ca-sink-ca", namespace, {"stringData": {"ca.crt": ca}})
         grant_sink_role(stack, users["role"], list(users["role"].indices))
+        for fault in REFUSED_CERTIFICATES:  # re-issued by the stack's CA, for the same user
+            kafka_files[f"{fault}-fixed"] = files_of(
+                write_certificate_secret(
+                    tmp_path / f"{fault}-kafka-fixed", stack, f"{namespace}-{fault}-kafka"
+                )
+            )
+            core.patch_namespaced_secret(f"{fault}-kafka", namespace,
+                                         {"stringData": kafka_files[f"{fault}-fixed"]})  # fmt: skip
         fixed_at = time.monotonic()
         expected = expected_counts(records)
         for fault in FAULTS:
@@ -198,5 +227,6 @@ def test_refused_sinks_say_why_and_recover_once_fixed(
             print(f"log of {name}:\n{said[-3000:]}")
         print(f"operator log:\n{operator.log()[-4000:]}")
         raise
+    key_lines = [key_line(files["tls.key"]) for files in kafka_files.values()]
     assert_no_secret_anywhere(kube, namespace, operator.log(), list(FAULTS),
-                              [u.password for u in users.values()])  # fmt: skip
+                              [u.password for u in users.values()] + key_lines)  # fmt: skip
