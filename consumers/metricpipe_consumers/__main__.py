@@ -114,10 +114,10 @@ def open_sink(document: PipelineDocument, config: ConsumerConfig) -> MetricSink 
     words and exit code 2, and the kubelet's back-off paces the retries."""
     password = config.sink_password.get_secret_value() if config.sink_password else None
     api_key = config.sink_api_key.get_secret_value() if config.sink_api_key else None
-    sink = build_sink(document.sink.backend, document.sink.endpoint, document.sink.index,
-                      config.sink_username, password, ca_file=document.sink.ca_file,
-                      api_key=api_key)  # fmt: skip
     try:
+        sink = build_sink(document.sink.backend, document.sink.endpoint, document.sink.index,
+                          config.sink_username, password, ca_file=document.sink.ca_file,
+                          api_key=api_key)  # fmt: skip
         sink.ensure_indices()
     except SinkError as error:
         log = structlog.get_logger("metricpipe.consumer")

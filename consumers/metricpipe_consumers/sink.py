@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import version as installed_version
+from pathlib import Path
 from typing import Any, Protocol
 
 import elastic_transport
@@ -379,7 +380,16 @@ def build_sink(
     *, ca_file: str | None = None, api_key: str | None = None,
 ) -> SearchSink:  # fmt: skip
     """A sink over the backend's client: basic auth (username and password) or, Elasticsearch
-    only, an API key; HTTPS verified against `ca_file` when given, else the system's CAs."""
+    only, an API key; HTTPS verified against `ca_file` when given, else the system's CAs.
+    A `ca_file` that is not there (its Secret, mounted as optional, is missing or lacks the
+    key) raises SinkError: TLSVerificationFailed, naming spec.sink.caSecretRef."""
+    if ca_file and not Path(ca_file).is_file():
+        raise SinkError(
+            f"no CA certificate at {ca_file}: the Secret named by spec.sink.caSecretRef does "
+            "not exist in the pipeline's namespace or lacks the key it names; create it, or "
+            "fix the key",
+            TLS_VERIFICATION_FAILED,
+        )
     auth = (username, password) if username and password else None
     if backend == "elasticsearch":
         options: dict[str, Any] = {"request_timeout": 30}

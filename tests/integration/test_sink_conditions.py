@@ -2,16 +2,17 @@
 operator runs on Kafka's mutual-TLS listener, and every pipeline reads as its own certificate
 user with only its ACLs and writes to a secured search engine (HTTPS from the stack's CA, users
 and roles enforced by the servers: the Elasticsearch 8.x node or the OpenSearch 2.x node) with
-its own credentials and CA Secrets. Five pipelines are each wrong in one way: a wrong sink
+its own credentials and CA Secrets. Seven pipelines are each wrong in one way: a wrong sink
 password, a sink user whose role may only read, a CA that did not sign the sink's certificate,
-a Kafka client certificate that has expired, one signed by a CA the brokers do not trust.
-Their consumers run as containers on the stack's kubelet and are refused for real. Each
-pipeline shows SinkReady or ConsumerReady False with the reason (SinkAuthFailed, SinkForbidden,
-TLSVerificationFailed, KafkaAuthFailed) and what to change; once its Secret (or its role) is
-fixed it recovers with no other action, and its final documents equal the counts computed here
-from the records produced. No password or private-key line appears in any log file of the
-stack's servers, the operator's or the pods' logs, the namespace's Events and ConfigMaps, or
-the pipelines' status."""
+a Kafka client certificate that has expired, one signed by a CA the brokers do not trust, a
+sink CA Secret and a Kafka credentials Secret that do not exist. Their consumers run as
+containers on the stack's kubelet and are refused for real. Each pipeline shows SinkReady or
+ConsumerReady False with the reason (SinkAuthFailed, SinkForbidden, TLSVerificationFailed,
+KafkaAuthFailed, KafkaSettingsInvalid) and what to change; once its Secret (or its role) is
+fixed or created it recovers with no other action, and its final documents equal the counts
+computed here from the records produced. No password or private-key line appears in any log
+file of the stack's servers, the operator's or the pods' logs, the namespace's Events and
+ConfigMaps, or the pipelines' status."""
 
 from __future__ import annotations
 
@@ -55,12 +56,23 @@ from sink_users import (
 FAULTS = {"password": ("SinkReady", "SinkAuthFailed"), "role": ("SinkReady", "SinkForbidden"),
           "ca": ("SinkReady", "TLSVerificationFailed"),
           "expired": ("ConsumerReady", "KafkaAuthFailed"),
-          "foreign": ("ConsumerReady", "KafkaAuthFailed")}  # fmt: skip
+          "foreign": ("ConsumerReady", "KafkaAuthFailed"),
+          "absent-ca": ("SinkReady", "TLSVerificationFailed"),
+          "absent-kafka": ("ConsumerReady", "KafkaSettingsInvalid")}  # fmt: skip
 REISSUE = "signed by a CA the brokers trust and not expired"
-SAYS = {"password": "spec.sink.credentialsSecretRef", "role": "lacks a privilege",
-        "ca": "spec.sink.caSecretRef", "expired": REISSUE, "foreign": REISSUE}  # fmt: skip
+SAYS = {
+    "password": "spec.sink.credentialsSecretRef",
+    "role": "lacks a privilege",
+    "ca": "spec.sink.caSecretRef",
+    "expired": REISSUE,
+    "foreign": REISSUE,
+    "absent-ca": "no CA certificate at",
+    "absent-kafka": "'absent-kafka-kafka' does not exist",
+}
 BACKEND = {"password": "elasticsearch", "role": "opensearch", "ca": "elasticsearch",
-           "expired": "elasticsearch", "foreign": "opensearch"}  # fmt: skip
+           "expired": "elasticsearch", "foreign": "opensearch", "absent-ca": "opensearch",
+           "absent-kafka": "elasticsearch"}  # fmt: skip
+ABSENT = {"absent-ca": "absent-ca-sink-ca", "absent-kafka": "absent-kafka-kafka"}  # created late
 REFUSED_CERTIFICATES = ("expired", "foreign")
 
 
@@ -141,6 +153,14 @@ def test_refused_sinks_say_why_and_recover_once_fixed(
     )  # fmt: skip
     users = {}
     kafka_files: dict[str, dict[str, str]] = {}
+    absent: dict[str, dict[str, str]] = {}  # the Secrets created only as the fix
+
+    def put_secret(name: str, data: dict[str, str]) -> None:
+        if name in ABSENT.values():
+            absent[name] = data
+        else:
+            core.create_namespaced_secret(namespace, secret_body(name, data))
+
     for fault in FAULTS:
         topic = f"metricpipe.{namespace}.{fault}"  # the default names (api/naming.py)
         kafka_user = f"{namespace}-{fault}-kafka"
@@ -151,8 +171,7 @@ def test_refused_sinks_say_why_and_recover_once_fixed(
         else:
             kafka_dir = write_certificate_secret(tmp_path / f"{fault}-kafka", stack, kafka_user)
         kafka_files[fault] = files_of(kafka_dir)
-        core.create_namespaced_secret(namespace, secret_body(f"{fault}-kafka",
-                                                             kafka_files[fault]))  # fmt: skip
+        put_secret(f"{fault}-kafka", kafka_files[fault])
         index = f"metricpipe-{namespace}.{fault}.metrics"  # the default index (naming.py)
         users[fault] = create_sink_user(
             stack,
@@ -162,11 +181,8 @@ def test_refused_sinks_say_why_and_recover_once_fixed(
             read_only=fault == "role",
         )
         password = "not-the-password" if fault == "password" else users[fault].password
-        core.create_namespaced_secret(namespace, secret_body(
-            f"{fault}-sink", {"username": users[fault].name, "password": password}))  # fmt: skip
-        trusted = other_ca(tmp_path) if fault == "ca" else ca
-        core.create_namespaced_secret(namespace, secret_body(f"{fault}-sink-ca",
-                                                             {"ca.crt": trusted}))  # fmt: skip
+        put_secret(f"{fault}-sink", {"username": users[fault].name, "password": password})
+        put_secret(f"{fault}-sink-ca", {"ca.crt": other_ca(tmp_path) if fault == "ca" else ca})
         create_pipeline(kube, namespace, fault, spec_for(stack, fault))
     base = (int(time.time() * 1000) - 30 * MINUTE) // MINUTE * MINUTE
     records = build_records(base)
@@ -185,9 +201,12 @@ def test_refused_sinks_say_why_and_recover_once_fixed(
             message = condition(pipeline, kind)["message"]
             assert SAYS[fault] in message, message
             assert fault not in REFUSED_CERTIFICATES or f"'{fault}-kafka'" in message, message
+            assert fault not in ABSENT or "create it" in message, message
             print(f"{fault}: {reason} after {time.monotonic() - started:.0f} s: {message}")
 
-        # -- fixed, as a user would: the Secrets' data, the user's role -----------------------
+        # -- fixed, as a user would: the Secrets' data, the user's role, the missing Secrets --
+        for name, data in absent.items():
+            core.create_namespaced_secret(namespace, secret_body(name, data))
         core.patch_namespaced_secret(
             "password-sink", namespace, {"stringData": {"password": users["password"].password}}
         )

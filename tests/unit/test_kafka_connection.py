@@ -177,8 +177,9 @@ def test_a_tls_endpoint_uses_a_client_certificate_when_the_secret_has_one(
 ) -> None:
     endpoint = KafkaEndpoint(bootstrap="b:9094", security_protocol="SSL",
                              credentials_dir=tmp_path)  # fmt: skip
+    _secret_dir(tmp_path, ca_crt="CA")
     server_only = load_kafka_connection(endpoint)
-    assert (server_only.ca_file, server_only.certificate_file) == (None, None)
+    assert (server_only.ca_file, server_only.certificate_file) == (tmp_path / "ca.crt", None)
     _secret_dir(tmp_path, tls_crt="C", tls_key="K", ca_crt="CA")
     mutual = load_kafka_connection(endpoint)
     assert mutual.certificate_file == tmp_path / "tls.crt"
@@ -212,3 +213,19 @@ def test_sasl_without_a_secret_says_where_to_name_one() -> None:
         load_kafka_connection(endpoint)
     plain = load_kafka_connection(KafkaEndpoint(bootstrap="b:9092"))
     assert build_librdkafka_settings(plain)["security.protocol"] == "plaintext"
+
+
+@pytest.mark.parametrize("protocol", ["SSL", "SASL_SSL"])
+def test_a_missing_secret_is_named_with_what_to_create(tmp_path: Path, protocol: str) -> None:
+    """Pods mount the Secret as optional: when it does not exist its directory is empty."""
+    (tmp_path / "..data").mkdir()  # the kubelet's own entries are not keys
+    endpoint = KafkaEndpoint.model_validate({
+        "bootstrap": "b:9093", "securityProtocol": protocol, "credentialsDir": str(tmp_path),
+        "credentialsSecret": "team-a-kafka",
+    })  # fmt: skip
+    with pytest.raises(KafkaConnectionError) as raised:
+        load_kafka_connection(endpoint)
+    message = str(raised.value)
+    assert "Secret 'team-a-kafka' does not exist in the pipeline's namespace" in message
+    assert "username, password, ca.crt, tls.crt, tls.key" in message
+    assert "spec.kafka.credentialsSecretRef" in message

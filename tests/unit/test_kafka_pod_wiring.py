@@ -75,7 +75,7 @@ def test_the_pods_mount_the_pipelines_secret_read_only_for_their_group(mode: str
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["kafka-credentials"] == {
         "name": "kafka-credentials",
-        "secret": {"secretName": "team-a-kafka", "defaultMode": 0o440},
+        "secret": {"secretName": "team-a-kafka", "defaultMode": 0o440, "optional": True},
     }
     (container,) = pod["containers"]
     mounts = {m["name"]: m for m in container["volumeMounts"]}

@@ -99,6 +99,7 @@ def test_the_sink_ca_is_mounted_from_its_secret_key_only() -> None:
     assert volume["secret"]["secretName"] == "es-http-certs-public"
     assert volume["secret"]["items"] == [{"key": "tls.crt", "path": "ca.crt"}]
     assert volume["secret"]["defaultMode"] == 0o440
+    assert volume["secret"]["optional"] is True  # a missing one is named by the consumer
     (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "sink-ca"]
     assert mount["readOnly"] is True
     document = build_pipeline_document(REF, spec, "t", CONFIG)

@@ -3,6 +3,7 @@ servers' answers are tests/integration/test_sink_security.py's subject)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import elastic_transport
@@ -12,10 +13,12 @@ from metricpipe_consumers.sink import (
     SearchSink,
     SinkError,
     build_elasticsearch_client,
+    build_sink,
     decide_api_version,
     decide_status_reason,
     is_tls_verification_error,
 )
+from metricpipe_operator.reconcile.health import classify_kafka_error, classify_sink_error
 
 REFUSED_9 = ("BadRequestError(400, 'media_type_header_exception', 'Invalid media-type value on "
              "headers [Accept, Content-Type]', Accept version must be either version 8 or 7, but "
@@ -172,3 +175,18 @@ def test_the_client_asks_for_its_api_version_in_both_headers(
         client.search(index="m", query={"match_all": {}})
     assert header in sent["accept"]
     assert header in sent["content-type"]
+
+
+@pytest.mark.parametrize("backend", ["elasticsearch", "opensearch"])
+def test_a_missing_sink_ca_is_a_tls_reason_naming_its_field(tmp_path: Path, backend: str) -> None:
+    """Pods mount the CA Secret as optional: when it does not exist there is no ca.crt, and
+    the consumer's last words name the field; the operator reads SinkReady's reason from them."""
+    missing = tmp_path / "sink-ca" / "ca.crt"
+    with pytest.raises(SinkError) as raised:
+        build_sink(backend, "https://es:9200", "i", "u", "p", ca_file=str(missing))
+    assert raised.value.reason == "TLSVerificationFailed"
+    said = str(raised.value)
+    assert said.startswith("TLSVerificationFailed: no CA certificate at ")
+    assert "spec.sink.caSecretRef" in said
+    assert classify_sink_error(said) == "TLSVerificationFailed"
+    assert classify_kafka_error(said) is None  # not Kafka's TLS failure

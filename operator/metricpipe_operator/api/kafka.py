@@ -164,6 +164,15 @@ def load_kafka_connection(endpoint: KafkaEndpoint) -> KafkaConnection:
             sasl_mechanism=endpoint.sasl_mechanism,
         )  # fmt: skip
     directory = endpoint.credentials_dir
+    keys = (endpoint.username_key, endpoint.password_key, endpoint.ca_key,
+            endpoint.certificate_key, endpoint.key_key)  # fmt: skip
+    if not any((directory / key).is_file() for key in keys):  # pods mount it as optional
+        named = f" {endpoint.credentials_secret!r}" if endpoint.credentials_secret else ""
+        raise KafkaConnectionError(
+            f"the Kafka credentials Secret{named} does not exist in the pipeline's namespace "
+            f"or holds none of the keys {', '.join(keys)}: create it, or name another in "
+            "spec.kafka.credentialsSecretRef"
+        )
 
     def required(key: str, what: str) -> Path:
         path = directory / key

@@ -306,7 +306,10 @@ def build_pod_volumes(
     """The pipeline's configuration file, a private /tmp and Spark's scratch space (the root
     filesystem is read-only; the kubelet evicts a pod whose emptyDir outgrows its limit), and
     with a secured Kafka the pipeline's credentials Secret. The kubelet keeps the mounted
-    Secret's files current, so a fixed Secret reaches the consumer without a new pod."""
+    Secret's files current, so a fixed Secret reaches the consumer without a new pod. The
+    Secrets are mounted as optional: a missing one leaves its directory empty, the consumer
+    names it in its last words and the pipeline's status says which to create (a required
+    mount would hold the pod in ContainerCreating, said only in the pod's Events)."""
     volumes: list[dict[str, Any]] = [
         {"name": "config", "configMap": {"name": ref.config_name}},
         {"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE_LIMIT}},
@@ -316,14 +319,15 @@ def build_pod_volumes(
     if secret is not None:
         volumes.append({
             "name": "kafka-credentials",
-            "secret": {"secretName": secret.name, "defaultMode": KAFKA_CREDENTIALS_MODE},
+            "secret": {"secretName": secret.name, "defaultMode": KAFKA_CREDENTIALS_MODE,
+                       "optional": True},
         })  # fmt: skip
     ca = spec.sink.ca_secret_ref
     if ca is not None:  # only the CA's key, as ca.crt (the Secret may hold more)
         volumes.append({
             "name": "sink-ca",
             "secret": {"secretName": ca.name, "items": [{"key": ca.key, "path": "ca.crt"}],
-                       "defaultMode": KAFKA_CREDENTIALS_MODE},
+                       "defaultMode": KAFKA_CREDENTIALS_MODE, "optional": True},
         })  # fmt: skip
     return volumes
 
