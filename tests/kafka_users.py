@@ -13,6 +13,7 @@ from typing import Any
 
 from confluent_kafka.admin import (
     AclBinding,
+    AclBindingFilter,
     AclOperation,
     AclPermissionType,
     AdminClient,
@@ -80,6 +81,15 @@ def grant_consumer_acls(
     admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
     for future in admin.create_acls(bindings).values():
         future.result(timeout=30)
+
+
+def revoke_topic_read(stack: StackEnv, principal: str, topic: str) -> None:
+    """Take away the principal's Read on the topic (its Describe stays)."""
+    read = AclBindingFilter(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, principal,
+                            "*", AclOperation.READ, AclPermissionType.ALLOW)  # fmt: skip
+    admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
+    for future in admin.delete_acls([read]).values():
+        assert future.result(timeout=30), f"no Read ACL of {principal} on {topic} to revoke"
 
 
 def issue_client_certificate(stack: StackEnv, user: str) -> tuple[Path, Path]:

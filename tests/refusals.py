@@ -11,9 +11,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import requests
+from confluent_kafka import Producer
 from kubernetes import client
 
 from helpers import present
+from metricpipe_devstack.env import StackEnv
 from metricpipe_devstack.settings import StackSettings
 from pipelines import get_pipeline
 
@@ -95,3 +98,35 @@ def expected_counts(records: list[dict[str, Any]]) -> Counter[tuple[int, str]]:
 def topic_of(kube: client.ApiClient, namespace: str, name: str) -> str | None:
     status = get_pipeline(kube, namespace, name).get("status") or {}
     return (status.get("topic") or {}).get("name")
+
+
+def final_counts(stack: StackEnv, index: str) -> Counter[tuple[int, str]]:
+    """The plain Elasticsearch sink's final documents, read with plain HTTP (no product code)."""
+    requests.post(f"{stack.elasticsearch_url}/{index}/_refresh", timeout=10)
+    found = requests.post(f"{stack.elasticsearch_url}/{index}/_search", json=FINALS, timeout=10)
+    return count_finals(found.json())
+
+
+FINALS = {"size": 1000, "query": {"term": {"final": True}}}  # the search for final documents
+
+
+def count_finals(answer: dict[str, Any]) -> Counter[tuple[int, str]]:
+    """A search answer's final documents as counts per (window start, host)."""
+    counts: Counter[tuple[int, str]] = Counter()
+    for hit in answer.get("hits", {}).get("hits", []):
+        doc = hit["_source"]
+        if doc["group"]["host"] != CLOSING_HOST:  # its window stays open
+            counts[(int(doc["window_start_ms"]), str(doc["group"]["host"]))] += int(doc["count"])
+    return counts
+
+
+def finals_are(stack: StackEnv, index: str, expected: Counter[tuple[int, str]]) -> bool:
+    return final_counts(stack, index) == expected
+
+
+def produce(stack: StackEnv, topic: str, records: list[dict[str, Any]]) -> None:
+    """The records as JSON, on the plaintext listener (the super user)."""
+    producer = Producer({"bootstrap.servers": stack.kafka_bootstrap})
+    for record in records:
+        producer.produce(topic, value=json.dumps(record).encode())
+    assert producer.flush(30) == 0

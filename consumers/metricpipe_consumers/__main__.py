@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import structlog
+from confluent_kafka import KafkaException
 
 from metricpipe_operator.api.kafka import KAFKA_SETTINGS_INVALID
 from metricpipe_operator.logs import configure_logging
@@ -27,6 +28,8 @@ from .filters import SpecError
 from .kafka_access import KafkaAccess, ensure_kafka_access
 from .kafka_check import (
     KafkaAccessFacts,
+    KafkaRefusedError,
+    answers_of,
     decide_kafka_failure,
     fetch_kafka_answers,
 )
@@ -74,6 +77,16 @@ def main(argv: list[str] | None = None) -> int:
         return sink
     if args.mode == "batch":
         return run_batch(document, sink, config, kafka, args.window_start)
+    return run_stream(document, sink, config, kafka, early_stop)
+
+
+def run_stream(
+    document: PipelineDocument, sink: MetricSink, config: ConsumerConfig, kafka: KafkaAccess,
+    early_stop: threading.Event,
+) -> int:  # fmt: skip
+    """The stream loop until SIGTERM; a sink or Kafka refusing it while it runs ends it with
+    the reason as its last words (exit code 2: the sink, 4: Kafka)."""
+    log = structlog.get_logger("metricpipe.consumer")
     metrics = ConsumerMetrics(document.pipeline.key)
     if config.metrics_port:
         metrics.serve(config.metrics_port)
@@ -103,6 +116,14 @@ def main(argv: list[str] | None = None) -> int:
         # the ResourceManager reads it from the pod's status: SinkReady False with the reason
         leave_last_words(config, str(error))
         return 2
+    except (KafkaRefusedError, KafkaException) as error:  # while consuming: like a crash, the
+        # sink holds what was done; the kubelet's back-off paces the restarts
+        answers = error.answers if isinstance(error, KafkaRefusedError) else answers_of(error)
+        failure = decide_kafka_failure(answers, kafka_facts(document, kafka))
+        words = failure.last_words() if failure else f"Kafka failed while consuming: {error}"
+        log.error("kafka stopped this consumer", error=words)
+        leave_last_words(config, words)
+        return 4 if failure else 1
     finally:
         engine.stop()
     return 0
@@ -144,15 +165,18 @@ def open_kafka(document: PipelineDocument, config: ConsumerConfig, mode: str) ->
     log.info("kafka connection", kafka=kafka.described)
     group = document.consumer_group if mode == "stream" else None  # batch runs use no group
     failure = decide_kafka_failure(
-        fetch_kafka_answers(kafka.settings, document.topic, group),
-        KafkaAccessFacts(kafka.described, document.topic, document.consumer_group,
-                         document.kafka.credentials_secret),
-    )  # fmt: skip
+        fetch_kafka_answers(kafka.settings, document.topic, group), kafka_facts(document, kafka)
+    )
     if failure is not None:  # only a change of settings fixes it: say which, stop (back-off)
         log.error("kafka refused this consumer", reason=failure.reason, error=failure.message)
         leave_last_words(config, failure.last_words())
         return 4
     return kafka
+
+
+def kafka_facts(document: PipelineDocument, kafka: KafkaAccess) -> KafkaAccessFacts:
+    return KafkaAccessFacts(kafka.described, document.topic, document.consumer_group,
+                            document.kafka.credentials_secret)  # fmt: skip
 
 
 def run_batch(

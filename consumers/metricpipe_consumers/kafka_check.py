@@ -9,6 +9,11 @@ restarts it with its growing back-off (10 s, 20 s, ... 5 min), and each restart 
 mounted Secret again, so a fixed Secret ends the failure by itself. The operator turns the
 message into ConsumerReady=False with that reason (reconcile/health.py). A Kafka that is
 merely unreachable is no such failure: the consumer starts and waits for it as before.
+
+While it runs, the same refusals stop it the same way (`is_refusal`, `KafkaRefusedError`): an
+ACL taken away (its fetches or commits refused), credentials or a certificate no longer
+accepted when it reconnects. The stream loop raises, and the process classifies the answers
+with `decide_kafka_failure` and leaves the same last words.
 """
 
 from __future__ import annotations
@@ -40,6 +45,39 @@ def is_settings_error(code: int, text: str) -> bool:
     """An error no retry cures: the credentials or the certificates, including the brokers
     refusing our certificate in the handshake (a receive failure carrying an SSL alert)."""
     return code in SETTINGS_ERRORS or (code == KafkaError._TRANSPORT and "ssl/tls alert" in text)
+
+
+CREDENTIAL_ERRORS = frozenset({KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED})
+# refusals of a running consumer's fetches and commits: an ACL taken away
+AUTHORIZATION_ERRORS = frozenset({KafkaError.TOPIC_AUTHORIZATION_FAILED,
+                                  KafkaError.GROUP_AUTHORIZATION_FAILED})  # fmt: skip
+
+
+def is_refusal(code: int, text: str) -> bool:
+    """An error that stops a running consumer: an ACL it lost, credentials refused, a
+    certificate refused on either side. Narrower than at start-up: a TLS error without a
+    certificate problem named (a broker restarting mid-handshake) is retried as before."""
+    if code in AUTHORIZATION_ERRORS or code in CREDENTIAL_ERRORS:
+        return True
+    lowered = text.lower()
+    named = "alert" in lowered or any(p in lowered for p in SERVER_CERTIFICATE_PROBLEMS)
+    return code in (KafkaError._SSL, KafkaError._TRANSPORT) and named
+
+
+class KafkaRefusedError(Exception):
+    """Kafka refused a running consumer; `answers` as fetch_kafka_answers gives them."""
+
+    def __init__(self, answers: Sequence[KafkaAnswer]) -> None:
+        super().__init__("; ".join(text for _, text in answers))
+        self.answers = list(answers)
+
+
+def answers_of(error: KafkaException) -> list[KafkaAnswer]:
+    """A client exception as answers: its KafkaError's code and text."""
+    first = error.args[0] if error.args else None
+    if isinstance(first, KafkaError):
+        return [(first.code(), first.str())]
+    return [(KafkaError._FAIL, str(error))]
 
 
 @dataclass(frozen=True)

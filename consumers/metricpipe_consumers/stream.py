@@ -29,6 +29,7 @@ from .engine import GROUP_SEPARATOR, SCHEMA, SparkAggregator
 from .faults import fault_point, fault_point_from_config
 from .finalize import Finalizer
 from .kafka_access import KafkaAccess
+from .kafka_check import AUTHORIZATION_ERRORS, KafkaAnswer, KafkaRefusedError, is_refusal
 from .letters import decide_marks_since, select_refused_rows
 from .metrics import ConsumerMetrics
 from .records import Filtered, RecordLimits, RecordParser, Rejected
@@ -127,6 +128,7 @@ class StreamConsumer:
             "session.timeout.ms": self.settings.session_timeout_ms,
             "fetch.max.bytes": 52_428_800,
             "queued.max.messages.kbytes": 262_144,
+            "error_cb": self._on_kafka_error,
         })  # fmt: skip
         # Log-end offsets and partition counts are asked on the AdminClient's own connections:
         # asked through the consumer they queue behind its fetch long-poll, 0.5 s per request
@@ -136,6 +138,7 @@ class StreamConsumer:
         self.dead_letters = DeadLetterWriter(
             kafka.settings, doc.dead_letter_topic, doc.pipeline.key
         )
+        self._refusals: list[KafkaAnswer] = []  # from the error callback, served by consume()
         self._last_finalize = 0.0
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch")
         self._pending: Future[BatchProgress] | None = None
@@ -220,6 +223,8 @@ class StreamConsumer:
                     self.settings.max_batch_records, timeout=self.settings.max_batch_seconds
                 )
                 polled = time.monotonic()
+                if self._refusals:  # credentials or a certificate refused on a reconnect
+                    raise KafkaRefusedError(self._refusals)
                 if messages:
                     # this thread's CPU time in consume() is the fetch's work (turning fetched
                     # records into messages); its wall time includes waiting for records
@@ -238,6 +243,22 @@ class StreamConsumer:
             self._finalize_pool.shutdown(wait=True)
             self.consumer.close()
             self.dead_letters.close()  # every batch flushed its own already
+
+    def _on_kafka_error(self, error: KafkaError) -> None:
+        """librdkafka's global errors: it retries every one of them in the background, so a
+        refusal no retry cures is kept for the loop to stop on."""
+        if is_refusal(error.code(), error.str()):
+            self._refusals.append((error.code(), error.str()))
+        else:
+            log.warning("kafka client error", error=error.str())
+
+    @staticmethod
+    def _on_message_error(error: KafkaError) -> None:
+        """An error in place of a record: a refusal (an ACL taken away) stops the loop."""
+        if is_refusal(error.code(), error.str()):
+            raise KafkaRefusedError([(error.code(), error.str())])
+        if error.code() != KafkaError._PARTITION_EOF:
+            log.warning("kafka error", error=str(error))
 
     def _request_stop(self, signum: int, _frame: Any) -> None:
         log.info("stop requested; finishing the current batch", signal=signum)
@@ -307,8 +328,7 @@ class StreamConsumer:
         cap, now_ms = self.parser.limits.max_groups_per_window, int(time.time() * 1000)
         for message in messages:
             if (error := message.error()) is not None:
-                if error.code() != KafkaError._PARTITION_EOF:
-                    log.warning("kafka error", error=str(error))
+                self._on_message_error(error)
                 continue
             partition, offset = int(message.partition() or 0), int(message.offset() or 0)
             state = self.partitions.get(partition)
@@ -582,8 +602,8 @@ class StreamConsumer:
                     self._committed[partition] = offset
         except KafkaException as error:
             kafka_error = error.args[0]
-            if kafka_error.fatal():
-                raise
+            if kafka_error.fatal() or kafka_error.code() in AUTHORIZATION_ERRORS:
+                raise  # the process says why (__main__.py), the sink holds what was done
             # A rebalance took the partitions meanwhile. Harmless: the sink already holds the
             # batch and its resume offsets, so the next owner skips what was done.
             log.warning("offset commit refused", error=str(kafka_error))

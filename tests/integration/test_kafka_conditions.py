@@ -10,15 +10,11 @@ log, the pods' logs, the namespace's Events and ConfigMaps, or the pipelines' st
 
 from __future__ import annotations
 
-import json
 import time
-from collections import Counter
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import requests
-from confluent_kafka import Producer
 from kubernetes import client
 
 from helpers import wait_for
@@ -26,12 +22,13 @@ from kafka_users import Tenant, create_scram_user, grant_consumer_acls
 from metricpipe_devstack.env import StackEnv
 from pipelines import condition, create_pipeline, get_pipeline
 from refusals import (
-    CLOSING_HOST,
     MINUTE,
     assert_no_secret_anywhere,
     build_records,
     expected_counts,
+    finals_are,
     other_ca,
+    produce,
     secret_body,
     topic_of,
 )
@@ -57,19 +54,6 @@ def spec_for(secret: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def final_counts(stack: StackEnv, index: str) -> Counter[tuple[int, str]]:
-    """The sink's final documents, read with plain HTTP (no product code)."""
-    requests.post(f"{stack.elasticsearch_url}/{index}/_refresh", timeout=10)
-    query = {"size": 1000, "query": {"term": {"final": True}}}
-    found = requests.post(f"{stack.elasticsearch_url}/{index}/_search", json=query, timeout=10)
-    counts: Counter[tuple[int, str]] = Counter()
-    for hit in found.json().get("hits", {}).get("hits", []):
-        doc = hit["_source"]
-        if doc["group"]["host"] != CLOSING_HOST:  # its window stays open
-            counts[(int(doc["window_start_ms"]), str(doc["group"]["host"]))] += int(doc["count"])
-    return counts
-
-
 def ready_reason_is(
     kube: client.ApiClient, namespace: str, name: str, reason: str | None
 ) -> dict[str, Any] | None:
@@ -78,10 +62,6 @@ def ready_reason_is(
     found = condition(pipeline, "ConsumerReady")
     wanted = ("True", found.get("reason")) if reason is None else ("False", reason)
     return pipeline if (found.get("status"), found.get("reason")) == wanted else None
-
-
-def finals_are(stack: StackEnv, index: str, expected: Counter[tuple[int, str]]) -> bool:
-    return final_counts(stack, index) == expected
 
 
 def test_refused_pipelines_say_why_and_recover_once_fixed(
@@ -122,10 +102,7 @@ def test_refused_pipelines_say_why_and_recover_once_fixed(
     try:
         for fault in FAULTS:
             topic = wait_for(partial(topic_of, kube, namespace, fault), 60, f"{fault}: its topic")
-            producer = Producer({"bootstrap.servers": stack.kafka_bootstrap})
-            for record in records:
-                producer.produce(topic, value=json.dumps(record).encode())
-            assert producer.flush(30) == 0
+            produce(stack, topic, records)
 
         started = time.monotonic()
         for fault, reason in FAULTS.items():

@@ -23,7 +23,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Producer
 from kubernetes import client
 
 from helpers import wait_for
@@ -36,12 +35,14 @@ from kafka_users import (
 from metricpipe_devstack.env import StackEnv
 from pipelines import condition, create_pipeline, get_pipeline
 from refusals import (
-    CLOSING_HOST,
+    FINALS,
     MINUTE,
     assert_no_secret_anywhere,
     build_records,
+    count_finals,
     expected_counts,
     other_ca,
+    produce,
     secret_body,
     topic_of,
 )
@@ -100,14 +101,7 @@ def final_counts(stack: StackEnv, backend: str, index: str) -> Counter[tuple[int
     if ask("HEAD", f"/{index}").status_code != 200:
         return Counter()
     ask("POST", f"/{index}/_refresh")
-    query = {"size": 1000, "query": {"term": {"final": True}}}
-    found = ask("POST", f"/{index}/_search", json=query)
-    counts: Counter[tuple[int, str]] = Counter()
-    for hit in found.json().get("hits", {}).get("hits", []):
-        doc = hit["_source"]
-        if doc["group"]["host"] != CLOSING_HOST:  # its window stays open
-            counts[(int(doc["window_start_ms"]), str(doc["group"]["host"]))] += int(doc["count"])
-    return counts
+    return count_finals(ask("POST", f"/{index}/_search", json=FINALS).json())
 
 
 def reason_is(
@@ -189,10 +183,7 @@ def test_refused_sinks_say_why_and_recover_once_fixed(
     try:
         for fault in FAULTS:
             topic = wait_for(partial(topic_of, kube, namespace, fault), 60, f"{fault}: its topic")
-            producer = Producer({"bootstrap.servers": stack.kafka_bootstrap})
-            for record in records:
-                producer.produce(topic, value=json.dumps(record).encode())
-            assert producer.flush(30) == 0
+            produce(stack, topic, records)
 
         started = time.monotonic()
         for fault, (kind, reason) in FAULTS.items():

@@ -7,11 +7,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException
 
 from metricpipe_consumers.kafka_check import (
     KafkaAccessFacts,
+    KafkaRefusedError,
+    answers_of,
     decide_kafka_failure,
+    is_refusal,
     is_settings_error,
 )
 from metricpipe_operator.reconcile.health import (
@@ -159,3 +162,44 @@ def test_a_container_that_just_ended_is_quoted_once() -> None:
 def test_which_answers_end_the_start_up_check_at_once(answer: tuple[int, str], final: bool) -> None:
     """Settings errors stop the wait for Kafka's metadata; an unreachable Kafka is waited for."""
     assert is_settings_error(*answer) is final
+
+
+# a broker restarting while the client's TLS handshake runs: no certificate problem named
+HANDSHAKE_CUT = (KafkaError._SSL, "ssl://k:9095/1: SSL handshake failed: Disconnected: connection "
+                 "reset by peer (after 3ms in state SSL_HANDSHAKE)")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("answer", "stops"),
+    [(TOPIC_DENIED, True), (GROUP_DENIED, True), (SASL_FAILED, True), (UNKNOWN_CA, True),
+     (EXPIRED, True), (NO_CLIENT_CERT, True), (CLIENT_CERT_EXPIRED, True),
+     (CLIENT_CERT_FOREIGN, True),
+     (HANDSHAKE_CUT, False), (DOWN, False), (ALL_DOWN, False),
+     ((KafkaError._PARTITION_EOF, "Fetch from broker 1 reached end of partition"), False)],
+)  # fmt: skip
+def test_which_errors_stop_a_running_consumer(answer: tuple[int, str], stops: bool) -> None:
+    """A running consumer stops on a refusal only; whatever a reconnect can cure is retried."""
+    assert is_refusal(*answer) is stops
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [(TOPIC_DENIED, "KafkaForbidden"), (GROUP_DENIED, "KafkaForbidden"),
+     (SASL_FAILED, "KafkaAuthFailed"), (CLIENT_CERT_EXPIRED, "KafkaAuthFailed")],
+)  # fmt: skip
+def test_a_running_consumer_s_refusal_gets_the_start_up_check_s_reason(
+    answer: tuple[int, str], reason: str
+) -> None:
+    """What the loop raises is classified as the start-up check's answers are: the same
+    condition reason and message, from the same pure function."""
+    raised = KafkaRefusedError([answer])
+    failure = decide_kafka_failure(raised.answers, FACTS)
+    assert failure is not None
+    assert failure.reason == reason
+    assert answer[1] in str(raised)
+
+
+def test_a_client_exception_becomes_an_answer() -> None:
+    error = KafkaError(KafkaError.GROUP_AUTHORIZATION_FAILED, "Broker: Group authorization failed")
+    assert answers_of(KafkaException(error)) == [(error.code(), error.str())]
+    assert answers_of(KafkaException("no KafkaError")) == [(KafkaError._FAIL, "no KafkaError")]
