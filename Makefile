@@ -83,6 +83,7 @@ test: stack-deps ## Everything CI runs: lint and unit (while the stack starts), 
 
 bench: stack-deps ## Benchmarks (not tests): consumer, exporter, ResourceManager cycle, autoscaling simulator
 	$(PY) bench/consumer_throughput.py
+	$(PY) bench/consumer_start.py
 	$(PY) bench/exporter_scrape.py
 	$(PY) bench/resource_manager_cycle.py
 	$(PY) bench/autoscale_sim.py

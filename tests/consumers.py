@@ -225,6 +225,7 @@ class SinkAccess:
 @dataclass
 class ConsumerProcesses:
     log_dir: Path
+    class_archive: Path | None = None  # METRICPIPE_SPARK_CLASS_ARCHIVE
     running: list[tuple[subprocess.Popen[bytes], Path]] = field(default_factory=list)
 
     def start(self, pipeline: Pipeline, **env: str) -> subprocess.Popen[bytes]:
@@ -237,6 +238,11 @@ class ConsumerProcesses:
             "METRICPIPE_FINALIZE_INTERVAL_SECONDS": "2",
             "METRICPIPE_MAX_BATCH_SECONDS": "1",
             "METRICPIPE_LOG_LEVEL": "INFO",
+            **(
+                {"METRICPIPE_SPARK_CLASS_ARCHIVE": str(self.class_archive)}
+                if self.class_archive
+                else {}
+            ),
             **env,
         }
         with log_path.open("wb") as log:

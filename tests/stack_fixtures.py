@@ -175,8 +175,9 @@ def start_operator(
 
 
 @pytest.fixture
-def processes(tmp_path: Path) -> Iterator[ConsumerProcesses]:
-    """Consumer processes started by a test; all stopped (SIGTERM, then SIGKILL) at its end."""
-    procs = ConsumerProcesses(tmp_path)
+def processes(stack: StackEnv, tmp_path: Path) -> Iterator[ConsumerProcesses]:
+    """Consumer processes started by a test; all stopped (SIGTERM, then SIGKILL) at its end.
+    They map the stack's archive of Spark's classes, as the image's consumers map theirs."""
+    procs = ConsumerProcesses(tmp_path, stack.spark_class_archive)
     yield procs
     procs.stop_all()

@@ -224,8 +224,9 @@ def spark_conf(config: ConsumerConfig, jars: bool) -> dict[str, str]:
     directories from its environment; the extra jars in batch mode only (the stream consumer
     reads Kafka without Spark, and a start without them is shorter)."""
     return spark_conf_from_environment(
-        config.memory_limit_bytes, config.spark_driver_memory, config.spark_jars if jars else ""
-    )
+        config.memory_limit_bytes, config.spark_driver_memory, config.spark_jars if jars else "",
+        class_archive=config.spark_class_archive,
+    )  # fmt: skip
 
 
 def leave_last_words(config: ConsumerConfig, text: str) -> None:

@@ -19,6 +19,12 @@ them, `spark_conf_from_environment` is the thin shell that reads the process env
   mounts an emptyDir at each.
 - **Extra jars** (Spark's Kafka connector, for batch runs) are named by paths or globs
   (`/opt/metricpipe/jars/*.jar`); an entry that matches no file is an error that says so.
+- **Class archive.** A JVM start loads and verifies some 15,000 of Spark's classes. An
+  application class-data-sharing archive of them (`classarchive.py`, made once where the JVM
+  and Spark's jars are installed: the consumer image, the development cache) is mapped
+  instead (`-XX:SharedArchiveFile`) when the class path is Spark's own (stream mode). A
+  missing or mismatched archive only costs the time it would have saved: the JVM loads the
+  classes itself.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import glob
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import structlog
 
@@ -94,10 +101,13 @@ def decide_spark_paths(environ: Mapping[str, str]) -> SparkPaths:
 
 
 def build_spark_conf(
-    driver_memory: str, direct_memory: str | None, paths: SparkPaths, jars: Sequence[str]
-) -> dict[str, str]:
+    driver_memory: str, direct_memory: str | None, paths: SparkPaths, jars: Sequence[str],
+    class_archive: str | None = None,
+) -> dict[str, str]:  # fmt: skip
     """The session settings that must be known before Spark's JVM starts (PySpark passes them
-    to spark-submit, which sizes and launches the JVM from them)."""
+    to spark-submit, which sizes and launches the JVM from them). The class archive is used
+    only without extra jars: they go before Spark's own on the class path, which then no
+    longer matches the archive's."""
     java_options = [
         f"-Djava.io.tmpdir={paths.temp_dir}",
         # Java takes user.home from the user database, not HOME: a user the image's
@@ -107,6 +117,8 @@ def build_spark_conf(
     ]
     if direct_memory is not None:
         java_options.append(f"-XX:MaxDirectMemorySize={direct_memory}")
+    if class_archive and not jars:
+        java_options.append(f"-XX:SharedArchiveFile={class_archive}")
     conf = {
         "spark.driver.memory": driver_memory,
         "spark.driver.extraJavaOptions": " ".join(java_options),
@@ -149,6 +161,7 @@ def spark_conf_from_environment(
     driver_memory: str | None,
     jars_setting: str,
     environ: Mapping[str, str] | None = None,
+    class_archive: Path | None = None,
 ) -> dict[str, str]:
     """The session settings of this process: the heap from its memory limit (or the explicit
     `driver_memory`), its paths from TMPDIR/SPARK_LOCAL_DIRS, its jars expanded. Logs the
@@ -164,4 +177,8 @@ def spark_conf_from_environment(
     log.info("spark memory and paths", memory_limit_bytes=memory_limit_bytes, heap=heap,
              max_direct_memory=direct, local_dir=paths.local_dir, temp_dir=paths.temp_dir,
              jars=len(jars))  # fmt: skip
-    return build_spark_conf(heap, direct, paths, jars)
+    archive = str(class_archive) if class_archive and class_archive.is_file() else None
+    if class_archive and archive is None:
+        log.warning("no class archive: Spark's classes are loaded one by one",
+                    missing=str(class_archive))  # fmt: skip
+    return build_spark_conf(heap, direct, paths, jars, archive)

@@ -32,6 +32,7 @@ class StackEnv:
     opensearch_secure_user: str  # its admin (all_access), for tests that make users and roles
     opensearch_secure_password_file: Path
     kubectl: Path = Path("kubectl")  # the pinned build (KUBECTL in .stack/env), else PATH's
+    spark_class_archive: Path | None = None  # Spark's classes for consumer processes (spark.py)
 
     @property
     def ca_file(self) -> Path:
@@ -88,4 +89,6 @@ class StackEnv:
             opensearch_secure_user=entries.get("OPENSEARCH_SECURE_USER", "admin"),
             opensearch_secure_password_file=Path(entries["OPENSEARCH_SECURE_PASSWORD_FILE"]),
             kubectl=Path(entries.get("KUBECTL", "kubectl")),
-        )
+            spark_class_archive=Path(archive) if (archive := entries.get("SPARK_CLASS_ARCHIVE"))
+            else None,
+        )  # fmt: skip

@@ -6,9 +6,13 @@ The probe checks that pyspark imports, Java runs, and the connector jars are in 
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import shutil
 import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
 
 from .base import Component, Probe
 
@@ -36,5 +40,32 @@ class Spark(Component):
             return Probe(False, "Kafka connector jars missing (run 'make stack-deps')", version)
         return Probe(result.returncode == 0, f"local mode; {java_line}", version)
 
+    def class_archive(self) -> Path:
+        """Where this checkout's archive of Spark's classes lies: it belongs to one JVM, one
+        pyspark and one virtualenv (the class path), so all three name it."""
+        java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr
+        key = "\n".join([java, importlib.metadata.version("pyspark"), sys.prefix])
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        return self.settings.cache_dir / "spark-classes" / f"{digest}.jsa"
+
+    def ensure_class_archive(self, echo: Callable[[str], None]) -> Path:
+        """Make the archive the consumer processes map (consumers' classarchive.py) unless
+        it is there; about 20 s, once per checkout and JVM."""
+        archive = self.class_archive()
+        if archive.is_file():
+            echo(f"   spark class archive: cached ({archive})")
+            return archive
+        echo("   spark class archive: making it (a consumer's start, about 20 s)")
+        made = subprocess.run(
+            [sys.executable, "-m", "metricpipe_consumers.classarchive", "make", str(archive)],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        if made.returncode != 0:  # consumers start without it, only slower: say so, go on
+            echo(f"   spark class archive: not made ({made.stderr.strip()[-300:]})")
+        else:
+            echo(f"   {made.stdout.strip()}")
+        return archive
+
     def env(self) -> dict[str, str]:
-        return {"SPARK_KAFKA_JARS": ",".join(self.connector_jars())}
+        return {"SPARK_KAFKA_JARS": ",".join(self.connector_jars()),
+                "SPARK_CLASS_ARCHIVE": str(self.class_archive())}  # fmt: skip

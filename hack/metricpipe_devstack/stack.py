@@ -160,6 +160,9 @@ def _start_all(settings: StackSettings, named: dict[str, Component], echo: Echo)
     echo("-- starting the node (containerd, images, kubelet)")
     start_node(settings, echo)
     _wait([*control, named["kubelet"], named["spark"], *independent[1:]], echo)
+    spark = named["spark"]
+    if isinstance(spark, Spark):  # consumer processes on the host map it (sparkconf.py)
+        spark.ensure_class_archive(echo)
 
 
 def stop_started(

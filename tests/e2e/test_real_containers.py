@@ -197,6 +197,7 @@ def test_consumer_containers_stop_gracefully_are_confined_and_are_restarted(
     assert "stop requested; finishing the current batch" in said, said[-3000:]
     assert '"signal": 15' in said, said[-3000:]
     assert "leaving the consumer group" in said, said[-3000:]
+    assert "Unable to use shared archive" not in said, said[-3000:]  # the image's class archive
     assert follow.terminated is not None, "the container's end was not seen"
     assert follow.terminated.exit_code == 0, follow.terminated
     print(f"deleted {first} with {deleted_at} of {RECORDS} committed; exit {follow.terminated}")

@@ -243,6 +243,30 @@ def test_jars_go_on_the_local_drivers_class_path_and_heap_reaches_the_jvm() -> N
     assert "MaxDirectMemorySize" not in no_limit["spark.driver.extraJavaOptions"]
 
 
+@pytest.mark.parametrize(
+    ("jars", "archive", "mapped"),
+    [([], "/opt/metricpipe/spark-classes.jsa", True),
+     (["/j/a.jar"], "/opt/metricpipe/spark-classes.jsa", False),  # another class path
+     ([], None, False)],
+)  # fmt: skip
+def test_the_class_archive_is_mapped_only_on_spark_s_own_class_path(
+    jars: list[str], archive: str | None, mapped: bool
+) -> None:
+    conf = build_spark_conf("1g", None, SparkPaths(TMP, TMP, TMP), jars, archive)
+    options = conf["spark.driver.extraJavaOptions"].split()
+    assert (f"-XX:SharedArchiveFile={archive}" in options) is mapped
+    assert not any(o.startswith("-Xshare") for o in options)  # a bad archive never stops it
+
+
+def test_the_image_makes_verifies_and_names_its_class_archive() -> None:
+    text = DOCKERFILE.read_text()
+    (archive,) = re.findall(r"METRICPIPE_SPARK_CLASS_ARCHIVE=(\S+)", text)
+    assert 'classarchive make "$METRICPIPE_SPARK_CLASS_ARCHIVE"' in text
+    assert 'classarchive verify "$METRICPIPE_SPARK_CLASS_ARCHIVE"' in text
+    assert archive.startswith("/opt/metricpipe/")  # in the image, read-only at run time
+    assert text.index("classarchive make") < text.index("USER 65532")
+
+
 # -- user, privileges, grace ----------------------------------------------------------------
 
 
