@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 from typing import Any
 
 import kopf
@@ -20,6 +21,7 @@ from .reconcile.pipeline import (
     write_reconcile_status,
 )
 from .reconcile.pipeline import reconcile_pipeline as run_reconcile
+from .reconcile.retry import decide_retry_delay
 from .runtime import build_api_client, build_runtime
 from .scaling.start import build_resource_manager, start_in_thread
 
@@ -69,10 +71,18 @@ def _write(outcome: Outcome, ref: PipelineRef, runtime: Runtime, body: Any) -> N
         log.info("changed", reason=reason, detail=message, pipeline=f"{ref.namespace}/{ref.name}")
 
 
+def _retry_delay(runtime: Runtime, retry: int) -> float:
+    config = runtime.config
+    draw = random.random()  # jitter: nothing secret rides on it
+    return decide_retry_delay(retry, config.retry_min_seconds, config.retry_max_seconds, draw)
+
+
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
-def reconcile(*, spec: Any, meta: Any, body: Any, memo: kopf.Memo, **_: Any) -> None:
+def reconcile(
+    *, spec: Any, meta: Any, body: Any, memo: kopf.Memo, retry: int = 0, **_: Any
+) -> None:
     runtime: Runtime = memo["runtime"]
     ref = _ref(meta, body)
     outcome = run_reconcile(runtime, ref, _parse(spec))
@@ -80,19 +90,26 @@ def reconcile(*, spec: Any, meta: Any, body: Any, memo: kopf.Memo, **_: Any) -> 
     if outcome.permanent:
         raise kopf.PermanentError(outcome.permanent)
     if outcome.transient:
-        config = runtime.config
-        raise kopf.TemporaryError(outcome.transient, delay=config.retry_min_seconds)
+        raise kopf.TemporaryError(outcome.transient, delay=_retry_delay(runtime, retry))
     if outcome.blocked:  # another object holds what this one asks for: look again later
         raise kopf.TemporaryError(outcome.blocked, delay=runtime.config.retry_max_seconds)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
-def finalize(spec: Any, meta: Any, body: Any, memo: kopf.Memo, **_: Any) -> None:
+def finalize(spec: Any, meta: Any, body: Any, memo: kopf.Memo, retry: int = 0, **_: Any) -> None:
     runtime: Runtime = memo["runtime"]
+    try:  # a stored spec that no longer parses must not keep the object from going
+        parsed: MetricPipelineSpec | None = MetricPipelineSpec.model_validate(dict(spec))
+    except ValidationError as error:
+        log.warning("deleting a pipeline whose stored spec does not parse; its topic is kept",
+                    pipeline=f"{meta['namespace']}/{meta['name']}",
+                    error=str(error)[:300])  # fmt: skip
+        parsed = None
     try:
-        changes = finalize_pipeline(runtime, _ref(meta, body), _parse(spec))
+        changes = finalize_pipeline(runtime, _ref(meta, body), parsed)
     except Exception as error:
-        raise kopf.TemporaryError(f"cleanup failed, will retry: {error}", delay=10) from error
+        delay = _retry_delay(runtime, retry)
+        raise kopf.TemporaryError(f"cleanup failed, will retry: {error}", delay=delay) from error
     for reason, message in changes:
         log.info("pipeline finalized", reason=reason, detail=message, pipeline=meta["name"])
 

@@ -300,14 +300,22 @@ def reconcile_pipeline(rt: Runtime, ref: PipelineRef, spec: MetricPipelineSpec) 
     return out
 
 
-def finalize_pipeline(rt: Runtime, ref: PipelineRef, spec: MetricPipelineSpec) -> list[Change]:
+def finalize_pipeline(
+    rt: Runtime, ref: PipelineRef, spec: MetricPipelineSpec | None
+) -> list[Change]:
     """On deletion: cluster-scoped route objects always go (no owner references possible);
-    the topic only with deletionPolicy Delete. Namespaced children go by garbage collection."""
+    the topic only with deletionPolicy Delete, so not when the stored spec no longer parses
+    (`spec` None: its policy is unknown, and a kept topic can still be deleted by hand).
+    Namespaced children go by garbage collection."""
     changes: list[Change] = []
     for kind in ("ClusterFluentdConfig", "ClusterOutput", "ClusterFilter"):
         if rt.kube.delete(FLUENTD_API, kind, ref.cluster_route_name):
             changes.append((f"{kind}Deleted", f"deleted {kind} {ref.cluster_route_name}"))
     changes += remove_legacy_route(rt.kube, ref)
+    if spec is None:
+        changes.append(("TopicRetained", "kept the pipeline's topic: its stored spec does not "
+                                         "parse, so its deletionPolicy is unknown"))  # fmt: skip
+        return changes
     plan = build_topic_plan(spec, ref.namespace, ref.name)
     topic = plan.name
     if spec.topic.deletion_policy == "Delete":  # only what this pipeline created
