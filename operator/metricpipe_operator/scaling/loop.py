@@ -73,7 +73,7 @@ class LoopSettings:
 class StatusWrite:
     obj: dict[str, Any]
     status: dict[str, Any]
-    key: str
+    key: str  # the pipeline's state key (state_key)
     resource_version: str  # the object's, after this cycle's own /scale write
     conditions: tuple[Condition, ...]  # the ResourceManager's own, merged into status
     age: float  # seconds since this replica last wrote it
@@ -142,6 +142,8 @@ class ResourceManager:
         self.policy_config = policy_config
         self.policy = policy
         self.lease = lease
+        # per pipeline object (its UID: one re-created under the same name starts afresh),
+        # dropped when it is gone
         self.history: dict[str, deque[MetricSample]] = {}
         self.written_at: dict[str, float] = {}
         self.budget_warned: set[str] = set()  # batch pipelines told their runs cannot fit
@@ -163,6 +165,7 @@ class ResourceManager:
         report = CycleReport(queries=len(QUERIES))
         pipelines = self._fetch_pipelines()
         report.pipelines = len(pipelines)
+        self._forget_gone({state_key(o["metadata"]) for o in pipelines})
         observed = fetch_observed(self.core, self.jobs, self.settings.namespace, pipelines)
         values: MetricValues | None = None
         unavailable = ""
@@ -189,6 +192,14 @@ class ResourceManager:
         report.seconds = time.monotonic() - started
         return report
 
+    def _forget_gone(self, live: set[str]) -> None:
+        """The state of pipelines that no longer exist (deleted, or re-created: a new UID)."""
+        for gone in set(self.history) - live:
+            del self.history[gone]
+        for gone in set(self.written_at) - live:
+            del self.written_at[gone]
+        self.budget_warned &= live
+
     def _fetch_pipelines(self) -> list[dict[str, Any]]:
         listed: Any
         if self.settings.namespace:
@@ -214,7 +225,8 @@ class ResourceManager:
         if spec.mode != "stream":
             return None
         facts = build_pipeline_scaling(spec, status)
-        history = self.history.setdefault(key, deque())
+        state = state_key(meta)
+        history = self.history.setdefault(state, deque())
         sample = None
         if values is not None:
             running = int(status.get("readyReplicas") or status.get("replicas") or 0)
@@ -258,11 +270,11 @@ class ResourceManager:
         max_age = decide_refresh_age(key, self.settings.status_max_age_seconds)
         # A status this replica has not written (a restart, a takeover) counts as written now:
         # its numbers are refreshed within max_age, not all in the first cycle.
-        age = now - self.written_at.setdefault(key, now)
+        age = now - self.written_at.setdefault(state, now)
         urgent = bool(changes) or decide_status_due(status, new_status, 0.0, max_age)
         unchanged = all(status.get(k) == v for k, v in new_status.items())
         if urgent or (age >= max_age and not unchanged):
-            return StatusWrite(obj, new_status, key, version, tuple(conditions), age, urgent)
+            return StatusWrite(obj, new_status, state, version, tuple(conditions), age, urgent)
         return None
 
     def _handle_batch(
@@ -294,20 +306,21 @@ class ResourceManager:
         condition = build_batch_condition(plan)
         before = {c["type"]: c.get("status") for c in status.get("conditions") or []}
         # one Warning when it turns False (the set also covers a status write still pending)
+        state = state_key(meta)
         if condition.status is False and before.get(condition.type) != "False":
-            if key not in self.budget_warned:
+            if state not in self.budget_warned:
                 self._event(obj, "BatchBudgetExceeded", plan.reason, kind="Warning")
-            self.budget_warned.add(key)
+            self.budget_warned.add(state)
         elif condition.status is True:
-            self.budget_warned.discard(key)
+            self.budget_warned.discard(state)
         new_status = {**build_batch_status(records, plan), **changes}
         new_status["conditions"] = merge_conditions(
             list(status.get("conditions") or []), [condition], int(meta.get("generation") or 0)
         )
         if all(status.get(k) == v for k, v in new_status.items()):
             return None
-        age = now - self.written_at.setdefault(key, now)
-        return StatusWrite(obj, new_status, key, version, (condition,), age, True)
+        age = now - self.written_at.setdefault(state, now)
+        return StatusWrite(obj, new_status, state, version, (condition,), age, True)
 
     def _scale(self, obj: dict[str, Any], current: int, decision: Decision) -> str | None:
         """Sets the replicas through the pipeline's /scale; the object's new resourceVersion,
@@ -378,6 +391,11 @@ class ResourceManager:
                 ), generation)}  # fmt: skip
         self.written_at[write.key] = now
         report.count("status_patches")
+
+
+def state_key(meta: dict[str, Any]) -> str:
+    """What the ResourceManager keeps its state of a pipeline under: the object's UID."""
+    return str(meta.get("uid") or f"{meta['namespace']}/{meta['name']}")
 
 
 def build_pipeline_scaling(spec: MetricPipelineSpec, status: dict[str, Any]) -> PipelineScaling:
