@@ -62,6 +62,7 @@ class FreshnessProbe:
     sent: Counter[int] = field(default_factory=Counter)  # event second -> records produced
     final_at: dict[int, float] = field(default_factory=dict)  # window start -> complete since
     readings: list[Reading] = field(default_factory=list)
+    unanswered: int = 0  # reads the index answered with 503 (no reading taken)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def produced(self, when: str) -> None:
@@ -69,11 +70,16 @@ class FreshnessProbe:
         with self.lock:
             self.sent[event_second(when)] += 1
 
-    def read(self) -> Reading:
-        """One reading of the sink (as users see it: no refresh forced)."""
+    def read(self) -> Reading | None:
+        """One reading of the sink (as users see it: no refresh forced); None when the index
+        did not answer (a 503 while its shards are still being allocated): no observation."""
         partials: Counter[int] = Counter()
         finals: Counter[int] = Counter()
-        for doc in self._documents():
+        documents = self._documents()
+        if documents is None:
+            self.unanswered += 1
+            return None
+        for doc in documents:
             second = event_second(str(doc["group"]["time"]))
             (finals if doc["final"] else partials)[second] += int(doc["count"])
         now = time.time()
@@ -86,12 +92,18 @@ class FreshnessProbe:
 
     @contextmanager
     def watch(self, interval: float = 1.0) -> Iterator[FreshnessProbe]:
-        """Read the sink every `interval` seconds in the background, while the block runs."""
+        """Read the sink every `interval` seconds in the background, while the block runs. A
+        read that fails ends the readings and fails the block when it ends: the probe never
+        stops observing silently."""
         stop = threading.Event()
+        failed: list[BaseException] = []
 
         def loop() -> None:
-            while not stop.wait(interval):
-                self.read()
+            try:
+                while not stop.wait(interval):
+                    self.read()
+            except Exception as error:  # handed to the test's thread below
+                failed.append(error)
 
         thread = threading.Thread(target=loop, daemon=True)
         thread.start()
@@ -100,6 +112,8 @@ class FreshnessProbe:
         finally:
             stop.set()
             thread.join(timeout=60)
+        if failed:
+            raise AssertionError(f"the freshness probe stopped reading: {failed[0]!r}")
 
     def frontier_disagreement(
         self, at: float, frontier: float, staleness: float, band: float = BAND
@@ -165,7 +179,7 @@ class FreshnessProbe:
             if all(finals[s] == sent[s] for s in seconds):
                 self.final_at[window] = now
 
-    def _documents(self) -> list[dict[str, Any]]:
+    def _documents(self) -> list[dict[str, Any]] | None:
         response = requests.post(
             f"{self.endpoint}/{self.index}/_search",
             json={"query": {"match_all": {}}, "size": PAGE,
@@ -174,6 +188,8 @@ class FreshnessProbe:
         )  # fmt: skip
         if response.status_code == 404:
             return []  # no document written yet
+        if response.status_code == 503:  # the index exists, its shards are not searchable yet
+            return None
         response.raise_for_status()
         hits = response.json()["hits"]["hits"]
         assert len(hits) < PAGE, "the probe's index holds more documents than one page"
