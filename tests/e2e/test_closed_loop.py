@@ -61,7 +61,8 @@ OPERATOR_ENV = {"METRICPIPE_SCALING_INTERVAL_SECONDS": "5", "METRICPIPE_STARTUP_
 STEADY_RATE = 100  # records/s: one replica is enough, and busy enough to measure its capacity
 BURST_FACTOR = 2.0  # the burst: this many times one replica's measured capacity
 MAX_BURST_RATE = 2000.0  # records/s: what the test's producer thread sustains on this machine
-CAPACITY_RECORDS = 5_000  # the backlog one replica works through to measure its capacity
+CAPACITY_RECORDS = 9_000  # the backlog one replica works through to measure its capacity
+CAPACITY_WARM_UP = 3_000  # ... of which the first are not timed: the JVM is still compiling
 # How old status.freshnessSeconds may be against the probe: a ResourceManager cycle, a scrape,
 # an exporter cycle and a consumer tick (its deployed finalize interval); and by how much it
 # may differ, being rewritten only on a change of max(5 s, 10 %) (scaling/loop.py).
@@ -77,7 +78,9 @@ def measure_capacity(
 ) -> float:
     """One replica's records/s on this machine, measured by the test: a consumer process with
     the pipeline's batch settings works through a backlog of live-shaped records; the rate
-    between its first and its last commit (Spark's start-up excluded)."""
+    over the backlog's last two thirds (Spark's start-up and the JVM's first minutes of
+    compiling excluded: a replica of the loop runs for minutes, and the first thousands of
+    records ran at half its later speed)."""
     topic = f"{name}-capacity"
     create_topics(stack, topic, PARTITIONS)
     producer = Producer({"bootstrap.servers": stack.kafka_bootstrap, "linger.ms": 20})
@@ -90,8 +93,11 @@ def measure_capacity(
     spec = {key: SPEC[key] for key in ("source", "metric")}
     pipeline = make_pipeline(stack, tmp_path, topic, topic, spec, "elasticsearch")
     processes.start(pipeline, METRICPIPE_MAX_BATCH_RECORDS=str(SPEC["consumer"]["maxBatchRecords"]))
-    first = wait_for(lambda: _committed_count(stack, pipeline.group, topic) or None, 180,
-                     "the capacity run's first commit", interval=0.2)  # fmt: skip
+    first = wait_for(
+        lambda: (n if (n := _committed_count(stack, pipeline.group, topic)) >= CAPACITY_WARM_UP
+                 else None),
+        240, "the capacity run's warm-up records committed", interval=0.2,
+    )  # fmt: skip
     started = time.monotonic()
     wait_consumed(stack, pipeline, topic, processes, timeout=300)
     capacity = (CAPACITY_RECORDS - first) / (time.monotonic() - started)
