@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -41,10 +42,16 @@ class Spark(Component):
         return Probe(result.returncode == 0, f"local mode; {java_line}", version)
 
     def class_archive(self) -> Path:
-        """Where this checkout's archive of Spark's classes lies: it belongs to one JVM, one
-        pyspark and one virtualenv (the class path), so all three name it."""
+        """Where this checkout's archive of Spark's classes lies: it belongs to one JVM and
+        one class path, and the JVM checks each jar's size and modification time against the
+        archive's, so a virtualenv made anew (same path, same pyspark) needs a new one: the
+        jars' names, sizes and times name it too."""
         java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr
-        key = "\n".join([java, importlib.metadata.version("pyspark"), sys.prefix])
+        spec = importlib.util.find_spec("pyspark")
+        jars_dir = Path(spec.origin).parent / "jars" if spec and spec.origin else None
+        jars = sorted(jars_dir.glob("*.jar")) if jars_dir else []
+        stamps = [f"{j.name} {j.stat().st_size} {j.stat().st_mtime_ns}" for j in jars]
+        key = "\n".join([java, importlib.metadata.version("pyspark"), sys.prefix, *stamps])
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         return self.settings.cache_dir / "spark-classes" / f"{digest}.jsa"
 
@@ -64,6 +71,10 @@ class Spark(Component):
             echo(f"   spark class archive: not made ({made.stderr.strip()[-300:]})")
         else:
             echo(f"   {made.stdout.strip()}")
+        # each virtualenv made anew needs its own (145 MiB): keep the newest few
+        kept = sorted(archive.parent.glob("*.jsa"), key=lambda a: a.stat().st_mtime)[:-3]
+        for old in kept:
+            old.unlink(missing_ok=True)
         return archive
 
     def env(self) -> dict[str, str]:
