@@ -57,7 +57,7 @@ class Spark(Component):
 
     def ensure_class_archive(self, echo: Callable[[str], None]) -> Path:
         """Make the archive the consumer processes map (consumers' classarchive.py) unless
-        it is there; about 20 s, once per checkout and JVM."""
+        it is there; about 20 s, once per virtualenv and JVM (class_archive names it)."""
         archive = self.class_archive()
         if archive.is_file():
             echo(f"   spark class archive: cached ({archive})")
