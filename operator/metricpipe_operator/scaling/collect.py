@@ -18,6 +18,23 @@ from .model import MetricSample
 
 REJECTED_WINDOW = "5m"  # dead letters are compared with the input over this window
 LATE_WINDOW = "1h"  # a late or future record in this window: the SLO is not met
+
+
+def build_counted_within(series: str, window: str) -> str:
+    """PromQL: what the counters of `series` counted in the last `window`, per pipeline.
+
+    `increase()` starts at a series' first sample, so whatever a process counted before
+    Prometheus first scraped it would be lost: a consumer that dead-letters a backlog within
+    seconds of starting shows 180 dead letters at its first scrape, and `increase()` alone says
+    0. The consumers' counters start at 0 with the process, so a series with no sample in the
+    window before this one adds its first value (the earliest sample, `min_over_time`, of a
+    counter that only grows)."""
+    grown = f"increase({series}[{window}])"
+    before = f"max_over_time({series}[{window}] offset {window})"
+    first = f"(min_over_time({series}[{window}]) unless {before})"
+    return f"sum by (pipeline) (({grown} + {first}) or {grown} or {first})"
+
+
 QUERIES: dict[str, str] = {
     "input_rate": f"sum by (pipeline) (rate({names.TOPIC_PARTITION_OFFSET}[1m]))",
     "processing_rate": f"sum by (pipeline) (rate({names.CONSUMER_RECORDS_CONSUMED}[1m]))",
@@ -35,12 +52,11 @@ QUERIES: dict[str, str] = {
     "partitions": f"max by (pipeline) ({names.TOPIC_PARTITIONS})",
     # what share of the input the consumers dead-lettered (RecordsRejected), and whether any
     # record came too late for its window (then the freshness SLO is not met)
-    "dead_letters": f"sum by (pipeline) (increase({names.CONSUMER_DEAD_LETTER}"
-    f"[{REJECTED_WINDOW}]))",
-    "records_read": f"sum by (pipeline) (increase({names.CONSUMER_RECORDS_CONSUMED}"
-    f"[{REJECTED_WINDOW}]))",
-    "late_records": f"sum by (pipeline) (increase({names.CONSUMER_DEAD_LETTER}"
-    f'{{reason=~"{"|".join(names.LATE_REASONS)}"}}[{LATE_WINDOW}]))',
+    "dead_letters": build_counted_within(names.CONSUMER_DEAD_LETTER, REJECTED_WINDOW),
+    "records_read": build_counted_within(names.CONSUMER_RECORDS_CONSUMED, REJECTED_WINDOW),
+    "late_records": build_counted_within(
+        f'{names.CONSUMER_DEAD_LETTER}{{reason=~"{"|".join(names.LATE_REASONS)}"}}', LATE_WINDOW
+    ),
 }
 MetricValues = dict[str, dict[str, float]]  # query name -> pipeline -> value
 
