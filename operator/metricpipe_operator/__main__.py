@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
             clusterwide=not args.namespace,
             namespaces=list(args.namespace),
             liveness_endpoint=args.liveness,
+            # the repairs of cluster-scoped children look only at pipelines served here
+            memo=kopf.Memo(namespaces=frozenset(args.namespace)),
         )
     )
     return 0

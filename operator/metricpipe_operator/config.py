@@ -56,6 +56,12 @@ class OperatorConfig(KafkaClientSettings):
         description="Compacted Kafka topic where the operator records which pipeline created "
         "(or adopted) each topic: the ownership mark Kafka's topic configs cannot hold.",
     )
+    repair_interval_seconds: float = Field(
+        default=60.0,
+        ge=5,
+        description="Each pipeline is reconciled again this often, changed or not: drift no "
+        "watch event tells of (a Kafka topic deleted, a child edited) is put back within it.",
+    )
     retry_min_seconds: float = Field(default=5.0, gt=0, description="First retry delay.")
     retry_max_seconds: float = Field(default=120.0, gt=0, description="Largest retry delay.")
     batch_spark_jars: str = Field(

@@ -11,6 +11,7 @@ from ..api.kafka import KafkaEndpoint
 from ..api.model import KafkaCredentialsRef, MetricPipelineSpec
 from ..config import OperatorConfig
 from .names import PipelineRef
+from .repair import REPLICAS_ANNOTATION
 
 CONFIG_MOUNT = "/etc/metricpipe"
 # The root filesystem is read-only: a process writes only to the pod's two emptyDirs (the
@@ -342,7 +343,11 @@ def build_deployment(
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": ref.owned_metadata(ref.consumer_name, "consumer"),
+        "metadata": {
+            **ref.owned_metadata(ref.consumer_name, "consumer"),
+            # what spec.replicas should be: a hand-made change shows against it (repair.py)
+            "annotations": {REPLICAS_ANNOTATION: str(replicas)},
+        },
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": ref.selector_labels()},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .kubeapply import KubeApplier
 from .names import PipelineRef
+from .repair import OWNER_ANNOTATION
 from .route import FLUENTD_API
 
 ROUTE_KINDS = ("ClusterFluentdConfig", "ClusterOutput", "ClusterFilter")
@@ -22,8 +23,6 @@ def remove_legacy_route(kube: KubeApplier, ref: PipelineRef) -> list[tuple[str, 
         if found is None:
             continue
         annotations = (found.to_dict().get("metadata") or {}).get("annotations") or {}
-        if annotations.get("metricpipe.io/owner") == ref.key and kube.delete(
-            FLUENTD_API, kind, legacy
-        ):
+        if annotations.get(OWNER_ANNOTATION) == ref.key and kube.delete(FLUENTD_API, kind, legacy):
             changes.append((f"{kind}Deleted", f"deleted {kind} {legacy} (its former name)"))
     return changes

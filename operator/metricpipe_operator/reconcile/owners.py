@@ -281,13 +281,14 @@ def ensure_owned_topics(
         registry.refresh()
         brokers = fetch_broker_count(admin, bootstrap, timeout)
         states = [fetch_topic_state(admin, plan, bootstrap, timeout) for plan in plans]
+        records = [registry.lookup(plan.name) for plan in plans]
         claims = [
             decide_topic_claim(
-                plan.name, ref, registry.lookup(plan.name), state.topic_id if state else None,
+                plan.name, ref, record, state.topic_id if state else None,
                 exists=state is not None, may_adopt=config.may_adopt(plan.name),
                 registry_topic=registry.topic,
             )
-            for plan, state in zip(plans, states, strict=True)
+            for plan, state, record in zip(plans, states, records, strict=True)
         ]  # fmt: skip
         changes = [decide_topic_changes(p, s, brokers) for p, s in zip(plans, states, strict=True)]
         for claim in claims:
@@ -297,7 +298,8 @@ def ensure_owned_topics(
             if change.refused:
                 raise TopicChangeRefusedError(change.refused, change.refused_reason)
         results = []
-        for plan, state, claim, change in zip(plans, states, claims, changes, strict=True):
+        rows = zip(plans, states, records, claims, changes, strict=True)
+        for plan, state, record, claim, change in rows:
             if claim.record is not None:
                 registry.write(plan.name, claim.record)
             results.append(
@@ -308,7 +310,18 @@ def ensure_owned_topics(
             if change.create:  # the mark: this pipeline created this incarnation of the topic
                 topic_id = wait_for_topic_id(admin, plan.name, bootstrap, timeout)
                 registry.write(plan.name, TopicOwner(ref.key, ref.uid, topic_id))
+                results[-1].changes.extend(build_recreation_warning(plan.name, record))
         return results
+
+
+def build_recreation_warning(topic: str, record: TopicOwner | None) -> list[tuple[str, str]]:
+    """A topic this pipeline created or adopted (its id recorded) is gone and is created anew:
+    the records it held are lost, and the Event says so (a Warning, repair.py)."""
+    if record is None or record.topic_id is None:
+        return []
+    return [("TopicRecreated", f"topic {topic} (id {record.topic_id}) was deleted outside "
+                               "metricpipe and is created anew, empty: the records it held that "
+                               "were not yet consumed are lost")]  # fmt: skip
 
 
 def wait_for_topic_id(admin: AdminClient, name: str, bootstrap: str, timeout: float) -> str | None:

@@ -36,6 +36,7 @@ from .kubeapply import KubeApplier
 from .legacy import remove_legacy_route
 from .names import PipelineRef
 from .owners import TopicRegistry, delete_owned_topics, ensure_owned_topics
+from .repair import decide_repair_target
 from .route import (
     FLUENTD_API,
     build_cluster_filter,
@@ -59,6 +60,18 @@ class Runtime:
     kafka: AdminClient
     kafka_settings: dict[str, str]  # the operator's librdkafka settings (its other clients)
     owners: TopicRegistry | None = None  # opened on first use (topic_registry)
+    # one reconcile, repair or finalize at a time per pipeline (namespace/name): the handlers,
+    # the repair timer and the children's watchers run in Kopf's thread pool
+    locks: dict[str, threading.Lock] = field(default_factory=dict)
+    locks_guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def pipeline_lock(self, key: str) -> threading.Lock:
+        with self.locks_guard:
+            return self.locks.setdefault(key, threading.Lock())
+
+    def forget_pipeline(self, key: str) -> None:
+        with self.locks_guard:
+            self.locks.pop(key, None)
 
 
 _REGISTRY_LOCK = threading.Lock()
@@ -281,6 +294,11 @@ def evaluate_deployment(deployment: dict[str, Any] | None) -> tuple[Condition, d
 
 
 def reconcile_pipeline(rt: Runtime, ref: PipelineRef, spec: MetricPipelineSpec) -> Outcome:
+    with rt.pipeline_lock(ref.key):
+        return _reconcile_steps(rt, ref, spec)
+
+
+def _reconcile_steps(rt: Runtime, ref: PipelineRef, spec: MetricPipelineSpec) -> Outcome:
     out = Outcome(conditions=[], status={"desiredReplicas": spec.replicas})
     if reconcile_spec(rt, ref, spec, out) and reconcile_topic(rt, ref, spec, out):
         out.status["sinkIndex"] = spec.index_name(ref.namespace, ref.name)
@@ -307,6 +325,13 @@ def finalize_pipeline(
     the topic only with deletionPolicy Delete, so not when the stored spec no longer parses
     (`spec` None: its policy is unknown, and a kept topic can still be deleted by hand).
     Namespaced children go by garbage collection."""
+    with rt.pipeline_lock(ref.key):
+        changes = _finalize_steps(rt, ref, spec)
+    rt.forget_pipeline(ref.key)
+    return changes
+
+
+def _finalize_steps(rt: Runtime, ref: PipelineRef, spec: MetricPipelineSpec | None) -> list[Change]:
     changes: list[Change] = []
     for kind in ("ClusterFluentdConfig", "ClusterOutput", "ClusterFilter"):
         if rt.kube.delete(FLUENTD_API, kind, ref.cluster_route_name):
@@ -324,6 +349,23 @@ def finalize_pipeline(
     else:
         changes.append(("TopicRetained", f"kept topic {topic} (deletionPolicy Retain)"))
     return changes
+
+
+def repair_pipeline(
+    rt: Runtime, namespace: str, name: str
+) -> tuple[dict[str, Any], Outcome] | None:
+    """Reconcile the pipeline as it is stored now (see repair.py) and write its status; None
+    when it is gone, being deleted, or its spec does not parse. Read under the pipeline's
+    lock, so a finalizer that ran meanwhile is seen (nothing is put back after it)."""
+    with rt.pipeline_lock(f"{namespace}/{name}"):
+        current = rt.kube.fetch(API_VERSION, KIND, name, namespace)
+        target = decide_repair_target(current.to_dict()) if current is not None else None
+        if current is None or target is None:
+            return None
+        ref, spec = target
+        outcome = _reconcile_steps(rt, ref, spec)
+        write_reconcile_status(rt, ref, outcome)
+        return current.to_dict(), outcome
 
 
 def refresh_consumer_status(

@@ -21,6 +21,7 @@ from typing import Any
 
 from ..api.model import MetricPipelineSpec, RecordFilter
 from .names import PipelineRef
+from .repair import OWNER_ANNOTATION
 from .route_regex import (
     APACHE_EXPRESSION,
     APACHE_FIELDS,
@@ -137,7 +138,7 @@ def _meta(ref: PipelineRef, labels: dict[str, str] | None = None) -> dict[str, A
     return {
         "name": ref.cluster_route_name,
         "labels": {**ref.labels("route"), ROUTE_LABEL: ref.cluster_route_name, **(labels or {})},
-        "annotations": {"metricpipe.io/owner": f"{ref.namespace}/{ref.name}"},
+        "annotations": {OWNER_ANNOTATION: ref.key},
     }
 
 
