@@ -59,10 +59,11 @@ locks: venv ## Re-pin the images' Python packages with hashes (hack/images/*.loc
 	$(UV) pip compile pyproject.toml $(LOCK_FLAGS) -o hack/images/operator.lock
 	$(UV) pip compile pyproject.toml --extra consumer $(LOCK_FLAGS) -o hack/images/consumer.lock
 
-lint: venv ## ruff (lint + format check) and mypy --strict
+lint: venv ## ruff (lint + format check), mypy --strict, and the packages' import graph
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(PY) hack/import_graph.py
 
 format: venv ## Apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .

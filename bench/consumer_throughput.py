@@ -42,14 +42,14 @@ from metricpipe_consumers.kafka_access import build_plaintext_access
 from metricpipe_consumers.metrics import ConsumerMetrics
 from metricpipe_consumers.sink import build_sink
 from metricpipe_consumers.stream import StreamConsumer, StreamSettings
+from metricpipe_contract.model import MetricPipelineSpec
+from metricpipe_contract.refs import PipelineRef
 from metricpipe_devstack.datasets import DatasetMissingError, iter_rtt_records
 from metricpipe_devstack.env import StackEnv
 from metricpipe_devstack.settings import StackSettings
 from metricpipe_devstack.stack import read_env_file, stack_status, stack_up
-from metricpipe_operator.api.model import MetricPipelineSpec
 from metricpipe_operator.config import OperatorConfig
 from metricpipe_operator.reconcile.consumer import build_container, build_pipeline_document
-from metricpipe_operator.reconcile.names import PipelineRef
 
 PARTITIONS = 6
 SERVERS = ("kafka", "elasticsearch")

@@ -25,10 +25,10 @@ from consumer_throughput import ensure_stack, say
 from kubernetes import client, config
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
+from metricpipe_contract import names
+from metricpipe_contract.model import GROUP, PLURAL, VERSION
 from metricpipe_devstack.env import StackEnv
-from metricpipe_exporters import names
 from metricpipe_exporters.rules import build_file_sd
-from metricpipe_operator.api.model import GROUP, PLURAL, VERSION
 from metricpipe_operator.scaling.loop import LoopSettings, ResourceManager
 from metricpipe_operator.scaling.model import PolicyConfig
 from metricpipe_operator.scaling.policy import decide

@@ -24,11 +24,11 @@ import oracle
 from helpers import free_port, wait_for
 from metricpipe_consumers.aggregate import Aggregate
 from metricpipe_consumers.sink import SearchSink, build_sink
+from metricpipe_contract.model import MetricPipelineSpec
+from metricpipe_contract.refs import PipelineRef
 from metricpipe_devstack.env import StackEnv
-from metricpipe_operator.api.model import MetricPipelineSpec
 from metricpipe_operator.config import OperatorConfig
 from metricpipe_operator.reconcile.consumer import build_pipeline_document
-from metricpipe_operator.reconcile.names import PipelineRef
 
 PAGE = 10_000  # the search engines' default limit of hits per request
 

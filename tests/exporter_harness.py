@@ -17,8 +17,8 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from helpers import free_port, wait_for
+from metricpipe_contract import names
 from metricpipe_devstack.env import StackEnv
-from metricpipe_exporters import names
 from metricpipe_exporters.rules import build_file_sd
 
 CYCLE_SECONDS = 1.0  # the exporter's collection interval in tests

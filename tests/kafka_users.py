@@ -25,9 +25,9 @@ from confluent_kafka.admin import (
 )
 from pydantic import SecretStr
 
+from metricpipe_contract.kafka import KafkaEndpoint
 from metricpipe_devstack.env import StackEnv
 from metricpipe_devstack.pki import issue_certificate
-from metricpipe_operator.api.kafka import KafkaEndpoint
 
 MECHANISMS = {"SCRAM-SHA-512": ScramMechanism.SCRAM_SHA_512,
               "SCRAM-SHA-256": ScramMechanism.SCRAM_SHA_256}  # fmt: skip

@@ -8,7 +8,7 @@ from typing import Any, cast
 from confluent_kafka.admin import AdminClient, ConfigResource
 from kubernetes import client
 
-from metricpipe_operator.api.model import GROUP, PLURAL, VERSION
+from metricpipe_contract.model import GROUP, PLURAL, VERSION
 
 
 def pipeline_body(name: str, spec: dict[str, Any]) -> dict[str, Any]:

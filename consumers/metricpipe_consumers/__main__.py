@@ -15,8 +15,8 @@ from pathlib import Path
 import structlog
 from confluent_kafka import KafkaException
 
-from metricpipe_operator.api.kafka import KAFKA_SETTINGS_INVALID
-from metricpipe_operator.logs import configure_logging
+from metricpipe_contract.kafka import KAFKA_SETTINGS_INVALID
+from metricpipe_contract.logs import configure_logging
 
 from .batch import BatchJob, build_run_summary, decide_local_parallelism
 from .config import ConsumerConfig

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from metricpipe_operator.api.durations import parse_duration
-from metricpipe_operator.api.kafka import KafkaEndpoint
-from metricpipe_operator.api.model import MetricPipelineSpec
+from metricpipe_contract.durations import parse_duration
+from metricpipe_contract.kafka import KafkaEndpoint
+from metricpipe_contract.model import MetricPipelineSpec
 
 
 class _Doc(BaseModel):

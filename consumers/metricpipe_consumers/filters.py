@@ -16,7 +16,7 @@ from typing import Any
 
 import re2  # type: ignore[import-untyped]  # google-re2 ships no type information
 
-from metricpipe_operator.api.model import RecordFilter
+from metricpipe_contract.model import RecordFilter
 
 # Verdicts of short values are cached: filter fields usually take few distinct values
 # (status codes, methods, hosts), and a cache hit costs ~50 ns where RE2 costs ~0.6 µs. A

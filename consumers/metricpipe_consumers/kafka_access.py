@@ -1,5 +1,5 @@
 """The consumer's Kafka clients' settings, made once per process from pipeline.json's `kafka`
-and the mounted credentials Secret (metricpipe_operator.api.kafka builds them)."""
+and the mounted credentials Secret (metricpipe_contract.kafka builds them)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from metricpipe_operator.api.kafka import (
+from metricpipe_contract.kafka import (
     KafkaEndpoint,
     build_librdkafka_settings,
     build_pem_keystore,

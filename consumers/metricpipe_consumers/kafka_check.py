@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
-from metricpipe_operator.api.kafka import (
+from metricpipe_contract.kafka import (
     KAFKA_AUTH_FAILED,
     KAFKA_FORBIDDEN,
     TLS_VERIFICATION_FAILED,
@@ -82,7 +82,7 @@ def answers_of(error: KafkaException) -> list[KafkaAnswer]:
 
 @dataclass(frozen=True)
 class KafkaFailure:
-    reason: str  # one of metricpipe_operator.api.kafka.KAFKA_REASONS
+    reason: str  # one of metricpipe_contract.kafka.KAFKA_REASONS
     message: str  # what happened and what to change
 
     def last_words(self) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from metricpipe_exporters.names import DEAD_LETTER_REASONS
+from metricpipe_contract.names import DEAD_LETTER_REASONS
 
 # The loop calls `alive()` at every iteration (a poll of at most max_batch_seconds, plus the
 # batch or tick it runs): this long without one and the consumer is stuck, not slow.
@@ -71,7 +71,7 @@ class ConsumerMetrics:
             "metricpipe_consumer_dead_letter_total", "Records sent to the dead-letter topic.",
             ["pipeline", "reason"], registry=r,
         )  # fmt: skip
-        for reason in DEAD_LETTER_REASONS:  # exported at 0 from the start: see names.py
+        for reason in DEAD_LETTER_REASONS:  # at 0 from the start (contract names.py)
             self.dead_lettered.labels(pipeline=pipeline, reason=reason)
         self.batch_records = Histogram(
             "metricpipe_consumer_batch_records", "Records per micro-batch.", ["pipeline"],

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from metricpipe_operator.api.model import MetricPipelineSpec
+from metricpipe_contract.model import MetricPipelineSpec
 
 from .apache import APACHE_COMBINED
 from .apache import parse_apache_combined as _apache_fields

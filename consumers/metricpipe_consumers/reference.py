@@ -15,8 +15,8 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from metricpipe_operator.api.durations import parse_duration
-from metricpipe_operator.api.model import MetricPipelineSpec
+from metricpipe_contract.durations import parse_duration
+from metricpipe_contract.model import MetricPipelineSpec
 
 from .aggregate import PERCENTILES
 from .records import DEFAULT_LIMITS, Filtered, Parsed, RecordLimits, RecordParser, Rejected

@@ -3,7 +3,7 @@
 Writes are bulk requests with external versions (stale writes are refused by the server, not
 overwritten) and create-only finals; 429/5xx items and connection errors are retried with
 exponential back-off; authentication, permission, TLS and index problems raise SinkError, whose
-first word is the SinkReady reason (metricpipe_operator.api.sink) and whose text says what to
+first word is the SinkReady reason (metricpipe_contract.sink) and whose text says what to
 fix. Elasticsearch is spoken in the REST API version of its server: the client asks for 9, and
 an 8.x server's refusal of that version switches it to 8 (`decide_api_version`), once.
 A write may allow per-document refusals (`allow_refusals`): a document the sink refuses for
@@ -27,8 +27,8 @@ import elasticsearch
 import opensearchpy
 import structlog
 
-from metricpipe_operator.api.kafka import TLS_VERIFICATION_FAILED
-from metricpipe_operator.api.sink import (
+from metricpipe_contract.kafka import TLS_VERIFICATION_FAILED
+from metricpipe_contract.sink import (
     SINK_AUTH_FAILED,
     SINK_FORBIDDEN,
     SINK_REFUSED,

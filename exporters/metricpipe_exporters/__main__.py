@@ -11,8 +11,8 @@ import structlog
 from prometheus_client import CollectorRegistry, start_http_server
 
 from metricpipe_consumers.sink import build_sink
-from metricpipe_operator.api.kafka import build_librdkafka_settings, load_kafka_connection
-from metricpipe_operator.logs import configure_logging
+from metricpipe_contract.kafka import build_librdkafka_settings, load_kafka_connection
+from metricpipe_contract.logs import configure_logging
 
 from .collector import Collector
 from .config import ExporterConfig

@@ -18,8 +18,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector as PromCollector
 
 from metricpipe_consumers.sink import MetricSink
+from metricpipe_contract import names
 
-from . import names
 from .kafka_reader import KafkaReader
 from .sinkprobe import SinkProbe, fetch_sink_probe
 from .targets import PipelineTarget

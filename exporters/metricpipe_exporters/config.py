@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from metricpipe_operator.api.kafka import KafkaClientSettings
+from metricpipe_contract.kafka import KafkaClientSettings
 
 
 class ExporterConfig(KafkaClientSettings):

@@ -22,7 +22,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from metricpipe_exporters import names, rules
+from metricpipe_contract import names
+
+from . import rules
 
 Json = dict[str, Any]
 

@@ -17,7 +17,7 @@ from typing import Any, Final
 
 import yaml
 
-from metricpipe_exporters import names
+from metricpipe_contract import names
 
 Rule = dict[str, Any]
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import yaml
 
-from metricpipe_operator.api.durations import parse_duration
-from metricpipe_operator.api.model import GROUP, PLURAL, VERSION, MetricPipelineSpec
-from metricpipe_operator.reconcile.names import PipelineRef
+from metricpipe_contract.durations import parse_duration
+from metricpipe_contract.model import GROUP, PLURAL, VERSION, MetricPipelineSpec
+from metricpipe_contract.refs import PipelineRef
 
 from .config import ExporterConfig
 

@@ -21,12 +21,12 @@ from typing import Any
 import requests
 from kubernetes import config
 
+from metricpipe_contract.durations import parse_duration
+from metricpipe_contract.model import MetricPipelineSpec
 from metricpipe_devstack.env import StackEnv
 from metricpipe_devstack.node import Kubelet
 from metricpipe_devstack.settings import StackSettings
 from metricpipe_devstack.stack import read_env_file
-from metricpipe_operator.api.durations import parse_duration
-from metricpipe_operator.api.model import MetricPipelineSpec
 
 from .burst import BurstSizing, decide_burst_factor
 from .cluster import Cluster, run_kubectl

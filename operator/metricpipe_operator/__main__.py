@@ -8,8 +8,9 @@ import sys
 
 import kopf
 
+from metricpipe_contract.logs import configure_logging
+
 from . import handlers  # noqa: F401  (registers the handlers)
-from .logs import configure_logging
 
 
 def main(argv: list[str] | None = None) -> int:

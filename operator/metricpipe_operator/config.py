@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from .api.kafka import KafkaClientSettings
+from metricpipe_contract.kafka import KafkaClientSettings
 
 
 class OperatorConfig(KafkaClientSettings):

@@ -10,10 +10,11 @@ import kopf
 import structlog
 from pydantic import ValidationError
 
-from .api.model import GROUP, PLURAL, VERSION, MetricPipelineSpec
+from metricpipe_contract.model import GROUP, PLURAL, VERSION, MetricPipelineSpec
+from metricpipe_contract.refs import MANAGED_BY, PipelineRef
+
 from .config import OperatorConfig
 from .errors import KafkaUnavailableError, KubernetesApiError
-from .reconcile.names import MANAGED_BY, PipelineRef
 from .reconcile.pipeline import (
     Outcome,
     Runtime,

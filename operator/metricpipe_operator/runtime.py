@@ -5,7 +5,8 @@ from __future__ import annotations
 from confluent_kafka.admin import AdminClient
 from kubernetes import client, config
 
-from .api.kafka import build_librdkafka_settings, load_kafka_connection
+from metricpipe_contract.kafka import build_librdkafka_settings, load_kafka_connection
+
 from .config import OperatorConfig
 from .reconcile.kubeapply import KubeApplier
 from .reconcile.pipeline import Runtime

@@ -27,8 +27,8 @@ from consumers import (
 )
 from helpers import wait_for
 from metricpipe_consumers.sink import build_sink
+from metricpipe_contract.model import MetricPipelineSpec
 from metricpipe_devstack.env import StackEnv
-from metricpipe_operator.api.model import MetricPipelineSpec
 from node_harness import Node
 from pipelines import condition, condition_is, create_pipeline, get_pipeline, patch_spec
 from shared_data import access_log_lines

@@ -32,8 +32,8 @@ from kubernetes import client, watch
 
 from consumers import committed_everything, produce
 from helpers import present, wait_for
+from metricpipe_contract.naming import build_consumer_group
 from metricpipe_devstack.env import StackEnv
-from metricpipe_operator.api.naming import build_consumer_group
 from node_harness import Node, proc_status
 from pipelines import condition, create_pipeline, get_pipeline
 

@@ -31,8 +31,8 @@ from kubernetes.client.rest import ApiException
 
 from consumers import committed_everything, produce
 from helpers import wait_for
+from metricpipe_contract.model import GROUP, PLURAL, VERSION
 from metricpipe_devstack.env import StackEnv
-from metricpipe_operator.api.model import GROUP, PLURAL, VERSION
 from metricpipe_operator.reconcile.consumer import STARTUP_BUDGET_SECONDS
 from node_harness import Node
 from pipelines import condition, create_pipeline, get_pipeline

@@ -7,10 +7,10 @@ from typing import Any, cast
 
 from kubernetes import client
 
-from metricpipe_operator.api.model import MetricPipelineSpec
+from metricpipe_contract.model import MetricPipelineSpec
+from metricpipe_contract.refs import PipelineRef
 from metricpipe_operator.config import OperatorConfig
 from metricpipe_operator.reconcile.batchjob import build_cronjob
-from metricpipe_operator.reconcile.names import PipelineRef
 
 
 def test_the_api_server_accepts_the_cronjob(kube: client.ApiClient, namespace: str) -> None:

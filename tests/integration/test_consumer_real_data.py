@@ -29,8 +29,8 @@ from kafka_users import (
     write_scram_secret,
 )
 from metricpipe_consumers.sink import build_sink
+from metricpipe_contract.naming import build_default_index, build_index_names
 from metricpipe_devstack.env import StackEnv
-from metricpipe_operator.api.naming import build_default_index, build_index_names
 from shared_data import access_log_lines, rtt_records
 from sink_users import create_sink_user, secured_url, super_auth
 

@@ -12,7 +12,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from metricpipe_operator.api.model import GROUP, PLURAL, VERSION, MetricPipelineSpec
+from metricpipe_contract.model import GROUP, PLURAL, VERSION, MetricPipelineSpec
 from pipelines import create_pipeline, get_pipeline, patch_spec
 
 VALID: dict[str, Any] = {

@@ -22,8 +22,8 @@ from consumers import ConsumerProcesses, create_topics, make_pipeline
 from exporter_harness import CYCLE_SECONDS, register
 from freshness_probe import FreshnessProbe
 from helpers import free_port, wait_for
+from metricpipe_contract import names
 from metricpipe_devstack.env import StackEnv
-from metricpipe_exporters import names
 
 PARTITIONS = 3
 SCRAPE_SECONDS = 5.0  # the local stack's scrape interval

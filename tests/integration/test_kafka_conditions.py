@@ -87,7 +87,7 @@ def test_refused_pipelines_say_why_and_recover_once_fixed(
     for fault in FAULTS:
         user = f"{namespace}-{fault}"
         passwords[fault] = create_scram_user(stack, user).get_secret_value()
-        topic = f"metricpipe.{namespace}.{fault}"  # the default names (api/naming.py)
+        topic = f"metricpipe.{namespace}.{fault}"  # default names (contract naming.py)
         if fault != "acl":
             grant_consumer_acls(stack, f"User:{user}", Tenant(topic, "", f"{topic}.dlq", topic))
         data = {"username": user, "password": passwords[fault], "ca.crt": ca}

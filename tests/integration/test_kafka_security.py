@@ -1,5 +1,5 @@
 """The secured Kafka listeners of the local stack, reached with the settings metricpipe's
-connection contract builds (metricpipe_operator.api.kafka): SCRAM users over SASL_SSL and
+connection contract builds (metricpipe_contract.kafka): SCRAM users over SASL_SSL and
 client certificates over mutual TLS, each limited by real ACLs that the broker enforces.
 Expected values are what the test itself produced and the error codes Kafka defines."""
 
@@ -28,14 +28,14 @@ from metricpipe_consumers.kafka_check import (
     decide_kafka_failure,
     fetch_kafka_answers,
 )
-from metricpipe_devstack.env import StackEnv
-from metricpipe_operator.api.kafka import (
+from metricpipe_contract.kafka import (
     KafkaConnection,
     SaslMechanism,
     build_librdkafka_settings,
     build_pem_keystore,
     build_spark_kafka_options,
 )
+from metricpipe_devstack.env import StackEnv
 
 RECORDS = 200
 

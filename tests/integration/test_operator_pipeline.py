@@ -12,8 +12,8 @@ from confluent_kafka.admin import AdminClient
 from kubernetes import client
 
 from helpers import present, wait_for
+from metricpipe_contract.model import MetricPipelineSpec
 from metricpipe_devstack.env import StackEnv
-from metricpipe_operator.api.model import MetricPipelineSpec
 from metricpipe_operator.reconcile.route import build_filter_steps, build_route_plan
 from pipelines import (
     condition,

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import pytest
 from kubernetes import client
 
+from metricpipe_contract.model import GROUP, PLURAL, VERSION
 from metricpipe_devstack.env import StackEnv
-from metricpipe_operator.api.model import GROUP, PLURAL, VERSION
 from metricpipe_operator.reconcile.status import Condition
 from metricpipe_operator.scaling.loop import CycleReport, LoopSettings, ResourceManager, StatusWrite
 from metricpipe_operator.scaling.model import Decision, MetricSample, PipelineScaling, PolicyConfig

@@ -26,6 +26,8 @@ import yaml
 from kubernetes import client
 
 from metricpipe_consumers.records import Filtered, Parsed, RecordParser, Rejected
+from metricpipe_contract.model import MetricPipelineSpec
+from metricpipe_contract.refs import PipelineRef
 from metricpipe_demo.generator import (
     SyntheticSettings,
     iter_synthetic_access_lines,
@@ -36,8 +38,6 @@ from metricpipe_devstack.datasets import (
     iter_access_log_lines,
     iter_rtt_records,
 )
-from metricpipe_operator.api.model import MetricPipelineSpec
-from metricpipe_operator.reconcile.names import PipelineRef
 from metricpipe_operator.reconcile.route import build_cluster_filter, build_route_plan
 from metricpipe_operator.reconcile.route_regex import translate_re2
 

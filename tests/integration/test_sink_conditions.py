@@ -156,7 +156,7 @@ def test_refused_sinks_say_why_and_recover_once_fixed(
             core.create_namespaced_secret(namespace, secret_body(name, data))
 
     for fault in FAULTS:
-        topic = f"metricpipe.{namespace}.{fault}"  # the default names (api/naming.py)
+        topic = f"metricpipe.{namespace}.{fault}"  # default names (contract naming.py)
         kafka_user = f"{namespace}-{fault}-kafka"
         grant_consumer_acls(stack, f"User:{kafka_user}", Tenant(topic, "", f"{topic}.dlq", topic))
         if fault in REFUSED_CERTIFICATES:

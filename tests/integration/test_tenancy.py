@@ -16,8 +16,8 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from helpers import present, wait_for
+from metricpipe_contract.model import GROUP, PLURAL, VERSION
 from metricpipe_devstack.env import StackEnv
-from metricpipe_operator.api.model import GROUP, PLURAL, VERSION
 from pipelines import condition, condition_is, create_pipeline, get_pipeline, topic_state
 
 SPEC: dict[str, Any] = {

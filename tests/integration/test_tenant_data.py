@@ -26,17 +26,17 @@ from consumers import (
     wait_until_finalized,
 )
 from metricpipe_consumers.sink import build_sink
-from metricpipe_devstack.env import StackEnv
-from metricpipe_operator.api.model import MetricPipelineSpec
-from metricpipe_operator.api.naming import (
+from metricpipe_contract.model import MetricPipelineSpec
+from metricpipe_contract.naming import (
     build_consumer_group,
     build_default_index,
     build_default_topic,
     build_index_names,
 )
+from metricpipe_contract.refs import PipelineRef
+from metricpipe_devstack.env import StackEnv
 from metricpipe_operator.config import OperatorConfig
 from metricpipe_operator.reconcile.consumer import build_pipeline_document
-from metricpipe_operator.reconcile.names import PipelineRef
 
 MINUTE = 60_000
 WINDOWS = 3

@@ -8,9 +8,9 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from metricpipe_contract.durations import format_duration, parse_duration
+from metricpipe_contract.model import MetricPipelineSpec
 from metricpipe_operator.api.crd import build_crd, build_spec_schema, render_crd_yaml
-from metricpipe_operator.api.durations import format_duration, parse_duration
-from metricpipe_operator.api.model import MetricPipelineSpec
 
 REPO = Path(__file__).resolve().parents[2]
 MINIMAL = {"source": {"tag": "app.**"}, "metric": {"aggregation": "count"}}

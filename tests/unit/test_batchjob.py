@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from metricpipe_operator.api.model import MetricPipelineSpec
+from metricpipe_contract.model import MetricPipelineSpec
+from metricpipe_contract.refs import PipelineRef
 from metricpipe_operator.config import OperatorConfig
 from metricpipe_operator.reconcile.batchjob import build_cronjob
 from metricpipe_operator.reconcile.consumer import build_deployment
-from metricpipe_operator.reconcile.names import PipelineRef
 
 REF = PipelineRef("team-a", "http-5xx", "uid-1", 3)
 CONFIG = OperatorConfig(kafka_bootstrap="kafka:9092")

@@ -13,7 +13,7 @@ from metricpipe_consumers.finalize import decide_pipeline_watermark
 from metricpipe_consumers.reference import compute_reference
 from metricpipe_consumers.sketch import QuantileSketch, exact_quantile
 from metricpipe_consumers.state import PartitionState
-from metricpipe_operator.api.model import Interpolation, MetricPipelineSpec
+from metricpipe_contract.model import Interpolation, MetricPipelineSpec
 
 
 @pytest.mark.parametrize("q", [0.5, 0.9, 0.95, 0.99, 0.0, 1.0])

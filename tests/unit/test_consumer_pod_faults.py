@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from metricpipe_contract.model import MetricPipelineSpec
+from metricpipe_contract.refs import PipelineRef
 from metricpipe_operator.api.crd import build_spec_schema
-from metricpipe_operator.api.model import MetricPipelineSpec
 from metricpipe_operator.config import OperatorConfig
 from metricpipe_operator.reconcile.consumer import build_deployment
 from metricpipe_operator.reconcile.health import (
@@ -19,7 +20,6 @@ from metricpipe_operator.reconcile.health import (
     decide_sink_ready,
     summarize_last_words,
 )
-from metricpipe_operator.reconcile.names import PipelineRef
 from metricpipe_operator.scaling.observe import build_health_conditions
 
 FIELD = "spec.consumer.resources.limits.memory"

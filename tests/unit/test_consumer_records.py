@@ -19,7 +19,7 @@ from metricpipe_consumers.records import (
     may_repeat_a_key,
     parse_event_time,
 )
-from metricpipe_operator.api.model import MetricPipelineSpec
+from metricpipe_contract.model import MetricPipelineSpec
 
 RTT = MetricPipelineSpec.model_validate(
     {"source": {"tag": "a"}, "metric": {"aggregation": "avg", "valueField": "rtt",

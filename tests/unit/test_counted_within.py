@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from metricpipe_contract import names
 from metricpipe_devstack.settings import StackSettings
-from metricpipe_exporters import names
 from metricpipe_operator.scaling.collect import QUERIES, REJECTED_WINDOW
 
 DEAD = names.CONSUMER_DEAD_LETTER

@@ -17,12 +17,13 @@ from prometheus_client import CollectorRegistry, Metric
 from metricpipe_consumers.aggregate import Aggregate
 from metricpipe_consumers.documents import build_final_doc, build_partial_doc, metrics_index_body
 from metricpipe_consumers.metrics import ConsumerMetrics
-from metricpipe_exporters import dashboards, names, rules
+from metricpipe_contract import names
+from metricpipe_contract.model import MetricPipelineSpec
+from metricpipe_exporters import dashboards, rules
 from metricpipe_exporters.collector import Collector, Snapshot
 from metricpipe_exporters.config import ExporterConfig
 from metricpipe_exporters.kafka_reader import KafkaReader
 from metricpipe_exporters.targets import PipelineTarget, build_target
-from metricpipe_operator.api.model import MetricPipelineSpec
 
 REPO = Path(__file__).resolve().parents[2]
 # Where `make manifests` writes them (the monitoring component's ConfigMap reads the Grafana one).

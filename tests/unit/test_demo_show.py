@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from metricpipe_contract.durations import parse_duration
+from metricpipe_contract.model import MetricPipelineSpec
 from metricpipe_demo.pipelines import EXAMPLES, build_demo_pipeline, load_example
 from metricpipe_demo.report import Sample, build_summary, render_table
 from metricpipe_demo.settings import DemoSettings
-from metricpipe_operator.api.durations import parse_duration
-from metricpipe_operator.api.model import MetricPipelineSpec
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "manifests" / "examples"
 

@@ -17,7 +17,7 @@ from metricpipe_consumers.finalize import (
 from metricpipe_consumers.records import RecordLimits
 from metricpipe_consumers.reference import compute_reference
 from metricpipe_consumers.state import PartitionState, load_partition_state
-from metricpipe_operator.api.model import MetricPipelineSpec
+from metricpipe_contract.model import MetricPipelineSpec
 
 MIN = 60_000
 SPARSE = MetricPipelineSpec.model_validate({

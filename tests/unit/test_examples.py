@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from metricpipe_operator.api.model import API_VERSION, KIND, MetricPipelineSpec
+from metricpipe_contract.model import API_VERSION, KIND, MetricPipelineSpec
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "manifests" / "examples").glob("*.yaml"))
 

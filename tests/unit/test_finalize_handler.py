@@ -11,8 +11,8 @@ import kopf
 import pytest
 from pydantic import ValidationError
 
+from metricpipe_contract.model import MetricPipelineSpec
 from metricpipe_operator import handlers
-from metricpipe_operator.api.model import MetricPipelineSpec
 from metricpipe_operator.config import OperatorConfig
 from metricpipe_operator.reconcile.pipeline import Runtime
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from metricpipe_operator.api.kafka import (
+from metricpipe_contract.kafka import (
     KafkaConnection,
     KafkaConnectionError,
     KafkaEndpoint,

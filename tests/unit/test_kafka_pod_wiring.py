@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from metricpipe_consumers.document import PipelineDocument
-from metricpipe_operator.api.model import MetricPipelineSpec
+from metricpipe_contract.model import MetricPipelineSpec
+from metricpipe_contract.refs import PipelineRef
 from metricpipe_operator.config import OperatorConfig
 from metricpipe_operator.reconcile.batchjob import build_cronjob
 from metricpipe_operator.reconcile.consumer import (
@@ -18,7 +19,6 @@ from metricpipe_operator.reconcile.consumer import (
     build_deployment,
     decide_kafka_secret,
 )
-from metricpipe_operator.reconcile.names import PipelineRef
 
 REF = PipelineRef("team-a", "web", "uid-1", 1)
 MOUNT = "/var/run/secrets/metricpipe/kafka"

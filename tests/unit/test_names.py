@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
+from metricpipe_contract.model import MetricPipelineSpec
+from metricpipe_contract.naming import decide_reserved_name
+from metricpipe_contract.refs import MAX_NAME_LENGTH, PipelineRef
 from metricpipe_operator.api.checks import check_event_time_layout, decide_spec_refusal
-from metricpipe_operator.api.model import MetricPipelineSpec
-from metricpipe_operator.api.naming import decide_reserved_name
 from metricpipe_operator.config import OperatorConfig
 from metricpipe_operator.reconcile.batchjob import build_cronjob
 from metricpipe_operator.reconcile.consumer import (
@@ -18,7 +19,6 @@ from metricpipe_operator.reconcile.consumer import (
     build_deployment,
     build_metrics_service,
 )
-from metricpipe_operator.reconcile.names import MAX_NAME_LENGTH, PipelineRef
 from metricpipe_operator.reconcile.route import (
     build_cluster_fluentd_config,
     build_cluster_output,

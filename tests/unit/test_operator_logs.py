@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from metricpipe_operator.logs import configure_logging
+from metricpipe_contract.logs import configure_logging
 
 
 def test_a_stdlib_exception_is_rendered_with_its_traceback(

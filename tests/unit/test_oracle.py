@@ -16,7 +16,7 @@ import pytest
 
 import oracle
 from metricpipe_consumers.reference import compute_reference
-from metricpipe_operator.api.model import Interpolation, MetricPipelineSpec
+from metricpipe_contract.model import Interpolation, MetricPipelineSpec
 
 MINUTE = 60_000
 NOW = 1_800_000_000_000  # every generated event time is far before it

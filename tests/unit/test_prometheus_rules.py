@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 import yaml
 
+from metricpipe_contract import names
 from metricpipe_devstack.settings import StackSettings
-from metricpipe_exporters import names, rules
+from metricpipe_exporters import rules
 from metricpipe_exporters.render import main as render_main
 
 PIPE = "shop/orders"

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from metricpipe_operator.api.model import MetricPipelineSpec
+from metricpipe_contract.model import MetricPipelineSpec
+from metricpipe_contract.refs import PipelineRef
 from metricpipe_operator.config import OperatorConfig
 from metricpipe_operator.reconcile.consumer import (
     STARTUP_BUDGET_SECONDS,
@@ -16,7 +17,6 @@ from metricpipe_operator.reconcile.consumer import (
     build_deployment,
     build_pipeline_document,
 )
-from metricpipe_operator.reconcile.names import PipelineRef
 from metricpipe_operator.reconcile.pipeline import build_config_hash, evaluate_deployment
 from metricpipe_operator.reconcile.status import (
     Condition,

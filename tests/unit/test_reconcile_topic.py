@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from metricpipe_operator.api.model import MetricPipelineSpec
+from metricpipe_contract.model import MetricPipelineSpec
+from metricpipe_contract.refs import PipelineRef
 from metricpipe_operator.config import OperatorConfig
 from metricpipe_operator.reconcile.indices import (
     IndexClaim,
     build_index_claim,
     decide_index_refusal,
 )
-from metricpipe_operator.reconcile.names import PipelineRef
 from metricpipe_operator.reconcile.owners import (
     TopicOwner,
     decide_topic_claim,

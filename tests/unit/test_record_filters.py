@@ -15,7 +15,7 @@ from metricpipe_consumers.filters import (
     select,
 )
 from metricpipe_consumers.records import Filtered, Parsed, RecordParser
-from metricpipe_operator.api.model import MetricPipelineSpec, RecordFilter
+from metricpipe_contract.model import MetricPipelineSpec, RecordFilter
 
 
 def spec_with(*filters: dict[str, Any]) -> MetricPipelineSpec:

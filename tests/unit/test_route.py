@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from metricpipe_operator.api.model import MetricPipelineSpec
-from metricpipe_operator.reconcile.names import PipelineRef
+from metricpipe_contract.model import MetricPipelineSpec
+from metricpipe_contract.refs import PipelineRef
 from metricpipe_operator.reconcile.route import (
     build_cluster_filter,
     build_fluent_conf,

@@ -1,6 +1,6 @@
 """The MetricPipeline API: the Python model is the one source of truth; the CRD is generated."""
 
-from .model import (
+from metricpipe_contract.model import (
     API_VERSION,
     GROUP,
     KIND,

@@ -7,8 +7,8 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from .model import MetricPipelineSpec
-from .naming import decide_reserved_name
+from metricpipe_contract.model import MetricPipelineSpec
+from metricpipe_contract.naming import decide_reserved_name
 
 # Two instants whose every field differs from strptime's defaults (1900-01-01 00:00:00) and
 # from each other, with the hour past noon in one (a 12-hour clock without %p is caught).

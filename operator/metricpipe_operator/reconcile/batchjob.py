@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..api.durations import parse_duration
-from ..api.model import MetricPipelineSpec
+from metricpipe_contract.durations import parse_duration
+from metricpipe_contract.model import MetricPipelineSpec
+from metricpipe_contract.refs import PipelineRef
+
 from ..config import OperatorConfig
 from ..scaling.batch import build_batch_schedule
 from .consumer import (
@@ -23,7 +25,6 @@ from .consumer import (
     build_pod_security_context,
     build_pod_volumes,
 )
-from .names import PipelineRef
 
 HISTORY_LIMIT = 3  # finished Jobs kept of each kind, for `kubectl get jobs` and the sizing
 BACKOFF_LIMIT = 2  # retries of a failed run before the Job fails (the next run catches up)

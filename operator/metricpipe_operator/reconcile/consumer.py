@@ -6,11 +6,12 @@ import json
 import math
 from typing import Any
 
-from ..api.durations import parse_duration
-from ..api.kafka import KafkaEndpoint
-from ..api.model import KafkaCredentialsRef, MetricPipelineSpec
+from metricpipe_contract.durations import parse_duration
+from metricpipe_contract.kafka import KafkaEndpoint
+from metricpipe_contract.model import KafkaCredentialsRef, MetricPipelineSpec
+from metricpipe_contract.refs import PipelineRef
+
 from ..config import OperatorConfig
-from .names import PipelineRef
 from .repair import REPLICAS_ANNOTATION
 
 CONFIG_MOUNT = "/etc/metricpipe"

@@ -30,8 +30,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..api.kafka import KAFKA_REASONS, TLS_VERIFICATION_FAILED
-from ..api.sink import SINK_REASONS
+from metricpipe_contract.kafka import KAFKA_REASONS, TLS_VERIFICATION_FAILED
+from metricpipe_contract.sink import SINK_REASONS
+
 from .status import Condition
 
 CONSUMER_READY = "ConsumerReady"
@@ -49,7 +50,7 @@ STARTING = frozenset({"ContainerCreating", "PodInitializing"})  # waiting, not f
 OOM_KILLED = "OOMKilled"  # the runtime's reason when the kernel killed for the memory limit
 CRASH_LOOP = "CrashLoopBackOff"
 CRASHES = frozenset({OOM_KILLED, CRASH_LOOP, "Error"})  # the container ran: its limit matters
-# Where a user raises the consumer's memory limit (api/model.py: Consumer.resources).
+# Where a user raises the consumer's memory limit (contract model.py: Consumer.resources).
 MEMORY_LIMIT_FIELD = "spec.consumer.resources.limits.memory"
 # Reported first when pods disagree: what needs a user's change before what may pass; among
 # crashes, the one whose cause is known (memory) before the one whose cause is in its words.

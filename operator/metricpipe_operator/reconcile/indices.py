@@ -2,11 +2,12 @@
 (pure) that refuses an index another pipeline has.
 
 A pipeline writes two indices, `<index>` and `<index>-state`. Default indices never meet (see
-`api/naming.py`); explicit `sink.index` values are checked against every MetricPipeline the
-operator can list, in every namespace. A pipeline is refused an index that another pipeline uses
-now (`status.sinkIndex`, written once the operator accepted it there), or that an older pipeline
-(creation time, then namespace/name) wants: of two new pipelines asking for the same index, the
-younger gives way, and a running pipeline is never displaced by a later edit of another one.
+the contract's `naming.py`); explicit `sink.index` values are checked against every
+MetricPipeline the operator can list, in every namespace. A pipeline is refused an index that
+another pipeline uses now (`status.sinkIndex`, written once the operator accepted it there), or
+that an older pipeline (creation time, then namespace/name) wants: of two new pipelines asking
+for the same index, the younger gives way, and a running pipeline is never displaced by a later
+edit of another one.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 from urllib3.exceptions import HTTPError
 
-from ..api.model import GROUP, PLURAL, VERSION, MetricPipelineSpec
-from ..api.naming import build_index_names
+from metricpipe_contract.model import GROUP, PLURAL, VERSION, MetricPipelineSpec
+from metricpipe_contract.naming import build_index_names
+
 from ..errors import KubernetesApiError
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from metricpipe_contract.refs import PipelineRef
+
 from .kubeapply import KubeApplier
-from .names import PipelineRef
 from .repair import OWNER_ANNOTATION
 from .route import FLUENTD_API
 

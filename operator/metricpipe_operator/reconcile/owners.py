@@ -27,9 +27,10 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from metricpipe_contract.refs import PipelineRef
+
 from ..config import OperatorConfig
 from ..errors import KafkaUnavailableError, TopicChangeRefusedError, TopicConflictError
-from .names import PipelineRef
 from .topic import (
     TopicPlan,
     TopicResult,

@@ -19,8 +19,10 @@ from typing import Any
 import structlog
 from confluent_kafka.admin import AdminClient
 
+from metricpipe_contract.model import API_VERSION, KIND, MetricPipelineSpec
+from metricpipe_contract.refs import PipelineRef
+
 from ..api.checks import decide_spec_refusal
-from ..api.model import API_VERSION, KIND, MetricPipelineSpec
 from ..config import OperatorConfig
 from ..errors import (
     KafkaUnavailableError,
@@ -34,7 +36,6 @@ from .health import decide_consumer_ready, keep_pod_reason
 from .indices import decide_index_refusal, fetch_index_claims
 from .kubeapply import KubeApplier
 from .legacy import remove_legacy_route
-from .names import PipelineRef
 from .owners import TopicRegistry, delete_owned_topics, ensure_owned_topics
 from .repair import decide_repair_target
 from .route import (

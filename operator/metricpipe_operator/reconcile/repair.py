@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..api.model import API_VERSION, KIND, MetricPipelineSpec
-from .names import PipelineRef
+from metricpipe_contract.model import API_VERSION, KIND, MetricPipelineSpec
+from metricpipe_contract.refs import PipelineRef
 
 REPLICAS_ANNOTATION = "metricpipe.io/replicas"  # on the consumer Deployment: what it should have
 OWNER_ANNOTATION = "metricpipe.io/owner"  # namespace/name, on cluster-scoped route objects

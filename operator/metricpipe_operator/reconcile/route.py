@@ -19,8 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..api.model import MetricPipelineSpec, RecordFilter
-from .names import PipelineRef
+from metricpipe_contract.model import MetricPipelineSpec, RecordFilter
+from metricpipe_contract.refs import PipelineRef
+
 from .repair import OWNER_ANNOTATION
 from .route_regex import (
     APACHE_EXPRESSION,

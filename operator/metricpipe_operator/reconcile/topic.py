@@ -14,8 +14,9 @@ from confluent_kafka.admin import (
     NewTopic,
 )
 
-from ..api.durations import parse_duration
-from ..api.model import MetricPipelineSpec
+from metricpipe_contract.durations import parse_duration
+from metricpipe_contract.model import MetricPipelineSpec
+
 from ..errors import KafkaUnavailableError
 
 MANAGED_DEFAULTS = {"cleanup.policy": "delete"}

@@ -12,7 +12,7 @@ from typing import Any
 
 import requests
 
-from metricpipe_exporters import names
+from metricpipe_contract import names
 
 from .model import MetricSample
 

@@ -23,8 +23,9 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from ..api.durations import parse_duration
-from ..api.model import API_VERSION, GROUP, KIND, PLURAL, VERSION, MetricPipelineSpec
+from metricpipe_contract.durations import parse_duration
+from metricpipe_contract.model import API_VERSION, GROUP, KIND, PLURAL, VERSION, MetricPipelineSpec
+
 from ..reconcile.status import (
     Condition,
     merge_conditions,
@@ -229,7 +230,8 @@ class ResourceManager:
         history = self.history.setdefault(state, deque())
         sample = None
         if values is not None:
-            running = int(status.get("readyReplicas") or status.get("replicas") or 0)
+            # only ready replicas process: a pod starting or crash-looping adds no capacity
+            running = int(status.get("readyReplicas") or 0)
             sample = build_sample(key, values, running, now)
             history.append(sample)
         while history and history[0].at < now - self.settings.keep_seconds:

@@ -16,14 +16,15 @@ import structlog
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from ..api.model import MetricPipelineSpec
+from metricpipe_contract.model import MetricPipelineSpec
+from metricpipe_contract.refs import MANAGED_BY, PIPELINE_LABEL
+
 from ..reconcile.health import (
     PodsView,
     build_pods_view,
     decide_consumer_ready,
     decide_sink_ready,
 )
-from ..reconcile.names import MANAGED_BY, PIPELINE_LABEL
 from ..reconcile.status import Condition
 from .batchruns import build_run_record
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from metricpipe_exporters.names import LATE_REASONS
+from metricpipe_contract.names import LATE_REASONS
 
 from ..reconcile.status import Condition
 from .collect import LATE_WINDOW, REJECTED_WINDOW

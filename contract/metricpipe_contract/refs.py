@@ -22,8 +22,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from ..api.model import API_VERSION, KIND
-from ..api.naming import build_consumer_group
+from .model import API_VERSION, KIND
+from .naming import build_consumer_group
 
 MANAGED_BY = "metricpipe-operator"
 PIPELINE_LABEL = "metricpipe.io/pipeline"
