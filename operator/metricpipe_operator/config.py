@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from metricpipe_contract.kafka import KafkaClientSettings
@@ -91,12 +91,36 @@ class OperatorConfig(KafkaClientSettings):
     )
     lease_namespace: str | None = Field(
         default=None,
-        description="Namespace of the leader Lease; unset: no election (one operator replica).",
+        description="Namespace of the leader Lease; unset: no election (one operator replica). "
+        "Set, only the replica holding the Lease runs handlers and the ResourceManager.",
     )
-    lease_name: str = Field(default="metricpipe-resourcemanager")
-    lease_duration_seconds: int = Field(default=45, ge=5)
+    lease_name: str = Field(default="metricpipe-operator")
+    lease_duration_seconds: int = Field(
+        default=15,
+        ge=3,
+        description="How long a Lease not renewed holds: a crashed leader's successor starts "
+        "at most this much (plus one retry) after its last renewal.",
+    )
+    lease_renew_deadline_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="A leader that could not renew for this long stops (its pod restarts and "
+        "stands by); shorter than the Lease's duration, so it stops before anyone takes over.",
+    )
+    lease_retry_seconds: float = Field(
+        default=2.0, gt=0, description="How often the leader renews and a standby tries."
+    )
     startup_seconds: float = Field(default=30.0, ge=0, description="A new replica's start-up.")
     rebalance_seconds: float = Field(default=10.0, ge=0, description="A group rebalance's pause.")
+
+    @model_validator(mode="after")
+    def _renews_in_time(self) -> OperatorConfig:
+        if self.lease_renew_deadline_seconds >= self.lease_duration_seconds:
+            raise ValueError(
+                "METRICPIPE_LEASE_RENEW_DEADLINE_SECONDS must be below "
+                "METRICPIPE_LEASE_DURATION_SECONDS: a leader must stop before its Lease expires"
+            )
+        return self
 
     @field_validator("adopt_topics")
     @classmethod

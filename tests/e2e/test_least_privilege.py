@@ -98,9 +98,7 @@ def test_the_operator_needs_nothing_beyond_its_service_account(
                                            "conditions", [])},
         timeout=120, what="the ResourceManager's MetricsAvailable condition",
     )  # fmt: skip
-    lease = client.CoordinationV1Api(kube).read_namespaced_lease(
-        "metricpipe-resourcemanager", SYSTEM
-    )
+    lease = client.CoordinationV1Api(kube).read_namespaced_lease("metricpipe-operator", SYSTEM)
     assert lease.spec is not None
     assert lease.spec.holder_identity
 

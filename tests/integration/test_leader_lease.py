@@ -6,7 +6,7 @@ import time
 
 from kubernetes import client
 
-from metricpipe_operator.scaling.lease import LeaderLease
+from metricpipe_operator.leader import LeaderLease
 
 
 def test_one_holder_and_takeover_after_expiry(kube: client.ApiClient, namespace: str) -> None:

@@ -47,7 +47,6 @@ from .collect import (
     build_sample,
     fetch_metric_values,
 )
-from .lease import LeaderLease
 from .model import Decision, MetricSample, PipelineScaling, PolicyConfig
 from .observe import Observed, build_health_conditions, fetch_observed
 from .report import build_scaling_conditions, build_scaling_status
@@ -134,7 +133,7 @@ def decide_status_due(old: dict[str, Any], new: dict[str, Any], age: float, max_
 class ResourceManager:
     def __init__(
         self, api: client.ApiClient, settings: LoopSettings, policy_config: PolicyConfig,
-        policy: Policy, lease: LeaderLease | None = None,
+        policy: Policy,
     ) -> None:  # fmt: skip
         self.objects = client.CustomObjectsApi(api)
         self.core = client.CoreV1Api(api)
@@ -142,7 +141,6 @@ class ResourceManager:
         self.settings = settings
         self.policy_config = policy_config
         self.policy = policy
-        self.lease = lease
         # per pipeline object (its UID: one re-created under the same name starts afresh),
         # dropped when it is gone
         self.history: dict[str, deque[MetricSample]] = {}
@@ -153,9 +151,8 @@ class ResourceManager:
         log.info("resource manager started", interval=self.settings.interval_seconds)
         while not stop.is_set():
             try:
-                if self.lease is None or self.lease.ensure_held():
-                    report = self.cycle(time.time())
-                    log.debug("cycle", pipelines=report.pipelines, seconds=round(report.seconds, 3))
+                report = self.cycle(time.time())
+                log.debug("cycle", pipelines=report.pipelines, seconds=round(report.seconds, 3))
             except Exception:  # the loop must outlive any one cycle's failure
                 log.exception("resource manager cycle failed")
             stop.wait(self.settings.interval_seconds)
