@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -102,13 +103,17 @@ def build_final_doc(
 def build_partition_state(
     index: str, *, pipeline: str, partition: int, watermark_ms: int | None,
     committed_offset: int, caught_up: bool, idle_since_ms: int | None, now_ms: int,
+    offset_base: int = 0, topic_id: str | None = None,
 ) -> SinkDoc:  # fmt: skip
+    """committed_offset counts in the sink's offsets: Kafka's plus offset_base (state.py)."""
     body = {
         "kind": "partition",
         "pipeline": pipeline,
         "partition": partition,
         "watermark_ms": watermark_ms,
         "committed_offset": committed_offset,
+        "offset_base": offset_base,
+        "topic_id": topic_id,
         "caught_up": caught_up,
         "idle_since_ms": idle_since_ms,
         "updated_at": iso(now_ms),
@@ -116,6 +121,15 @@ def build_partition_state(
     }
     return SinkDoc(index, f"partition-{partition}", body,
                    version=decide_state_version(committed_offset, caught_up))  # fmt: skip
+
+
+def kafka_offset_held(state: Mapping[str, Any]) -> int:
+    """The Kafka offset up to which a partition state says the sink holds the records (-1:
+    none), comparable with Kafka's log-end offsets."""
+    committed = state.get("committed_offset")
+    if committed is None:
+        return -1
+    return int(committed) - int(state.get("offset_base") or 0)
 
 
 def decide_state_version(committed_offset: int, caught_up: bool) -> int:
@@ -159,6 +173,7 @@ def state_index_body() -> dict[str, Any]:
                 "kind": {"type": "keyword"}, "pipeline": {"type": "keyword"},
                 "partition": {"type": "integer"}, "watermark_ms": {"type": "long"},
                 "committed_offset": {"type": "long"}, "caught_up": {"type": "boolean"},
+                "offset_base": {"type": "long"}, "topic_id": {"type": "keyword"},
                 "idle_since_ms": {"type": "long"},
                 "updated_at": {"type": "date"}, "updated_ms": {"type": "long"},
                 "finalized_through_ms": {"type": "long"}, "batch_read_through_ms": {"type": "long"},

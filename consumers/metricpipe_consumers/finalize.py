@@ -20,7 +20,7 @@ import structlog
 
 from .aggregate import Aggregate
 from .document import PipelineDocument
-from .documents import SinkDoc, build_final_doc
+from .documents import SinkDoc, build_final_doc, kafka_offset_held
 from .faults import fault_point
 from .metrics import ConsumerMetrics
 from .sink import MetricSink
@@ -46,7 +46,7 @@ def split_idle_partitions(
 
     def idle(state: dict[str, Any]) -> bool:
         since = state.get("idle_since_ms")
-        current = log_end is None or int(state.get("committed_offset", -1)) >= log_end.get(
+        current = log_end is None or kafka_offset_held(state) >= log_end.get(
             int(state["partition"]), 0
         )
         return (

@@ -19,6 +19,12 @@ class PartitionState:
     watermark_ms: the highest event time accepted so far (None before the first record).
     series: the open windows' cumulative aggregates, each with the highest offset included.
     groups: the groups admitted so far to each open window (`admit`, the per-window cap).
+    offset_base: added to Kafka's offsets, giving the offsets the sink's documents hold
+        (resume_offset, the aggregates' max_offset, the documents' versions). 0 until the topic
+        is deleted and created anew: Kafka's offsets start again at 0, and the new topic's
+        offset 0 then stands for the old topic's resume offset, so that everything the sink
+        holds stays ordered by offset (`decide_offset_base`).
+    topic_id: Kafka's id of the topic these offsets belong to (None: not known).
     """
 
     partition: int
@@ -29,6 +35,8 @@ class PartitionState:
     idle_since_ms: int | None = None  # caught up, with nothing new to read, since then
     replayed_through: int = -1  # highest offset any loaded aggregate includes
     groups: dict[int, set[tuple[str, ...]]] = field(default_factory=dict)
+    offset_base: int = 0
+    topic_id: str | None = None
 
     def included(self, key: SeriesKey, offset: int) -> bool:
         """Was this record already counted (a replay after a crash)?"""
@@ -80,10 +88,28 @@ class PartitionState:
             del self.groups[start]
 
 
+def decide_offset_base(state_doc: dict[str, Any] | None, topic_id: str | None) -> int:
+    """The offset base for the topic as it is now (pure): the stored one for the same topic (or
+    when either id is unknown: a state written before ids were kept, Kafka not answering); for
+    a topic created anew since, the stored resume offset, where the new topic's offset 0
+    continues (what the sink holds stays below it, what the new topic brings comes after)."""
+    if not state_doc:
+        return 0
+    stored_base = int(state_doc.get("offset_base") or 0)
+    stored_id = state_doc.get("topic_id")
+    if stored_id and topic_id and stored_id != topic_id:
+        return int(state_doc.get("committed_offset") or 0)
+    return stored_base
+
+
 def load_partition_state(
-    partition: int, state_doc: dict[str, Any] | None, partials: list[dict[str, Any]]
-) -> PartitionState:
+    partition: int, state_doc: dict[str, Any] | None, partials: list[dict[str, Any]],
+    topic_id: str | None = None,
+) -> PartitionState:  # fmt: skip
     state = PartitionState(partition)
+    state.offset_base = decide_offset_base(state_doc, topic_id)
+    state.topic_id = topic_id or (str(state_doc["topic_id"]) if state_doc and
+                                  state_doc.get("topic_id") else None)  # fmt: skip
     if state_doc:
         state.resume_offset = int(state_doc.get("committed_offset") or 0)
         watermark = state_doc.get("watermark_ms")

@@ -18,7 +18,14 @@ from typing import Any
 
 import pyarrow as pa
 import structlog
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicCollection,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from .config import ConsumerConfig
@@ -45,6 +52,10 @@ GIL_SWITCH_SECONDS = 0.0005
 # Letters a replay may repeat were produced after the partition's last state write: the DLQ is
 # read back from that time, less this much for clocks that disagree between replicas.
 MARKS_CLOCK_MARGIN_MS = 300_000
+
+
+class TopicRecreatedError(RuntimeError):
+    """The topic's Kafka id changed under a running consumer (see `_check_topic_id`)."""
 
 
 @dataclass(frozen=True)
@@ -152,13 +163,15 @@ class StreamConsumer:
     # -- group membership ------------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, assigned: list[TopicPartition]) -> None:
         self.drain()  # the batch in flight must be in the sink before we read it back
+        topic_id = None
         if assigned:
             self.finalizer.load()  # how far windows are final, as of now
             # Searches see only refreshed segments: make the previous owner's last writes
             # visible, or this replica would restart a window's aggregate and overwrite it.
             self.sink.refresh()
+            topic_id = self._fetch_topic_id()
         for tp in assigned:
-            self.partitions[tp.partition] = self._load(tp.partition)
+            self.partitions[tp.partition] = self._load(tp.partition, topic_id)
         if assigned:
             # Letters a crashed owner sent after its last state write: not to be sent again.
             since = decide_marks_since(
@@ -177,7 +190,17 @@ class StreamConsumer:
         log.info("partitions revoked", partitions=sorted(tp.partition for tp in revoked))
         self.metrics.assigned.set(len(self.partitions))
 
-    def _load(self, partition: int) -> PartitionState:
+    def _fetch_topic_id(self) -> str | None:
+        """Kafka's id of the topic now (None when Kafka does not say: the stored one stands)."""
+        topic = self.doc.topic
+        try:
+            found = self.admin.describe_topics(TopicCollection([topic]), request_timeout=10)
+            return str(found[topic].result(10).topic_id)
+        except KafkaException as error:
+            log.warning("the topic's id is unknown", topic=topic, error=str(error.args[0]))
+            return None
+
+    def _load(self, partition: int, topic_id: str | None) -> PartitionState:
         states = self.sink.search(self.sink_state_index, {"term": {"partition": partition}})
         # Every open window of the partition: a truncated page here would restart a window's
         # aggregate from zero and overwrite what the previous owner wrote.
@@ -189,7 +212,14 @@ class StreamConsumer:
             ]}},
             sort=[{"window_start_ms": "asc"}, {"group_key": "asc"}],
         )  # fmt: skip
-        state = load_partition_state(partition, states[0] if states else None, partials)
+        stored = states[0] if states else None
+        state = load_partition_state(partition, stored, partials, topic_id)
+        if stored is not None and state.offset_base != int(stored.get("offset_base") or 0):
+            log.warning(
+                "the topic was created anew: its offsets continue after what the sink holds",
+                partition=partition, topic_id=topic_id, previous_topic_id=stored.get("topic_id"),
+                offset_base=state.offset_base,
+            )  # fmt: skip
         updated = states[0].get("updated_ms") if states else None
         self._state_times[partition] = int(updated) if updated is not None else None
         state.forget_closed(self.finalizer.finalized_through, self.doc.window_ms)
@@ -269,6 +299,7 @@ class StreamConsumer:
         background, when the last one is done) and forget windows that are final."""
         self.drain()
         started = time.monotonic()
+        self._check_topic_id()
         self._commit_what_the_sink_holds()
         resume = {p: state.resume_offset for p, state in self.partitions.items()}
         progress = self._progress(resume)
@@ -289,6 +320,18 @@ class StreamConsumer:
         for state in self.partitions.values():
             state.forget_closed(self.finalizer.finalized_through, self.doc.window_ms)
         self.metrics.record_busy(time.monotonic() - started)
+
+    def _check_topic_id(self) -> None:
+        """A topic created anew is taken up on (re)assignment (`_load`). Should Kafka hand this
+        consumer the new topic's records without one, stop: the restart assigns afresh."""
+        current = self._fetch_topic_id()
+        known = {state.topic_id for state in self.partitions.values()} - {None}
+        if current is not None and known and known != {current}:
+            raise TopicRecreatedError(
+                f"topic {self.doc.topic} was created anew (id {current}, was "
+                f"{', '.join(sorted(str(k) for k in known))}) while this consumer read it; "
+                "restarting resumes on the new topic after what the sink holds"
+            )
 
     def _wait_finalizing(self) -> None:
         finalizing, self._finalizing = self._finalizing, None
@@ -330,10 +373,12 @@ class StreamConsumer:
             if (error := message.error()) is not None:
                 self._on_message_error(error)
                 continue
-            partition, offset = int(message.partition() or 0), int(message.offset() or 0)
-            state = self.partitions.get(partition)
-            if state is None or self._done_before(state, offset):
-                continue  # not ours any more, or fully processed before a crash
+            state = self.partitions.get(partition := int(message.partition() or 0))
+            # not ours any more, or fully processed before a crash (the sink's offsets)
+            if state is None or self._done_before(
+                state, offset := int(message.offset() or 0) + state.offset_base
+            ):
+                continue
             highest[partition] = offset
             stamp = message.timestamp()[1]
             parsed = parse(message.value(), stamp if 0 < stamp < now_ms else now_ms)
@@ -494,7 +539,10 @@ class StreamConsumer:
         wanted = select_refused_rows(columns, self.doc.window_ms, refused.keys())
         sent = 0
         for message in messages:
-            coords = (int(message.partition() or 0), int(message.offset() or 0))
+            partition = int(message.partition() or 0)
+            state = self.partitions.get(partition)
+            base = state.offset_base if state is not None else 0
+            coords = (partition, int(message.offset() or 0) + base)
             if coords not in wanted:
                 continue
             refusal = refused[wanted[coords]]
@@ -554,7 +602,8 @@ class StreamConsumer:
             _, high = self.consumer.get_watermark_offsets(
                 TopicPartition(self.doc.topic, partition), cached=True
             ) or (0, -1)
-            caught_up[partition] = high >= 0 and next_offset >= high
+            base = state.offset_base if state else 0
+            caught_up[partition] = high >= 0 and next_offset - base >= high
             moved = state is None or next_offset != state.resume_offset
             previous = None if state is None or moved else state.idle_since_ms
             idle_since[partition] = (previous or now_ms) if caught_up[partition] else None
@@ -572,9 +621,19 @@ class StreamConsumer:
                 caught_up=progress.caught_up[partition],
                 idle_since_ms=progress.idle_since[partition],
                 now_ms=now_ms,
+                offset_base=self._base(partition),
+                topic_id=self._topic_of(partition),
             )
             for partition, resume in sorted(progress.resume.items())
         ]
+
+    def _base(self, partition: int) -> int:
+        state = self.partitions.get(partition)
+        return state.offset_base if state is not None else 0
+
+    def _topic_of(self, partition: int) -> str | None:
+        state = self.partitions.get(partition)
+        return state.topic_id if state is not None else None
 
     def _commit_what_the_sink_holds(self) -> None:
         """Commit resume offsets that the sink holds but this process has not committed.
@@ -592,9 +651,12 @@ class StreamConsumer:
         self._commit(behind)
 
     def _commit(self, resume: dict[int, int]) -> None:
+        """Commit the sink's resume offsets, as Kafka's (less each partition's offset base)."""
+        resume = {p: o for p, o in resume.items() if p in self.partitions}
         if not resume:
             return
-        offsets = [TopicPartition(self.doc.topic, p, o) for p, o in sorted(resume.items())]
+        offsets = [TopicPartition(self.doc.topic, p, o - self._base(p))
+                   for p, o in sorted(resume.items())]  # fmt: skip
         try:
             self.consumer.commit(offsets=offsets, asynchronous=False)
             for partition, offset in resume.items():

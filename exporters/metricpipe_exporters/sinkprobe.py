@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from metricpipe_consumers.documents import kafka_offset_held
 from metricpipe_consumers.sink import MetricSink
 
 
@@ -41,8 +42,8 @@ def build_sink_probe(
     for state in states:
         mark = state.get("watermark_ms")
         end = (end_offsets or {}).get(int(state.get("partition", -1)))
-        holds = state.get("committed_offset")
-        if end is not None and holds is not None and int(holds) >= end:
+        holds = kafka_offset_held(state)  # in Kafka's offsets, as `end` is
+        if end is not None and "committed_offset" in state and holds >= end:
             mark = max(int(mark or 0), now_ms)  # the sink holds every record there is
         elif end is None and state.get("caught_up") and state.get("updated_ms") is not None:
             mark = max(int(mark or 0), int(state["updated_ms"]))

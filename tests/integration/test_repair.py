@@ -3,10 +3,12 @@ controller-manager, scheduler, Kafka, Elasticsearch and the stack's kubelet runn
 in a container. A pipeline's children are taken away or changed one after the other, as a
 careless admin would: the consumer Deployment deleted, its ConfigMap, the route ConfigMap and
 the fluent-operator ClusterOutput deleted, the Deployment scaled by hand, the metrics Service
-deleted, the Kafka topic deleted. After each the pipeline is Ready again with exactly one of
-each child, an Event says what was put back and why, and the final documents in the sink equal
-the counts computed here from every record produced so far (a new batch of records per step,
-each in windows of its own)."""
+deleted; then the API server restarted, etcd restarted (a Deployment deleted after each: the
+operator's watches came back), and the Kafka topic deleted (created anew by the operator's
+periodic check, with a Warning). After each the pipeline is Ready again with exactly one of each
+child, an Event says what was put back and why, and the final documents in the sink equal the
+counts computed here from every record produced so far (a new batch of records per step, each
+in windows of its own; the records a deleted topic held had all been counted before it went)."""
 
 from __future__ import annotations
 
@@ -21,7 +23,10 @@ from confluent_kafka.admin import AdminClient
 from kubernetes import client
 
 from helpers import present, wait_for
+from metricpipe_devstack.base import Component
 from metricpipe_devstack.env import StackEnv
+from metricpipe_devstack.kube import Etcd, KubeApiserver
+from metricpipe_devstack.settings import StackSettings
 from pipelines import condition, create_pipeline, get_pipeline
 from refusals import MINUTE, build_records, expected_counts, final_counts, produce, topic_of
 
@@ -60,6 +65,18 @@ def children(kube: client.ApiClient, namespace: str) -> dict[str, list[str]]:
                           if o["metadata"]["annotations"].get("metricpipe.io/owner")
                           == f"{namespace}/{NAME}"],
     }  # fmt: skip
+
+
+def restart(component: Component) -> None:
+    """Stop and start one of the stack's servers; the API server healthy again after it."""
+    try:
+        assert component.stop() == "stopped", component.name
+        time.sleep(2)  # down long enough for every watch to break
+    finally:
+        component.start()
+        component.wait_healthy()
+        apiserver = KubeApiserver(StackSettings())
+        apiserver.wait_healthy()
 
 
 def deployment_replicas(kube: client.ApiClient, namespace: str) -> int | None:
@@ -150,6 +167,19 @@ def test_a_pipeline_converges_after_its_children_are_taken_away(
     wait_for(partial(whole, kube, namespace, first), 180, "whole after the scale")
     produce_and_compare("the replicas changed by hand")
 
+    # -- the API server restarted, then etcd: the operator's watches come back ---------------
+    for component in (KubeApiserver(StackSettings()), Etcd(StackSettings())):
+        began = time.monotonic()
+        restart(component)
+        wait_for(partial(whole, kube, namespace, first), 180, f"whole after {component.name}")
+        seen = len(events(kube, namespace, "DeploymentCreated"))
+        apps.delete_namespaced_deployment(f"{NAME}-consumer", namespace)  # still repaired?
+        wait_for(lambda: len(events(kube, namespace, "DeploymentCreated")) > seen, 120,  # noqa: B023
+                 f"a repair after the {component.name} restart")  # fmt: skip
+        wait_for(partial(whole, kube, namespace, first), 180, f"whole after {component.name}")
+        print(f"{component.name} restarted; a repair after it: {time.monotonic() - began:.1f} s")
+        produce_and_compare(f"{component.name} restarted")
+
     # -- the topic deleted: the periodic check creates it anew, with a Warning ----------------
     admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
     began = time.monotonic()
@@ -162,4 +192,6 @@ def test_a_pipeline_converges_after_its_children_are_taken_away(
     assert topic in admin.list_topics(timeout=10).topics
     print(f"topic created anew in {time.monotonic() - began:.1f} s: {warning[0].message}")
     wait_for(partial(whole, kube, namespace, first), 180, "whole after the topic")
+    # the records of the new topic are counted after everything the old one brought
+    produce_and_compare("the topic deleted and created anew")
     assert "Traceback" not in operator.log()
