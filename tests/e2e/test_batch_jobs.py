@@ -173,12 +173,21 @@ def assert_runs_recorded_and_sized(
         assert 0 < record["workSeconds"] <= record["seconds"], record
         assert record["parallelism"] == parallelism[record["job"]], record
     assert sorted(r["job"] for r in records) == sorted(parallelism)
-    pipeline = get_pipeline(kube, namespace, "hourly")
+
+    def planned_and_applied() -> dict[str, Any] | None:
+        """The pipeline once the plan's parallelism is its spec and the reconciler applied it
+        (status.desiredReplicas is the reconciler's, written after the /scale)."""
+        found = get_pipeline(kube, namespace, "hourly")
+        status = found.get("status") or {}
+        parallelism = (status.get("batch") or {}).get("plan", {}).get("parallelism")
+        wanted = (parallelism, parallelism)
+        return (
+            found if (status.get("desiredReplicas"), found["spec"]["replicas"]) == wanted else None
+        )
+
+    pipeline = wait_for(planned_and_applied, 30, "the plan's parallelism applied")
     plan = pipeline["status"]["batch"]["plan"]
     assert plan["fits"] is True, plan  # a few thousand records an hour, a 1 h target
-    assert (
-        pipeline["status"]["desiredReplicas"] == plan["parallelism"] == pipeline["spec"]["replicas"]
-    )
     assert condition(pipeline, "BatchBudgetMet")["status"] == "True"
 
     # A target just above the lateness leaves no time for a run's measured start-up.

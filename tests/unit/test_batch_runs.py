@@ -118,7 +118,7 @@ def test_recorded_runs_whose_volume_doubles_raise_the_planned_parallelism() -> N
 def test_status_and_condition_say_when_even_the_maximum_does_not_fit() -> None:
     plan = BatchPlan(8, 5_000_000, 900.0, 210.0, False, "5,000,000 records need 900 s ...")
     status = build_batch_status([], plan)
-    assert status["desiredReplicas"] == 8
+    assert "desiredReplicas" not in status  # the reconciler's, from spec.replicas
     assert status["batch"]["plan"]["fits"] is False
     condition = build_batch_condition(plan)
     assert (condition.status, condition.reason) == (False, "MaxParallelismTooSmall")

@@ -68,12 +68,12 @@ def test_status_and_conditions_say_what_happened() -> None:
     history = [MetricSample(at=i, replicas=2, freshness_seconds=f) for i, f in enumerate([50, 150])]
     decision = Decision(3, "up", per_replica_rate=420.06)
     status = build_scaling_status(decision, sample, history, target=100)
-    assert status == {"desiredReplicas": 3, "lag": 1234, "timeLagSeconds": 65.2,
+    assert status == {"lag": 1234, "timeLagSeconds": 65.2,
                       "timeLag": "1m05s", "inputRate": 812.3, "freshnessSeconds": 70.0,
                       "freshness": "1m10s", "capacityPerReplica": 420.1, "slo": "Met",
                       "sloAttainment": 0.5}  # fmt: skip
     blind = Decision(2, "metrics unavailable: connection refused", metrics_available=False)
-    assert build_scaling_status(blind, None, [], 100) == {"desiredReplicas": 2, "slo": "Unknown"}
+    assert build_scaling_status(blind, None, [], 100) == {"slo": "Unknown"}
     (available, slo, _) = build_scaling_conditions(blind, None, 100)
     assert (available.type, available.status, available.reason) == (
         "MetricsAvailable", False, "MetricsUnavailable",

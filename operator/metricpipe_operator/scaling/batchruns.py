@@ -96,7 +96,6 @@ def build_batch_runs(records: Sequence[Mapping[str, Any]]) -> list[BatchRun]:
 
 def build_batch_status(records: Sequence[Mapping[str, Any]], plan: BatchPlan) -> dict[str, Any]:
     return {
-        "desiredReplicas": plan.parallelism,
         "batch": {
             "runs": [dict(r) for r in records],
             "plan": {

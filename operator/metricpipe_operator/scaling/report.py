@@ -49,7 +49,9 @@ def build_scaling_status(
     decision: Decision, sample: MetricSample | None, history: Sequence[MetricSample],
     target: float,
 ) -> dict[str, Any]:  # fmt: skip
-    status: dict[str, Any] = {"desiredReplicas": decision.replicas}
+    # desiredReplicas is the reconciler's (spec.replicas as applied): one writer, and never a
+    # decision whose /scale write failed
+    status: dict[str, Any] = {}
     # The numbers are what Prometheus said, even when the policy could not decide on them.
     freshness = sample.freshness_seconds if sample else None
     if sample is not None:
