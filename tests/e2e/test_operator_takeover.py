@@ -2,8 +2,9 @@
 the consumers): the leader is killed (SIGKILL) while it is reconciling new pipelines; the
 standby takes the Lease within the stated bound (the Lease's duration plus one retry, plus
 slack for a loaded machine), finishes the work, and every pipeline ends Ready with exactly one
-of each child. The standby wrote nothing before it led, and a replica that stops normally
-gives the Lease up at once."""
+of each child and then counts what is produced to it exactly (its final documents equal the
+counts computed here). The standby wrote nothing before it led, and a replica that stops
+normally gives the Lease up at once."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ import pytest
 from kubernetes import client
 
 from helpers import present, wait_for
+from metricpipe_devstack.env import StackEnv
 from pipelines import condition, create_pipeline, get_pipeline
+from refusals import MINUTE, build_records, expected_counts, final_counts, produce, topic_of
 
 DURATION, RENEW_DEADLINE, RETRY = 4, 3.0, 0.5  # seconds: a quick election for the test
 SLACK = 5.0  # a loaded machine's scheduling
@@ -26,7 +29,13 @@ NAMES = ("one", "two", "three")
 SPEC: dict[str, Any] = {
     "source": {"tag": "takeover"},
     "topic": {"partitions": 1},
-    "metric": {"aggregation": "count", "window": "1m"},
+    "metric": {
+        "aggregation": "count",
+        "groupBy": ["host"],
+        "window": "1m",
+        "allowedLateness": "10s",
+        "eventTime": {"field": "ts", "format": "epoch_millis"},
+    },
     "replicas": 1,
     "scaling": {"enabled": False},
     "consumer": {"resources": {"requests": {"cpu": "50m"}}},
@@ -65,7 +74,7 @@ def ready_with_one_of_each(kube: client.ApiClient, namespace: str, name: str) ->
 
 @pytest.mark.usefixtures("fluent_operator_crds")
 def test_the_standby_takes_over_a_killed_leader_mid_reconcile(
-    kube: client.ApiClient, namespace: str, start_operator: Callable[..., Any]
+    kube: client.ApiClient, stack: StackEnv, namespace: str, start_operator: Callable[..., Any]
 ) -> None:
     election = {
         "METRICPIPE_LEASE_NAMESPACE": namespace,
@@ -96,6 +105,15 @@ def test_the_standby_takes_over_a_killed_leader_mid_reconcile(
     events = events_of(standby.log())
     before = events[: events.index("leading")]
     assert not WRITES & set(before), before  # nothing written while standing by
+
+    # every pipeline the killed leader was setting up counts what is produced to it
+    records = build_records((int(time.time() * 1000) - 30 * MINUTE) // MINUTE * MINUTE)
+    for name in NAMES:
+        produce(stack, present(topic_of(kube, namespace, name)), records)
+    for name in NAMES:
+        index = f"metricpipe-{namespace}.{name}.metrics"  # the default index (naming.py)
+        wait_for(lambda: final_counts(stack, index) == expected_counts(records), 180,  # noqa: B023
+                 f"{name}: finals equal to the records produced")  # fmt: skip
 
     standby.stop()  # SIGTERM: a normal stop gives the Lease up
     assert holder(kube, namespace) is None
