@@ -14,6 +14,7 @@ stands for, instead of stopping the pipeline (`letters.decide_refusal_scope`).
 
 from __future__ import annotations
 
+import random
 import re
 import time
 from collections.abc import Callable
@@ -28,6 +29,7 @@ import opensearchpy
 import structlog
 
 from metricpipe_contract.kafka import TLS_VERIFICATION_FAILED
+from metricpipe_contract.retry import decide_retry_delay
 from metricpipe_contract.sink import (
     SINK_AUTH_FAILED,
     SINK_FORBIDDEN,
@@ -40,6 +42,7 @@ from .letters import decide_refusal_scope
 
 log = structlog.get_logger("metricpipe.sink")
 RETRYABLE = {429, 500, 502, 503, 504}
+RETRY_MIN_SECONDS, RETRY_MAX_SECONDS = 0.2, 30.0  # between tries of one write or request
 # The REST API version the elasticsearch client asks for unless told otherwise (its major).
 CLIENT_API_VERSION = installed_version("elasticsearch").partition(".")[0]
 
@@ -156,7 +159,7 @@ class SearchSink:
             if pending:  # rejected items (429/5xx): said, so a slow-down is never silent
                 log.warning("sink refused documents, retrying", attempt=attempt,
                             documents=len(pending), of=len(docs))  # fmt: skip
-                self.sleep(min(30.0, 0.2 * 2**attempt))
+                self.sleep(self._retry_delay(attempt))
         if pending:
             raise SinkError(
                 f"{len(pending)} documents still refused after {self.max_attempts} tries",
@@ -218,6 +221,11 @@ class SearchSink:
         self._call(lambda: self.client.indices.refresh(index=both), f"refreshing {both}")
 
     # -- retries -------------------------------------------------------------------------------
+    @staticmethod
+    def _retry_delay(attempt: int) -> float:
+        """0.2 s doubling to 30 s, with jitter: replicas refused together come back apart."""
+        return decide_retry_delay(attempt, RETRY_MIN_SECONDS, RETRY_MAX_SECONDS, random.random())
+
     def _call(self, request: Callable[[], Any], doing: str = "sink request failed") -> Any:
         if not self.negotiated:
             self._negotiate()
@@ -231,7 +239,7 @@ class SearchSink:
                 if status is not None and status not in RETRYABLE:
                     raise _refusal_error(error, doing) from error
                 log.warning("sink unavailable, retrying", attempt=attempt, error=str(error)[:200])
-                self.sleep(min(30.0, 0.2 * 2**attempt))
+                self.sleep(self._retry_delay(attempt))
         raise SinkError(
             f"the sink stayed unavailable for {self.max_attempts} tries", SINK_UNREACHABLE
         )

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from metricpipe_contract.model import GROUP, PLURAL, VERSION, MetricPipelineSpec
 from metricpipe_contract.refs import MANAGED_BY, PipelineRef
+from metricpipe_contract.retry import decide_retry_delay
 
 from .config import OperatorConfig
 from .errors import KafkaUnavailableError, KubernetesApiError
@@ -25,7 +26,6 @@ from .reconcile.pipeline import (
 )
 from .reconcile.pipeline import reconcile_pipeline as run_reconcile
 from .reconcile.repair import RepairRequest, build_repair_events, decide_repair
-from .reconcile.retry import decide_retry_delay
 from .reconcile.route import FLUENTD_API
 from .runtime import build_api_client, build_runtime
 from .scaling.start import build_resource_manager, start_in_thread

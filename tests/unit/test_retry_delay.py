@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from metricpipe_operator.reconcile.retry import decide_retry_delay
+from metricpipe_contract.retry import decide_retry_delay
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
-"""When the operator tries a failed reconcile or clean-up again: exponential back-off with
-jitter (pure; the Kopf handlers apply it as the TemporaryError's delay).
+"""When a failed request is tried again: exponential back-off with jitter (pure). The operator's
+Kopf handlers apply it as a TemporaryError's delay (a failed reconcile or clean-up), the
+consumers' sink client between tries of a write or request the sink did not answer.
 
 Attempt 0 waits `minimum`; each further attempt doubles the ceiling, up to `maximum`. The delay
 is drawn between half the ceiling and the ceiling ("equal jitter"), never under `minimum`: a
