@@ -10,8 +10,8 @@ import pytest
 from metricpipe_contract import names
 from metricpipe_operator.leader import decide_lease_free
 from metricpipe_operator.scaling.collect import QUERIES, build_sample, build_values
-from metricpipe_operator.scaling.loop import decide_refresh_age, decide_status_due
 from metricpipe_operator.scaling.model import Decision, MetricSample
+from metricpipe_operator.scaling.plan import decide_refresh_age, decide_status_due
 from metricpipe_operator.scaling.report import (
     build_attainment,
     build_scaling_conditions,
