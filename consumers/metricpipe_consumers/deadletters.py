@@ -131,13 +131,15 @@ class DeadLetterWriter:
     # -- writing --------------------------------------------------------------------------------
     def send(
         self, value: bytes | None, key: bytes | None, source: str, reason: str, detail: str,
-        *, stage: Stage = "scan",
+        *, stage: Stage = "scan", offset_base: int = 0,
     ) -> bool:  # fmt: skip
         """Queue one dead letter (sent by `flush`); `source` is topic/partition/offset of the
-        original record. False when this letter was sent before (a replay): nothing queued."""
+        original record (Kafka's offset; `offset_base` as in state.py). False when this letter
+        was sent before (a replay): nothing queued."""
         letter = Letter(
             value, key, parse_source(source), reason, detail, mode=self.mode, stage=stage,
             window_start_ms=self.window_start_ms if self.mode == "batch" else None,
+            offset_base=offset_base,
         )  # fmt: skip
         if not decide_send(letter, self.marks):
             return False

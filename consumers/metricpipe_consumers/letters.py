@@ -62,10 +62,13 @@ class Letter:
     mode: Mode = "stream"
     stage: Stage = "scan"
     window_start_ms: int | None = None  # batch: the window whose run sent it
+    # the stream consumer's offset base (state.py): a topic created anew continues after the
+    # old one's offsets here too, so the old topic's letters never hide the new one's
+    offset_base: int = 0
 
     @property
     def position(self) -> Position:
-        return (self.window_start_ms or 0, self.source.offset)
+        return (self.window_start_ms or 0, self.source.offset + self.offset_base)
 
     @property
     def mark_key(self) -> MarkKey:
@@ -91,6 +94,8 @@ def build_letter_headers(letter: Letter, pipeline: str) -> Headers:
     ]
     if letter.window_start_ms is not None:
         headers.append(("metricpipe.window", str(letter.window_start_ms).encode()))
+    if letter.offset_base:
+        headers.append(("metricpipe.offset_base", str(letter.offset_base).encode()))
     return headers
 
 
@@ -150,11 +155,12 @@ def read_letter_mark(
         mode, stage = found["metricpipe.mode"].decode(), found["metricpipe.stage"].decode()
         source = parse_source(found["metricpipe.source"].decode())
         window = int(found["metricpipe.window"]) if "metricpipe.window" in found else 0
+        base = int(found.get("metricpipe.offset_base") or 0)
     except (KeyError, ValueError, UnicodeDecodeError):
         return None
     if source.topic != source_topic:
         return None
-    return (mode, stage, source.partition), (window, source.offset)
+    return (mode, stage, source.partition), (window, source.offset + base)
 
 
 def fold_marks(

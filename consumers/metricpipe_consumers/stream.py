@@ -520,7 +520,9 @@ class StreamConsumer:
         sent = 0
         for message, reason, detail in dead:
             source = f"{message.topic()}/{message.partition()}/{message.offset()}"
-            if self.dead_letters.send(message.value(), message.key(), source, reason, detail):
+            base = self._base(int(message.partition() or 0))
+            if self.dead_letters.send(message.value(), message.key(), source, reason, detail,
+                                      offset_base=base):  # fmt: skip
                 self.metrics.dead_letter(reason)
                 sent += 1
             else:
@@ -549,7 +551,13 @@ class StreamConsumer:
             source = f"{message.topic()}/{coords[0]}/{coords[1]}"
             detail = f"HTTP {refusal.status}: {refusal.reason}"
             if self.dead_letters.send(
-                message.value(), message.key(), source, "sink_rejected", detail, stage="sink"
+                message.value(),
+                message.key(),
+                source,
+                "sink_rejected",
+                detail,
+                stage="sink",
+                offset_base=base,
             ):
                 self.metrics.dead_letter("sink_rejected")
                 sent += 1

@@ -139,6 +139,7 @@ class LeaderElection:
         self.renew_deadline = renew_deadline
         self.on_lost = on_lost
         self.stopped = threading.Event()
+        self._renewing = threading.Lock()  # a renewal never lands after the release
 
     def acquire(self) -> None:
         waited = False
@@ -152,7 +153,11 @@ class LeaderElection:
     def _renew(self) -> None:
         renewed = time.monotonic()
         while not self.stopped.wait(self.retry_seconds):
-            if self.lease.ensure_held():
+            with self._renewing:
+                if self.stopped.is_set():
+                    return
+                held = self.lease.ensure_held()
+            if held:
                 renewed = time.monotonic()
                 continue
             since = time.monotonic() - renewed
@@ -164,4 +169,5 @@ class LeaderElection:
 
     def release(self) -> None:
         self.stopped.set()
-        self.lease.release()
+        with self._renewing:
+            self.lease.release()

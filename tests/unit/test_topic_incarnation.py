@@ -10,6 +10,14 @@ import pytest
 
 from metricpipe_consumers.documents import build_partition_state, kafka_offset_held
 from metricpipe_consumers.finalize import split_idle_partitions
+from metricpipe_consumers.letters import (
+    Letter,
+    build_letter_headers,
+    decide_send,
+    fold_marks,
+    parse_source,
+    read_letter_mark,
+)
 from metricpipe_consumers.state import decide_offset_base, load_partition_state
 from metricpipe_exporters.sinkprobe import build_sink_probe
 
@@ -66,3 +74,16 @@ def test_kafka_offsets_compare_with_kafka_s_log_end() -> None:
     assert probe.watermark_ms == 9_000  # the sink holds every record there is
     probe = build_sink_probe([held], 1, None, end_offsets={0: 301}, now_ms=9_000)
     assert probe.watermark_ms == 1_000  # one record not yet in the sink
+
+
+def test_the_old_topic_s_dead_letters_never_hide_the_new_one_s() -> None:
+    old = Letter(b"x", None, parse_source("t/0/599"), "malformed_json", "d")
+    new = Letter(b"y", None, parse_source("t/0/5"), "malformed_json", "d", offset_base=600)
+    marks = fold_marks({}, [(old.mark_key, old.position)])
+    assert decide_send(new, marks)  # Kafka's offset 5 of the new topic comes after 599
+    # its headers carry the base, so marks read back from the DLQ order it the same way
+    headers = build_letter_headers(new, "t/p")
+    assert ("metricpipe.source", b"t/0/5") in headers  # where the record is, in Kafka
+    mark = read_letter_mark(headers, "t/p", "t")
+    assert mark == (new.mark_key, (0, 605))
+    assert not decide_send(new, fold_marks(marks, [mark]))  # sent once, replays included
