@@ -53,11 +53,12 @@ manifests: venv ## Regenerate the monitoring objects and dashboards in manifests
 
 UV := $(VENV)/bin/uv
 LOCK_FLAGS := --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 --no-header --quiet
-locks: venv ## Re-pin the images' Python packages with hashes (hack/images/*.lock) from pyproject.toml
+locks: venv ## Re-pin the images' Python packages with hashes (hack/images/*.lock) from pyproject.toml (the exporter's at the consumer's versions)
 	@test -x $(UV) || $(PY) -m pip install -q uv==0.13.9
 	$(UV) pip compile hack/images/build.in $(LOCK_FLAGS) -o hack/images/build.lock
 	$(UV) pip compile pyproject.toml $(LOCK_FLAGS) -o hack/images/operator.lock
 	$(UV) pip compile pyproject.toml --extra consumer $(LOCK_FLAGS) -o hack/images/consumer.lock
+	$(UV) pip compile pyproject.toml --extra exporter -c hack/images/consumer.lock $(LOCK_FLAGS) -o hack/images/exporter.lock
 
 lint: venv ## ruff (lint + format check), mypy --strict, and the packages' import graph
 	$(VENV)/bin/ruff check .

@@ -28,6 +28,7 @@ KEY_LABEL = "io.metricpipe.image-key"
 KEY_LENGTH = 16  # hex digits of sha256 in tags and archive names: 64 bits
 OPERATOR_REF = "ghcr.io/metricpipe/operator:0.1.0"
 CONSUMER_REF = "ghcr.io/metricpipe/consumer:0.1.0"
+EXPORTER_REF = "ghcr.io/metricpipe/exporter:0.1.0"
 PAUSE_REF = "localhost/metricpipe/pause:3.10"
 # The build context directory that holds Spark's Kafka connector jars (consumers/Dockerfile).
 JARS_CONTEXT_DIR = "spark-jars"
@@ -79,6 +80,7 @@ IMAGES = (
         (("BASE_IMAGE", "base-python"), ("RUNTIME_BASE", "base-jre")),
         (("JARS", "jars-context"),),
     ),
+    ImageRecipe("exporter", EXPORTER_REF, "exporters/Dockerfile", (("BASE_IMAGE", "base-python"),)),
 )
 PAUSE_DOCKERFILE = """\
 # Kubernetes' pause program (build/pause/linux/pause.c), compiled static: nothing else inside.

@@ -104,7 +104,8 @@ def test_context_files_follow_the_sources() -> None:
 
 PACKAGES_IN = {  # the layering hack/import_graph.py checks: no package an image does not run
     "operator": {"metricpipe_contract", "metricpipe_operator"},
-    "consumer": {"metricpipe_contract", "metricpipe_consumers", "metricpipe_exporters"},
+    "consumer": {"metricpipe_contract", "metricpipe_consumers"},
+    "exporter": {"metricpipe_contract", "metricpipe_consumers", "metricpipe_exporters"},
 }
 
 

@@ -23,6 +23,7 @@ BUILD_INPUTS = (".lock", ".pom.xml")  # files of hack/ a build reads (not packag
 IMAGES = {  # Dockerfile -> (lock file, extras it installs, module the manifests run)
     "operator/Dockerfile": ("hack/images/operator.lock", (), "metricpipe_operator"),
     "consumers/Dockerfile": ("hack/images/consumer.lock", ("consumer",), "metricpipe_consumers"),
+    "exporters/Dockerfile": ("hack/images/exporter.lock", ("exporter",), "metricpipe_exporters"),
 }
 SECRET_WORDS = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE|CREDENTIAL", re.I)
 SECRET_VALUES = re.compile(
