@@ -46,6 +46,7 @@ from .route import (
     build_route_configmap,
 )
 from .status import Condition, build_ready, merge_conditions, rebuild_ready
+from .statuswrite import write_pipeline_status
 from .topic import build_dead_letter_plan, build_topic_plan
 
 Change = tuple[str, str]
@@ -412,22 +413,17 @@ def _find(conditions: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
 
 def write_status_checked(
     rt: Runtime, namespace: str, name: str,
-    build: Callable[[dict[str, Any]], dict[str, Any] | None], attempts: int = 5,
+    build: Callable[[dict[str, Any]], dict[str, Any] | None],
 ) -> None:  # fmt: skip
-    """Read-modify-write of the status with the resourceVersion, retried on a conflict, so no
-    concurrent writer's condition is lost. `build(current object)` gives the status to write,
-    or None for no write."""
-    for _ in range(attempts):
-        pipeline = rt.kube.fetch(API_VERSION, KIND, name, namespace)
-        if pipeline is None:
-            return
-        current = pipeline.to_dict()
-        status = build(current)
-        if status is None:
-            return
-        version = current["metadata"].get("resourceVersion")
-        if rt.kube.patch_status(
-            API_VERSION, KIND, name, namespace, status, resource_version=version
-        ):
-            return
-    log.warning("status not written: it kept changing", pipeline=f"{namespace}/{name}")
+    """The reconciler's status writes (statuswrite.py): read now, build, patch under the
+    resourceVersion read."""
+
+    def read() -> dict[str, Any] | None:
+        found = rt.kube.fetch(API_VERSION, KIND, name, namespace)
+        return None if found is None else dict(found.to_dict())
+
+    def patch(status: dict[str, Any], version: str | None) -> bool:
+        return rt.kube.patch_status(API_VERSION, KIND, name, namespace, status,
+                                    resource_version=version)  # fmt: skip
+
+    write_pipeline_status(read, patch, build)

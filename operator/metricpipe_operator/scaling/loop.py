@@ -23,7 +23,8 @@ from kubernetes.client.exceptions import ApiException
 
 from metricpipe_contract.model import API_VERSION, GROUP, KIND, PLURAL, VERSION
 
-from ..reconcile.status import Condition, merge_conditions, now_rfc3339, rebuild_ready
+from ..reconcile.status import Condition, now_rfc3339
+from ..reconcile.statuswrite import build_merged_status, write_pipeline_status
 from .collect import QUERIES, MetricsUnavailableError, MetricValues, fetch_metric_values
 from .model import Decision, MetricSample, PolicyConfig
 from .observe import fetch_observed
@@ -39,6 +40,7 @@ from .plan import (
 )
 
 log = structlog.get_logger("metricpipe.resourcemanager")
+HTTP_CONFLICT = 409
 
 
 @dataclass(frozen=True)
@@ -236,35 +238,33 @@ class ResourceManager:
             log.warning("event not recorded", pipeline=meta["name"], status=error.status)
 
     def write_status(self, write: StatusWrite, now: float, report: CycleReport) -> None:
-        """Patches status under the resourceVersion it was computed from. On a conflict (the
-        reconciler wrote conditions meanwhile) it merges its conditions into the fresh object's
-        and tries once more, so a scale's lastScaleTime is never lost."""
+        """Patches status under the resourceVersion it was computed from (statuswrite.py). On a
+        conflict (the reconciler wrote conditions meanwhile) it merges its conditions into the
+        fresh object's and tries once more, so a scale's lastScaleTime is never lost."""
         meta = write.obj["metadata"]
-        status, version = write.status, write.resource_version
-        for attempt in (1, 2):
+        where = (GROUP, VERSION, meta["namespace"], PLURAL, meta["name"])
+
+        def read() -> dict[str, Any] | None:
+            fresh: Any = self.objects.get_namespaced_custom_object(*where)
+            return dict(fresh)
+
+        def patch(status: dict[str, Any], version: str | None) -> bool:
             body = {"metadata": {"resourceVersion": version}, "status": status}
             try:  # the answer (the whole object) is not needed: read, but not decoded
                 answer: Any = self.objects.patch_namespaced_custom_object_status(
-                    GROUP, VERSION, meta["namespace"], PLURAL, meta["name"], body,
-                    _preload_content=False,
-                )  # fmt: skip
+                    *where, body, _preload_content=False
+                )
                 answer.read()  # all of it: an unread body would poison the pooled connection
                 answer.release_conn()
-                break
             except ApiException as error:
-                if error.status != 409:
+                if error.status != HTTP_CONFLICT:
                     raise
                 report.count("conflicts")
-                if attempt == 2:
-                    return
-                fresh: Any = self.objects.get_namespaced_custom_object(
-                    GROUP, VERSION, meta["namespace"], PLURAL, meta["name"]
-                )
-                version = str(fresh["metadata"]["resourceVersion"])
-                generation = int(fresh["metadata"].get("generation") or 0)
-                status = {**write.status, "conditions": rebuild_ready(merge_conditions(
-                    list((fresh.get("status") or {}).get("conditions") or []),
-                    list(write.conditions), generation,
-                ), generation)}  # fmt: skip
-        self.written_at[write.key] = now
-        report.count("status_patches")
+                return False
+            return True
+
+        first = {**write.obj, "metadata": {**meta, "resourceVersion": write.resource_version}}
+        build = build_merged_status(write.status, write.conditions)
+        if write_pipeline_status(read, patch, build, first=first, attempts=2):
+            self.written_at[write.key] = now
+            report.count("status_patches")
