@@ -70,7 +70,8 @@ def children(kube: client.ApiClient, namespace: str) -> dict[str, list[str]]:
 def restart(component: Component) -> None:
     """Stop and start one of the stack's servers; the API server healthy again after it."""
     try:
-        assert component.stop() == "stopped", component.name
+        print(f"{component.name}: {component.stop()}")  # stopped, or killed after its grace
+        assert not component.is_running(), component.name
         time.sleep(2)  # down long enough for every watch to break
     finally:
         component.start()
