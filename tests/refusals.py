@@ -54,14 +54,20 @@ def assert_no_secret_anywhere(
     for path in [*settings.log_dir.glob("*.log"), *settings.search_root.glob("run-*/logs/*")]:
         if path.is_file():
             texts[f"file {path}"] = path.read_text(errors="replace")
+    for path in settings.node_dir.glob(f"pod-logs/{namespace}_*/*/*.log"):  # every restart's
+        texts[f"file {path}"] = path.read_text(errors="replace")
     for pod in core.list_namespaced_pod(namespace).items:
         name = str(present(pod.metadata).name)
         texts[f"log {name}"] = core.read_namespaced_pod_log(name, namespace, container="consumer")
         statuses = present(pod.status).container_statuses or []
         if any((s.restart_count or 0) > 0 for s in statuses):
-            texts[f"previous log {name}"] = core.read_namespaced_pod_log(
-                name, namespace, container="consumer", previous=True
-            )
+            try:
+                texts[f"previous log {name}"] = core.read_namespaced_pod_log(
+                    name, namespace, container="consumer", previous=True
+                )
+            except client.ApiException as error:  # the kubelet removed that container already
+                if error.status != 400:
+                    raise
         texts[f"pod status {name}"] = json.dumps(kube.sanitize_for_serialization(pod.status))
     events = core.list_namespaced_event(namespace).items
     texts["events"] = json.dumps([kube.sanitize_for_serialization(e) for e in events])
