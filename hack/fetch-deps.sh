@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fetches every non-Go server of the local stack into $METRICPIPE_CACHE, once:
-# Kafka (+ log4j2 binding), the Elasticsearch and OpenSearch integ-test zips, Spark's Kafka
+# Kafka (+ log4j2 binding), HDFS (hadoop-hdfs + hadoop-common), the Elasticsearch and OpenSearch integ-test zips, Spark's Kafka
 # connector jars (all from Maven Central) and Prometheus/promtool (Debian package, extracted,
 # never installed as a service). Idempotent: a marker file per component skips finished work.
 source "$(dirname "$0")/lib.sh"
@@ -57,6 +57,10 @@ fetch_spark_kafka() {
   mvn_classpath "spark-sql-kafka $SPARK_VERSION" "$REPO_ROOT/hack/maven/spark-kafka.pom.xml" \
     "$METRICPIPE_CACHE/spark-kafka-$SPARK_VERSION/jars" "-Dspark.version=$SPARK_VERSION"
 }
+fetch_hadoop() {
+  mvn_classpath "hadoop-hdfs $HADOOP_VERSION" "$REPO_ROOT/hack/maven/hadoop.pom.xml" \
+    "$METRICPIPE_CACHE/hadoop-$HADOOP_VERSION/libs" "-Dhadoop.version=$HADOOP_VERSION"
+}
 fetch_elasticsearch() {
   mvn_zip "elasticsearch $ELASTICSEARCH_VERSION" \
     "org.elasticsearch.distribution.integ-test-zip:elasticsearch:$ELASTICSEARCH_VERSION" \
@@ -84,6 +88,7 @@ case "${1:-all}" in
   elasticsearch) fetch_elasticsearch ;;
   opensearch) fetch_opensearch ;;
   prometheus) fetch_prometheus ;;
-  all) fetch_prometheus; fetch_kafka; fetch_spark_kafka; fetch_elasticsearch; fetch_opensearch ;;
-  *) die "usage: $0 [all|kafka|spark-kafka|elasticsearch|opensearch|prometheus]" ;;
+  hadoop) fetch_hadoop ;;
+  all) fetch_prometheus; fetch_kafka; fetch_spark_kafka; fetch_hadoop; fetch_elasticsearch; fetch_opensearch ;;
+  *) die "usage: $0 [all|kafka|spark-kafka|hadoop|elasticsearch|opensearch|prometheus]" ;;
 esac

@@ -33,6 +33,8 @@ class StackEnv:
     opensearch_secure_password_file: Path
     kubectl: Path = Path("kubectl")  # the pinned build (KUBECTL in .stack/env), else PATH's
     spark_class_archive: Path | None = None  # Spark's classes for consumer processes (spark.py)
+    hdfs_url: str | None = None  # hdfs://host:port of the NameNode (hdfs.py)
+    webhdfs_url: str | None = None  # http://host:port/webhdfs/v1 on the NameNode
 
     @property
     def ca_file(self) -> Path:
@@ -91,4 +93,6 @@ class StackEnv:
             kubectl=Path(entries.get("KUBECTL", "kubectl")),
             spark_class_archive=Path(archive) if (archive := entries.get("SPARK_CLASS_ARCHIVE"))
             else None,
+            hdfs_url=entries.get("METRICPIPE_HDFS_URL"),
+            webhdfs_url=entries.get("METRICPIPE_WEBHDFS_URL"),
         )  # fmt: skip

@@ -56,6 +56,11 @@ class Ports:
     opensearch: int = _env_port("OPENSEARCH", 39201)
     opensearch_transport: int = _env_port("OPENSEARCH_TRANSPORT", 39301)
     prometheus: int = _env_port("PROMETHEUS", 39090)
+    hdfs_namenode: int = _env_port("HDFS_NAMENODE", 39820)  # NameNode RPC, the hdfs:// port
+    hdfs_namenode_http: int = _env_port("HDFS_NAMENODE_HTTP", 39870)  # WebHDFS, JMX, web UI
+    hdfs_datanode: int = _env_port("HDFS_DATANODE", 39866)  # block data transfer
+    hdfs_datanode_http: int = _env_port("HDFS_DATANODE_HTTP", 39864)  # WebHDFS data, JMX
+    hdfs_datanode_ipc: int = _env_port("HDFS_DATANODE_IPC", 39867)
     kubelet: int = _env_port("KUBELET", 39250)
     kubelet_healthz: int = _env_port("KUBELET_HEALTHZ", 39248)
 
@@ -175,6 +180,11 @@ class StackSettings:
     @property
     def spark_kafka_jars(self) -> Path:
         return self.cache_dir / f"spark-kafka-{self.versions['SPARK_VERSION']}" / "jars"
+
+    @property
+    def hadoop_libs(self) -> Path:
+        """The HDFS servers' classpath folder (hack/maven/hadoop.pom.xml)."""
+        return self.cache_dir / f"hadoop-{self.versions['HADOOP_VERSION']}" / "libs"
 
     @property
     def prometheus_bin(self) -> Path:

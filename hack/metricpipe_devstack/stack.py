@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .base import Component, Probe
 from .errors import StackError
+from .hdfs import HdfsDataNode, HdfsNameNode
 from .kafka import Kafka
 from .kube import Etcd, KubeApiserver, KubeControllerManager, KubeScheduler
 from .network import delete_bridge, ensure_bridge
@@ -36,6 +37,8 @@ def build_components(settings: StackSettings) -> list[Component]:
         KubeControllerManager(settings),
         KubeScheduler(settings),
         Kafka(settings),
+        HdfsNameNode(settings),  # formats the namespace once, before its first start
+        HdfsDataNode(settings),
         Elasticsearch(settings),
         SecuredElasticsearch(settings),
         OpenSearch(settings),
@@ -144,6 +147,8 @@ def _start_all(settings: StackSettings, named: dict[str, Component], echo: Echo)
     servers = (
         "etcd",
         "kafka",
+        "hdfs-namenode",
+        "hdfs-datanode",
         "elasticsearch",
         "elasticsearch-secure",
         "opensearch",
