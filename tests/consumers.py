@@ -349,6 +349,10 @@ def assert_matches_reference(
             checked += 1
             got_count, got_value = int(doc["count"]), doc["value"]
             got_min, got_max, got_sum = doc["min"], doc["max"], doc["sum"]
+            if metric.aggregation == "ratio":  # both counts, as the oracle counted them
+                counts = (doc.get("numerator"), doc.get("denominator"))
+                if counts != (round(sum(ref.values)), ref.count):
+                    problems.append(f"{key}: numerator, denominator {counts}")
         else:
             agg = partials.get(key)
             if agg is None:

@@ -77,6 +77,8 @@ class Outcome:
             return float(window.count)
         if aggregation == "rate":
             return window.count / (duration_ms(metric.get("window", "1h")) / 1000)
+        if aggregation == "ratio":  # values: 1.0 for a record in the numerator, else 0.0
+            return math.fsum(window.values) / window.count
         return aggregate(
             window.values, aggregation, metric.get("percentileInterpolation", "linear")
         )
@@ -338,6 +340,7 @@ class Judge:
         self.time_format = clock.get("format", "rfc3339")
         self.layout = clock.get("layout")
         self.value_field = metric.get("valueField")
+        self.numerator = metric.get("numerator") if metric["aggregation"] == "ratio" else None
         self.group_by = list(metric.get("groupBy") or [])
 
     def decode(self, raw: bytes | None) -> dict[str, Any]:
@@ -377,6 +380,8 @@ class Judge:
         return at, self.group(record), self.value(record)
 
     def value(self, record: dict[str, Any]) -> float | None:
+        if self.numerator is not None:
+            return 1.0 if passes(record, self.numerator) else 0.0
         if not self.value_field:
             return None
         value = lookup(record, self.value_field)

@@ -53,6 +53,7 @@ class Aggregate:
         simple: dict[str, Callable[[], float | None]] = {
             "count": lambda: float(self.count),
             "rate": lambda: self.count / window_seconds,
+            "ratio": lambda: self.total / self.count if self.count else None,
             "sum": lambda: self.total,
             "avg": lambda: self.total / self.count if self.count else None,
             "min": lambda: self.minimum,

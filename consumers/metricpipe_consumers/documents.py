@@ -54,6 +54,9 @@ def build_metric_fields(
     agg: Aggregate,
 ) -> dict[str, Any]:
     start, window_ms = window
+    counts = (
+        {"numerator": round(agg.total), "denominator": agg.count} if aggregation == "ratio" else {}
+    )
     return {
         "pipeline": pipeline,
         "metric": aggregation,
@@ -65,6 +68,7 @@ def build_metric_fields(
         "group_key": ",".join(f"{k}={v}" for k, v in zip(group_by, group, strict=True)),
         "value": agg.value(aggregation, window_ms / 1000, interpolation),
         **agg.to_fields(),
+        **counts,
     }
 
 

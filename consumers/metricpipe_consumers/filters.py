@@ -1,4 +1,5 @@
-"""Source filters of a pipeline (`spec.source.filters`): exists, equals, or an RE2 match.
+"""Record filters of a pipeline (`spec.source.filters`, and a ratio's `spec.metric.numerator`):
+exists, equals, or an RE2 match.
 
 `matches` runs on RE2 (google-re2): matching time is linear in the value's length whatever
 the pattern, so a pattern such as `^(a+)+$` cannot hang a consumer on a hostile value (on
@@ -81,8 +82,11 @@ class RegexFilter:
         return verdict
 
 
-def compile_filters(filters: Sequence[RecordFilter]) -> list[CompiledFilter]:
-    """The spec's filters, ready to run; SpecError for a pattern RE2 cannot compile."""
+def compile_filters(
+    filters: Sequence[RecordFilter], where: str = "spec.source.filters"
+) -> list[CompiledFilter]:
+    """The spec's filters (at `where` in the spec), ready to run; SpecError for a pattern RE2
+    cannot compile."""
     compiled = []
     for index, spec in enumerate(filters):
         matcher = None
@@ -94,7 +98,7 @@ def compile_filters(filters: Sequence[RecordFilter]) -> list[CompiledFilter]:
                 if isinstance(reason, bytes):
                     reason = reason.decode("utf-8", "replace")
                 raise SpecError(
-                    f"spec.source.filters[{index}].matches {spec.matches!r} (field "
+                    f"{where}[{index}].matches {spec.matches!r} (field "
                     f"{spec.field}) is not a valid RE2 regular expression: {reason}. RE2 has "
                     "no backreferences or look-arounds; fix the pattern in the MetricPipeline"
                 ) from error

@@ -99,6 +99,13 @@ class RecordParser:
         self.value_path = spec.metric.value_field.split(".") if spec.metric.value_field else None
         self.group_paths = [g.split(".") for g in spec.metric.group_by]
         self.filters = compile_filters(spec.source.filters)
+        # ratio: a record's value is 1.0 when it passes the numerator's filters, else 0.0, so
+        # a window's sum is its numerator and its count the denominator (both merge exactly)
+        self.numerator = (
+            compile_filters(spec.metric.numerator, "spec.metric.numerator")
+            if spec.metric.aggregation == "ratio"
+            else None
+        )
         self.apache = spec.source.format == "apache_combined"
         self._times: dict[Any, int] = {}  # event-time text -> ms: neighbours share timestamps
         paths = [self.time_path, self.value_path or ["-"], *self.group_paths]
@@ -121,7 +128,10 @@ class RecordParser:
         if self.filters and not select(record, self.filters):
             return Filtered(self._filtered_time(record, latest))
         fast = self._extract_fast(record, latest) if self.flat else None
-        return fast if fast is not None else self._extract_checked(record, latest)
+        parsed = fast if fast is not None else self._extract_checked(record, latest)
+        if self.numerator is None or not isinstance(parsed, Parsed):
+            return parsed
+        return parsed._replace(value=1.0 if select(record, self.numerator) else 0.0)
 
     def _extract_fast(self, record: dict[str, Any], latest: int) -> Parsed | None:
         """The common case in one pass: top-level fields of the expected types and an event

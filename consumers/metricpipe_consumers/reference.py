@@ -37,7 +37,7 @@ class ReferenceWindow:
             return None
         if aggregation in PERCENTILES:
             return exact_quantile(self.values, PERCENTILES[aggregation], interpolation)
-        if aggregation == "avg":
+        if aggregation in ("avg", "ratio"):  # ratio: values are 1.0 (numerator) or 0.0
             return sum(self.values) / len(self.values)
         if aggregation == "sum":
             return sum(self.values)

@@ -26,7 +26,9 @@ PLURAL = "metricpipelines"
 Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=32)]
 FieldPath = Annotated[str, Field(pattern=r"^[A-Za-z_@][A-Za-z0-9_.@-]*$", max_length=128)]
 Quantity = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")]
-Aggregation = Literal["count", "sum", "avg", "min", "max", "rate", "p50", "p90", "p95", "p99"]
+Aggregation = Literal[
+    "count", "sum", "avg", "min", "max", "rate", "ratio", "p50", "p90", "p95", "p99"
+]
 Interpolation = Literal["linear", "lower", "higher", "nearest"]
 PERCENTILES = ("p50", "p90", "p95", "p99")
 NEEDS_VALUE = ("sum", "avg", "min", "max", *PERCENTILES)
@@ -192,15 +194,42 @@ class Metric(_Model):
                 ".window",
             ),
             (
+                "self.aggregation != 'ratio' || (has(self.numerator) && size(self.numerator) > 0)",
+                "ratio needs metric.numerator: the filters a record must pass to count above "
+                "the line (e.g. [{field: status, matches: '^5'}])",
+                ".numerator",
+            ),
+            (
+                "self.aggregation == 'ratio' || !has(self.numerator) || size(self.numerator) == 0",
+                "metric.numerator is only for aggregation: ratio",
+                ".numerator",
+            ),
+            (
+                "self.aggregation != 'ratio' || !has(self.valueField)",
+                "ratio counts records and takes no metric.valueField",
+                ".valueField",
+            ),
+            (
                 "!has(self.valueField) || !(self.valueField in self.groupBy)",
                 "metric.valueField cannot also be a groupBy field",
                 ".groupBy",
             ),
         )
     )
-    aggregation: Aggregation = Field(description="How each window's records are combined.")
+    aggregation: Aggregation = Field(
+        description="How each window's records are combined: count, rate (records per "
+        "second), ratio (the share of records passing metric.numerator), sum, avg, min, max, "
+        "or a percentile of valueField."
+    )
     value_field: FieldPath | None = Field(
-        default=None, description="Numeric field to aggregate (not needed for count and rate)."
+        default=None, description="Numeric field to aggregate (not for count, rate and ratio)."
+    )
+    numerator: list[RecordFilter] = Field(
+        default_factory=list,
+        max_length=16,
+        description="ratio only: the filters (all must pass) that select the numerator's "
+        "records among the window's records (those the source filters keep, the denominator). "
+        "Documents keep both counts, so windows and partitions merge exactly.",
     )
     event_time: EventTime = Field(default_factory=EventTime)
     window: Duration = Field(default="1h", description="Tumbling event-time window.")

@@ -39,7 +39,14 @@ from .pipelines import (
     load_example,
 )
 from .replay import ReplayStats, replay
-from .report import Sample, build_sample, build_summary, render_table, write_plot
+from .report import (
+    Sample,
+    build_sample,
+    build_summary,
+    describe_final,
+    render_table,
+    write_plot,
+)
 from .schedule import HTTP, RTT, BurstDial, PlanSettings, iter_demo_plan
 from .settings import DemoSettings
 from .sources import load_demo_sources
@@ -268,14 +275,8 @@ class Demo:
                 hits = answer.get("hits", {}).get("hits", [])
                 total = answer.get("hits", {}).get("total", {}).get("value")
                 say(f"   → {total} final windows" + ("; newest:" if hits else ""))
-                if not hits and name == "http-5xx-rate":
-                    say(
-                        "     (the real log has 3 server errors in 10,000 lines: the replayed "
-                        "hours may hold none; every other status is filtered out)"
-                    )
                 for hit in hits:
-                    d = hit["_source"]
-                    say(f"     {d['window_start']} {d['group_key']}: {d['metric']} = {d['value']}")
+                    say(f"     {describe_final(hit['_source'])}")
             except (requests.RequestException, ValueError) as error:
                 say(f"   (query failed: {error})")
         heading("summary")

@@ -107,3 +107,12 @@ def write_plot(
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def describe_final(document: dict[str, Any]) -> str:
+    """One final window as the demo prints it; a ratio with its two counts."""
+    group = document.get("group_key") or "(all records)"
+    line = f"{document['window_start']} {group}: {document['metric']} = {document['value']}"
+    if document["metric"] == "ratio":
+        line += f" ({document.get('numerator')} of {document.get('denominator')})"
+    return line

@@ -1,6 +1,7 @@
 """Batch mode on real data: the Apache access log replayed into Kafka with its original
-timestamps; the batch job computes every hourly window with Spark's Kafka batch source (by
-timestamp) into Elasticsearch; the final documents equal the reference, and re-running windows
+timestamps; the batch job computes every hourly window of each method's 5xx share (a ratio)
+with Spark's Kafka batch source (by timestamp) into Elasticsearch, and, in the stream → batch
+→ stream switch, into OpenSearch; the final documents equal the reference, and re-running windows
 (in-process and through the `batch` command) gives identical documents, never a second one.
 Missed runs are made up: progress (the state index's `finalized_through_ms`, shared with the
 stream finalizer) says where the next run starts."""
@@ -50,11 +51,13 @@ from shared_data import access_log_lines
 
 HOUR_MS = 3_600_000
 BASE = 1_500_000_000_000 // HOUR_MS * HOUR_MS  # event times of the two-clock test
+# the share of server errors among each method's requests, per hour
 SPEC = {
     "mode": "batch",
     "source": {"tag": "web", "format": "apache_combined"},
-    "metric": {"aggregation": "count", "eventTime": {"field": "time", "format": "clf"},
-               "window": "1h", "allowedLateness": "10m", "groupBy": ["status"]},
+    "metric": {"aggregation": "ratio", "eventTime": {"field": "time", "format": "clf"},
+               "numerator": [{"field": "status", "matches": "^5"}],
+               "window": "1h", "allowedLateness": "10m", "groupBy": ["method"]},
 }  # fmt: skip
 CHANGING = ("finalized_at", "delay_seconds")  # when it ran, not what it computed
 
@@ -233,7 +236,7 @@ def test_stream_batch_stream_switch_counts_every_window_once(
     topic = f"{unique_name}-switch"
     create_topics(stack, topic, 3, keep_forever=True)
     spec = {**SPEC, "mode": "stream"}
-    pipeline = make_pipeline(stack, tmp_path, unique_name, topic, spec, "elasticsearch")
+    pipeline = make_pipeline(stack, tmp_path, unique_name, topic, spec, "opensearch")
     lateness = 10 * 60_000
 
     def through(part: list[tuple[None, bytes, int]]) -> int:

@@ -102,15 +102,15 @@ def test_rtt_loss_rate_per_hour(
 
 
 @pytest.mark.parametrize("backend", ["elasticsearch"])
-def test_access_log_requests_and_5xx_rate_over_the_secured_listeners(
+def test_access_log_requests_and_5xx_share_over_the_secured_listeners(
     stack: StackEnv, processes: ConsumerProcesses, tmp_path: Path, unique_name: str, backend: str
 ) -> None:
     """The request count's consumer reads over SASL_SSL as a SCRAM user and writes to the
-    secured OpenSearch 2.x node; the 5xx rate's reads over mutual TLS with a client certificate
-    and writes to the secured Elasticsearch 8.x node. Both sinks speak HTTPS with the stack's
-    CA, each as a user holding only the pipeline role of docs/sink-security.md; each Kafka user
-    has only the ACLs docs/kafka-security.md lists, each consumer's log shows which connection
-    it used, and neither log holds a secret."""
+    secured OpenSearch 2.x node; the 5xx share's (a ratio: 5xx requests / all requests) reads
+    over mutual TLS with a client certificate and writes to the secured Elasticsearch 8.x
+    node. Both sinks speak HTTPS with the stack's CA, each as a user holding only the pipeline
+    role of docs/sink-security.md; each Kafka user has only the ACLs docs/kafka-security.md
+    lists, each consumer's log shows which connection it used, and neither log holds a secret."""
     lines = access_log_lines(stack.data_dir)
     topic = f"{unique_name}-access"
     create_topics(stack, topic, 3)
@@ -119,8 +119,12 @@ def test_access_log_requests_and_5xx_rate_over_the_secured_listeners(
     base = {"tag": "web", "format": "apache_combined"}
     clf = {"field": "time", "format": "clf"}
     requests = {"source": base, "metric": {"aggregation": "count", "eventTime": clf}}
-    errors = {"source": {**base, "filters": [{"field": "status", "matches": "^5"}]},
-              "metric": {"aggregation": "rate", "eventTime": clf}}  # fmt: skip
+    # the share of server errors among all requests: 5xx / all, both counts in each document
+    server_errors = [{"field": "status", "matches": "^5"}]
+    errors = {
+        "source": base,
+        "metric": {"aggregation": "ratio", "eventTime": clf, "numerator": server_errors},
+    }
     scram_user, cert_user = f"{unique_name}-requests", f"{unique_name}-5xx"
     password = create_scram_user(stack, scram_user)
     for name, user in (("requests", scram_user), ("5xx", cert_user)):

@@ -45,6 +45,17 @@ INVALID: list[tuple[str, dict[str, Any], list[str]]] = [
      ["spec.metric.valueField", "percentile"]),
     ("avg without value", with_("metric", {"aggregation": "avg"}),
      ["spec.metric.valueField", "sum, avg, min and max"]),
+    ("ratio without numerator", with_("metric", {"aggregation": "ratio"}),
+     ["spec.metric.numerator", "ratio needs metric.numerator"]),
+    ("numerator on a count", with_("metric", {"aggregation": "count", "numerator":
+                                              [{"field": "status", "equals": "500"}]}),
+     ["spec.metric.numerator", "only for aggregation: ratio"]),
+    ("ratio with a value", with_("metric", {"aggregation": "ratio", "valueField": "v",
+                                            "numerator": [{"field": "s", "exists": True}]}),
+     ["spec.metric.valueField", "takes no metric.valueField"]),
+    ("numerator pattern not RE2", with_("metric", {"aggregation": "ratio", "numerator":
+                                                   [{"field": "s", "matches": "(a)\\1"}]}),
+     ["spec.metric.numerator[0]", "RE2"]),
     ("lateness not below window", with_("metric.allowedLateness", "1h"),
      ["spec.metric.allowedLateness", "shorter than metric.window"]),
     ("window not dividing a day", with_("metric.window", "7m"),

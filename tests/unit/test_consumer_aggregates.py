@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from metricpipe_consumers.aggregate import Aggregate
+from metricpipe_consumers.documents import build_metric_fields
 from metricpipe_consumers.finalize import decide_pipeline_watermark
 from metricpipe_consumers.reference import compute_reference
 from metricpipe_consumers.sketch import QuantileSketch, exact_quantile
@@ -50,9 +51,27 @@ def test_aggregates_merge_and_values() -> None:
     assert merged.offsets == {0: 10, 1: 4}
     assert merged.value("avg", 60) == pytest.approx(13 / 3)
     assert merged.value("rate", 60) == pytest.approx(3 / 60)
+    assert Aggregate().value("ratio", 60) is None
     assert Aggregate().value("avg", 60) is None
     restored = Aggregate.from_fields(merged.to_fields(), partition=None)
     assert (restored.count, restored.total, restored.max_offset) == (3, 13.0, 10)
+
+
+def test_a_ratio_merges_exactly_and_its_documents_keep_both_counts() -> None:
+    """Partitions' partial ratios (numerator in `sum`, denominator in `count`) merge into the
+    window's; the average of the partial ratios would not be it."""
+    first = Aggregate(count=3, total=1.0, offsets={0: 9})  # 1 of 3
+    second = Aggregate(count=1, total=1.0, offsets={1: 4})  # 1 of 1
+    merged = first.merge(second)
+    assert merged.value("ratio", 3600) == 0.5  # 2 of 4, not (1/3 + 1) / 2
+    body = build_metric_fields("p", aggregation="ratio", interpolation="linear", group_by=[],
+                               window=(0, 3_600_000), group=(), agg=merged)  # fmt: skip
+    assert (body["value"], body["numerator"], body["denominator"]) == (0.5, 2, 4)
+    restored = Aggregate.from_fields(json.loads(json.dumps(body)))
+    assert restored.value("ratio", 3600) == 0.5
+    plain = build_metric_fields("p", aggregation="count", interpolation="linear", group_by=[],
+                                window=(0, 3_600_000), group=(), agg=merged)  # fmt: skip
+    assert "numerator" not in plain
 
 
 def test_reference_windows_late_and_dead_letters() -> None:

@@ -15,11 +15,12 @@ from metricpipe_consumers.records import (
     RecordLimits,
     RecordParser,
     Rejected,
+    SpecError,
     decode_json_object,
     may_repeat_a_key,
     parse_event_time,
 )
-from metricpipe_contract.model import MetricPipelineSpec
+from metricpipe_contract.model import MetricPipelineSpec, RecordFilter
 
 RTT = MetricPipelineSpec.model_validate(
     {"source": {"tag": "a"}, "metric": {"aggregation": "avg", "valueField": "rtt",
@@ -69,6 +70,36 @@ def test_apache_line_and_filters() -> None:
     assert parser.parse(LINE.replace(" 500 ", " 200 ").encode(), apache_ms) == Filtered(apache_ms)
     wrapped = j({"message": LINE, "stream": "stdout"})
     assert parser.parse(wrapped, apache_ms) == Parsed(apache_ms, ("500",), None)
+
+
+SHARE = MetricPipelineSpec.model_validate(
+    {"source": {"tag": "w", "format": "apache_combined",
+                "filters": [{"field": "method", "equals": "GET"}]},
+     "metric": {"aggregation": "ratio", "numerator": [{"field": "status", "matches": "^5"},
+                                                     {"field": "bytes", "exists": True}],
+                "eventTime": {"field": "time", "format": "clf"}}}
+)  # fmt: skip
+
+
+def test_a_ratio_counts_every_kept_record_and_marks_the_numerator() -> None:
+    """Value 1.0 for a record passing every numerator filter, 0.0 for one the source filters
+    keep that does not; what the source filters remove is not in the denominator."""
+    parser = RecordParser(SHARE)
+    at = 1431857103000
+    assert parser.parse(LINE.encode(), at) == Parsed(at, (), 1.0)
+    assert parser.parse(LINE.replace(" 500 ", " 200 ").encode(), at) == Parsed(at, (), 0.0)
+    assert parser.parse(LINE.replace(" 500 ", " 503 ").encode(), at) == Parsed(at, (), 1.0)
+    assert parser.parse(LINE.replace('"GET', '"POST').encode(), at) == Filtered(at)
+    rejected = parser.parse(b"GET / 500", at)
+    assert isinstance(rejected, Rejected)
+    assert rejected.reason == "malformed_line"
+
+
+def test_a_numerator_pattern_re2_refuses_names_its_place() -> None:
+    spec = SHARE.model_copy(update={"metric": SHARE.metric.model_copy(
+        update={"numerator": [RecordFilter(field="path", matches="(a)\\1")]})})  # fmt: skip
+    with pytest.raises(SpecError, match=r"spec\.metric\.numerator\[0\]\.matches"):
+        RecordParser(spec)
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import pytest
 from metricpipe_contract.durations import parse_duration
 from metricpipe_contract.model import MetricPipelineSpec
 from metricpipe_demo.pipelines import EXAMPLES, build_demo_pipeline, load_example
-from metricpipe_demo.report import Sample, build_summary, render_table
+from metricpipe_demo.report import Sample, build_summary, describe_final, render_table
 from metricpipe_demo.settings import DemoSettings
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "manifests" / "examples"
@@ -51,3 +51,14 @@ def test_summary_counts_replica_minutes_and_freshness_against_the_target() -> No
     assert "met in 2/3 samples" in line
     assert "4.0 replica-minutes" in line  # 1 x 60 s + 3 x 60 s
     assert (events, event) == ("scaling events: 1", "  a: ScaledUp")
+
+
+def test_a_final_ratio_is_printed_with_its_two_counts() -> None:
+    ratio = {"window_start": "2015-05-17T10:00:00.000Z", "group_key": "", "metric": "ratio",
+             "value": 0.002, "numerator": 1, "denominator": 500}  # fmt: skip
+    assert (
+        describe_final(ratio) == "2015-05-17T10:00:00.000Z (all records): ratio = 0.002 (1 of 500)"
+    )
+    avg = {"window_start": "2015-05-17T10:00:00.000Z", "group_key": "probe=7", "metric": "avg",
+           "value": 23.5}  # fmt: skip
+    assert describe_final(avg) == "2015-05-17T10:00:00.000Z probe=7: avg = 23.5"

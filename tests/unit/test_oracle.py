@@ -54,11 +54,18 @@ def generated(seed: int, n: int) -> list[tuple[int, str, str, float]]:
     return sorted(rows)
 
 
+NEGATIVE = [{"field": "v", "matches": "^-"}]  # a ratio's numerator: the negative values
+
+
 def spec_dict(aggregation: str, **metric: Any) -> dict[str, Any]:
+    fields: dict[str, Any] = {"valueField": "v"}
+    if aggregation in ("count", "rate"):
+        fields = {}
+    elif aggregation == "ratio":
+        fields = {"numerator": NEGATIVE}
     return {"source": {"tag": "t"},
             "metric": {"aggregation": aggregation, "window": "1m", "allowedLateness": "50s",
-                       "groupBy": ["g"], **({"valueField": "v"} if aggregation not in
-                                            ("count", "rate") else {}), **metric}}  # fmt: skip
+                       "groupBy": ["g"], **fields, **metric}}  # fmt: skip
 
 
 def as_records(rows: list[tuple[int, str, str, float]]) -> list[oracle.Record]:
@@ -67,7 +74,7 @@ def as_records(rows: list[tuple[int, str, str, float]]) -> list[oracle.Record]:
 
 
 @pytest.mark.parametrize("aggregation", ["count", "sum", "avg", "min", "max", "rate",
-                                         "p50", "p90", "p95", "p99"])  # fmt: skip
+                                         "ratio", "p50", "p90", "p95", "p99"])  # fmt: skip
 def test_the_oracle_equals_pandas_and_numpy(aggregation: str) -> None:
     rows = generated(seed=3, n=1_500)
     spec = spec_dict(aggregation)
@@ -81,6 +88,8 @@ def test_the_oracle_equals_pandas_and_numpy(aggregation: str) -> None:
     grouped = frame.groupby(["start", "g"])["v"]
     if aggregation in ("count", "rate"):
         expected = grouped.size().astype(float) / (60 if aggregation == "rate" else 1)
+    elif aggregation == "ratio":
+        expected = grouped.agg(lambda s: float((s < 0).sum()) / len(s))
     elif aggregation in oracle.QUANTILES:
         q = oracle.QUANTILES[aggregation]
         expected = grouped.agg(lambda s: np.quantile(s.to_numpy(), q))
@@ -228,7 +237,7 @@ def test_the_consumer_semantics_equal_the_oracle() -> None:
     mixed = [r.value for r in as_records(rows)]
     for i, (raw, _) in enumerate(ADVERSARIAL[:-2]):  # the last two need other limits
         mixed.insert(i * 29, raw)
-    for aggregation in ("count", "sum", "p95"):
+    for aggregation in ("count", "sum", "p95", "ratio"):
         spec = spec_dict(aggregation)
         expected = oracle.compute(spec, [oracle.Record(0, raw) for raw in mixed], NOW)
         records = [(0, i, raw) for i, raw in enumerate(mixed)]
