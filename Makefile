@@ -30,7 +30,7 @@ venv: $(VENV_STAMP) ## Create the virtualenv with runtime and dev dependencies
 images: venv ## Build the operator, consumer and pause images (cached by content in the cache)
 	@bash hack/build-images.sh
 
-stack-deps: venv images ## Build kube/etcd and fetch Kafka, ES, OpenSearch, Prometheus, Spark connector
+stack-deps: venv images ## Build kube/etcd and fetch Kafka, HDFS, ES, OpenSearch, Prometheus, Spark connector
 	@bash hack/build-go-bins.sh all
 	@bash hack/fetch-deps.sh all
 

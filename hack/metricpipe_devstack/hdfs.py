@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from abc import abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -154,6 +155,15 @@ class _HdfsDaemon(Component):
 
     main_class: str
     heap_mb: int
+    startup_timeout = 90.0
+
+    @abstractmethod
+    def listen_ports(self) -> list[int]:
+        """Every port it binds, the one `make stack-status` shows first."""
+
+    def port(self) -> int:
+        """The first of its listen ports, the one `make stack-status` shows."""
+        return self.listen_ports()[0]
 
     @property
     def version(self) -> str:
@@ -218,12 +228,8 @@ class HdfsNameNode(_HdfsDaemon):
     name = "hdfs-namenode"
     main_class = NAMENODE_MAIN
     heap_mb = NAMENODE_HEAP_MB
-    startup_timeout = 90.0
 
-    def port(self) -> int:
-        return self.settings.ports.hdfs_namenode
-
-    def listen_ports(self) -> list[int]:
+    def listen_ports(self) -> list[int]:  # RPC (the hdfs:// port) first
         return [self.settings.ports.hdfs_namenode, self.settings.ports.hdfs_namenode_http]
 
     def prepare(self) -> None:
@@ -275,14 +281,10 @@ class HdfsDataNode(_HdfsDaemon):
     name = "hdfs-datanode"
     main_class = DATANODE_MAIN
     heap_mb = DATANODE_HEAP_MB
-    startup_timeout = 90.0
 
-    def port(self) -> int:
-        return self.settings.ports.hdfs_datanode_http
-
-    def listen_ports(self) -> list[int]:
+    def listen_ports(self) -> list[int]:  # HTTP (WebHDFS data, JMX) first
         ports = self.settings.ports
-        return [ports.hdfs_datanode, ports.hdfs_datanode_http, ports.hdfs_datanode_ipc]
+        return [ports.hdfs_datanode_http, ports.hdfs_datanode, ports.hdfs_datanode_ipc]
 
     def prepare(self) -> None:
         self.write_config()

@@ -12,6 +12,7 @@ from metricpipe_devstack.errors import StackError
 from metricpipe_devstack.settings import StackSettings
 
 NAMES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kafka",
+         "hdfs-namenode", "hdfs-datanode",
          "elasticsearch", "elasticsearch-secure", "opensearch", "opensearch-secure", "prometheus",
          "pod-discovery",
          "spark", "containerd",
@@ -90,4 +91,6 @@ def test_what_ran_before_keeps_running(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert "stop node" not in log  # the node was running: left alone
     assert "delete bridge" not in log
     assert "stop kafka" in log
+    assert "stop hdfs-namenode" in log
+    assert "stop hdfs-datanode" in log
     assert "stop kube-apiserver" in log
