@@ -3,6 +3,7 @@
 # Kafka (+ log4j2 binding), HDFS (hadoop-hdfs + hadoop-common), the Elasticsearch and OpenSearch integ-test zips, Spark's Kafka
 # connector jars (all from Maven Central) and Prometheus/promtool (Debian package, extracted,
 # never installed as a service). Idempotent: a marker file per component skips finished work.
+# The edge's Debian nginx and haproxy are installed (as root) by prereqs.sh when missing.
 source "$(dirname "$0")/lib.sh"
 
 M2="$METRICPIPE_CACHE/m2"
@@ -81,6 +82,12 @@ fetch_opensearch() {
     "$METRICPIPE_CACHE/dist/opensearch-security-$OPENSEARCH_SECURITY_PLUGIN_VERSION"
 }
 
+fetch_edge() {  # Debian's nginx and haproxy are installed by prereqs.sh (as root), not cached
+  if [[ -x /usr/sbin/nginx && -x /usr/sbin/haproxy ]]; then log "edge: nginx and haproxy installed"; return; fi
+  log "edge: nginx or haproxy missing; running hack/prereqs.sh"
+  bash "$REPO_ROOT/hack/prereqs.sh"
+}
+
 command -v mvn >/dev/null || die "maven (mvn) is required; install it with 'apt-get install -y maven'"
 case "${1:-all}" in
   kafka) fetch_kafka ;;
@@ -89,6 +96,7 @@ case "${1:-all}" in
   opensearch) fetch_opensearch ;;
   prometheus) fetch_prometheus ;;
   hadoop) fetch_hadoop ;;
-  all) fetch_prometheus; fetch_kafka; fetch_spark_kafka; fetch_hadoop; fetch_elasticsearch; fetch_opensearch ;;
-  *) die "usage: $0 [all|kafka|spark-kafka|hadoop|elasticsearch|opensearch|prometheus]" ;;
+  edge) fetch_edge ;;
+  all) fetch_edge; fetch_prometheus; fetch_kafka; fetch_spark_kafka; fetch_hadoop; fetch_elasticsearch; fetch_opensearch ;;
+  *) die "usage: $0 [all|kafka|spark-kafka|hadoop|elasticsearch|opensearch|prometheus|edge]" ;;
 esac

@@ -5,15 +5,17 @@ source "$(dirname "$0")/lib.sh"
 # ruby: the route's Fluentd regexps are checked with Ruby's own engine (test_route_selection.py).
 # The node: containerd (CRI) with runc (crun refuses this machine's hybrid cgroups), Debian's CNI
 # plugins, iproute2 for the pod bridge; images: buildah, mmdebstrap for the local base images and
-# podman to import them.
+# podman to import them. The local stack's edge: Debian's HAProxy and Nginx, run by the stack as
+# its own processes with its own configs (edge.py); the install starts no Debian service.
 declare -A PACKAGE_OF=([mvn]=maven [openssl]=openssl [go]=golang [java]=openjdk-17-jre-headless
                        [apt-get]=apt [dpkg-deb]=dpkg [git]=git [ruby]=ruby [gcc]=gcc
                        [containerd]=containerd [ctr]=containerd [runc]=runc [ip]=iproute2
                        [buildah]=buildah [podman]=podman [mmdebstrap]=mmdebstrap
-                       [/usr/lib/cni/bridge]=containernetworking-plugins)
+                       [/usr/lib/cni/bridge]=containernetworking-plugins
+                       [/usr/sbin/nginx]=nginx [/usr/sbin/haproxy]=haproxy)
 missing=()
 for tool in mvn openssl go java dpkg-deb git ruby gcc containerd ctr runc ip buildah podman mmdebstrap \
-            /usr/lib/cni/bridge; do
+            /usr/lib/cni/bridge /usr/sbin/nginx /usr/sbin/haproxy; do
   command -v "$tool" >/dev/null || missing+=("$tool")
 done
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -27,8 +29,15 @@ if ((${#missing[@]})); then
   packages=()
   for tool in "${missing[@]}"; do packages+=("${PACKAGE_OF[$tool]:-$tool}"); done
   log "installing missing Debian packages: ${packages[*]}"
+  # No package may start its Debian service (nginx's would take port 80, containerd's the
+  # default socket): the stack runs its own processes. policy-rc.d exit 101 = "not allowed".
+  policy=/usr/sbin/policy-rc.d; own_policy=
+  if [[ ! -e $policy ]]; then printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod +x "$policy"; own_policy=1; fi
+  installed=0
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" \
-    || die "apt-get install ${packages[*]} failed"
+    && installed=1
+  [[ -z $own_policy ]] || rm -f "$policy"
+  ((installed)) || die "apt-get install ${packages[*]} failed"
 fi
 go_minor="$(go env GOVERSION | sed -E 's/go1\.([0-9]+).*/\1/')"
 ((go_minor >= 25)) || die "Go >= 1.25 is required to build Kubernetes $KUBE_VERSION (found $(go env GOVERSION))"

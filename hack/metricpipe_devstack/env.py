@@ -35,6 +35,9 @@ class StackEnv:
     spark_class_archive: Path | None = None  # Spark's classes for consumer processes (spark.py)
     hdfs_url: str | None = None  # hdfs://host:port of the NameNode (hdfs.py)
     webhdfs_url: str | None = None  # http://host:port/webhdfs/v1 on the NameNode
+    edge_url: str | None = None  # https://127.0.0.1:port of the edge's HAProxy (edge.py)
+    edge_access_logs: tuple[Path, ...] = ()  # the edge Nginx servers' JSON access logs
+    edge_haproxy_log: Path | None = None  # HAProxy's JSON session log
 
     @property
     def ca_file(self) -> Path:
@@ -95,4 +98,10 @@ class StackEnv:
             else None,
             hdfs_url=entries.get("METRICPIPE_HDFS_URL"),
             webhdfs_url=entries.get("METRICPIPE_WEBHDFS_URL"),
+            edge_url=entries.get("METRICPIPE_EDGE_URL"),
+            edge_access_logs=tuple(
+                Path(p) for p in entries.get("METRICPIPE_EDGE_ACCESS_LOGS", "").split(",") if p
+            ),
+            edge_haproxy_log=Path(log) if (log := entries.get("METRICPIPE_EDGE_HAPROXY_LOG"))
+            else None,
         )  # fmt: skip

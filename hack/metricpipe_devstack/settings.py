@@ -63,6 +63,34 @@ class Ports:
     hdfs_datanode_ipc: int = _env_port("HDFS_DATANODE_IPC", 39867)
     kubelet: int = _env_port("KUBELET", 39250)
     kubelet_healthz: int = _env_port("KUBELET_HEALTHZ", 39248)
+    # The edge (edge.py), all on 127.0.0.1: HAProxy (TCP) -> two Nginx (TLS) -> the peek API.
+    edge: int = _env_port("EDGE", 39443)  # HAProxy: the edge's one entry (METRICPIPE_EDGE_URL)
+    edge_nginx_a: int = _env_port("EDGE_NGINX_A", 39444)  # TLS, PROXY protocol from HAProxy only
+    edge_nginx_b: int = _env_port("EDGE_NGINX_B", 39445)
+    peek: int = _env_port("PEEK", 39480)  # the peek API's plain HTTP, Nginx's upstream
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(f"METRICPIPE_{name}", default))
+
+
+@dataclass(frozen=True)
+class EdgeLimits:
+    """Per-client request rate limits of each edge Nginx (limit_req keyed by the client's
+    address from the PROXY protocol; over the limit: 429). Each Nginx counts on its own, so a
+    client whose connections HAProxy spreads over both gets up to twice these.
+
+    rate_per_s, burst: every proxied path (METRICPIPE_EDGE_RATE_PER_S, METRICPIPE_EDGE_BURST);
+        generous, so a load test of a few hundred requests/s from one address passes.
+    strict_prefix, strict_rate_per_min, strict_burst: paths under strict_prefix, for endpoints
+        that must be protected harder; the integration test's 429s come from here.
+    """
+
+    rate_per_s: int = _env_int("EDGE_RATE_PER_S", 500)
+    burst: int = _env_int("EDGE_BURST", 1000)
+    strict_prefix: str = os.environ.get("METRICPIPE_EDGE_STRICT_PREFIX", "/limited/")
+    strict_rate_per_min: int = _env_int("EDGE_STRICT_RATE_PER_MIN", 6)
+    strict_burst: int = _env_int("EDGE_STRICT_BURST", 3)
 
 
 @dataclass(frozen=True)
@@ -74,6 +102,7 @@ class StackSettings:
     data_dir:  the shared real data set (METRICPIPE_DATA_DIR), may be absent.
     search_user: unprivileged user for Elasticsearch/OpenSearch when run as root.
     heap_mb: JVM heap of Kafka, Elasticsearch and OpenSearch each, in MiB.
+    edge_limits: the edge Nginx servers' per-client rate limits (EdgeLimits).
     """
 
     cache_dir: Path = field(
@@ -92,6 +121,7 @@ class StackSettings:
     )
     heap_mb: int = field(default_factory=lambda: int(os.environ.get("METRICPIPE_HEAP_MB", "512")))
     ports: Ports = field(default_factory=Ports)
+    edge_limits: EdgeLimits = field(default_factory=EdgeLimits)
     # The pod network: a bridge the stack creates, the host's address on it (every server of the
     # stack listens there, so pods reach them), and the range pods get addresses from.
     bridge: str = field(default_factory=lambda: os.environ.get("METRICPIPE_BRIDGE", "metricpipe0"))

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .base import Component, Probe
+from .edge import EdgeHaproxy, EdgeNginx
 from .errors import StackError
 from .hdfs import HdfsDataNode, HdfsNameNode
 from .kafka import Kafka
@@ -44,6 +45,9 @@ def build_components(settings: StackSettings) -> list[Component]:
         OpenSearch(settings),
         SecuredOpenSearch(settings),
         Prometheus(settings),
+        EdgeNginx(settings, "a"),  # the edge: two Nginx behind one HAProxy (edge.py)
+        EdgeNginx(settings, "b"),
+        EdgeHaproxy(settings),
         PodDiscovery(settings),
         Spark(settings),
         Containerd(settings),  # the node: started by start_node, stopped by stop_node
@@ -154,6 +158,9 @@ def _start_all(settings: StackSettings, named: dict[str, Component], echo: Echo)
         "opensearch",
         "opensearch-secure",
         "prometheus",
+        "edge-nginx-a",
+        "edge-nginx-b",
+        "edge-haproxy",
     )
     independent = [named[n] for n in servers]
     _start(independent, echo)
