@@ -1,0 +1,483 @@
+"""The peek API on the real stack: archive files written straight to the real HDFS by this test
+(its own small writer, in the documented layout), the API as a real process reading them as a
+read-only HDFS user, and real ServiceAccount tokens checked by the real API server.
+
+Every expected answer is computed here from the test's own records (no product code): order
+(hour, partition, offset), each (partition, offset) once, filters as docs/peek.md states them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import requests
+import yaml
+from kubernetes import client, config
+
+from helpers import free_port, wait_for
+from metricpipe_consumers.webhdfs import WebHdfs
+from metricpipe_devstack.env import StackEnv
+
+ROOT = "/metricpipe/archives"
+HOUR = 3_600_000
+SCHEMA = pa.schema([
+    ("partition", pa.int32()), ("offset", pa.int64()), ("time_ms", pa.int64()),
+    ("key", pa.string()), ("raw", pa.string()), ("fields", pa.string()),
+])  # fmt: skip
+PER_HOUR = 30  # records per partition and hour
+
+
+@dataclass(frozen=True)
+class Rec:
+    partition: int
+    offset: int
+    time_ms: int
+    key: str
+    raw: str
+    fields: dict[str, Any]
+
+    @property
+    def hour(self) -> int:
+        return self.time_ms - self.time_ms % HOUR
+
+    def sort_key(self) -> tuple[int, int, int]:
+        return self.hour, self.partition, self.offset
+
+    def as_answer(self) -> dict[str, Any]:
+        moment = datetime.fromtimestamp(self.time_ms / 1000, UTC)
+        time_text = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{self.time_ms % 1000:03d}Z"
+        return {"time": time_text, "partition": self.partition, "offset": self.offset,
+                "key": self.key, "raw": self.raw, "fields": self.fields}  # fmt: skip
+
+
+def make_records(first_hour: int, hours: int, salt: str) -> list[Rec]:
+    records = []
+    methods, statuses = ("GET", "POST", "PUT"), (200, 200, 404, 500, 503, 200, 301)
+    for partition in (0, 1):
+        offset = 1000 * partition + 17
+        for h in range(hours):
+            for i in range(PER_HOUR):
+                time_ms = first_hour + h * HOUR + i * (HOUR // PER_HOUR) + 7 * partition
+                status = statuses[(i + h + partition) % len(statuses)]
+                method = methods[(i * 7 + partition) % len(methods)]
+                path = f"/{salt}/item/{i % 5}"
+                raw = f'10.0.{partition}.{i} "{method} {path} HTTP/1.1" status={status} t={i}ms'
+                fields = {"status": status, "method": method, "req": {"path": path},
+                          "slow": i % 4 == 0}  # fmt: skip
+                records.append(Rec(partition, offset, time_ms, f"k{i % 3}", raw, fields))
+                offset += 1
+    return records
+
+
+def parquet_bytes(records: list[Rec], row_group_size: int | None = None) -> bytes:
+    table = pa.Table.from_pylist(
+        [{"partition": r.partition, "offset": r.offset, "time_ms": r.time_ms, "key": r.key,
+          "raw": r.raw, "fields": json.dumps(r.fields)} for r in records],
+        schema=SCHEMA,
+    )  # fmt: skip
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd", row_group_size=row_group_size)
+    return sink.getvalue()
+
+
+def file_name(partition: int, first: int, last: int) -> str:
+    return f"p{partition}-{first:020d}-{last:020d}.parquet"
+
+
+def hour_dir(hour_ms: int) -> str:
+    moment = datetime.fromtimestamp(hour_ms / 1000, UTC)
+    return f"dt={moment:%Y-%m-%d}/hour={moment:%H}"
+
+
+def write_archive(hdfs: WebHdfs, base: str, records: list[Rec]) -> dict[str, tuple[int, int]]:
+    """Each (hour, partition) in two files (the second with small row groups), one record
+    duplicated into an overlapping third file, plus staging/offsets litter that must never be
+    read. Returns (bytes, files) per hour directory."""
+    sizes: dict[str, tuple[int, int]] = {}
+    cells: dict[tuple[int, int], list[Rec]] = {}
+    for record in records:
+        cells.setdefault((record.hour, record.partition), []).append(record)
+    for (hour, partition), cell in sorted(cells.items()):
+        halves = [cell[: len(cell) // 2], cell[len(cell) // 2 :]]
+        files = [(file_name(partition, h[0].offset, h[-1].offset + 3), parquet_bytes(h, 4))
+                 for h in halves]  # fmt: skip
+        if partition == 0:  # a writer's duplicate: an overlapping batch holding one record again
+            dup = halves[1][2]
+            files.append((file_name(partition, dup.offset, dup.offset + 1), parquet_bytes([dup])))
+        for name, data in files:
+            hdfs.create(f"{base}/{hour_dir(hour)}/{name}", data)
+        size, count = sizes.get(hour_dir(hour), (0, 0))
+        sizes[hour_dir(hour)] = (size + sum(len(d) for _, d in files), count + len(files))
+    bogus = [Rec(0, 5, records[0].time_ms, "x", "STAGING-NEVER-READ", {})]
+    first = sorted(cells)[0][0]
+    hdfs.create(f"{base}/_staging/p0-{0:020d}-{9:020d}/{file_name(0, 0, 9)}", parquet_bytes(bogus))
+    hdfs.create(f"{base}/_offsets/p0", b"12345")
+    hdfs.create(f"{base}/{hour_dir(first)}/notes.txt", b"not an archive file")
+    return sizes
+
+
+# -- the oracle: the test's own reading of the documented semantics ---------------------------
+
+
+def field_text(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value
+    if value is None or isinstance(value, bool | int | float):
+        return json.dumps(value)
+    return None
+
+
+def lookup(fields: dict[str, Any], path: str) -> Any:
+    value: Any = fields
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return object()
+        value = value[part]
+    return value
+
+
+def expected(
+    records: list[Rec], since: int, until: int, order: str = "newest", grep: str | None = None,
+    regex: str | None = None, fields: dict[str, str] | None = None,
+) -> list[dict[str, Any]]:  # fmt: skip
+    unique = {(r.partition, r.offset): r for r in records}.values()
+    chosen = [
+        r for r in unique
+        if since <= r.time_ms < until
+        and (grep is None or grep in r.raw)
+        and (regex is None or re.search(regex, r.raw))
+        and all(field_text(lookup(r.fields, p)) == v for p, v in (fields or {}).items())
+    ]  # fmt: skip
+    chosen.sort(key=Rec.sort_key, reverse=order == "newest")
+    return [r.as_answer() for r in chosen]
+
+
+# -- the cluster side: ServiceAccounts, roles, the peek process --------------------------------
+
+
+def sa_token(core: client.CoreV1Api, namespace: str, name: str) -> str:
+    core.create_namespaced_service_account(
+        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=name))
+    )
+    request: Any = {"spec": {"audiences": [], "expirationSeconds": 3600}}
+    answer = core.create_namespaced_service_account_token(name, namespace, request)
+    assert answer.status is not None
+    return str(answer.status.token)
+
+
+def rfc3339(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+@dataclass
+class Peek:
+    url: str
+    session: requests.Session
+
+    def get(self, path: str, token: str | None, **params: Any) -> requests.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return self.session.get(f"{self.url}{path}", params=params, headers=headers, timeout=30)
+
+    def page(self, path: str, token: str, **params: Any) -> tuple[list[Any], dict[str, Any]]:
+        response = self.get(path, token, **params)
+        assert response.status_code == 200, response.text
+        assert response.headers["Content-Type"] == "application/x-ndjson"
+        lines = [json.loads(line) for line in response.text.splitlines()]
+        return lines[:-1], lines[-1]
+
+    def walk(self, path: str, token: str, **params: Any) -> tuple[list[Any], int]:
+        """Every record of a query, following cursors; the number of pages."""
+        found: list[Any] = []
+        pages = 0
+        while True:
+            records, trailer = self.page(path, token, **params)
+            found += records
+            pages += 1
+            if not trailer["more"]:
+                return found, pages
+            params["cursor"] = trailer["cursor"]
+
+    def raw(self, target: str, token: str) -> tuple[int, str]:
+        """A request target sent exactly as written (no client normalises `..` away)."""
+        host, port = self.url.removeprefix("http://").split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        connection.putrequest("GET", target, skip_accept_encoding=True)
+        connection.putheader("Authorization", f"Bearer {token}")
+        connection.endheaders()
+        response = connection.getresponse()
+        body = response.read().decode()
+        connection.close()
+        return response.status, body
+
+
+def start_peek(stack: StackEnv, kubeconfig: Path, log_path: Path, **env: str) -> Iterator[Peek]:
+    port = free_port()
+    process_env = {
+        **os.environ,
+        "METRICPIPE_PEEK_HOST": "127.0.0.1",
+        "METRICPIPE_PEEK_PORT": str(port),
+        "METRICPIPE_PEEK_WEBHDFS_URL": str(stack.webhdfs_url),
+        "METRICPIPE_PEEK_HDFS_USER": "metricpipe-peek",
+        "METRICPIPE_PEEK_ARCHIVE_ROOT": ROOT,
+        "METRICPIPE_PEEK_KUBECONFIG": str(kubeconfig),
+        "METRICPIPE_PEEK_WHOLE_FILE_BYTES": "1500",  # the larger files go by ranged reads
+        **env,
+    }
+    with log_path.open("wb") as log:
+        argv = [sys.executable, "-m", "metricpipe_consumers.peek"]
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=process_env)
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"peek exited:\n{log_path.read_text()}")
+        try:
+            return requests.get(f"{url}/healthz", timeout=1).ok
+        except requests.RequestException:
+            return False
+
+    try:
+        wait_for(up, timeout=30, interval=0.2, what="peek API /healthz")
+        with requests.Session() as session:
+            yield Peek(url, session)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def cluster_side(
+    kube: client.ApiClient, stack: StackEnv, namespace: str, tmp_path: Path
+) -> Iterator[dict[str, Any]]:
+    """Namespace B, the peek service's ServiceAccount (review permissions only) and its
+    kubeconfig, and the callers' tokens."""
+    core, rbac = client.CoreV1Api(kube), client.RbacAuthorizationV1Api(kube)
+    other = f"{namespace}-b"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=other)))
+    review_role = f"{namespace}-peek-review"
+    rbac.create_cluster_role(cast(Any, {"metadata": {"name": review_role}, "rules": [
+        {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"],
+         "verbs": ["create"]},
+        {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"],
+         "verbs": ["create"]},
+    ]}))  # fmt: skip
+    try:
+        service_token = sa_token(core, namespace, "peek")
+        rbac.create_cluster_role_binding(cast(Any, {
+            "metadata": {"name": review_role},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                        "name": review_role},
+            "subjects": [{"kind": "ServiceAccount", "name": "peek", "namespace": namespace}],
+        }))  # fmt: skip
+        for ns in (namespace, other):  # the ordinary Role docs/peek.md shows, in each namespace
+            rule = {"apiGroups": ["metricpipe.io"], "resources": ["logarchives/logs"],
+                    "verbs": ["get"]}  # fmt: skip
+            role = {"metadata": {"name": "log-reader"}, "rules": [rule]}
+            rbac.create_namespaced_role(ns, cast(Any, role))
+        tokens = {}
+        for ns, sa in ((namespace, "reader"), (namespace, "nobody"), (other, "reader")):
+            tokens[(ns, sa)] = sa_token(core, ns, sa)
+            if sa == "reader":
+                rbac.create_namespaced_role_binding(ns, cast(Any, {
+                    "metadata": {"name": f"log-reader-{sa}"},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                "name": "log-reader"},
+                    "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": ns}],
+                }))  # fmt: skip
+        admin = client.Configuration()
+        config.load_kube_config(config_file=str(stack.kubeconfig), client_configuration=admin)
+        kubeconfig = tmp_path / "peek.kubeconfig"
+        kubeconfig.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "peek",
+            "clusters": [{"name": "local", "cluster": {
+                "server": admin.host, "certificate-authority": admin.ssl_ca_cert}}],
+            "users": [{"name": "peek", "user": {"token": service_token}}],
+            "contexts": [{"name": "peek", "context": {"cluster": "local", "user": "peek"}}],
+        }))  # fmt: skip
+        yield {"other": other, "tokens": tokens, "kubeconfig": kubeconfig}
+    finally:
+        rbac.delete_cluster_role(review_role)
+        with contextlib.suppress(client.ApiException):
+            rbac.delete_cluster_role_binding(review_role)
+        core.delete_namespace(other)
+
+
+def test_peek_api(
+    stack: StackEnv, namespace: str, cluster_side: dict[str, Any], tmp_path: Path
+) -> None:
+    started = time.monotonic()
+    assert stack.webhdfs_url
+    params = {"op": "GETFILESTATUS", "user.name": "nobody"}
+    root = requests.get(f"{stack.webhdfs_url}/", params=params, timeout=10).json()
+    root_owner = root["FileStatus"]["owner"]
+    hdfs = WebHdfs(stack.webhdfs_url, root_owner)  # the NameNode's superuser writes
+    other = cluster_side["other"]
+    tokens: dict[tuple[str, str], str] = cluster_side["tokens"]
+    reader = tokens[(namespace, "reader")]
+    now = int(time.time() * 1000)
+    first_hour = now - now % HOUR - 5 * HOUR
+    mine = make_records(first_hour, 4, "a")
+    theirs = make_records(first_hour, 2, "b")
+    hdfs.mkdirs(ROOT)
+    base, other_base = f"{ROOT}/{namespace}/web", f"{ROOT}/{other}/web"
+    try:
+        sizes = write_archive(hdfs, base, mine)
+        write_archive(hdfs, other_base, theirs)
+        for peek in start_peek(stack, cluster_side["kubeconfig"], tmp_path / "peek.log"):
+            check_queries(peek, namespace, other, reader, mine, theirs, tokens, first_hour)
+            check_hours(peek, namespace, reader, sizes, first_hour)
+            check_refusals(peek, namespace, other, tokens, first_hour)
+        budget = {"METRICPIPE_PEEK_MAX_SCAN_BYTES": "20000"}  # about three files per page
+        for peek in start_peek(stack, cluster_side["kubeconfig"], tmp_path / "b.log", **budget):
+            check_scan_budget(peek, namespace, reader, mine, first_hour)
+        too_big = {"METRICPIPE_PEEK_MAX_SCAN_BYTES": "1000"}
+        for peek in start_peek(stack, cluster_side["kubeconfig"], tmp_path / "c.log", **too_big):
+            one_hour = {"since": rfc3339(first_hour), "until": rfc3339(first_hour + HOUR)}
+            response = peek.get(f"/v1/namespaces/{namespace}/logarchives/web/records", reader,
+                                **one_hour)  # fmt: skip
+            assert response.status_code == 413, response.text
+            assert response.json()["limit"] == "max_scan_bytes"
+        logs = "".join(p.read_text() for p in tmp_path.glob("*.log"))
+        assert not [t for t in tokens.values() if t in logs], "a token reached the peek log"
+    finally:
+        hdfs.delete(f"{ROOT}/{namespace}", recursive=True)
+        hdfs.delete(f"{ROOT}/{other}", recursive=True)
+    assert time.monotonic() - started < 60
+
+
+def check_queries(
+    peek: Peek, namespace: str, other: str, reader: str, mine: list[Rec], theirs: list[Rec],
+    tokens: dict[tuple[str, str], str], first_hour: int,
+) -> None:  # fmt: skip
+    path = f"/v1/namespaces/{namespace}/logarchives/web/records"
+    start, end = rfc3339(first_hour), rfc3339(first_hour + 4 * HOUR)
+    everything = expected(mine, first_hour, first_hour + 4 * HOUR, "oldest")
+    assert len(everything) == len(mine) == 4 * 2 * PER_HOUR  # the duplicate came out once
+    # 1. the whole range, oldest first, one page
+    found, trailer = peek.page(path, reader, since=start, until=end, order="oldest", limit=1000)
+    assert found == everything
+    assert trailer["more"] is False
+    assert "STAGING-NEVER-READ" not in json.dumps(found)
+    # 2. newest first by pages of 50, across hours by cursor
+    found, pages = peek.walk(path, reader, since=start, until=end, limit=50)
+    assert found == expected(mine, first_hour, first_hour + 4 * HOUR, "newest")
+    assert pages >= 5
+    queries: list[tuple[dict[str, Any], dict[str, Any]]] = [
+        ({"grep": "status=500"}, {"grep": "status=500"}),  # 3
+        ({"regex": r"status=5\d\d t=1"}, {"regex": r"status=5\d\d t=1"}),  # 4
+        ({"field.status": "404"}, {"fields": {"status": "404"}}),  # 5
+        ({"field.req.path": "/a/item/3", "grep": "POST"},
+         {"fields": {"req.path": "/a/item/3"}, "grep": "POST"}),  # 6
+        ({"field.slow": "true", "field.method": "GET", "order": "oldest"},
+         {"fields": {"slow": "true", "method": "GET"}, "order": "oldest"}),  # 7
+        ({"regex": "^10\\.0\\.1\\.", "field.status": "200", "order": "oldest"},
+         {"regex": "^10\\.0\\.1\\.", "fields": {"status": "200"}, "order": "oldest"}),  # 8
+    ]  # fmt: skip
+    for params, oracle in queries:
+        found, _ = peek.walk(path, reader, since=start, until=end, limit=7, **params)
+        want = expected(mine, first_hour, first_hour + 4 * HOUR, **oracle)
+        assert found == want, params
+        assert want, params
+    # 9. a range inside hours: from 10 minutes into the 2nd hour to 20 minutes into the 3rd
+    since, until = first_hour + HOUR + 600_000, first_hour + 2 * HOUR + 1_200_000
+    found, _ = peek.walk(path, reader, since=rfc3339(since), until=rfc3339(until), limit=9,
+                         order="oldest")  # fmt: skip
+    assert found == expected(mine, since, until, "oldest")
+    # 10. a relative range (durations back from now) and the default order (newest)
+    found, _ = peek.walk(path, reader, since="4h", limit=1000)
+    assert found[:10] == expected(mine, int(time.time() * 1000) - 4 * HOUR + 5000,
+                                  first_hour + 4 * HOUR)[:10]  # fmt: skip
+    # 11. another namespace's archive with its own reader: its own records only
+    found, _ = peek.walk(f"/v1/namespaces/{other}/logarchives/web/records",
+                         tokens[(other, "reader")], since=start, until=end, grep="/b/")  # fmt: skip
+    assert found == expected(theirs, first_hour, first_hour + 4 * HOUR, grep="/b/")
+    # 12. nothing matches: an empty page that says so
+    found, trailer = peek.page(path, reader, since=start, until=end, grep="no-such-line")
+    assert (found, trailer["more"]) == ([], False)
+
+
+def check_hours(
+    peek: Peek, namespace: str, reader: str, sizes: dict[str, tuple[int, int]], first_hour: int
+) -> None:
+    span = {"since": rfc3339(first_hour + HOUR), "until": rfc3339(first_hour + 3 * HOUR)}
+    response = peek.get(f"/v1/namespaces/{namespace}/logarchives/web/hours", reader, **span)
+    assert response.status_code == 200, response.text
+    listed = {hour["dir"]: (hour["bytes"], hour["files"]) for hour in response.json()}
+    assert listed == {key: sizes[key] for key in
+                      (hour_dir(first_hour + HOUR), hour_dir(first_hour + 2 * HOUR))}  # fmt: skip
+
+
+def check_refusals(
+    peek: Peek, namespace: str, other: str, tokens: dict[tuple[str, str], str], first_hour: int
+) -> None:
+    path = f"/v1/namespaces/{namespace}/logarchives/web/records"
+    reader = tokens[(namespace, "reader")]
+    anonymous = peek.get(path, None)
+    assert anonymous.status_code == 401
+    assert anonymous.headers["WWW-Authenticate"].startswith("Bearer")
+    assert peek.get(path, "not-a-token").status_code == 401
+    denied = peek.get(path, tokens[(namespace, "nobody")])
+    assert denied.status_code == 403
+    assert f"get logarchives/logs in namespace {namespace}" in denied.json()["error"]
+    elsewhere = peek.get(f"/v1/namespaces/{other}/logarchives/web/records", reader)
+    assert elsewhere.status_code == 403  # its Role is in its own namespace only
+    assert elsewhere.json()["permission"] == f"get logarchives/logs in namespace {other}"
+    for target, statuses in (
+        (f"/v1/namespaces/{namespace}/logarchives/../records", {400}),
+        (f"/v1/namespaces/{namespace}/logarchives/%2e%2e/records", {400}),
+        ("/v1/namespaces/%2e%2e/logarchives/web/records", {400}),
+        (f"/v1/namespaces/{namespace}/logarchives/web%2F..%2F..%2F{other}/records", {400}),
+        (f"/v1/namespaces/{namespace}/logarchives/web/../../{other}/logarchives/web/records",
+         {400}),
+        (f"/v1/namespaces//{ROOT}/logarchives/web/records", {400}),
+        (f"{ROOT}/{namespace}/web/records", {404}),
+        ("http://evil/v1/namespaces/x/logarchives/web/records", {400}),
+        (f"/v1/namespaces/{namespace}/logarchives/Web/records", {400}),
+        (f"/v1/namespaces/{namespace}/logarchives/nothing-here/records", {404}),
+    ):  # fmt: skip
+        status, body = peek.raw(target, reader)
+        assert status in statuses, (target, status, body)
+        assert "raw" not in body, target
+    too_long = peek.get(path, reader, since=rfc3339(first_hour - 30 * HOUR),
+                        until=rfc3339(first_hour))  # fmt: skip
+    assert too_long.status_code == 413, too_long.text
+    assert too_long.json()["limit"] == "max_range"
+    assert "narrow --since/--until to at most 24h" in too_long.json()["hint"]
+    too_many = peek.get(path, reader, limit=5000)
+    assert too_many.status_code == 400
+    assert too_many.json()["limit"] == "max_page_records"
+
+
+def check_scan_budget(
+    peek: Peek, namespace: str, reader: str, mine: list[Rec], first_hour: int
+) -> None:
+    """With a scan budget of a few files, a page stops early (more=true, stopped named) and
+    the cursors still walk the whole range exactly once."""
+    path = f"/v1/namespaces/{namespace}/logarchives/web/records"
+    start, end = rfc3339(first_hour), rfc3339(first_hour + 4 * HOUR)
+    records, trailer = peek.page(path, reader, since=start, until=end,
+                                 grep="status=503", order="oldest")  # fmt: skip
+    assert trailer["more"] is True
+    assert trailer["stopped"] == "max_scan_bytes"
+    assert trailer["scanned_bytes"] <= 20000
+    found, pages = peek.walk(path, reader, since=start, until=end, grep="status=503",
+                             order="oldest")  # fmt: skip
+    assert found == expected(mine, first_hour, first_hour + 4 * HOUR, "oldest", grep="status=503")
+    assert pages > 3
+    assert records == found[: len(records)]
