@@ -343,6 +343,7 @@ def test_peek_api(
             check_queries(peek, namespace, other, reader, mine, theirs, tokens, first_hour)
             check_hours(peek, namespace, reader, sizes, first_hour)
             check_refusals(peek, namespace, other, tokens, first_hour)
+            check_plugin(peek, namespace, tokens, mine, first_hour)
         budget = {"METRICPIPE_PEEK_MAX_SCAN_BYTES": "20000"}  # about three files per page
         for peek in start_peek(stack, cluster_side["kubeconfig"], tmp_path / "b.log", **budget):
             check_scan_budget(peek, namespace, reader, mine, first_hour)
@@ -481,3 +482,31 @@ def check_scan_budget(
     assert found == expected(mine, first_hour, first_hour + 4 * HOUR, "oldest", grep="status=503")
     assert pages > 3
     assert records == found[: len(records)]
+
+
+def check_plugin(
+    peek: Peek, namespace: str, tokens: dict[tuple[str, str], str], mine: list[Rec],
+    first_hour: int,
+) -> None:  # fmt: skip
+    """`kubectl metricpipe peek` as a process: raw lines across pages up to --limit, and the
+    403 in words."""
+
+    def plugin(token: str, *args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "metricpipe_consumers.peek.cli", "peek", "web",
+                "-n", namespace, "--server", peek.url, "--token", token,
+                "--kubeconfig", "/nonexistent", "--since", rfc3339(first_hour),
+                "--until", rfc3339(first_hour + 4 * HOUR), *args]  # fmt: skip
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+    done = plugin(tokens[(namespace, "reader")], "--regex", "status=5..", "--limit", "1500",
+                  "--oldest-first")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    want = expected(mine, first_hour, first_hour + 4 * HOUR, "oldest", regex="status=5..")
+    assert done.stdout.splitlines() == [r["raw"] for r in want]
+    done = plugin(tokens[(namespace, "reader")], "--field", "status=404", "--limit", "3",
+                  "-o", "json")  # fmt: skip
+    assert [json.loads(line) for line in done.stdout.splitlines()] == expected(
+        mine, first_hour, first_hour + 4 * HOUR, fields={"status": "404"})[:3]  # fmt: skip
+    done = plugin(tokens[(namespace, "nobody")])
+    assert done.returncode == 1
+    assert f"forbidden (403): system:serviceaccount:{namespace}:nobody may not get " in done.stderr
