@@ -242,5 +242,5 @@ def test_the_real_binaries_accept_the_configurations(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stderr
     cfg = tmp_path / "haproxy.cfg"
     cfg.write_text(build_haproxy_config(_edge(tmp_path)))
-    result = subprocess.run(["/usr/sbin/haproxy", "-c", "-f", str(cfg)], capture_output=True)
-    assert result.returncode == 0, result.stderr
+    haproxy = subprocess.run(["/usr/sbin/haproxy", "-c", "-f", str(cfg)], capture_output=True)
+    assert haproxy.returncode == 0, haproxy.stderr
