@@ -1,0 +1,74 @@
+"""What an archiver process is told (`archive.json`, like a pipeline's `pipeline.json`), and
+its one typed configuration from the environment (METRICPIPE_*)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from metricpipe_contract.archive import DEFAULT_ROOT, build_archive_dir
+from metricpipe_contract.kafka import KafkaEndpoint
+
+from .plan import Format
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, frozen=True, extra="forbid")
+
+
+class ArchiveIdentity(_Doc):
+    namespace: str
+    name: str
+
+
+class HdfsTarget(_Doc):
+    webhdfs_url: str = Field(alias="webhdfsUrl")  # http://namenode:port/webhdfs/v1
+    user: str = "metricpipe-archiver"  # HDFS simple authentication's user name
+    root: str = DEFAULT_ROOT
+
+
+class ArchiveDocument(_Doc):
+    archive: ArchiveIdentity
+    topic: str
+    consumer_group: str = Field(alias="consumerGroup")
+    kafka: KafkaEndpoint
+    hdfs: HdfsTarget
+    format: Format = "json"
+
+    @property
+    def directory(self) -> str:
+        return build_archive_dir(self.hdfs.root, self.archive.namespace, self.archive.name)
+
+    @property
+    def key(self) -> str:
+        return f"{self.archive.namespace}/{self.archive.name}"
+
+    @classmethod
+    def load(cls, path: Path) -> ArchiveDocument:
+        return cls.model_validate(json.loads(path.read_text()))
+
+
+class ArchiverConfig(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="METRICPIPE_", frozen=True)
+
+    archive_config: Path = Field(default=Path("/etc/metricpipe/archive.json"))
+    archive_roll_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1, description="A partition's batch is written at this size."
+    )
+    archive_roll_seconds: float = Field(
+        default=60.0, gt=0, description="... or once its oldest record waited this long."
+    )
+    archive_compact_grace_seconds: float = Field(
+        default=600.0, ge=0,
+        description="An hour is compacted once records this much past its end were written.",
+    )  # fmt: skip
+    session_timeout_ms: int = Field(
+        default=30_000, ge=1000,
+        description="Kafka group session: how long a dead archiver's partitions wait.",
+    )  # fmt: skip
+    fault_exit_at: str | None = Field(
+        default=None, description="Tests only: kill -9 this process at this point (store.py)."
+    )

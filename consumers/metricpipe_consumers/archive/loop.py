@@ -1,0 +1,152 @@
+"""The archiver's consume loop (I/O): Kafka in, committed batches on HDFS out.
+
+HDFS holds the truth of what is archived (store.py); Kafka's committed offsets follow it, for
+lag only. A partition's records wait in memory until its batch rolls; on assignment the
+partition is recovered on HDFS and read from the offset HDFS says; on revocation its waiting
+records are dropped (the next owner reads them again from that same offset), so no batch is
+ever written by two members.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+
+from .document import ArchiveDocument, ArchiverConfig
+from .parquet import encode_rows
+from .plan import Row, build_row, decide_closed_hours, decide_flush, plan_hour_files
+from .store import ArchiveStore
+
+log = structlog.get_logger("metricpipe.archive")
+
+
+@dataclass
+class Pending:
+    """One partition's records read but not yet committed."""
+
+    rows: list[Row] = field(default_factory=list)
+    size: int = 0
+    since: float = 0.0  # monotonic time of the oldest
+
+
+@dataclass
+class ArchiverStats:
+    records: int = 0
+    batches: int = 0
+    files: int = 0
+    bytes: int = 0
+    compacted: int = 0
+
+
+class Archiver:
+    def __init__(
+        self, document: ArchiveDocument, config: ArchiverConfig, store: ArchiveStore,
+        consumer_factory: Callable[[dict[str, Any]], Consumer] = Consumer,
+        kafka_settings: dict[str, str] | None = None,
+    ) -> None:  # fmt: skip
+        self.document = document
+        self.config = config
+        self.store = store
+        self.pending: dict[int, Pending] = {}
+        self.touched: dict[int, set[str]] = {}  # partition -> hours written since assignment
+        self.newest: dict[int, int] = {}  # partition -> newest time_ms written
+        self.stats = ArchiverStats()
+        self.consumer = consumer_factory({
+            **(kafka_settings or {}),
+            "group.id": document.consumer_group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": False,
+            "session.timeout.ms": config.session_timeout_ms,
+        })  # fmt: skip
+
+    # -- rebalance ------------------------------------------------------------------------
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        hours = set(self.store.list_hours()) if partitions else set()
+        for tp in partitions:
+            following = self.store.recover(tp.partition)
+            tp.offset = OFFSET_BEGINNING if following is None else following
+            self.touched[tp.partition] = set(hours)  # compacted once closed, as written ones
+            log.info("partition assigned", partition=tp.partition, offset=following)
+        consumer.assign(partitions)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            dropped = self.pending.pop(tp.partition, Pending())
+            self.touched.pop(tp.partition, None)
+            log.info("partition revoked", partition=tp.partition, dropped=len(dropped.rows))
+        consumer.unassign()
+
+    # -- the loop -------------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> ArchiverStats:
+        self.consumer.subscribe([self.document.topic], on_assign=self._on_assign,
+                                on_revoke=self._on_revoke, on_lost=self._on_revoke)  # fmt: skip
+        try:
+            while not stop.is_set():
+                self._read(self.consumer.consume(2000, timeout=0.5))
+                self._flush_due(force=False)
+            self._flush_due(force=True)  # a graceful stop writes what it holds
+        finally:
+            self.consumer.close()
+        return self.stats
+
+    def _read(self, messages: list[Any]) -> None:
+        now = time.monotonic()
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise KafkaException(error)
+            _, timestamp = message.timestamp()
+            row = build_row(message.partition(), message.offset(), timestamp, message.key(),
+                            message.value(), source_format=self.document.format)  # fmt: skip
+            pending = self.pending.setdefault(message.partition(), Pending(since=now))
+            if not pending.rows:
+                pending.since = now
+            pending.rows.append(row)
+            pending.size += len(row.raw) + len(row.fields)
+
+    def _flush_due(self, *, force: bool) -> None:
+        now = time.monotonic()
+        for partition, pending in list(self.pending.items()):
+            due = decide_flush(pending.size, now - pending.since, self.config.archive_roll_bytes,
+                               self.config.archive_roll_seconds)  # fmt: skip
+            if pending.rows and (due or force):
+                self._commit(partition, self.pending.pop(partition))
+
+    def _commit(self, partition: int, pending: Pending) -> None:
+        started = time.monotonic()
+        hours = plan_hour_files(pending.rows)
+        files = {hour: encode_rows(rows) for hour, rows in hours.items()}
+        first, last = pending.rows[0].offset, pending.rows[-1].offset
+        self.store.commit(partition, first, last, files)
+        self.stats.records += len(pending.rows)
+        self.stats.batches += 1
+        self.stats.files += len(files)
+        self.stats.bytes += sum(len(data) for data in files.values())
+        log.info("batch archived", partition=partition, first=first, last=last,
+                 hours=len(files), seconds=round(time.monotonic() - started, 3))  # fmt: skip
+        try:  # Kafka's offset follows HDFS's, for lag; HDFS says where to resume
+            self.consumer.commit(offsets=[TopicPartition(self.document.topic, partition, last + 1)],
+                                 asynchronous=False)  # fmt: skip
+        except KafkaException as error:
+            log.warning("kafka offset commit failed (lag only)", error=str(error))
+        self.touched.setdefault(partition, set()).update(hours)
+        newest = max(r.time_ms for r in pending.rows)
+        self.newest[partition] = max(self.newest.get(partition, 0), newest)
+        self._compact(partition)
+
+    def _compact(self, partition: int) -> None:
+        grace_ms = int(self.config.archive_compact_grace_seconds * 1000)
+        closed = decide_closed_hours(self.touched.get(partition, set()),
+                                     self.newest.get(partition, 0), grace_ms)  # fmt: skip
+        for hour in closed:
+            self.stats.compacted += self.store.compact(partition, hour)
+            self.touched[partition].discard(hour)
