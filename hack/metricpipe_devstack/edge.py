@@ -14,6 +14,7 @@ import re
 import socket
 import ssl
 import subprocess
+from abc import abstractmethod
 from functools import cache
 from pathlib import Path
 
@@ -36,6 +37,11 @@ HAPROXY = "/usr/sbin/haproxy"
 LOOPBACK = "127.0.0.1"
 CERT_NAME = "edge-nginx"  # one server certificate for both Nginx, from the stack's CA
 CERT_SANS = "IP:127.0.0.1,DNS:localhost"
+NGINX_LETTERS = ("a", "b")
+
+
+def nginx_name(letter: str) -> str:
+    return f"edge-nginx-{letter}"
 
 
 @cache
@@ -78,7 +84,29 @@ def fetch_health_via_proxy_protocol(port: int, ca_file: Path, timeout: float = 3
 
 
 class _EdgeComponent(Component):
+    """Shared by the edge's servers: loopback only, a config file in the data directory that
+    is rebuilt at every start and checked by the server's own binary before it runs."""
+
     startup_timeout = 30.0
+    config_name: str
+
+    @abstractmethod
+    def build_config(self) -> str:
+        """The configuration text (edge_config.py's builders)."""
+
+    @abstractmethod
+    def check_argv(self) -> list[str]:
+        """The command that checks the written configuration."""
+
+    @property
+    def config_path(self) -> Path:
+        return self.data_dir / self.config_name
+
+    def prepare(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.settings.log_dir.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(self.build_config())
+        _validate(self.name, self.check_argv())
 
     def bind_host(self) -> str:
         return LOOPBACK
@@ -95,18 +123,16 @@ class _EdgeComponent(Component):
 class EdgeNginx(_EdgeComponent):
     """One of the two Nginx servers; `letter` names it (edge-nginx-a, edge-nginx-b)."""
 
+    config_name = "nginx.conf"
+
     def __init__(self, settings: StackSettings, letter: str) -> None:
         super().__init__(settings)
         self.letter = letter
-        self.name = f"edge-nginx-{letter}"
+        self.name = nginx_name(letter)
 
     def port(self) -> int:
         ports = self.settings.ports
         return ports.edge_nginx_a if self.letter == "a" else ports.edge_nginx_b
-
-    @property
-    def config_path(self) -> Path:
-        return self.data_dir / "nginx.conf"
 
     def server(self) -> NginxServer:
         pki = self.settings.pki_dir
@@ -125,16 +151,16 @@ class EdgeNginx(_EdgeComponent):
         pki = self.settings.pki_dir
         ensure_pki(pki, extra_sans=f"IP:{self.settings.host_address}")
         issue_certificate(pki, CERT_NAME, "metricpipe-edge", sans=CERT_SANS)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.settings.log_dir.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(build_nginx_config(self.server()))
-        _validate(self.name, [*self._base_argv(), "-t"])
+        super().prepare()
 
-    def _base_argv(self) -> list[str]:
-        return [NGINX, "-p", str(self.data_dir), "-c", str(self.config_path), "-e", "stderr"]
+    def build_config(self) -> str:
+        return build_nginx_config(self.server())
+
+    def check_argv(self) -> list[str]:
+        return [*self.argv(), "-t"]
 
     def argv(self) -> list[str]:
-        return self._base_argv()
+        return [NGINX, "-p", str(self.data_dir), "-c", str(self.config_path), "-e", "stderr"]
 
     def probe(self) -> Probe:
         try:
@@ -147,6 +173,7 @@ class EdgeNginx(_EdgeComponent):
 
 class EdgeHaproxy(_EdgeComponent):
     name = "edge-haproxy"
+    config_name = "haproxy.cfg"
 
     def port(self) -> int:
         return self.settings.ports.edge
@@ -155,23 +182,15 @@ class EdgeHaproxy(_EdgeComponent):
     def url(self) -> str:
         return f"https://{LOOPBACK}:{self.port()}"
 
-    @property
-    def config_path(self) -> Path:
-        return self.data_dir / "haproxy.cfg"
+    def build_config(self) -> str:
+        servers = tuple((n.name, n.port()) for n in self._nginx())
+        return build_haproxy_config(HaproxyEdge(self.port(), servers, self.ca_file))
 
-    def edge(self) -> HaproxyEdge:
-        ports = self.settings.ports
-        return HaproxyEdge(
-            port=ports.edge,
-            servers=(("edge-nginx-a", ports.edge_nginx_a), ("edge-nginx-b", ports.edge_nginx_b)),
-            ca_file=self.ca_file,
-        )
+    def check_argv(self) -> list[str]:
+        return [HAPROXY, "-c", "-f", str(self.config_path)]
 
-    def prepare(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.settings.log_dir.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(build_haproxy_config(self.edge()))
-        _validate(self.name, [HAPROXY, "-c", "-f", str(self.config_path)])
+    def _nginx(self) -> list[EdgeNginx]:
+        return [EdgeNginx(self.settings, letter) for letter in NGINX_LETTERS]
 
     def argv(self) -> list[str]:
         # exec keeps the recorded pid HAProxy's; its stdout (the session log) goes to its file.
@@ -200,9 +219,8 @@ class EdgeHaproxy(_EdgeComponent):
         return Probe(True, f"HTTPS /healthz 200 via {served_by}", version)
 
     def env(self) -> dict[str, str]:
-        logs = [self.settings.log_dir / f"edge-nginx-{x}.access.log" for x in ("a", "b")]
         return {
             "METRICPIPE_EDGE_URL": self.url,
-            "METRICPIPE_EDGE_ACCESS_LOGS": ",".join(str(p) for p in logs),
+            "METRICPIPE_EDGE_ACCESS_LOGS": ",".join(str(n.access_log) for n in self._nginx()),
             "METRICPIPE_EDGE_HAPROXY_LOG": str(self.access_log),
         }

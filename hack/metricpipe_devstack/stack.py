@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .base import Component, Probe
-from .edge import EdgeHaproxy, EdgeNginx
+from .edge import NGINX_LETTERS, EdgeHaproxy, EdgeNginx, nginx_name
 from .errors import StackError
 from .hdfs import HdfsDataNode, HdfsNameNode
 from .kafka import Kafka
@@ -45,8 +45,7 @@ def build_components(settings: StackSettings) -> list[Component]:
         OpenSearch(settings),
         SecuredOpenSearch(settings),
         Prometheus(settings),
-        EdgeNginx(settings, "a"),  # the edge: two Nginx behind one HAProxy (edge.py)
-        EdgeNginx(settings, "b"),
+        *(EdgeNginx(settings, letter) for letter in NGINX_LETTERS),  # the edge (edge.py)
         EdgeHaproxy(settings),
         PodDiscovery(settings),
         Spark(settings),
@@ -158,8 +157,7 @@ def _start_all(settings: StackSettings, named: dict[str, Component], echo: Echo)
         "opensearch",
         "opensearch-secure",
         "prometheus",
-        "edge-nginx-a",
-        "edge-nginx-b",
+        *(nginx_name(letter) for letter in NGINX_LETTERS),
         "edge-haproxy",
     )
     independent = [named[n] for n in servers]

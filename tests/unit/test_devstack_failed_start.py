@@ -14,6 +14,7 @@ from metricpipe_devstack.settings import StackSettings
 NAMES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kafka",
          "hdfs-namenode", "hdfs-datanode",
          "elasticsearch", "elasticsearch-secure", "opensearch", "opensearch-secure", "prometheus",
+         "edge-nginx-a", "edge-nginx-b", "edge-haproxy",
          "pod-discovery",
          "spark", "containerd",
          "kubelet")  # fmt: skip
@@ -93,4 +94,5 @@ def test_what_ran_before_keeps_running(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert "stop kafka" in log
     assert "stop hdfs-namenode" in log
     assert "stop hdfs-datanode" in log
+    assert "stop edge-haproxy" in log
     assert "stop kube-apiserver" in log
