@@ -45,6 +45,7 @@ stack-status: venv ## Version, pid, port and health of each component
 
 crds: venv ## Regenerate crds/ from the pydantic model (the one source of truth)
 	$(PY) -m metricpipe_operator.api.crd > crds/metricpipelines.metricpipe.io.yaml
+	$(PY) -m metricpipe_operator.api.archive_crd > crds/logarchives.metricpipe.io.yaml
 
 MONITORING := manifests/components/monitoring
 manifests: venv ## Regenerate the monitoring objects and dashboards in manifests/ from code

@@ -51,3 +51,18 @@ def decide_reserved_name(namespace: str, topic: str | None, index: str | None) -
                 f"omit {field} for the default"
             )
     return None
+
+
+# -- LogArchive (archive_refs.py): the same prefix, one more dot-separated part. Namespaces and
+# MetricPipeline names never contain a dot, so `metricpipe.<ns>.<name>.archive` is no
+# pipeline's default topic (`metricpipe.<ns>.<name>`) nor its dead-letter topic (`... .dlq`),
+# and no pipeline can be named `<name>.archive`.
+ARCHIVE_SUFFIX = ".archive"
+
+
+def build_archive_topic(namespace: str, name: str) -> str:
+    return f"{TOPIC_PREFIX}{namespace}.{name}{ARCHIVE_SUFFIX}"
+
+
+def build_archive_group(namespace: str, name: str) -> str:
+    return f"{TOPIC_PREFIX}{namespace}.{name}{ARCHIVE_SUFFIX}"

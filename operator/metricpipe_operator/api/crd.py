@@ -1,7 +1,14 @@
-"""Generate the MetricPipeline CRD from the pydantic model (`make crds` writes crds/)."""
+"""Generate the CRDs from the pydantic models (`make crds` writes crds/).
+
+The generator is generic (`CrdDefinition`: a spec model, its status schema, printer columns,
+name rules and scale paths); this module defines the MetricPipeline's, archive_crd.py the
+LogArchive's.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -226,30 +233,65 @@ def _to_structural(
     return out
 
 
-def build_spec_schema() -> dict[str, Any]:
-    raw = MetricPipelineSpec.model_json_schema(by_alias=True, mode="validation")
+@dataclass(frozen=True)
+class CrdDefinition:
+    """What differs between metricpipe's CRDs; everything else is generated alike."""
+
+    kind: str
+    plural: str
+    short_names: tuple[str, ...]
+    description: str
+    spec_model: type[BaseModel]
+    source_module: str  # named in the generated file's header
+    status_schema: dict[str, Any]
+    printer_columns: list[dict[str, Any]]
+    name_rules: Callable[[], list[dict[str, str]]]
+    # /scale: .spec.replicas <-> .status.replicas, pods selected by .status.selector
+    scale: dict[str, str]
+
+
+SCALE_PATHS = {
+    "specReplicasPath": ".spec.replicas",
+    "statusReplicasPath": ".status.replicas",
+    "labelSelectorPath": ".status.selector",
+}
+
+METRIC_PIPELINE = CrdDefinition(
+    kind=KIND, plural=PLURAL, short_names=("mp",),
+    description="A log-derived metric computed per event-time window under a freshness target.",
+    spec_model=MetricPipelineSpec, source_module="metricpipe_contract/model.py",
+    status_schema=STATUS_SCHEMA, printer_columns=PRINTER_COLUMNS,
+    # every name derived from metadata.name fits its Kubernetes limit
+    name_rules=build_name_rules, scale=SCALE_PATHS,
+)  # fmt: skip
+
+
+def build_spec_schema(definition: CrdDefinition = METRIC_PIPELINE) -> dict[str, Any]:
+    model = definition.spec_model
+    raw = model.model_json_schema(by_alias=True, mode="validation")
     defs = raw.pop("$defs", {})
-    return _to_structural(raw, defs, _models_by_title(MetricPipelineSpec))
+    return _to_structural(raw, defs, _models_by_title(model))
 
 
-def build_crd() -> dict[str, Any]:
+def build_crd(definition: CrdDefinition = METRIC_PIPELINE) -> dict[str, Any]:
     """The CustomResourceDefinition as a plain dict."""
+    kind = definition.kind
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "metadata": {
-            "name": f"{PLURAL}.{GROUP}",
+            "name": f"{definition.plural}.{GROUP}",
             "labels": {"app.kubernetes.io/part-of": "metricpipe"},
         },
         "spec": {
             "group": GROUP,
             "scope": "Namespaced",
             "names": {
-                "kind": KIND,
-                "listKind": f"{KIND}List",
-                "plural": PLURAL,
-                "singular": KIND.lower(),
-                "shortNames": ["mp"],
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": definition.plural,
+                "singular": kind.lower(),
+                "shortNames": list(definition.short_names),
                 "categories": ["metricpipe"],
             },
             "versions": [
@@ -260,42 +302,33 @@ def build_crd() -> dict[str, Any]:
                     "schema": {
                         "openAPIV3Schema": {
                             "type": "object",
-                            "description": "A log-derived metric computed per event-time window "
-                            "under a freshness target.",
+                            "description": definition.description,
                             "required": ["spec"],
-                            # every name derived from metadata.name fits its Kubernetes limit
-                            "x-kubernetes-validations": build_name_rules(),
+                            "x-kubernetes-validations": definition.name_rules(),
                             "properties": {
                                 "apiVersion": {"type": "string"},
                                 "kind": {"type": "string"},
                                 "metadata": {"type": "object"},
-                                "spec": build_spec_schema(),
-                                "status": STATUS_SCHEMA,
+                                "spec": build_spec_schema(definition),
+                                "status": definition.status_schema,
                             },
                         }
                     },
-                    "subresources": {
-                        "status": {},
-                        "scale": {
-                            "specReplicasPath": ".spec.replicas",
-                            "statusReplicasPath": ".status.replicas",
-                            "labelSelectorPath": ".status.selector",
-                        },
-                    },
-                    "additionalPrinterColumns": PRINTER_COLUMNS,
+                    "subresources": {"status": {}, "scale": dict(definition.scale)},
+                    "additionalPrinterColumns": definition.printer_columns,
                 }
             ],
         },
     }
 
 
-def render_crd_yaml() -> str:
-    header = "# Generated by `make crds` from metricpipe_contract/model.py. Do not edit.\n"
-    return header + yaml.safe_dump(build_crd(), sort_keys=False, width=100)
+def render_crd_yaml(definition: CrdDefinition = METRIC_PIPELINE) -> str:
+    header = f"# Generated by `make crds` from {definition.source_module}. Do not edit.\n"
+    return header + yaml.safe_dump(build_crd(definition), sort_keys=False, width=100)
 
 
-def main() -> None:
-    print(render_crd_yaml(), end="")
+def main(definition: CrdDefinition = METRIC_PIPELINE) -> None:
+    print(render_crd_yaml(definition), end="")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,91 @@
+"""The LogArchive CRD: its status schema and printer columns; the rest is crd.py's generator
+(`python -m metricpipe_operator.api.archive_crd`, run by `make crds`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from metricpipe_contract.archive_model import KIND, PLURAL, SHORT_NAMES, LogArchiveSpec
+from metricpipe_contract.archive_refs import build_archive_name_rules
+
+from .crd import CONDITION_SCHEMA, SCALE_PATHS, CrdDefinition, main
+
+STATUS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "Written by the operator only.",
+    "properties": {
+        "observedGeneration": {"type": "integer", "format": "int64"},
+        "conditions": {
+            "type": "array",
+            "items": CONDITION_SCHEMA,
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"],
+        },
+        "topic": {"type": "string", "description": "The archive's Kafka topic."},
+        "directory": {"type": "string", "description": "The archive's directory on HDFS."},
+        "archivedThrough": {
+            "type": "string",
+            "format": "date-time",
+            "description": "Every record sent before this time is on HDFS (not computed yet: "
+            "see the Archived condition).",
+        },
+        "lagRecords": {
+            "type": "integer",
+            "format": "int64",
+            "description": "Records on the topic not yet on HDFS (not computed yet).",
+        },
+        "bytes": {
+            "type": "integer",
+            "format": "int64",
+            "description": "Bytes of the committed archive files on HDFS.",
+        },
+        "files": {
+            "type": "integer",
+            "format": "int64",
+            "description": "Committed archive files on HDFS.",
+        },
+        "replicas": {"type": "integer", "description": "Archiver replicas that exist."},
+        "readyReplicas": {"type": "integer"},
+        "desiredReplicas": {"type": "integer"},
+        "selector": {"type": "string", "description": "Label selector of the archiver pods."},
+        "lastSummaryTime": {
+            "type": "string",
+            "format": "date-time",
+            "description": "When bytes and files were read from HDFS.",
+        },
+    },
+}
+
+PRINTER_COLUMNS: list[dict[str, Any]] = [
+    {
+        "name": "Ready",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+    },
+    {"name": "Archived-Through", "type": "string", "jsonPath": ".status.archivedThrough"},
+    {"name": "Lag", "type": "integer", "jsonPath": ".status.lagRecords"},
+    {"name": "Bytes", "type": "integer", "jsonPath": ".status.bytes"},
+    {"name": "Files", "type": "integer", "jsonPath": ".status.files"},
+    {"name": "Replicas", "type": "integer", "jsonPath": ".status.replicas", "priority": 1},
+    {"name": "Topic", "type": "string", "jsonPath": ".status.topic", "priority": 1},
+    {
+        "name": "Reason",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
+        "priority": 1,
+    },
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+LOG_ARCHIVE = CrdDefinition(
+    kind=KIND, plural=PLURAL, short_names=SHORT_NAMES,
+    description="Logs selected by Fluentd tag, kept on HDFS as Parquet by hour for a number "
+    "of days.",
+    spec_model=LogArchiveSpec, source_module="metricpipe_contract/archive_model.py",
+    status_schema=STATUS_SCHEMA, printer_columns=PRINTER_COLUMNS,
+    name_rules=build_archive_name_rules, scale=SCALE_PATHS,
+)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main(LOG_ARCHIVE)
