@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from metricpipe_contract.archive import DEFAULT_ROOT
 from metricpipe_contract.kafka import KafkaClientSettings
 
 
@@ -80,6 +81,30 @@ class OperatorConfig(KafkaClientSettings):
     consumer_metrics_port: int = Field(default=9400, ge=1, le=65535)
     consumer_termination_grace_seconds: int = Field(
         default=90, ge=10, description="Time a consumer gets to flush, write and commit."
+    )
+    # -- LogArchives (docs/logarchive.md) -----------------------------------------------------
+    webhdfs_url: str | None = Field(
+        default=None,
+        description="WebHDFS of the NameNode the archivers write to and the operator reads "
+        "sizes from (http://host:port/webhdfs/v1), as the archiver pods reach it; unset: "
+        "LogArchives are not applied (ArchiverReady False, HdfsNotConfigured).",
+    )
+    archive_root: str = Field(
+        default=DEFAULT_ROOT,
+        pattern=r"^/[^\s]*$",
+        description="HDFS directory holding every archive (<root>/<namespace>/<name>/...).",
+    )
+    archive_hdfs_user: str = Field(
+        default="metricpipe-archiver",
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="The user name archivers and the operator give HDFS (simple "
+        "authentication): it must be allowed to write under archive_root.",
+    )
+    archive_status_interval_seconds: float = Field(
+        default=60.0,
+        ge=5,
+        description="Each LogArchive is reconciled again and its bytes and files read from "
+        "HDFS (GETCONTENTSUMMARY) this often.",
     )
     # -- the ResourceManager ------------------------------------------------------------------
     prometheus_url: str | None = Field(

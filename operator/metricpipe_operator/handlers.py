@@ -14,6 +14,7 @@ from metricpipe_contract.model import GROUP, PLURAL, VERSION, MetricPipelineSpec
 from metricpipe_contract.refs import MANAGED_BY, PipelineRef
 from metricpipe_contract.retry import decide_retry_delay
 
+from . import archive_handlers  # noqa: F401 - registers the LogArchive handlers
 from .config import OperatorConfig
 from .errors import KafkaUnavailableError, KubernetesApiError
 from .reconcile.pipeline import (

@@ -64,17 +64,26 @@ def decide_kafka_secret(
     if config.kafka_security_protocol == "PLAINTEXT":
         return None
     own = spec.kafka.credentials_secret_ref if spec.kafka else None
-    if own is not None:
-        return own
-    if config.kafka_pipeline_secret:
-        return KafkaCredentialsRef(name=config.kafka_pipeline_secret)
-    return None
+    return own if own is not None else decide_default_kafka_secret(config)
+
+
+def decide_default_kafka_secret(config: OperatorConfig) -> KafkaCredentialsRef | None:
+    """The operator's default credentials Secret (METRICPIPE_KAFKA_PIPELINE_SECRET), in the
+    namespace of the pods that mount it; none with PLAINTEXT Kafka."""
+    if config.kafka_security_protocol == "PLAINTEXT" or not config.kafka_pipeline_secret:
+        return None
+    return KafkaCredentialsRef(name=config.kafka_pipeline_secret)
 
 
 def build_kafka_endpoint(spec: MetricPipelineSpec, config: OperatorConfig) -> KafkaEndpoint:
     """pipeline.json's `kafka`: the operator's Kafka and protocol, the pipeline's credentials
     as the files of its mounted Secret (no secret value ever goes into the ConfigMap)."""
-    secret = decide_kafka_secret(spec, config)
+    return build_kafka_endpoint_with(decide_kafka_secret(spec, config), config)
+
+
+def build_kafka_endpoint_with(
+    secret: KafkaCredentialsRef | None, config: OperatorConfig
+) -> KafkaEndpoint:
     keys = (
         {}
         if secret is None

@@ -38,16 +38,11 @@ from .kubeapply import KubeApplier
 from .legacy import remove_legacy_route
 from .owners import TopicRegistry, delete_owned_topics, ensure_owned_topics
 from .repair import decide_repair_target
-from .route import (
-    FLUENTD_API,
-    build_cluster_filter,
-    build_cluster_fluentd_config,
-    build_cluster_output,
-    build_route_configmap,
-)
+from .route import FLUENTD_API
+from .routeapply import apply_route
 from .status import Condition, build_ready, merge_conditions, rebuild_ready
 from .statuswrite import write_pipeline_status
-from .topic import build_dead_letter_plan, build_topic_plan
+from .topic import TopicPlan, build_dead_letter_plan, build_topic_plan
 
 Change = tuple[str, str]
 log = structlog.get_logger("metricpipe.reconcile")
@@ -132,84 +127,51 @@ def reconcile_topic(rt: Runtime, ref: PipelineRef, spec: MetricPipelineSpec, out
     nothing changed in Kafka, and nothing after this step may change either."""
     plan = build_topic_plan(spec, ref.namespace, ref.name)
     out.status["topic"] = {"name": plan.name}
-    plans = [plan, build_dead_letter_plan(plan)]
+    partitions = ensure_topics(rt, ref, [plan, build_dead_letter_plan(plan)], out,
+                               f"retention {spec.topic.retention}")  # fmt: skip
+    if partitions is None:
+        return False
+    out.status["topic"] = {"name": plan.name, "partitions": partitions}
+    return True
+
+
+def ensure_topics(
+    rt: Runtime, ref: PipelineRef, plans: list[TopicPlan], out: Outcome, detail: str
+) -> int | None:
+    """TopicReady for an owner's topics (the first is its main topic): its partitions, or None
+    when nothing may go on (the condition and the outcome say why)."""
     try:
-        result, dead_letters = ensure_owned_topics(
-            rt.kafka, topic_registry(rt), ref, plans, rt.config
-        )
+        results = ensure_owned_topics(rt.kafka, topic_registry(rt), ref, plans, rt.config)
     except KafkaUnavailableError as error:
         out.conditions.append(Condition("TopicReady", False, "KafkaUnavailable", str(error)))
         out.transient = str(error)
-        return False
+        return None
     except TopicConflictError as error:
         out.conditions.append(Condition("TopicReady", False, "Conflict", str(error)))
         out.blocked = str(error)
-        return False
+        return None
     except TopicChangeRefusedError as error:
         out.conditions.append(Condition("TopicReady", False, error.reason, str(error)))
         if error.reason == "ReplicationFactorTooHigh":
             out.blocked = str(error)  # brokers may be added: check again later
         else:
             out.permanent = str(error)
-        return False
-    out.changes += result.changes + dead_letters.changes
-    out.status["topic"] = {"name": plan.name, "partitions": result.partitions}
-    out.conditions.append(
-        Condition(
-            "TopicReady",
-            True,
-            "TopicInSync",
-            f"topic {plan.name}: {result.partitions} partitions, retention {spec.topic.retention}",
-        )
-    )
-    return True
-
-
-def _fluent_operator_present(rt: Runtime) -> bool:
-    if rt.config.route_mode == "configmap":
-        return False
-    return rt.kube.has_kind(FLUENTD_API, "ClusterOutput")
+        return None
+    for result in results:
+        out.changes += result.changes
+    partitions = results[0].partitions
+    message = f"topic {plans[0].name}: {partitions} partitions, {detail}"
+    out.conditions.append(Condition("TopicReady", True, "TopicInSync", message))
+    return partitions
 
 
 def reconcile_route(rt: Runtime, ref: PipelineRef, spec: MetricPipelineSpec, out: Outcome) -> None:
     topic = spec.topic_name(ref.namespace, ref.name)
-    bootstrap = rt.config.kafka_bootstrap
-    try:
-        objects = [build_route_configmap(ref, spec, topic, bootstrap)]
-        with_operator = _fluent_operator_present(rt)
-        if with_operator:
-            objects += [
-                build_cluster_output(ref, spec, topic, bootstrap),
-                build_cluster_fluentd_config(ref, rt.config.fluentd_config_label),
-            ]
-            grep = build_cluster_filter(ref, spec)
-            if grep is not None:
-                objects.append(grep)
-            elif rt.kube.delete(FLUENTD_API, "ClusterFilter", ref.cluster_route_name):
-                out.changes.append(("ClusterFilterDeleted", "removed the route's record filter"))
-        elif rt.config.route_mode == "fluent-operator":
-            message = "route_mode is fluent-operator but its CRDs (fluentd.fluent.io) are absent"
-            out.conditions.append(Condition("RouteReady", False, "FluentOperatorMissing", message))
-            out.transient = message
-            return
-        for body in objects:
-            change = rt.kube.ensure(body)
-            if change:
-                out.changes.append(change)
-        if with_operator:
-            out.changes += remove_legacy_route(rt.kube, ref)
-    except KubernetesApiError as error:
-        out.conditions.append(Condition("RouteReady", False, "ApplyFailed", str(error)))
-        out.transient = str(error)
-        return
-    how = (
-        "fluent-operator ClusterOutput and fluent.conf ConfigMap"
-        if with_operator
-        else ("fluent.conf ConfigMap (fluent-operator not installed)")
-    )
-    out.conditions.append(
-        Condition("RouteReady", True, "RouteApplied", f"tag {spec.source.tag} -> {topic} via {how}")
-    )
+    result = apply_route(rt.kube, rt.config, ref, spec, topic, legacy=True)
+    out.changes += result.changes
+    out.conditions.append(result.condition)
+    if result.transient:
+        out.transient = result.transient
 
 
 def build_config_hash(configmap: dict[str, Any]) -> str:

@@ -16,10 +16,11 @@ Cluster-scoped objects cannot be owned by a namespaced pipeline: the delete hand
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from metricpipe_contract.model import MetricPipelineSpec, RecordFilter
+from metricpipe_contract.model import RecordFilter
 from metricpipe_contract.refs import PipelineRef
 
 from .repair import OWNER_ANNOTATION
@@ -40,6 +41,23 @@ ROUTE_LABEL = "metricpipe.io/route"
 # the record as it was (reserve_data), and a record with no parsed fields passes the grep.
 LINE_KEYS = ("log", "message")
 UNPARSED_PATTERN = "/\\A\\z/"  # grep reads an absent key as ""
+
+
+class RoutedSource(Protocol):
+    """What a route reads of its owner's source: a MetricPipeline's, or a LogArchive's (whose
+    filters are always empty: every record of the tag is archived)."""
+
+    @property
+    def tag(self) -> str: ...
+    @property
+    def format(self) -> str: ...
+    @property
+    def filters(self) -> Sequence[RecordFilter]: ...
+
+
+class RoutedSpec(Protocol):
+    @property
+    def source(self) -> RoutedSource: ...
 
 
 @dataclass(frozen=True)
@@ -81,7 +99,7 @@ def build_filter_regexp(record_filter: RecordFilter) -> str:
     return translate_re2(record_filter.matches or "")
 
 
-def build_route_plan(spec: MetricPipelineSpec) -> RoutePlan:
+def build_route_plan(spec: RoutedSpec) -> RoutePlan:
     apache = spec.source.format == "apache_combined"
     rules: list[GrepRule] = []
     consumer_only: list[str] = []
@@ -143,7 +161,7 @@ def _meta(ref: PipelineRef, labels: dict[str, str] | None = None) -> dict[str, A
     }
 
 
-def build_cluster_filter(ref: PipelineRef, spec: MetricPipelineSpec) -> dict[str, Any] | None:
+def build_cluster_filter(ref: PipelineRef, spec: RoutedSpec) -> dict[str, Any] | None:
     steps = build_filter_steps(spec.source.tag, build_route_plan(spec))
     if not steps:
         return None
@@ -156,7 +174,7 @@ def build_cluster_filter(ref: PipelineRef, spec: MetricPipelineSpec) -> dict[str
 
 
 def build_cluster_output(
-    ref: PipelineRef, spec: MetricPipelineSpec, topic: str, bootstrap: str
+    ref: PipelineRef, spec: RoutedSpec, topic: str, bootstrap: str
 ) -> dict[str, Any]:
     return {
         "apiVersion": FLUENTD_API,
@@ -190,9 +208,7 @@ def build_cluster_fluentd_config(ref: PipelineRef, config_label: str) -> dict[st
     }
 
 
-def build_fluent_conf(
-    ref: PipelineRef, spec: MetricPipelineSpec, topic: str, bootstrap: str
-) -> str:
+def build_fluent_conf(ref: PipelineRef, spec: RoutedSpec, topic: str, bootstrap: str) -> str:
     label = f"@{ref.cluster_route_name.upper().replace('-', '_')}"
     lines = [
         f"# metricpipe route of {ref.namespace}/{ref.name} (generated; do not edit)",
@@ -253,7 +269,7 @@ def _regexp_section(key: str, pattern: str, indent: str) -> list[str]:
 
 
 def build_route_configmap(
-    ref: PipelineRef, spec: MetricPipelineSpec, topic: str, bootstrap: str
+    ref: PipelineRef, spec: RoutedSpec, topic: str, bootstrap: str
 ) -> dict[str, Any]:
     return {
         "apiVersion": "v1",

@@ -1,0 +1,189 @@
+"""A LogArchive's topic plan, archiver Deployment and its `archive.json` (pure builders).
+
+The archiver (`python -m metricpipe_consumers.archive`, in the consumer image) reads
+`archive.json` (consumers/metricpipe_consumers/archive/document.py) and its roll settings from
+the environment; it runs with the consumer pods' confinement (consumer.py): a fixed non-root
+user, a read-only root filesystem, no capability, the runtime's seccomp profile.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from metricpipe_contract.archive import build_archive_dir
+from metricpipe_contract.archive_model import LogArchiveSpec
+from metricpipe_contract.archive_refs import ArchiveRef
+from metricpipe_contract.durations import parse_duration
+from metricpipe_contract.naming import build_archive_topic
+
+from ..config import OperatorConfig
+from .consumer import (
+    CONFIG_MOUNT,
+    DEV_NODE_TOLERATION,
+    KAFKA_CREDENTIALS_MODE,
+    KAFKA_CREDENTIALS_MOUNT,
+    TMP_MOUNT,
+    TMP_SIZE_LIMIT,
+    build_kafka_endpoint_with,
+    build_pod_security_context,
+    decide_default_kafka_secret,
+)
+from .repair import REPLICAS_ANNOTATION
+from .topic import MANAGED_DEFAULTS, TopicPlan
+
+ARCHIVE_FILE = "archive.json"
+COMMAND = ["python", "-m", "metricpipe_consumers.archive"]
+CONTAINER = "archiver"
+# A partition's records wait in memory until roll.maxBytes: the default limit holds a few
+# partitions' worth at the default 64 MiB plus Parquet's encoding buffers.
+REQUESTS = {"cpu": "100m", "memory": "256Mi"}
+LIMITS = {"memory": "1Gi"}
+
+
+def build_archive_topic_plan(ref: ArchiveRef, spec: LogArchiveSpec) -> TopicPlan:
+    retention_ms = int(parse_duration(spec.topic.retention) * 1000)
+    return TopicPlan(
+        name=build_archive_topic(ref.namespace, ref.name),
+        partitions=spec.topic.partitions,
+        replication_factor=spec.topic.replication_factor,
+        config={**MANAGED_DEFAULTS, "retention.ms": str(retention_ms)},
+    )
+
+
+def build_archive_document(
+    ref: ArchiveRef, spec: LogArchiveSpec, config: OperatorConfig, webhdfs_url: str
+) -> dict[str, Any]:
+    """`archive.json`: what one archiver process is told (ArchiveDocument)."""
+    secret = decide_default_kafka_secret(config)
+    kafka = build_kafka_endpoint_with(secret, config)
+    return {
+        "archive": {"namespace": ref.namespace, "name": ref.name},
+        "topic": build_archive_topic(ref.namespace, ref.name),
+        "consumerGroup": ref.consumer_group,
+        "kafka": kafka.model_dump(by_alias=True, mode="json"),
+        "hdfs": {
+            "webhdfsUrl": webhdfs_url,
+            "user": config.archive_hdfs_user,
+            "root": config.archive_root,
+        },
+        "format": spec.source.format,
+        "retentionDays": spec.retention_days,
+    }
+
+
+def build_archive_directory(ref: ArchiveRef, config: OperatorConfig) -> str:
+    return build_archive_dir(config.archive_root, ref.namespace, ref.name)
+
+
+def build_archive_configmap(
+    ref: ArchiveRef, spec: LogArchiveSpec, config: OperatorConfig, webhdfs_url: str
+) -> dict[str, Any]:
+    document = build_archive_document(ref, spec, config, webhdfs_url)
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": ref.owned_metadata(ref.config_name, "archiver"),
+        "data": {ARCHIVE_FILE: json.dumps(document, indent=2, sort_keys=True)},
+    }
+
+
+def build_archive_config_hash(configmap: dict[str, Any], spec: LogArchiveSpec) -> str:
+    """Changes when archive.json or the roll settings change: the pods are replaced."""
+    inputs = {"data": configmap["data"], "roll": spec.roll.model_dump(mode="json")}
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def build_archiver_env(spec: LogArchiveSpec, config_hash: str) -> list[dict[str, Any]]:
+    return [
+        {"name": "METRICPIPE_ARCHIVE_CONFIG", "value": f"{CONFIG_MOUNT}/{ARCHIVE_FILE}"},
+        {"name": "METRICPIPE_ARCHIVE_ROLL_BYTES", "value": str(spec.roll.max_bytes)},
+        {"name": "METRICPIPE_ARCHIVE_ROLL_SECONDS", "value": f"{spec.roll_seconds():g}"},
+        {"name": "METRICPIPE_CONFIG_HASH", "value": config_hash},
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "HOME", "value": TMP_MOUNT},
+        {"name": "TMPDIR", "value": TMP_MOUNT},
+    ]
+
+
+def build_archiver_container(
+    spec: LogArchiveSpec, config: OperatorConfig, config_hash: str
+) -> dict[str, Any]:
+    with_secret = decide_default_kafka_secret(config) is not None
+    credentials = {"name": "kafka-credentials", "mountPath": KAFKA_CREDENTIALS_MOUNT,
+                   "readOnly": True}  # fmt: skip
+    return {
+        "name": CONTAINER,
+        "image": config.consumer_image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": COMMAND,
+        "env": build_archiver_env(spec, config_hash),
+        "resources": {"requests": dict(REQUESTS), "limits": dict(LIMITS)},
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {
+            "runAsNonRoot": True,
+            "readOnlyRootFilesystem": True,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [
+            {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
+            {"name": "tmp", "mountPath": TMP_MOUNT},
+            *([credentials] if with_secret else []),
+        ],
+    }
+
+
+def build_archiver_volumes(ref: ArchiveRef, config: OperatorConfig) -> list[dict[str, Any]]:
+    volumes: list[dict[str, Any]] = [
+        {"name": "config", "configMap": {"name": ref.config_name}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE_LIMIT}},
+    ]
+    secret = decide_default_kafka_secret(config)
+    if secret is not None:
+        volumes.append({
+            "name": "kafka-credentials",
+            "secret": {"secretName": secret.name, "defaultMode": KAFKA_CREDENTIALS_MODE,
+                       "optional": True},
+        })  # fmt: skip
+    return volumes
+
+
+def build_archiver_deployment(
+    ref: ArchiveRef, spec: LogArchiveSpec, config: OperatorConfig, config_hash: str
+) -> dict[str, Any]:
+    replicas = spec.replicas
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            **ref.owned_metadata(ref.consumer_name, "archiver"),
+            "annotations": {REPLICAS_ANNOTATION: str(replicas)},
+        },
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": ref.selector_labels()},
+            # a consumer group rebalances on every membership change: one pod at a time
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1},
+            },
+            "template": {
+                "metadata": {
+                    "labels": ref.labels("archiver"),
+                    "annotations": {"metricpipe.io/config-hash": config_hash},
+                },
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "terminationGracePeriodSeconds": config.consumer_termination_grace_seconds,
+                    "securityContext": build_pod_security_context(),
+                    "containers": [build_archiver_container(spec, config, config_hash)],
+                    "tolerations": [DEV_NODE_TOLERATION],
+                    "volumes": build_archiver_volumes(ref, config),
+                },
+            },
+        },
+    }
