@@ -106,6 +106,11 @@ def metricpipeline_crd(kube: client.ApiClient) -> None:
 
 
 @pytest.fixture(scope="session")
+def logarchive_crd(kube: client.ApiClient) -> None:
+    _apply_crd(kube, yaml.safe_load((REPO / "crds" / "logarchives.metricpipe.io.yaml").read_text()))
+
+
+@pytest.fixture(scope="session")
 def fluent_operator_crds(kube: client.ApiClient) -> None:
     for path in fetch_module_crds(StackSettings(), FLUENT_OPERATOR):
         _apply_crd(kube, yaml.safe_load(path.read_text()))
