@@ -119,6 +119,11 @@ def committed(stack: StackEnv, topic: str, config: Path) -> dict[int, int]:
     return {tp.partition: tp.offset for tp in offsets}
 
 
+def listing(hdfs: Hdfs, directory: str) -> list[str]:
+    listed = hdfs.call("GET", directory, "LISTSTATUS", hdfs.superuser).json()
+    return [entry["pathSuffix"] for entry in listed["FileStatuses"]["FileStatus"]]
+
+
 class Archivers:
     def __init__(self, tmp_path: Path, config: Path) -> None:
         self.tmp_path = tmp_path
@@ -197,7 +202,7 @@ def test_every_record_on_hdfs_exactly_once_through_kills_and_rescaling(
         "consumerGroup": f"metricpipe.it.{unique_name}",
         "kafka": {"bootstrap": stack.kafka_bootstrap},
         "hdfs": {"webhdfsUrl": stack.webhdfs_url, "user": ARCHIVER_USER, "root": root},
-        "format": "apache_combined",
+        "format": "apache_combined", "retentionDays": 36500,  # the log is from 2015
     }))  # fmt: skip
     directory = f"{root}/it/{unique_name}"
     archivers = Archivers(tmp_path, config)
@@ -264,3 +269,14 @@ def test_every_record_on_hdfs_exactly_once_through_kills_and_rescaling(
     print(f"{len(seen)} records in {sum(map(len, hours.values()))} files over {len(hours)} hours; "
           f"at most {worst} files per partition in a closed hour")  # fmt: skip
     assert worst <= 2
+
+    # -- the retention, enforced: with 1 day, an archiver deletes every day of 2015 --------
+    config.write_text(json.dumps({**json.loads(config.read_text()), "retentionDays": 1}))
+    process, log = archivers.start()
+    try:
+        wait_for("the 2015 days expired", lambda: "day expired" in log.read_text(), 60,
+                 archivers)  # fmt: skip
+        wait_for("no day left", lambda: not any(
+            n.startswith("dt=") for n in listing(hdfs, directory)), 60, archivers)  # fmt: skip
+    finally:
+        archivers.stop(process)

@@ -110,3 +110,14 @@ def test_compaction_crashed_anywhere_keeps_every_record_once() -> None:
         # a compaction that began (its marker made: the first call) is finished by recovery
         assert len(ArchiveStore(hdfs, DIR).files_of(hour)) == (4 if crash_at == 0 else 1)
     assert ArchiveStore(setup, DIR).list_hours() == [hour]
+
+
+def test_the_retention_deletes_whole_days_past_it() -> None:
+    hdfs = MemoryHdfs()
+    run_batches(hdfs, partition=0, end=200, size=50)  # 29 hours from 2015-05-17T10:00Z
+    store = ArchiveStore(hdfs, DIR)
+    assert {h.split("/")[0] for h in store.list_hours()} == {"dt=2015-05-17", "dt=2015-05-18"}
+    day_after = T + 38 * HOUR  # 2015-05-19T00:00Z: the 17th ended a day ago
+    assert store.expire(day_after, retention_days=1) == ["dt=2015-05-17"]
+    assert {h.split("/")[0] for h in store.list_hours()} == {"dt=2015-05-18"}
+    assert store.recover(0) == 201  # the next offset is kept: expired records are not re-read

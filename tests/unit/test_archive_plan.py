@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 
@@ -13,6 +14,7 @@ from metricpipe_consumers.archive.plan import (
     build_staged_name,
     decide_closed_hours,
     decide_compaction,
+    decide_expired_days,
     decide_flush,
     decide_next_offset,
     decide_recovery,
@@ -31,7 +33,7 @@ LINE = '83.149.9.216 - - [17/May/2015:10:05:03 +0000] "GET /a.png HTTP/1.1" 503 
     (b'{"level": "error", "n": 3}', "json", '{"level": "error", "n": 3}',
      {"level": "error", "n": 3}),
     (json.dumps({"message": LINE, "stream": "stdout"}).encode(), "apache_combined", LINE,
-     {"message": LINE, "stream": "stdout", "status": 503, "method": "GET", "path": "/a.png"}),
+     {"stream": "stdout", "status": 503, "method": "GET", "path": "/a.png"}),
     (LINE.encode(), "apache_combined", LINE, {"status": 503, "bytes": 7}),
     (b"not an access line", "apache_combined", "not an access line", {}),
     (b'{"a": 1, "a": 2}', "json", '{"a": 1, "a": 2}', {}),  # ambiguous: kept raw, no fields
@@ -46,6 +48,7 @@ def test_every_record_becomes_a_row(value: bytes | None, fmt: str, raw: str,
     row = build_row(2, 41, T, b"k", value, source_format=fmt)  # type: ignore[arg-type]
     assert (row.partition, row.offset, row.time_ms, row.key, row.raw) == (2, 41, T, "k", raw)
     assert json.loads(row.fields).items() >= fields.items()
+    assert "message" not in json.loads(row.fields) or fmt == "json"
     if not fields:
         assert json.loads(row.fields) == {}
 
@@ -120,3 +123,15 @@ def test_decide_closed_hours() -> None:
     assert decide_closed_hours(hours, T + HOUR + 599_999, 600_000) == []
     assert decide_closed_hours(hours, T + HOUR + 600_000, 600_000) == ["dt=2015-05-17/hour=10"]
     assert decide_closed_hours(hours, T + 3 * HOUR, 600_000) == hours
+
+
+@pytest.mark.parametrize(("now", "retention", "expired"), [
+    ("2015-05-20T00:00:00", 2, ["dt=2015-05-17"]),  # the 17th ended two days before the 20th
+    ("2015-05-19T23:59:59", 2, []),
+    ("2015-05-21T00:00:00", 2, ["dt=2015-05-17", "dt=2015-05-18"]),
+    ("2016-01-01T00:00:00", 365, []),
+])  # fmt: skip
+def test_decide_expired_days(now: str, retention: int, expired: list[str]) -> None:
+    at = int(datetime.fromisoformat(now).replace(tzinfo=UTC).timestamp() * 1000)
+    days = ["dt=2015-05-17", "dt=2015-05-18", "_staging", "dt=junk"]
+    assert decide_expired_days(days, at, retention) == expired

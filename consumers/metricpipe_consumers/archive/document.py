@@ -37,6 +37,7 @@ class ArchiveDocument(_Doc):
     kafka: KafkaEndpoint
     hdfs: HdfsTarget
     format: Format = "json"
+    retention_days: int = Field(default=30, ge=1, alias="retentionDays")  # on HDFS, by dt=
 
     @property
     def directory(self) -> str:
@@ -65,6 +66,9 @@ class ArchiverConfig(BaseSettings):
         default=600.0, ge=0,
         description="An hour is compacted once records this much past its end were written.",
     )  # fmt: skip
+    archive_retention_interval_seconds: float = Field(
+        default=3600.0, gt=0, description="How often the retention is enforced."
+    )
     session_timeout_ms: int = Field(
         default=30_000, ge=1000,
         description="Kafka group session: how long a dead archiver's partitions wait.",

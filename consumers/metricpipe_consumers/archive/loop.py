@@ -57,6 +57,7 @@ class Archiver:
         self.touched: dict[int, set[str]] = {}  # partition -> hours written since assignment
         self.newest: dict[int, int] = {}  # partition -> newest time_ms written
         self.stats = ArchiverStats()
+        self.next_expiry = 0.0  # monotonic time of the next retention pass
         self.consumer = consumer_factory({
             **(kafka_settings or {}),
             "group.id": document.consumer_group,
@@ -91,10 +92,20 @@ class Archiver:
             while not stop.is_set():
                 self._read(self.consumer.consume(2000, timeout=0.5))
                 self._flush_due(force=False)
+                self._expire_due()
             self._flush_due(force=True)  # a graceful stop writes what it holds
         finally:
             self.consumer.close()
         return self.stats
+
+    def _expire_due(self) -> None:
+        """The member holding partition 0 enforces the retention (at its first chance, then
+        every interval): one deleter, and a day is deleted whole."""
+        now = time.monotonic()
+        if 0 not in self.touched or now < self.next_expiry:
+            return
+        self.next_expiry = now + self.config.archive_retention_interval_seconds
+        self.store.expire(int(time.time() * 1000), self.document.retention_days)
 
     def _read(self, messages: list[Any]) -> None:
         now = time.monotonic()

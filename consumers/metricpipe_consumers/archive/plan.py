@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from metricpipe_contract.archive import (
     COMPLETE_MARKER,
+    HOUR_MS,
     BatchFile,
     build_hour_key,
     parse_file_name,
@@ -49,10 +50,10 @@ def build_row(
         decoded = decode_json_object(value or b"") if text.startswith("{") else None
         if isinstance(decoded, dict):
             fields = decoded
-            wrapped = next((decoded[k] for k in WRAPPER_KEYS if isinstance(decoded.get(k), str)),
-                           None)  # fmt: skip
-            if source_format == "apache_combined" and wrapped is not None:
-                raw = wrapped
+            wrapper = next((k for k in WRAPPER_KEYS if isinstance(decoded.get(k), str)), None)
+            if source_format == "apache_combined" and wrapper is not None:
+                raw = decoded[wrapper]  # the line is the raw column, not a field again
+                fields = {k: v for k, v in decoded.items() if k != wrapper}
         if source_format == "apache_combined":
             parsed = parse_apache_combined(raw)
             if not isinstance(parsed, Rejected):
@@ -166,3 +167,19 @@ def decide_closed_hours(hours: Iterable[str], newest_time_ms: int, grace_ms: int
     return sorted(
         h for h in set(hours) if parse_hour_key(h) + 3_600_000 + grace_ms <= newest_time_ms
     )
+
+
+def decide_expired_days(days: Iterable[str], now_ms: int, retention_days: int) -> list[str]:
+    """`dt=YYYY-MM-DD` directories wholly older than the retention: a day goes once its last
+    hour ended retention_days before now (kept a day longer rather than a record too few)."""
+    expired = []
+    for day in days:
+        if not day.startswith("dt="):
+            continue
+        try:
+            start = parse_hour_key(f"{day}/hour=00")
+        except ValueError:
+            continue
+        if start + 24 * HOUR_MS + retention_days * 24 * HOUR_MS <= now_ms:
+            expired.append(day)
+    return sorted(expired)

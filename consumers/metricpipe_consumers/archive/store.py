@@ -38,6 +38,7 @@ from .plan import (
     StagedBatch,
     build_staged_name,
     decide_compaction,
+    decide_expired_days,
     decide_next_offset,
     decide_recovery,
     parse_staged_name,
@@ -175,6 +176,15 @@ class ArchiveStore:
             removed += int(self.hdfs.delete(f"{directory}/{done.name}"))
         self.hdfs.delete(staging, recursive=True)
         return removed
+
+    def expire(self, now_ms: int, retention_days: int) -> list[str]:
+        """Deletes the days the retention has passed; returns them."""
+        days = [e.name for e in self.hdfs.list(self.directory) or [] if e.is_dir]
+        expired = decide_expired_days(days, now_ms, retention_days)
+        for day in expired:
+            self.hdfs.delete(f"{self.directory}/{day}", recursive=True)
+            log.info("day expired", day=day, retention_days=retention_days)
+        return expired
 
     def list_hours(self) -> list[str]:
         """Every hour directory of the archive (`dt=.../hour=..`), oldest first."""

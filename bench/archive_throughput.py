@@ -1,0 +1,206 @@
+"""Benchmark: the log archive on the stack's real HDFS.
+
+1. records/s of one archiver (the deployed defaults: 64 MiB / 60 s rolls, zstd level 6)
+   against a raw consume loop on the same topic in the same run (goal >= 0.5x). The
+   archiver's clock runs from its first record to the end of the flush that commits the last
+   one (a graceful stop writes what it holds, so the 60 s roll is not waited for);
+2. bytes on HDFS / raw bytes of the lines (goal <= 0.25 for the Apache log);
+3. the peek API's reader (consumers/peek/scan.py, in-process: no HTTP, no auth, no edge):
+   first page (100 records) of one hour, p50 and p95 over 20 warm requests (goal p95 <= 1 s),
+   and a grep over a whole hour in MB/s of Parquet read.
+
+Data: the shared Apache log (10,000 lines), replayed `--copies` times with its own times, as
+Fluentd sends it ({"message": line}), into 3 partitions. Results: bench/results/archive-*.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import statistics
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+from consumer_throughput import ensure_stack, raw_consume_rate
+
+from metricpipe_consumers.archive.document import ArchiveDocument, ArchiverConfig
+from metricpipe_consumers.archive.loop import Archiver
+from metricpipe_consumers.archive.store import ArchiveStore
+from metricpipe_consumers.kafka_access import build_plaintext_access
+from metricpipe_consumers.peek.match import RecordFilter
+from metricpipe_consumers.peek.request import RecordsQuery
+from metricpipe_consumers.peek.scan import ArchiveReader, ScanBudget, Trailer
+from metricpipe_consumers.peek.timerange import TimeRange
+from metricpipe_consumers.webhdfs import WebHdfs
+from metricpipe_contract.archive import parse_hour_key
+from metricpipe_devstack.datasets import iter_access_log_lines
+from metricpipe_devstack.env import StackEnv
+
+PARTITIONS = 3
+USER = "metricpipe-archiver"
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def clf_ms(line: str) -> int:
+    stamp = line.split("[", 1)[1].split("]", 1)[0]
+    return int(datetime.strptime(stamp, "%d/%b/%Y:%H:%M:%S %z").timestamp() * 1000)
+
+
+def produce_log(stack: StackEnv, topic: str, data_dir: Path, copies: int) -> tuple[int, int]:
+    """(records, raw bytes of their lines)."""
+    admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
+    admin.create_topics([NewTopic(topic, PARTITIONS, 1, config={"retention.ms": "-1"})])[
+        topic
+    ].result(30)
+    producer = Producer({"bootstrap.servers": stack.kafka_bootstrap, "linger.ms": 50,
+                         "compression.type": "lz4"})  # fmt: skip
+    lines = list(iter_access_log_lines(data_dir))
+    count = size = 0
+    last = 0
+    for copy in range(copies):
+        for line in lines:
+            with contextlib.suppress(IndexError, ValueError):  # a cut line: its predecessor's
+                last = clf_ms(line)
+            value = json.dumps({"message": line, "stream": "stdout"}).encode()
+            while True:
+                try:
+                    producer.produce(topic, value=value, timestamp=last + copy)
+                    break
+                except BufferError:
+                    producer.poll(0.1)
+            count += 1
+            size += len(line.encode())
+    producer.flush(60)
+    return count, size
+
+
+def run_archiver(stack: StackEnv, topic: str, root: str, total: int) -> tuple[float, Any]:
+    document = ArchiveDocument.model_validate({
+        "archive": {"namespace": "bench", "name": "edge"}, "topic": topic,
+        "consumerGroup": f"bench-{uuid.uuid4()}", "kafka": {"bootstrap": stack.kafka_bootstrap},
+        "hdfs": {"webhdfsUrl": stack.webhdfs_url, "user": USER, "root": root},
+        "format": "apache_combined", "retentionDays": 36500,
+    })  # fmt: skip
+    config = ArchiverConfig()  # the deployed defaults
+    store = ArchiveStore(WebHdfs(document.hdfs.webhdfs_url, USER), document.directory)
+    kafka = build_plaintext_access(stack.kafka_bootstrap)
+    archiver = Archiver(document, config, store, kafka_settings=dict(kafka.settings))
+    stop = threading.Event()
+    started: list[float] = []
+    read = archiver._read  # the bench times the loop from its first record
+
+    def timed_read(messages: list[Any]) -> None:
+        if messages and not started:
+            started.append(time.perf_counter())
+        read(messages)
+
+    archiver._read = timed_read  # type: ignore[method-assign]
+
+    def held() -> int:
+        return archiver.stats.records + sum(len(p.rows) for p in archiver.pending.values())
+
+    worker = threading.Thread(target=archiver.run, args=(stop,))
+    worker.start()
+    while held() < total:
+        time.sleep(0.05)
+    stop.set()
+    worker.join()
+    return total / (time.perf_counter() - started[0]), archiver.stats
+
+
+def hdfs_bytes(stack: StackEnv, directory: str) -> int:
+    summary = requests.get(f"{stack.webhdfs_url}{directory}", timeout=30, params={
+        "op": "GETCONTENTSUMMARY", "user.name": USER}).json()  # fmt: skip
+    return int(summary["ContentSummary"]["length"])
+
+
+def peek_timings(stack: StackEnv, root: str) -> dict[str, Any]:
+    reader = ArchiveReader(WebHdfs(stack.webhdfs_url or "", "metricpipe-peek"), root)
+    busiest = max(reader.hours("bench", "edge", TimeRange(0, 2**62)), key=lambda h: h["bytes"])
+    start = parse_hour_key(busiest["dir"])
+    hour = TimeRange(start, start + 3_600_000)
+
+    def page(record_filter: RecordFilter, limit: int) -> tuple[float, int, int]:
+        query = RecordsQuery(None, None, "newest", limit, None, record_filter)
+        budget = ScanBudget(2**40, time.monotonic() + 600, time.monotonic, 1 << 20)
+        began, rows, scanned = time.perf_counter(), 0, 0
+        for item in reader.records("bench", "edge", query, hour, budget):
+            if isinstance(item, Trailer):
+                scanned = item.scanned_bytes
+            else:
+                rows += len(item)
+        return time.perf_counter() - began, rows, scanned
+
+    page(RecordFilter(), 100)  # warm
+    firsts = sorted(page(RecordFilter(), 100)[0] for _ in range(20))
+    grep_seconds, found, scanned = page(RecordFilter(grep="no such text at all"), 1000)
+    return {
+        "hour": busiest["dir"], "hour_bytes": busiest["bytes"], "hour_files": busiest["files"],
+        "first_page_p50_s": statistics.median(firsts), "first_page_p95_s": firsts[18],
+        "grep_hour_seconds": grep_seconds, "grep_hour_scanned_bytes": scanned,
+        "grep_mb_per_s": scanned / grep_seconds / 1e6, "grep_found": found,
+    }  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--copies", type=int, default=10, help="replays of the Apache log")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args()
+    stack = ensure_stack()
+    if not stack.webhdfs_url:
+        raise SystemExit("the stack has no HDFS (METRICPIPE_WEBHDFS_URL); run 'make stack-up'")
+    run = uuid.uuid4().hex[:8]
+    topic, root = f"bench-archive-{run}", f"/bench-archive-{run}"
+    superuser = requests.get(f"{stack.webhdfs_url}/", params={"op": "GETFILESTATUS"},
+                             timeout=10).json()["FileStatus"]["owner"]  # fmt: skip
+    for op, extra in (("MKDIRS", {}), ("SETOWNER", {"owner": USER})):
+        requests.put(f"{stack.webhdfs_url}{root}", timeout=10,
+                     params={"op": op, "user.name": superuser, **extra})  # fmt: skip
+    say(f"== producing the Apache log x{args.copies} into {topic}")
+    total, raw_bytes = produce_log(stack, topic, stack.data_dir, args.copies)
+    say(f"== raw consume loop over {total} records")
+    raw_rate = raw_consume_rate(stack, topic, total)
+    say(f"   {raw_rate:,.0f} records/s")
+    say("== one archiver, deployed defaults")
+    rate, stats = run_archiver(stack, topic, root, total)
+    stored = hdfs_bytes(stack, f"{root}/bench/edge")
+    say(
+        f"   {rate:,.0f} records/s = {rate / raw_rate:.2f} x the raw loop; {stats.files} files, "
+        f"{stored:,} bytes on HDFS for {raw_bytes:,} bytes of lines = {stored / raw_bytes:.3f}"
+    )
+    say("== peek reader on the busiest hour")
+    peek = peek_timings(stack, root)
+    say(
+        f"   first page p50 {peek['first_page_p50_s'] * 1000:.0f} ms, p95 "
+        f"{peek['first_page_p95_s'] * 1000:.0f} ms; grep over the hour "
+        f"{peek['grep_mb_per_s']:.1f} MB/s ({peek['grep_hour_scanned_bytes']:,} bytes)"
+    )
+    result = {
+        "when": datetime.now(UTC).isoformat(), "records": total, "raw_bytes": raw_bytes,
+        "raw_loop_records_per_s": raw_rate, "archiver_records_per_s": rate,
+        "archiver_vs_raw": rate / raw_rate, "files": stats.files, "hdfs_bytes": stored,
+        "hdfs_over_raw": stored / raw_bytes, "peek": peek,
+        "goals": {"archiver_vs_raw": ">= 0.5", "hdfs_over_raw": "<= 0.25",
+                  "first_page_p95_s": "<= 1"},
+    }  # fmt: skip
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"archive-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
+    path.write_text(json.dumps(result, indent=2))
+    say(f"== results written to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
