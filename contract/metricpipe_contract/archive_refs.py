@@ -17,10 +17,11 @@ meet a MetricPipeline's in the same namespace:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from .archive_model import API_VERSION, KIND
 from .naming import ARCHIVE_SUFFIX, build_archive_group
-from .refs import LABEL_VALUE_MAX, MANAGED_BY, PipelineRef, build_cluster_route_name
+from .refs import LABEL_VALUE_MAX, PipelineRef, build_cluster_route_name
 
 ARCHIVE_LABEL = "metricpipe.io/archive"
 ARCHIVER_SUFFIX = "-archiver"
@@ -49,6 +50,11 @@ def build_archive_name_rules() -> list[dict[str, str]]:
 class ArchiveRef(PipelineRef):
     """Identity of one LogArchive object."""
 
+    OWNER_API_VERSION: ClassVar[str] = API_VERSION
+    OWNER_KIND: ClassVar[str] = KIND
+    APP_NAME: ClassVar[str] = "metricpipe-archiver"
+    OWNER_LABEL: ClassVar[str] = ARCHIVE_LABEL
+
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}{ARCHIVE_SUFFIX}"
@@ -72,28 +78,3 @@ class ArchiveRef(PipelineRef):
     @property
     def consumer_group(self) -> str:
         return build_archive_group(self.namespace, self.name)
-
-    def selector_labels(self) -> dict[str, str]:
-        return {
-            "app.kubernetes.io/name": "metricpipe-archiver",
-            "app.kubernetes.io/instance": self.name,
-        }
-
-    def labels(self, component: str) -> dict[str, str]:
-        return {
-            **self.selector_labels(),
-            "app.kubernetes.io/component": component,
-            "app.kubernetes.io/part-of": "metricpipe",
-            "app.kubernetes.io/managed-by": MANAGED_BY,
-            ARCHIVE_LABEL: self.name,
-        }
-
-    def owner_reference(self) -> dict[str, object]:
-        return {
-            "apiVersion": API_VERSION,
-            "kind": KIND,
-            "name": self.name,
-            "uid": self.uid,
-            "controller": True,
-            "blockOwnerDeletion": True,
-        }

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from .model import API_VERSION, KIND
 from .naming import build_consumer_group
@@ -78,7 +78,14 @@ def build_cluster_route_name(namespace: str, name: str) -> str:
 
 @dataclass(frozen=True)
 class PipelineRef:
-    """Identity of one MetricPipeline object."""
+    """Identity of one MetricPipeline object (archive_refs.ArchiveRef: of a LogArchive)."""
+
+    # what differs for another owning kind: its owner references, its pods' app name and the
+    # label naming the owner
+    OWNER_API_VERSION: ClassVar[str] = API_VERSION
+    OWNER_KIND: ClassVar[str] = KIND
+    APP_NAME: ClassVar[str] = "metricpipe-consumer"
+    OWNER_LABEL: ClassVar[str] = PIPELINE_LABEL
 
     namespace: str
     name: str
@@ -118,7 +125,7 @@ class PipelineRef:
 
     def selector_labels(self) -> dict[str, str]:
         return {
-            "app.kubernetes.io/name": "metricpipe-consumer",
+            "app.kubernetes.io/name": self.APP_NAME,
             "app.kubernetes.io/instance": self.name,
         }
 
@@ -128,7 +135,7 @@ class PipelineRef:
             "app.kubernetes.io/component": component,
             "app.kubernetes.io/part-of": "metricpipe",
             "app.kubernetes.io/managed-by": MANAGED_BY,
-            PIPELINE_LABEL: self.name,
+            self.OWNER_LABEL: self.name,
         }
 
     def selector(self) -> str:
@@ -146,8 +153,8 @@ class PipelineRef:
 
     def owner_reference(self) -> dict[str, object]:
         return {
-            "apiVersion": API_VERSION,
-            "kind": KIND,
+            "apiVersion": self.OWNER_API_VERSION,
+            "kind": self.OWNER_KIND,
             "name": self.name,
             "uid": self.uid,
             "controller": True,

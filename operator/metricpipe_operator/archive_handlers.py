@@ -3,7 +3,6 @@ by handlers.py, which also configures Kopf once for both kinds)."""
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 import kopf
@@ -14,9 +13,9 @@ from metricpipe_contract.archive_model import PLURAL, LogArchiveSpec
 from metricpipe_contract.archive_refs import ArchiveRef
 from metricpipe_contract.model import GROUP, VERSION
 from metricpipe_contract.refs import MANAGED_BY
-from metricpipe_contract.retry import decide_retry_delay
 
 from .config import OperatorConfig
+from .outcomes import raise_for_outcome, retry_delay
 from .reconcile.archive import (
     finalize_archive,
     reconcile_archive,
@@ -43,12 +42,6 @@ def _parse(spec: Any) -> LogArchiveSpec:
         raise kopf.PermanentError(f"invalid spec: {error}") from error
 
 
-def _delay(runtime: Runtime, retry: int) -> float:
-    config = runtime.config
-    draw = random.random()  # jitter: nothing secret rides on it
-    return decide_retry_delay(retry, config.retry_min_seconds, config.retry_max_seconds, draw)
-
-
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
@@ -61,12 +54,7 @@ def reconcile(*, spec: Any, meta: Any, body: Any, memo: kopf.Memo, retry: int = 
     for reason, message in outcome.changes:
         kopf.info(body, reason=reason, message=message)
         log.info("changed", reason=reason, detail=message, archive=ref.key)
-    if outcome.permanent:
-        raise kopf.PermanentError(outcome.permanent)
-    if outcome.transient:
-        raise kopf.TemporaryError(outcome.transient, delay=_delay(runtime, retry))
-    if outcome.blocked:
-        raise kopf.TemporaryError(outcome.blocked, delay=runtime.config.retry_max_seconds)
+    raise_for_outcome(outcome, runtime, retry)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
@@ -80,7 +68,7 @@ def finalize(spec: Any, meta: Any, memo: kopf.Memo, retry: int = 0, **_: Any) ->
         changes = finalize_archive(runtime, _ref(meta), parsed)
     except Exception as error:
         raise kopf.TemporaryError(f"cleanup failed, will retry: {error}",
-                                  delay=_delay(runtime, retry)) from error  # fmt: skip
+                                  delay=retry_delay(runtime, retry)) from error  # fmt: skip
     for reason, message in changes:
         log.info("archive finalized", reason=reason, detail=message, archive=meta["name"])
 

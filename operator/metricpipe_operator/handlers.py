@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import random
 from typing import Any, cast
 
 import kopf
@@ -12,11 +11,11 @@ from pydantic import ValidationError
 
 from metricpipe_contract.model import GROUP, PLURAL, VERSION, MetricPipelineSpec
 from metricpipe_contract.refs import MANAGED_BY, PipelineRef
-from metricpipe_contract.retry import decide_retry_delay
 
 from . import archive_handlers  # noqa: F401 - registers the LogArchive handlers
 from .config import OperatorConfig
 from .errors import KafkaUnavailableError, KubernetesApiError
+from .outcomes import raise_for_outcome, retry_delay
 from .reconcile.pipeline import (
     Outcome,
     Runtime,
@@ -79,12 +78,6 @@ def _write(outcome: Outcome, ref: PipelineRef, runtime: Runtime, body: Any) -> N
         log.info("changed", reason=reason, detail=message, pipeline=f"{ref.namespace}/{ref.name}")
 
 
-def _retry_delay(runtime: Runtime, retry: int) -> float:
-    config = runtime.config
-    draw = random.random()  # jitter: nothing secret rides on it
-    return decide_retry_delay(retry, config.retry_min_seconds, config.retry_max_seconds, draw)
-
-
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
@@ -95,12 +88,7 @@ def reconcile(
     ref = _ref(meta, body)
     outcome = run_reconcile(runtime, ref, _parse(spec))
     _write(outcome, ref, runtime, body)
-    if outcome.permanent:
-        raise kopf.PermanentError(outcome.permanent)
-    if outcome.transient:
-        raise kopf.TemporaryError(outcome.transient, delay=_retry_delay(runtime, retry))
-    if outcome.blocked:  # another object holds what this one asks for: look again later
-        raise kopf.TemporaryError(outcome.blocked, delay=runtime.config.retry_max_seconds)
+    raise_for_outcome(outcome, runtime, retry)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
@@ -116,7 +104,7 @@ def finalize(spec: Any, meta: Any, body: Any, memo: kopf.Memo, retry: int = 0, *
     try:
         changes = finalize_pipeline(runtime, _ref(meta, body), parsed)
     except Exception as error:
-        delay = _retry_delay(runtime, retry)
+        delay = retry_delay(runtime, retry)
         raise kopf.TemporaryError(f"cleanup failed, will retry: {error}", delay=delay) from error
     for reason, message in changes:
         log.info("pipeline finalized", reason=reason, detail=message, pipeline=meta["name"])

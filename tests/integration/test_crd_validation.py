@@ -3,7 +3,6 @@ and its defaulting agrees with the Python model (one source of truth)."""
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any, cast
 
@@ -12,6 +11,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from helpers import with_path
 from metricpipe_contract.model import GROUP, PLURAL, VERSION, MetricPipelineSpec
 from pipelines import create_pipeline, get_pipeline, patch_spec
 
@@ -23,16 +23,7 @@ VALID: dict[str, Any] = {
 
 def with_(path: str, value: Any) -> dict[str, Any]:
     """VALID with one dotted path set (value None removes it)."""
-    spec = copy.deepcopy(VALID)
-    *parents, leaf = path.split(".")
-    node = spec
-    for part in parents:
-        node = node.setdefault(part, {})
-    if value is None:
-        node.pop(leaf, None)
-    else:
-        node[leaf] = value
-    return spec
+    return with_path(VALID, path, value)
 
 
 # (case, spec, words the server's message must contain)

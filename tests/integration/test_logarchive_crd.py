@@ -3,7 +3,6 @@ defaulting agrees with the Python model; /scale works on the real server."""
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import pytest
@@ -11,6 +10,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from archives import create_archive, get_archive
+from helpers import with_path
 from metricpipe_contract.archive_model import PLURAL, LogArchiveSpec
 from metricpipe_contract.model import GROUP, VERSION
 
@@ -18,16 +18,8 @@ VALID: dict[str, Any] = {"source": {"tag": "edge.**"}}
 
 
 def with_(path: str, value: Any) -> dict[str, Any]:
-    spec = copy.deepcopy(VALID)
-    *parents, leaf = path.split(".")
-    node = spec
-    for part in parents:
-        node = node.setdefault(part, {})
-    if value is None:
-        node.pop(leaf, None)
-    else:
-        node[leaf] = value
-    return spec
+    """VALID with one dotted path set (value None removes it)."""
+    return with_path(VALID, path, value)
 
 
 INVALID: list[tuple[str, dict[str, Any], list[str]]] = [

@@ -8,19 +8,13 @@ from typing import Any
 from metricpipe_contract.archive_model import KIND, PLURAL, SHORT_NAMES, LogArchiveSpec
 from metricpipe_contract.archive_refs import build_archive_name_rules
 
-from .crd import CONDITION_SCHEMA, SCALE_PATHS, CrdDefinition, main
+from .crd import COMMON_STATUS_PROPERTIES, SCALE_PATHS, CrdDefinition, main
 
 STATUS_SCHEMA: dict[str, Any] = {
     "type": "object",
     "description": "Written by the operator only.",
     "properties": {
-        "observedGeneration": {"type": "integer", "format": "int64"},
-        "conditions": {
-            "type": "array",
-            "items": CONDITION_SCHEMA,
-            "x-kubernetes-list-type": "map",
-            "x-kubernetes-list-map-keys": ["type"],
-        },
+        **COMMON_STATUS_PROPERTIES,
         "topic": {"type": "string", "description": "The archive's Kafka topic."},
         "directory": {"type": "string", "description": "The archive's directory on HDFS."},
         "archivedThrough": {

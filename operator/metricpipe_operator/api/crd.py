@@ -74,17 +74,22 @@ BATCH_STATUS_SCHEMA: dict[str, Any] = {
     },
 }
 
+# what every metricpipe kind's status starts with
+COMMON_STATUS_PROPERTIES: dict[str, Any] = {
+    "observedGeneration": {"type": "integer", "format": "int64"},
+    "conditions": {
+        "type": "array",
+        "items": CONDITION_SCHEMA,
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["type"],
+    },
+}
+
 STATUS_SCHEMA: dict[str, Any] = {
     "type": "object",
     "description": "Written by the operator only.",
     "properties": {
-        "observedGeneration": {"type": "integer", "format": "int64"},
-        "conditions": {
-            "type": "array",
-            "items": CONDITION_SCHEMA,
-            "x-kubernetes-list-type": "map",
-            "x-kubernetes-list-map-keys": ["type"],
-        },
+        **COMMON_STATUS_PROPERTIES,
         "topic": {
             "type": "object",
             "properties": {

@@ -38,11 +38,18 @@ from .archiver import (
     build_archiver_deployment,
 )
 from .owners import delete_owned_topics
-from .pipeline import Change, Outcome, Runtime, ensure_topics, evaluate_deployment, topic_registry
+from .pipeline import (
+    Change,
+    Outcome,
+    Runtime,
+    ensure_topics,
+    evaluate_deployment,
+    topic_registry,
+    write_status_checked,
+)
 from .route import FLUENTD_API
 from .routeapply import apply_route
 from .status import Condition
-from .statuswrite import write_pipeline_status
 
 log = structlog.get_logger("metricpipe.archive")
 ROUTE_KINDS = ("ClusterFluentdConfig", "ClusterOutput", "ClusterFilter")
@@ -176,15 +183,7 @@ def write_status(
     rt: Runtime, namespace: str, name: str,
     build: Callable[[dict[str, Any]], dict[str, Any] | None],
 ) -> None:  # fmt: skip
-    def read() -> dict[str, Any] | None:
-        found = rt.kube.fetch(API_VERSION, KIND, name, namespace)
-        return None if found is None else dict(found.to_dict())
-
-    def patch(status: dict[str, Any], version: str | None) -> bool:
-        return rt.kube.patch_status(API_VERSION, KIND, name, namespace, status,
-                                    resource_version=version)  # fmt: skip
-
-    write_pipeline_status(read, patch, build)
+    write_status_checked(rt, namespace, name, build, api_version=API_VERSION, kind=KIND)
 
 
 def finalize_archive(rt: Runtime, ref: ArchiveRef, spec: LogArchiveSpec | None) -> list[Change]:

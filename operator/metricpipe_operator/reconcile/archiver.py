@@ -21,16 +21,16 @@ from metricpipe_contract.naming import build_archive_topic
 from ..config import OperatorConfig
 from .consumer import (
     CONFIG_MOUNT,
-    DEV_NODE_TOLERATION,
-    KAFKA_CREDENTIALS_MODE,
     KAFKA_CREDENTIALS_MOUNT,
     TMP_MOUNT,
     TMP_SIZE_LIMIT,
+    build_container_security_context,
+    build_kafka_credentials_volume,
     build_kafka_endpoint_with,
-    build_pod_security_context,
+    build_workload_deployment,
+    build_workload_pod_spec,
     decide_default_kafka_secret,
 )
-from .repair import REPLICAS_ANNOTATION
 from .topic import MANAGED_DEFAULTS, TopicPlan
 
 ARCHIVE_FILE = "archive.json"
@@ -121,13 +121,7 @@ def build_archiver_container(
         "env": build_archiver_env(spec, config_hash),
         "resources": {"requests": dict(REQUESTS), "limits": dict(LIMITS)},
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": {
-            "runAsNonRoot": True,
-            "readOnlyRootFilesystem": True,
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": build_container_security_context(),
         "volumeMounts": [
             {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
             {"name": "tmp", "mountPath": TMP_MOUNT},
@@ -137,53 +131,21 @@ def build_archiver_container(
 
 
 def build_archiver_volumes(ref: ArchiveRef, config: OperatorConfig) -> list[dict[str, Any]]:
+    """archive.json, a private /tmp, and with a secured Kafka the operator's default
+    credentials Secret (in the archive's namespace)."""
     volumes: list[dict[str, Any]] = [
         {"name": "config", "configMap": {"name": ref.config_name}},
         {"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE_LIMIT}},
     ]
     secret = decide_default_kafka_secret(config)
     if secret is not None:
-        volumes.append({
-            "name": "kafka-credentials",
-            "secret": {"secretName": secret.name, "defaultMode": KAFKA_CREDENTIALS_MODE,
-                       "optional": True},
-        })  # fmt: skip
+        volumes.append(build_kafka_credentials_volume(secret))
     return volumes
 
 
 def build_archiver_deployment(
     ref: ArchiveRef, spec: LogArchiveSpec, config: OperatorConfig, config_hash: str
 ) -> dict[str, Any]:
-    replicas = spec.replicas
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {
-            **ref.owned_metadata(ref.consumer_name, "archiver"),
-            "annotations": {REPLICAS_ANNOTATION: str(replicas)},
-        },
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": ref.selector_labels()},
-            # a consumer group rebalances on every membership change: one pod at a time
-            "strategy": {
-                "type": "RollingUpdate",
-                "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1},
-            },
-            "template": {
-                "metadata": {
-                    "labels": ref.labels("archiver"),
-                    "annotations": {"metricpipe.io/config-hash": config_hash},
-                },
-                "spec": {
-                    "automountServiceAccountToken": False,
-                    "enableServiceLinks": False,
-                    "terminationGracePeriodSeconds": config.consumer_termination_grace_seconds,
-                    "securityContext": build_pod_security_context(),
-                    "containers": [build_archiver_container(spec, config, config_hash)],
-                    "tolerations": [DEV_NODE_TOLERATION],
-                    "volumes": build_archiver_volumes(ref, config),
-                },
-            },
-        },
-    }
+    container = build_archiver_container(spec, config, config_hash)
+    pod = build_workload_pod_spec(container, build_archiver_volumes(ref, config), config)
+    return build_workload_deployment(ref, "archiver", spec.replicas, config_hash, pod)

@@ -264,13 +264,7 @@ def build_container(
         # log lines: the ResourceManager turns it into SinkReady / ConsumerReady messages
         "terminationMessagePath": TERMINATION_MESSAGE_PATH,
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": {
-            "runAsNonRoot": True,
-            "readOnlyRootFilesystem": True,
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": build_container_security_context(),
         "volumeMounts": [
             {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
             {"name": "tmp", "mountPath": TMP_MOUNT},
@@ -293,6 +287,27 @@ def build_container(
             ),
         ],
     }
+
+
+def build_container_security_context() -> dict[str, Any]:
+    """Every metricpipe workload container: non-root, read-only root, no capability."""
+    return {
+        "runAsNonRoot": True,
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def build_kafka_credentials_volume(secret: KafkaCredentialsRef) -> dict[str, Any]:
+    """The Kafka credentials Secret as files readable by the pod's group only; optional, so
+    that a missing Secret is named by the process rather than hidden in the pod's Events."""
+    return {
+        "name": "kafka-credentials",
+        "secret": {"secretName": secret.name, "defaultMode": KAFKA_CREDENTIALS_MODE,
+                   "optional": True},
+    }  # fmt: skip
 
 
 # The consumer image's user (consumers/Dockerfile: USER 65532), by number so that the kubelet
@@ -328,11 +343,7 @@ def build_pod_volumes(
     ]
     secret = decide_kafka_secret(spec, config)
     if secret is not None:
-        volumes.append({
-            "name": "kafka-credentials",
-            "secret": {"secretName": secret.name, "defaultMode": KAFKA_CREDENTIALS_MODE,
-                       "optional": True},
-        })  # fmt: skip
+        volumes.append(build_kafka_credentials_volume(secret))
     ca = spec.sink.ca_secret_ref
     if ca is not None:  # only the CA's key, as ca.crt (the Secret may hold more)
         volumes.append({
@@ -350,11 +361,36 @@ def build_deployment(
     config_hash: str,
     replicas: int,
 ) -> dict[str, Any]:
+    container = build_container(ref, spec, config, config_hash)
+    pod = build_workload_pod_spec(container, build_pod_volumes(ref, spec, config), config)
+    return build_workload_deployment(ref, "consumer", replicas, config_hash, pod)
+
+
+def build_workload_pod_spec(
+    container: dict[str, Any], volumes: list[dict[str, Any]], config: OperatorConfig
+) -> dict[str, Any]:
+    """The pod of a consumer or an archiver: one confined container, no API token."""
+    return {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": config.consumer_termination_grace_seconds,
+        "securityContext": build_pod_security_context(),
+        "containers": [container],
+        "tolerations": [DEV_NODE_TOLERATION],
+        "volumes": volumes,
+    }
+
+
+def build_workload_deployment(
+    ref: PipelineRef, component: str, replicas: int, config_hash: str, pod: dict[str, Any]
+) -> dict[str, Any]:
+    """The Deployment of a consumer group's members (a pipeline's consumers, an archive's
+    archivers), named ref.consumer_name."""
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {
-            **ref.owned_metadata(ref.consumer_name, "consumer"),
+            **ref.owned_metadata(ref.consumer_name, component),
             # what spec.replicas should be: a hand-made change shows against it (repair.py)
             "annotations": {REPLICAS_ANNOTATION: str(replicas)},
         },
@@ -368,18 +404,10 @@ def build_deployment(
             },
             "template": {
                 "metadata": {
-                    "labels": ref.labels("consumer"),
+                    "labels": ref.labels(component),
                     "annotations": {"metricpipe.io/config-hash": config_hash},
                 },
-                "spec": {
-                    "automountServiceAccountToken": False,
-                    "enableServiceLinks": False,
-                    "terminationGracePeriodSeconds": config.consumer_termination_grace_seconds,
-                    "securityContext": build_pod_security_context(),
-                    "containers": [build_container(ref, spec, config, config_hash)],
-                    "tolerations": [DEV_NODE_TOLERATION],
-                    "volumes": build_pod_volumes(ref, spec, config),
-                },
+                "spec": pod,
             },
         },
     }

@@ -376,16 +376,17 @@ def _find(conditions: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
 def write_status_checked(
     rt: Runtime, namespace: str, name: str,
     build: Callable[[dict[str, Any]], dict[str, Any] | None],
+    *, api_version: str = API_VERSION, kind: str = KIND,
 ) -> None:  # fmt: skip
     """The reconciler's status writes (statuswrite.py): read now, build, patch under the
-    resourceVersion read."""
+    resourceVersion read (of a MetricPipeline unless another kind is named)."""
 
     def read() -> dict[str, Any] | None:
-        found = rt.kube.fetch(API_VERSION, KIND, name, namespace)
+        found = rt.kube.fetch(api_version, kind, name, namespace)
         return None if found is None else dict(found.to_dict())
 
     def patch(status: dict[str, Any], version: str | None) -> bool:
-        return rt.kube.patch_status(API_VERSION, KIND, name, namespace, status,
+        return rt.kube.patch_status(api_version, kind, name, namespace, status,
                                     resource_version=version)  # fmt: skip
 
     write_pipeline_status(read, patch, build)
