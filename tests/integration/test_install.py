@@ -128,6 +128,9 @@ MUST = [
     (OPERATOR, "create", "clusterfilters.fluentd.fluent.io", None),
     (OPERATOR, "create", "leases.coordination.k8s.io", SYSTEM),
     (EXPORTER, "list", "metricpipelines.metricpipe.io", None),
+    (OPERATOR, "watch", "logarchives.metricpipe.io", None),
+    (OPERATOR, "patch", "logarchives.metricpipe.io", "team-a"),  # Kopf: finalizer, progress
+    (OPERATOR, "patch", "logarchives.metricpipe.io/status", "team-a"),
 ]
 MUST_NOT = [
     (OPERATOR, "get", "secrets", "team-a"),  # consumers read credentials via secretKeyRef
@@ -145,6 +148,9 @@ MUST_NOT = [
     (EXPORTER, "patch", "metricpipelines.metricpipe.io", "team-a"),
     (EXPORTER, "get", "secrets", SYSTEM),
     (EXPORTER, "list", "pods", None),
+    (OPERATOR, "get", "logarchives.metricpipe.io/logs", "team-a"),  # developers peek, not us
+    (OPERATOR, "patch", "logarchives.metricpipe.io/scale", "team-a"),  # nothing scales them yet
+    (OPERATOR, "delete", "logarchives.metricpipe.io", "team-a"),
 ]
 
 
