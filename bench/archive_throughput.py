@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
-from consumer_throughput import ensure_stack, raw_consume_rate
+from consumer_throughput import ensure_stack
 
 from metricpipe_consumers.archive.document import ArchiveDocument, ArchiverConfig
 from metricpipe_consumers.archive.loop import Archiver
@@ -83,6 +83,24 @@ def produce_log(stack: StackEnv, topic: str, data_dir: Path, copies: int) -> tup
             size += len(line.encode())
     producer.flush(60)
     return count, size
+
+
+def raw_consume_rate(stack: StackEnv, topic: str, total: int) -> float:
+    """The peer: a confluent-kafka loop that does nothing with the records, consuming as the
+    archiver does (2,000 records a call), timed from its first record to its last."""
+    consumer = Consumer({"bootstrap.servers": stack.kafka_bootstrap,
+                         "group.id": f"raw-{uuid.uuid4()}", "auto.offset.reset": "earliest",
+                         "enable.auto.commit": False})  # fmt: skip
+    consumer.subscribe([topic])
+    seen, started = 0, 0.0
+    while seen < total:
+        batch = consumer.consume(2000, timeout=0.5)
+        if batch and not started:
+            started = time.perf_counter()
+        seen += sum(1 for m in batch if m.error() is None)
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    return seen / elapsed
 
 
 def run_archiver(stack: StackEnv, topic: str, root: str, total: int) -> tuple[float, Any]:

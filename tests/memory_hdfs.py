@@ -5,9 +5,12 @@ same operations are checked in tests/integration/test_hdfs_stack.py and test_arc
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 from metricpipe_consumers.webhdfs import FileStatus, WebHdfsError
+
+LOCK = threading.Lock()
 
 
 class Crash(Exception):  # noqa: N818 - the process died here
@@ -22,9 +25,10 @@ class MemoryHdfs:
     crash_at: int | None = None  # the call that never happens
 
     def _tick(self) -> None:
-        if self.crash_at is not None and self.calls >= self.crash_at:
-            raise Crash(f"crashed before call {self.calls}")
-        self.calls += 1
+        with LOCK:  # the store writes a batch's files from several threads
+            if self.crash_at is not None and self.calls >= self.crash_at:
+                raise Crash(f"crashed before call {self.calls}")
+            self.calls += 1
 
     def _parents(self, path: str) -> None:
         parts = path.strip("/").split("/")[:-1]

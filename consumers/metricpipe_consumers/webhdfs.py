@@ -8,6 +8,7 @@ on the NameNode and never overwrites an existing file: the archiver's commit rel
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,8 +59,18 @@ class WebHdfs:
     ) -> None:  # fmt: skip
         self.url = url.rstrip("/")
         self.user = user
-        self.session = session or requests.Session()
+        self._shared = session
+        self._local = threading.local()  # a Session per thread: calls may run in parallel
         self.timeout = timeout
+
+    @property
+    def session(self) -> requests.Session:
+        if self._shared is not None:
+            return self._shared
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+        return session
 
     def _call(
         self, method: str, path: str, op: str, *, ok: tuple[int, ...] = (200,),
