@@ -13,7 +13,7 @@ import pytest
 from memory_hdfs import Crash, MemoryHdfs
 from metricpipe_consumers.archive.parquet import decode_table, encode_rows
 from metricpipe_consumers.archive.plan import Row, plan_hour_files
-from metricpipe_consumers.archive.store import ArchiveStore
+from metricpipe_consumers.archive.store import ArchiveStore, TopicRecreatedError
 from metricpipe_contract.archive import parse_file_name
 
 DIR = "/metricpipe/archives/team-a/edge"
@@ -121,3 +121,14 @@ def test_the_retention_deletes_whole_days_past_it() -> None:
     assert store.expire(day_after, retention_days=1) == ["dt=2015-05-17"]
     assert {h.split("/")[0] for h in store.list_hours()} == {"dt=2015-05-18"}
     assert store.recover(0) == 201  # the next offset is kept: expired records are not re-read
+
+
+def test_a_topic_created_anew_is_refused_not_read_from_stale_offsets() -> None:
+    hdfs = MemoryHdfs()
+    store = ArchiveStore(hdfs, DIR)
+    store.check_topic("id-1")  # the first archiver records the topic's id
+    store.check_topic("id-1")
+    run_batches(hdfs, partition=0, end=9, size=10)
+    with pytest.raises(TopicRecreatedError, match=r"created anew.*Move .* aside"):
+        store.check_topic("id-2")  # offsets 0..9 of the new topic would be skipped
+    assert store.recover(0) == 10  # nothing of the archive changed

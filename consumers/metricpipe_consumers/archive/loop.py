@@ -16,7 +16,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    TopicCollection,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient
 
 from .document import ArchiveDocument, ArchiverConfig
 from .parquet import encode_rows
@@ -58,6 +66,7 @@ class Archiver:
         self.newest: dict[int, int] = {}  # partition -> newest time_ms written
         self.stats = ArchiverStats()
         self.next_expiry = 0.0  # monotonic time of the next retention pass
+        self.admin = AdminClient(dict(kafka_settings or {}))
         self.consumer = consumer_factory({
             **(kafka_settings or {}),
             "group.id": document.consumer_group,
@@ -69,6 +78,9 @@ class Archiver:
 
     # -- rebalance ------------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        topic_id = self._fetch_topic_id() if partitions else None
+        if topic_id is not None:
+            self.store.check_topic(topic_id)
         hours = set(self.store.list_hours()) if partitions else set()
         for tp in partitions:
             following = self.store.recover(tp.partition)
@@ -76,6 +88,17 @@ class Archiver:
             self.touched[tp.partition] = set(hours)  # compacted once closed, as written ones
             log.info("partition assigned", partition=tp.partition, offset=following)
         consumer.assign(partitions)
+
+    def _fetch_topic_id(self) -> str | None:
+        """Kafka's id of the topic (None when Kafka does not say: the check waits for the
+        next assignment)."""
+        topic = self.document.topic
+        try:
+            found = self.admin.describe_topics(TopicCollection([topic]), request_timeout=10)
+            return str(found[topic].result(10).topic_id)
+        except KafkaException as error:
+            log.warning("the topic's id is unknown", topic=topic, error=str(error.args[0]))
+            return None
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:

@@ -17,6 +17,7 @@ from its `_offsets` entry. So every record is in exactly one committed file.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
@@ -33,7 +34,7 @@ from metricpipe_contract.archive import (
     parse_file_name,
 )
 
-from ..webhdfs import FileStatus
+from ..webhdfs import FileStatus, WebHdfsError
 from .parquet import decode_table, encode_table
 from .plan import (
     StagedBatch,
@@ -50,6 +51,13 @@ log = structlog.get_logger("metricpipe.archive")
 COMPACTION_PREFIX = "compact."  # _staging/compact.p<partition>.<staged hour name>/
 MERGED_FILE = "merged.parquet"
 PARALLEL_WRITES = 8
+TOPIC_ID_FILE = "topic-id"
+
+
+class TopicRecreatedError(RuntimeError):
+    """The topic's Kafka id is not the one the archive's offsets belong to."""
+
+
 FAULT_POINTS = (
     "after_batch_staged",  # every file and the marker staged; nothing renamed
     "after_first_rename",  # one file of the batch in its hour, others staged
@@ -131,6 +139,24 @@ class ArchiveStore:
         for entry in self.hdfs.list(directory) or []:
             if entry.name.isdigit() and int(entry.name) < offset:
                 self.hdfs.delete(f"{directory}/{entry.name}")
+
+    # -- the topic's identity ------------------------------------------------------------
+    def check_topic(self, topic_id: str) -> None:
+        """The archive's offsets are of one topic: the first archiver records its Kafka id,
+        and a topic created anew under the same name (its offsets start at 0 again) is
+        refused — read from the recorded offsets it would skip its first records."""
+        path = f"{self.directory}/{OFFSETS_DIR}/{TOPIC_ID_FILE}"
+        if self.hdfs.status(path) is None:
+            with contextlib.suppress(WebHdfsError):  # two members at once: one file wins
+                self.hdfs.create(path, topic_id.encode())
+        recorded = self.hdfs.read(path).decode()
+        if recorded != topic_id:
+            raise TopicRecreatedError(
+                f"the archive's topic was created anew (Kafka id {topic_id}; the archive at "
+                f"{self.directory} holds the offsets of topic {recorded}): archiving it here "
+                f"would skip its first records. Move {self.directory} aside on HDFS (its files "
+                "stay readable there) or delete it, then restart the archivers"
+            )
 
     # -- recovery -------------------------------------------------------------------------
     def recover(self, partition: int) -> int | None:
