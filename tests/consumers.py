@@ -474,6 +474,19 @@ def run_and_compare(
     which its windows are final. kafka: per spec name, pipeline.json's `kafka` for its
     consumer (a secured listener and its credentials) instead of the plaintext listener;
     sinks: per spec name, a secured sink its consumer writes to instead."""
+    pipelines = start_pipelines(stack, processes, tmp_path, prefix, topic, specs, backend,
+                                kafka=kafka, sinks=sinks)  # fmt: skip
+    references = {name: pipeline.expected(records) for name, pipeline in pipelines.items()}
+    return compare_pipelines(stack, processes, topic, pipelines, references)
+
+
+def start_pipelines(
+    stack: StackEnv, processes: ConsumerProcesses, tmp_path: Path, prefix: str, topic: str,
+    specs: dict[str, dict[str, Any]], backend: str,
+    *, kafka: dict[str, dict[str, Any]] | None = None,
+    sinks: dict[str, SinkAccess] | None = None,
+) -> dict[str, Pipeline]:  # fmt: skip
+    """One consumer process per spec over the topic (run_and_compare's kafka and sinks)."""
     started = {}
     for name, spec in specs.items():
         pipeline = make_pipeline(stack, tmp_path, f"{prefix}-{name}", topic, spec, backend)
@@ -487,16 +500,27 @@ def run_and_compare(
             env.update(access.env)
         pipeline.document_path.write_text(json.dumps(pipeline.document))
         processes.start(pipeline, **env)
-        started[name] = pipeline, pipeline.expected(records)
+        started[name] = pipeline
+    return started
+
+
+def compare_pipelines(
+    stack: StackEnv, processes: ConsumerProcesses, topic: str, pipelines: dict[str, Pipeline],
+    references: dict[str, oracle.Outcome], *, finals_required: bool = True,
+) -> dict[str, tuple[Pipeline, oracle.Outcome, int]]:  # fmt: skip
+    """Waits until each pipeline consumed the topic and finalized what it can, then compares
+    its sink with its reference (finals for finalized windows, merged partials for open ones).
+    finals_required=False for data of the current hour only, whose windows are all open."""
     window_ms = 3_600_000
     out = {}
-    for name, (pipeline, reference) in started.items():
+    for name, pipeline in pipelines.items():
+        reference = references[name]
         wait_consumed(stack, pipeline, topic, processes)
         max_event = max(start for start, _ in reference.windows) + window_ms
         through = (max_event - window_ms - 5 * 60_000) // window_ms * window_ms
         wait_until_finalized(pipeline, through)
         checked = assert_matches_reference(pipeline, reference, through)
-        assert checked > 0
+        assert checked > 0 or not finals_required
         assert dead_letter_reasons(stack, f"{topic}.dlq", f"it/{pipeline.name}") == (
             reference.dead_letters
         )

@@ -12,7 +12,8 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from helpers import with_path
-from metricpipe_contract.model import GROUP, PLURAL, VERSION, MetricPipelineSpec
+from metricpipe_contract import archive_model
+from metricpipe_contract.model import GROUP, KIND, PLURAL, VERSION, MetricPipelineSpec
 from pipelines import create_pipeline, get_pipeline, patch_spec
 
 VALID: dict[str, Any] = {
@@ -210,13 +211,18 @@ EXAMPLES = sorted(
 )
 
 
-@pytest.mark.usefixtures("metricpipeline_crd")
+PLURALS = {KIND: PLURAL, archive_model.KIND: archive_model.PLURAL}
+
+
+@pytest.mark.usefixtures("metricpipeline_crd", "logarchive_crd")
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_examples_are_accepted_by_the_api_server(
     kube: client.ApiClient, namespace: str, path: Path
 ) -> None:
+    """Each example of either kind, applied as a dry run with strict field validation."""
     body = yaml.safe_load(path.read_text())
     created = client.CustomObjectsApi(kube).create_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, body, dry_run="All", field_validation="Strict"
-    )
+        GROUP, VERSION, namespace, PLURALS[body["kind"]], body, dry_run="All",
+        field_validation="Strict",
+    )  # fmt: skip
     assert cast(dict[str, Any], created)["metadata"]["name"] == body["metadata"]["name"]

@@ -8,23 +8,21 @@ reaches Nginx from 127.0.0.1), and rate-limit state left by an earlier run canno
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import random
-import socket
 import ssl
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
 
+from edge_harness import LogMark, UpstreamHandler, serve_on_peek_port
 from helpers import wait_for
 from metricpipe_devstack.env import StackEnv
 from metricpipe_devstack.settings import StackSettings
@@ -41,66 +39,24 @@ class Upstream:
 
 
 def _handler(upstream: Upstream) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # Nginx keeps its upstream connections alive
-        disable_nagle_algorithm = True
-
-        def do_GET(self) -> None:
+    class Handler(UpstreamHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
             with upstream.lock:
                 upstream.seen[self.headers.get("X-Request-Id", "")] = dict(self.headers)
             if self.path.startswith("/slow/"):
                 time.sleep(SLOW_SECONDS)
             status = 500 if self.path.startswith("/fail/") else 200
-            body = json.dumps({"path": self.path}).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
+            self.answer(status, json.dumps({"path": self.path}).encode())
 
     return Handler
-
-
-class _UpstreamServer(ThreadingHTTPServer):
-    """Closes the connections it accepted when it closes: Nginx keeps idle upstream connections
-    open, and a handler thread left on one would answer for a server that is gone."""
-
-    daemon_threads = True
-
-    def __init__(self, port: int, upstream: Upstream) -> None:
-        super().__init__(("127.0.0.1", port), _handler(upstream))
-        self.connections: list[socket.socket] = []
-
-    def get_request(self) -> tuple[socket.socket, Any]:
-        connection, address = super().get_request()
-        self.connections.append(connection)
-        return connection, address
-
-    def server_close(self) -> None:
-        super().server_close()
-        for connection in self.connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
 
 
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[Upstream]:
     """An HTTP server on the peek API's port while this module's tests run."""
-    port = StackSettings().ports.peek
     state = Upstream()
-    try:
-        server = _UpstreamServer(port, state)
-    except OSError as error:
-        pytest.fail(f"127.0.0.1:{port} (the peek API's port) is taken: {error}; stop its user")
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    with serve_on_peek_port(_handler(state)):
+        yield state
 
 
 @dataclass(frozen=True)
@@ -142,26 +98,6 @@ def _client(stack: StackEnv) -> EdgeClient:
     source = f"127.{random.randint(1, 254)}.{random.randint(1, 254)}.{random.randint(2, 254)}"
     context = ssl.create_default_context(cafile=str(stack.ca_file))
     return EdgeClient(host, int(port), context, source)
-
-
-@dataclass(frozen=True)
-class LogMark:
-    """Where each log ended before a test, so only the test's own lines are read."""
-
-    sizes: dict[Path, int]
-
-    @classmethod
-    def take(cls, paths: tuple[Path, ...]) -> LogMark:
-        return cls({p: p.stat().st_size if p.exists() else 0 for p in paths})
-
-    def records(self) -> list[dict[str, Any]]:
-        records = []
-        for path, offset in self.sizes.items():
-            with path.open("rb") as log:
-                log.seek(offset)
-                for line in log.read().splitlines():
-                    records.append(json.loads(line))  # every line is one JSON object
-        return records
 
 
 def _expected_status(path: str) -> int:

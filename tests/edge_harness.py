@@ -1,0 +1,111 @@
+"""The edge tests' upstream and log reading: an HTTP server the test runs on the peek API's port
+(where the edge's Nginx servers proxy to), and the access logs' lines written since a mark."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from metricpipe_devstack.settings import StackSettings
+
+
+class UpstreamHandler(BaseHTTPRequestHandler):
+    """An upstream's handler as Nginx needs it: HTTP/1.1 kept alive, quiet, JSON answers."""
+
+    protocol_version = "HTTP/1.1"  # Nginx keeps its upstream connections alive
+    disable_nagle_algorithm = True
+
+    def answer(self, status: int, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class UpstreamServer(ThreadingHTTPServer):
+    """Closes the connections it accepted when it closes: Nginx keeps idle upstream connections
+    open, and a handler thread left on one would answer for a server that is gone."""
+
+    daemon_threads = True
+
+    def __init__(self, port: int, handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(("127.0.0.1", port), handler)
+        self.connections: list[socket.socket] = []
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        connection, address = super().get_request()
+        self.connections.append(connection)
+        return connection, address
+
+    def server_close(self) -> None:
+        super().server_close()
+        for connection in self.connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+
+@contextlib.contextmanager
+def serve_on_peek_port(
+    handler: type[BaseHTTPRequestHandler], wait_seconds: float = 0
+) -> Iterator[UpstreamServer]:
+    """`handler` answers on 127.0.0.1:<ports.peek> while the block runs. Another test may hold
+    the port for a few seconds: it is tried again for up to `wait_seconds`, then the test fails
+    saying who to stop."""
+    port = StackSettings().ports.peek
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            server = UpstreamServer(port, handler)
+            break
+        except OSError as error:
+            if time.monotonic() >= deadline:
+                pytest.fail(
+                    f"127.0.0.1:{port} (the peek API's port) is taken: {error}; stop its user"
+                )
+            time.sleep(1)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@dataclass(frozen=True)
+class LogMark:
+    """Where each log ended before a test, so only the test's own lines are read."""
+
+    sizes: dict[Path, int]
+
+    @classmethod
+    def take(cls, paths: tuple[Path, ...]) -> LogMark:
+        return cls({p: p.stat().st_size if p.exists() else 0 for p in paths})
+
+    def lines(self) -> list[bytes]:
+        """Every complete line written since the mark, log by log."""
+        out = []
+        for path, offset in self.sizes.items():
+            with path.open("rb") as log:
+                log.seek(offset)
+                text = log.read()
+            out += text[: text.rfind(b"\n") + 1].splitlines()
+        return out
+
+    def records(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.lines()]  # every line is one JSON object
