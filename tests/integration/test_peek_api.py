@@ -1,6 +1,10 @@
-"""The peek API on the real stack: archive files written straight to the real HDFS by this test
-(its own small writer, in the documented layout), the API as a real process reading them as a
-read-only HDFS user, and real ServiceAccount tokens checked by the real API server.
+"""The peek API on the real stack, through its edge: archive files written straight to the real
+HDFS by this test (its own small writer, in the documented layout), the API as a real process on
+the stack's peek port reading them as a read-only HDFS user, real ServiceAccount tokens checked
+by the real API server, and every query, refusal and path-escape attempt sent as HTTPS to
+HAProxy (TCP, PROXY protocol v2) -> one of the two Nginx (TLS with the stack's CA, rate limits)
+-> the API, from the test's own loopback address (so the client address the API logs is
+provably the one that came through HAProxy and Nginx, not their own).
 
 Every expected answer is computed here from the test's own records (no product code): order
 (hour, partition, offset), each (partition, offset) once, filters as docs/peek.md states them.
@@ -13,10 +17,14 @@ import http.client
 import io
 import json
 import os
+import random
 import re
+import socket
+import ssl
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,10 +37,12 @@ import pytest
 import requests
 import yaml
 from kubernetes import client, config
+from requests.adapters import HTTPAdapter
 
-from helpers import free_port, wait_for
+from helpers import wait_for
 from metricpipe_consumers.webhdfs import WebHdfs
 from metricpipe_devstack.env import StackEnv
+from metricpipe_devstack.settings import StackSettings
 
 ROOT = "/metricpipe/archives"
 HOUR = 3_600_000
@@ -41,6 +51,10 @@ SCHEMA = pa.schema([
     ("key", pa.string()), ("raw", pa.string()), ("fields", pa.string()),
 ])  # fmt: skip
 PER_HOUR = 30  # records per partition and hour
+PEEK_PORT = StackSettings().ports.peek  # the edge's Nginx proxy to 127.0.0.1 on this port
+PORT_WAIT_SECONDS = 60  # the edge's own test may hold the port briefly with a stand-in
+EDGE_PROXY = "127.0.0.1"  # where the edge's Nginx reach the API from
+PEEK_RBAC = Path(__file__).resolve().parents[2] / "manifests" / "base" / "peek-rbac.yaml"
 
 
 @dataclass(frozen=True)
@@ -185,19 +199,45 @@ def rfc3339(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+class SourceAddress(HTTPAdapter):
+    """Connections from one loopback address of the test's own (127.x.y.z)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["source_address"] = (self.source, 0)
+        super().init_poolmanager(*args, **kwargs)
+
+
 @dataclass
 class Peek:
+    """The API through the edge (url: METRICPIPE_EDGE_URL), from the address `source`; `direct`
+    is its own port, for the checks that must bypass the edge."""
+
     url: str
+    direct: str
+    source: str
+    ca_file: Path
+    log_path: Path
     session: requests.Session
 
     def get(self, path: str, token: str | None, **params: Any) -> requests.Response:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return self.session.get(f"{self.url}{path}", params=params, headers=headers, timeout=30)
+        return self.session.get(
+            f"{self.url}{path}",
+            params=params,
+            headers=headers,
+            timeout=30,
+            verify=str(self.ca_file),
+        )  # (REQUESTS_CA_BUNDLE would win)
 
     def page(self, path: str, token: str, **params: Any) -> tuple[list[Any], dict[str, Any]]:
         response = self.get(path, token, **params)
         assert response.status_code == 200, response.text
         assert response.headers["Content-Type"] == "application/x-ndjson"
+        assert response.headers["X-Edge-Server"] in ("edge-nginx-a", "edge-nginx-b")
         lines = [json.loads(line) for line in response.text.splitlines()]
         return lines[:-1], lines[-1]
 
@@ -213,25 +253,66 @@ class Peek:
                 return found, pages
             params["cursor"] = trailer["cursor"]
 
-    def raw(self, target: str, token: str) -> tuple[int, str]:
-        """A request target sent exactly as written (no client normalises `..` away)."""
-        host, port = self.url.removeprefix("http://").split(":")
-        connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    def raw(self, target: str, token: str, request_id: str) -> tuple[int, str, str]:
+        """A request target sent through the edge exactly as written (no client normalises
+        `..` away): status, Content-Type, body."""
+        host, port = self.url.removeprefix("https://").rsplit(":", 1)
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        connection = http.client.HTTPSConnection(host, int(port), context=context, timeout=30,
+                                                 source_address=(self.source, 0))  # fmt: skip
         connection.putrequest("GET", target, skip_accept_encoding=True)
         connection.putheader("Authorization", f"Bearer {token}")
+        connection.putheader("X-Request-Id", request_id)
         connection.endheaders()
         response = connection.getresponse()
         body = response.read().decode()
         connection.close()
-        return response.status, body
+        return response.status, response.getheader("Content-Type", ""), body
+
+    def logged(self, request_ids: set[str]) -> dict[str, dict[str, Any]] | None:
+        """The API's log line of each of these requests (by X-Request-Id), once all are there."""
+        lines = [json.loads(line) for line in self.log_path.read_text().splitlines()
+                 if line.startswith("{")]  # fmt: skip
+        found = {str(line["request_id"]): line for line in lines
+                 if line.get("event") == "peek.request" and "request_id" in line}  # fmt: skip
+        return found if request_ids <= set(found) else None
+
+
+def wait_until_port_free(port: int) -> None:
+    """The peek port is shared with the edge's own test (a stand-in upstream there): wait for it
+    to be let go, and say who to ask when it is not."""
+
+    def free() -> bool:
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+            return True
+
+    deadline = time.monotonic() + PORT_WAIT_SECONDS
+    while not free():
+        if time.monotonic() > deadline:
+            pytest.fail(
+                f"127.0.0.1:{port}, the stack's peek port (the edge's Nginx proxy to it), has "
+                f"been taken for {PORT_WAIT_SECONDS} s by another process (`ss -ltnp "
+                f"sport = :{port}` names it; tests/integration/test_edge.py serves a stand-in "
+                "there while it runs): stop it, or wait for it, and run this test again"
+            )
+        time.sleep(0.5)
 
 
 def start_peek(stack: StackEnv, kubeconfig: Path, log_path: Path, **env: str) -> Iterator[Peek]:
-    port = free_port()
+    """The API on the stack's peek port behind the edge, trusting only the edge's address for
+    X-Real-IP / X-Forwarded-For."""
+    assert stack.edge_url, ".stack/env lacks METRICPIPE_EDGE_URL: the stack predates its edge"
+    wait_until_port_free(PEEK_PORT)
     process_env = {
         **os.environ,
         "METRICPIPE_PEEK_HOST": "127.0.0.1",
-        "METRICPIPE_PEEK_PORT": str(port),
+        "METRICPIPE_PEEK_PORT": str(PEEK_PORT),
+        "METRICPIPE_PEEK_TRUSTED_PROXIES": json.dumps([EDGE_PROXY]),
         "METRICPIPE_PEEK_WEBHDFS_URL": str(stack.webhdfs_url),
         "METRICPIPE_PEEK_HDFS_USER": "metricpipe-peek",
         "METRICPIPE_PEEK_ARCHIVE_ROOT": ROOT,
@@ -242,20 +323,22 @@ def start_peek(stack: StackEnv, kubeconfig: Path, log_path: Path, **env: str) ->
     with log_path.open("wb") as log:
         argv = [sys.executable, "-m", "metricpipe_consumers.peek"]
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=process_env)
-    url = f"http://127.0.0.1:{port}"
+    direct = f"http://127.0.0.1:{PEEK_PORT}"
 
     def up() -> bool:
         if process.poll() is not None:
             raise AssertionError(f"peek exited:\n{log_path.read_text()}")
-        try:
-            return requests.get(f"{url}/healthz", timeout=1).ok
+        try:  # directly: the edge's Nginx answer /healthz themselves
+            return requests.get(f"{direct}/healthz", timeout=1).ok
         except requests.RequestException:
             return False
 
+    source = f"127.{random.randint(1, 254)}.{random.randint(1, 254)}.{random.randint(2, 254)}"
     try:
-        wait_for(up, timeout=30, interval=0.2, what="peek API /healthz")
+        wait_for(up, timeout=30, interval=0.1, what="peek API /healthz")
         with requests.Session() as session:
-            yield Peek(url, session)
+            session.mount("https://", SourceAddress(source))
+            yield Peek(stack.edge_url, direct, source, stack.ca_file, log_path, session)
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -265,18 +348,17 @@ def start_peek(stack: StackEnv, kubeconfig: Path, log_path: Path, **env: str) ->
 def cluster_side(
     kube: client.ApiClient, stack: StackEnv, namespace: str, tmp_path: Path
 ) -> Iterator[dict[str, Any]]:
-    """Namespace B, the peek service's ServiceAccount (review permissions only) and its
-    kubeconfig, and the callers' tokens."""
+    """Namespace B, the peek service's ServiceAccount (bound to the rules of the manifests'
+    ClusterRole, the review permissions only) and its kubeconfig, and the callers' tokens."""
     core, rbac = client.CoreV1Api(kube), client.RbacAuthorizationV1Api(kube)
     other = f"{namespace}-b"
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=other)))
     review_role = f"{namespace}-peek-review"
-    rbac.create_cluster_role(cast(Any, {"metadata": {"name": review_role}, "rules": [
-        {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"],
-         "verbs": ["create"]},
-        {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"],
-         "verbs": ["create"]},
-    ]}))  # fmt: skip
+    (shipped,) = [
+        d for d in yaml.safe_load_all(PEEK_RBAC.read_text()) if d["kind"] == "ClusterRole"
+    ]
+    rbac.create_cluster_role(cast(Any, {"metadata": {"name": review_role},
+                                        "rules": shipped["rules"]}))  # fmt: skip
     try:
         service_token = sa_token(core, namespace, "peek")
         rbac.create_cluster_role_binding(cast(Any, {
@@ -336,6 +418,7 @@ def test_peek_api(
     theirs = make_records(first_hour, 2, "b")
     hdfs.mkdirs(ROOT)
     base, other_base = f"{ROOT}/{namespace}/web", f"{ROOT}/{other}/web"
+    edge_logs = {path: path.stat().st_size for path in stack.edge_access_logs}
     try:
         sizes = write_archive(hdfs, base, mine)
         write_archive(hdfs, other_base, theirs)
@@ -343,7 +426,9 @@ def test_peek_api(
             check_queries(peek, namespace, other, reader, mine, theirs, tokens, first_hour)
             check_hours(peek, namespace, reader, sizes, first_hour)
             check_refusals(peek, namespace, other, tokens, first_hour)
-            check_plugin(peek, namespace, tokens, mine, first_hour)
+            check_path_escapes(peek, namespace, other, reader)
+            check_client_address(peek, namespace, reader)
+            check_plugin(peek, stack, namespace, tokens, mine, first_hour)
         budget = {"METRICPIPE_PEEK_MAX_SCAN_BYTES": "20000"}  # about three files per page
         for peek in start_peek(stack, cluster_side["kubeconfig"], tmp_path / "b.log", **budget):
             check_scan_budget(peek, namespace, reader, mine, first_hour)
@@ -355,7 +440,11 @@ def test_peek_api(
             assert response.status_code == 413, response.text
             assert response.json()["limit"] == "max_scan_bytes"
         logs = "".join(p.read_text() for p in tmp_path.glob("*.log"))
-        assert not [t for t in tokens.values() if t in logs], "a token reached the peek log"
+        for path, offset in edge_logs.items():  # the edge's access logs of this test's requests
+            with path.open("rb") as log:
+                log.seek(offset)
+                logs += log.read().decode()
+        assert not [t for t in tokens.values() if t in logs], "a token reached a log"
     finally:
         hdfs.delete(f"{ROOT}/{namespace}", recursive=True)
         hdfs.delete(f"{ROOT}/{other}", recursive=True)
@@ -439,22 +528,6 @@ def check_refusals(
     elsewhere = peek.get(f"/v1/namespaces/{other}/logarchives/web/records", reader)
     assert elsewhere.status_code == 403  # its Role is in its own namespace only
     assert elsewhere.json()["permission"] == f"get logarchives/logs in namespace {other}"
-    for target, statuses in (
-        (f"/v1/namespaces/{namespace}/logarchives/../records", {400}),
-        (f"/v1/namespaces/{namespace}/logarchives/%2e%2e/records", {400}),
-        ("/v1/namespaces/%2e%2e/logarchives/web/records", {400}),
-        (f"/v1/namespaces/{namespace}/logarchives/web%2F..%2F..%2F{other}/records", {400}),
-        (f"/v1/namespaces/{namespace}/logarchives/web/../../{other}/logarchives/web/records",
-         {400}),
-        (f"/v1/namespaces//{ROOT}/logarchives/web/records", {400}),
-        (f"{ROOT}/{namespace}/web/records", {404}),
-        ("http://evil/v1/namespaces/x/logarchives/web/records", {400}),
-        (f"/v1/namespaces/{namespace}/logarchives/Web/records", {400}),
-        (f"/v1/namespaces/{namespace}/logarchives/nothing-here/records", {404}),
-    ):  # fmt: skip
-        status, body = peek.raw(target, reader)
-        assert status in statuses, (target, status, body)
-        assert "raw" not in body, target
     too_long = peek.get(path, reader, since=rfc3339(first_hour - 30 * HOUR),
                         until=rfc3339(first_hour))  # fmt: skip
     assert too_long.status_code == 413, too_long.text
@@ -463,6 +536,95 @@ def check_refusals(
     too_many = peek.get(path, reader, limit=5000)
     assert too_many.status_code == 400
     assert too_many.json()["limit"] == "max_page_records"
+
+
+# Each path-escape attempt, sent through the edge as written: what answers it (the API behind
+# Nginx, or Nginx itself) and with what status. Nginx normalises `..`, `%2e%2e` and `//` only
+# for its own location matching and its log's `path`; proxy_pass without a URI forwards the
+# target as the client sent it, `..` and %-escapes included, so the API's own raw-target
+# checks decide. Nginx answers 400 itself when the normalised path climbs above `/` (`..` or
+# `%2e%2e` one time too many) or holds %00; an absolute-form target (http://host/path) is
+# forwarded as its path alone (and Host: host), so it reaches the API as an ordinary path.
+ESCAPES: tuple[tuple[str, int, str], ...] = (
+    ("/v1/namespaces/{ns}/logarchives/../records", 400, "api"),
+    ("/v1/namespaces/{ns}/logarchives/%2e%2e/records", 400, "api"),
+    ("/v1/namespaces/%2e%2e/logarchives/web/records", 400, "api"),
+    ("/v1/namespaces/{ns}/logarchives/web%2F..%2F..%2F{other}/records", 400, "api"),
+    ("/v1/namespaces/{ns}/logarchives/web/../../{other}/logarchives/web/records", 400, "api"),
+    ("/v1/namespaces/{ns}/logarchives/web/%2e%2e/%2e%2e/{other}/logarchives/web/records", 400,
+     "api"),
+    ("/v1/namespaces/{ns}/logarchives/web\\..\\..\\{other}/records", 400, "api"),
+    ("/v1/namespaces//{root}/logarchives/web/records", 400, "api"),
+    ("{root}/{ns}/web/records", 404, "api"),
+    ("/v1/namespaces/{ns}/logarchives/Web/records", 400, "api"),
+    ("/v1/namespaces/{ns}/logarchives/nothing-here/records", 404, "api"),
+    ("/v1/namespaces/{ns}/logarchives/web/records?since=1h&grep=..%2F..%2F{other}", 200, "api"),
+    ("/v1/namespaces/{ns}/logarchives/web/records/../../../../../../../../etc/passwd", 400,
+     "nginx"),
+    ("/v1/%2e%2e/%2e%2e/%2e%2e/{other}/logarchives/web/records", 400, "nginx"),
+    ("/v1/namespaces/{ns}/logarchives/web%00/records", 400, "nginx"),
+    ("http://evil/v1/namespaces/{other}/logarchives/web/records", 403, "api"),
+)  # fmt: skip
+
+
+def check_path_escapes(peek: Peek, namespace: str, other: str, reader: str) -> None:
+    """No escape attempt gets data (its own archive's records answered with 200, the grep of
+    `..%2F..` is an ordinary search); the API sees exactly what the client sent and the
+    client's own address."""
+    run = uuid.uuid4().hex[:8]
+    sent = {}
+    for i, (pattern, status, answers) in enumerate(ESCAPES):
+        target = pattern.format(ns=namespace, other=other, root=ROOT)
+        request_id = f"{run}-{i}"
+        got, content_type, body = peek.raw(target, reader, request_id)
+        assert got == status, (target, got, body)
+        if status != 200:
+            assert '"raw"' not in body, target
+        if answers == "nginx":
+            assert content_type.startswith("text/html"), (target, body)
+            assert "<center>nginx</center>" in body, (target, body)
+        else:
+            assert content_type.startswith(("application/json", "application/x-ndjson"))
+            sent[request_id] = (target.removeprefix("http://evil").split("?")[0], status)
+    assert json.loads(body)["permission"] == f"get logarchives/logs in namespace {other}"
+
+    lines = wait_for(lambda: peek.logged(set(sent)), timeout=5, interval=0.1,
+                     what="the API's log of each request")  # fmt: skip
+    for request_id, (path, status) in sent.items():
+        line = lines[request_id]
+        assert (line["path"], line["status"]) == (path, status), line  # passed on as sent
+        assert (line["client"], line["via"]) == (peek.source, EDGE_PROXY), line
+    answered_by_nginx = {f"{run}-{i}" for i, row in enumerate(ESCAPES) if row[2] == "nginx"}
+    assert not answered_by_nginx & set(lines)  # they never reached the API
+
+
+def check_client_address(peek: Peek, namespace: str, reader: str) -> None:
+    """Through the edge the API logs the client's address (HAProxy's PROXY header -> Nginx's
+    X-Real-IP), whatever X-Forwarded-For the client made up, and the token's user (the
+    Authorization header got through); directly, from an address it does not trust, the
+    API ignores those headers and logs the peer."""
+    path = f"/v1/namespaces/{namespace}/logarchives/web/hours"
+    forged = {"Authorization": f"Bearer {reader}", "X-Forwarded-For": "6.6.6.6",
+              "X-Real-IP": "6.6.6.6"}  # fmt: skip
+    through = peek.session.get(f"{peek.url}{path}", timeout=30, verify=str(peek.ca_file),
+                               headers={**forged, "X-Request-Id": "edge-forged"})  # fmt: skip
+    assert through.status_code == 200, through.text
+    direct_source = f"127.{random.randint(1, 254)}.{random.randint(1, 254)}.1"
+    with requests.Session() as direct:
+        direct.mount("http://", SourceAddress(direct_source))
+        answer = direct.get(f"{peek.direct}{path}", timeout=30,
+                            headers={**forged, "X-Request-Id": "direct-forged"})  # fmt: skip
+    assert answer.status_code == 200, answer.text
+
+    lines = wait_for(lambda: peek.logged({"edge-forged", "direct-forged"}), timeout=5,
+                     interval=0.1, what="the API's log of both requests")  # fmt: skip
+    user = f"system:serviceaccount:{namespace}:reader"
+    assert lines["edge-forged"]["client"] == peek.source
+    assert lines["edge-forged"]["via"] == EDGE_PROXY
+    assert lines["edge-forged"]["user"] == user
+    assert lines["direct-forged"]["client"] == direct_source
+    assert "via" not in lines["direct-forged"]
+    assert lines["direct-forged"]["user"] == user
 
 
 def check_scan_budget(
@@ -485,17 +647,18 @@ def check_scan_budget(
 
 
 def check_plugin(
-    peek: Peek, namespace: str, tokens: dict[tuple[str, str], str], mine: list[Rec],
-    first_hour: int,
+    peek: Peek, stack: StackEnv, namespace: str, tokens: dict[tuple[str, str], str],
+    mine: list[Rec], first_hour: int,
 ) -> None:  # fmt: skip
-    """`kubectl metricpipe peek` as a process: raw lines across pages up to --limit, and the
-    403 in words."""
+    """`kubectl metricpipe peek` as a process, through the edge (its URL and the stack's CA):
+    raw lines across pages up to --limit, and the 403 in words."""
 
     def plugin(token: str, *args: str) -> subprocess.CompletedProcess[str]:
         argv = [sys.executable, "-m", "metricpipe_consumers.peek.cli", "peek", "web",
-                "-n", namespace, "--server", peek.url, "--token", token,
-                "--kubeconfig", "/nonexistent", "--since", rfc3339(first_hour),
-                "--until", rfc3339(first_hour + 4 * HOUR), *args]  # fmt: skip
+                "-n", namespace, "--server", peek.url, "--ca-file", str(stack.ca_file),
+                "--token", token, "--kubeconfig", "/nonexistent",
+                "--since", rfc3339(first_hour), "--until", rfc3339(first_hour + 4 * HOUR),
+                *args]  # fmt: skip
         return subprocess.run(argv, capture_output=True, text=True, timeout=60)
 
     done = plugin(tokens[(namespace, "reader")], "--regex", "status=5..", "--limit", "1500",

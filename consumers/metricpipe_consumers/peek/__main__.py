@@ -52,7 +52,8 @@ def main() -> int:
     log.info("peek.listening", host=host, port=port, tls=config.tls_cert_file is not None,
              archive_root=config.archive_root, hdfs_user=config.hdfs_user,
              max_range_seconds=config.max_range_seconds, max_scan_bytes=config.max_scan_bytes,
-             max_page_records=config.max_page_records)  # fmt: skip
+             max_page_records=config.max_page_records,
+             trusted_proxies=list(config.trusted_proxies))  # fmt: skip
     server.serve_forever()
     server.server_close()
     log.info("peek.stopped")

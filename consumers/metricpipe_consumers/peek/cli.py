@@ -106,7 +106,9 @@ def kube_identity(args: argparse.Namespace) -> tuple[str | None, str]:
 
 def fetch(session: requests.Session, url: str, params: dict[str, str]) -> requests.Response:
     try:
-        response = session.get(url, params=params, stream=True, timeout=(10, 120))
+        # verify per request: a session's own is overridden by REQUESTS_CA_BUNDLE when set
+        response = session.get(url, params=params, stream=True, timeout=(10, 120),
+                               verify=session.verify)  # fmt: skip
     except requests.RequestException as error:
         raise CliError(f"cannot reach the peek API at {url}: {error}") from None
     if response.status_code != 200:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from metricpipe_contract.archive import DEFAULT_ROOT
+
+from .forwarded import parse_trusted
 
 
 class PeekConfig(BaseSettings):
@@ -19,6 +21,13 @@ class PeekConfig(BaseSettings):
         default=None, description="Serve HTTPS with this certificate (and tls_key_file)."
     )
     tls_key_file: Path | None = None
+    trusted_proxies: tuple[str, ...] = Field(
+        default=(),
+        description="Addresses or CIDRs of the proxies in front (JSON list, e.g. "
+        "[\"127.0.0.1\"] for the stack's edge Nginx, the ingress controller pods' range in a "
+        "cluster): a request from one is logged with the client address of its X-Real-IP "
+        "(else the last X-Forwarded-For entry); from any other peer, the peer's own.",
+    )
     webhdfs_url: str = Field(description="The NameNode's WebHDFS: http://host:port/webhdfs/v1.")
     hdfs_user: str = Field(
         default="metricpipe-peek",
@@ -66,3 +75,9 @@ class PeekConfig(BaseSettings):
     )  # fmt: skip
     hdfs_timeout_seconds: float = Field(default=30.0, gt=0)
     log_level: str = "INFO"
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_trusted_proxies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        parse_trusted(value)  # a ValueError names the entry that is not an address or CIDR
+        return value

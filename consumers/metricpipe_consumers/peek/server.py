@@ -25,6 +25,7 @@ from ..webhdfs import WebHdfsError
 from .auth import Gate, parse_bearer
 from .config import PeekConfig
 from .errors import PeekError
+from .forwarded import Network, client_address, parse_trusted
 from .request import parse_params, parse_records_query, parse_route
 from .scan import ArchiveReader, ScanBudget, Trailer
 from .timerange import decide_range
@@ -151,7 +152,14 @@ class PeekHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             response.summary["error"] = "client went away"
         path = self.path.split("?", 1)[0]
-        log.info("peek.request", path=path, status=response.status,
+        peer = str(self.client_address[0])
+        headers = self.headers
+        client = client_address(peer, headers.get("X-Real-IP"), headers.get("X-Forwarded-For"),
+                                self.server.trusted)  # fmt: skip
+        extra = {"via": peer} if client != peer else {}
+        if request_id := self.headers.get("X-Request-Id"):  # the edge's, to match its log
+            extra["request_id"] = request_id[:128]
+        log.info("peek.request", path=path, status=response.status, client=client, **extra,
                  seconds=round(time.monotonic() - started, 3), **response.summary)  # fmt: skip
 
     def _refuse(self) -> None:
@@ -172,14 +180,19 @@ class PeekHandler(BaseHTTPRequestHandler):
 class PeekServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], service: PeekService, timeout: float) -> None:
+    def __init__(
+        self, address: tuple[str, int], service: PeekService, timeout: float,
+        trusted: tuple[Network, ...] = (),
+    ) -> None:  # fmt: skip
         super().__init__(address, PeekHandler)
         self.service = service
+        self.trusted = trusted
         PeekHandler.timeout = timeout
 
 
 def build_server(config: PeekConfig, service: PeekService) -> PeekServer:
-    server = PeekServer((config.host, config.port), service, config.request_timeout_seconds)
+    server = PeekServer((config.host, config.port), service, config.request_timeout_seconds,
+                        parse_trusted(config.trusted_proxies))  # fmt: skip
     if config.tls_cert_file is not None:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(config.tls_cert_file, config.tls_key_file)
