@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -173,25 +173,32 @@ class ConsumerMetrics:
             self.freshness.set(max(0.0, now - min(values)))
 
     def serve(self, port: int, host: str = "0.0.0.0") -> ThreadingHTTPServer:  # noqa: S104
-        metrics = self
+        return serve_endpoints(self.registry, self.health, port, host)
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                answer = metrics.health(self.path)
-                if self.path.startswith("/metrics"):
-                    body, status, kind = generate_latest(metrics.registry), 200, CONTENT_TYPE_LATEST
-                elif answer is not None:
-                    (status, body), kind = answer, "text/plain"
-                else:
-                    body, status, kind = b"not found", 404, "text/plain"
-                self.send_response(status)
-                self.send_header("Content-Type", kind)
-                self.end_headers()
-                self.wfile.write(body)
 
-            def log_message(self, *_: Any) -> None:
-                return
+def serve_endpoints(
+    registry: CollectorRegistry, health: Callable[[str], tuple[int, bytes] | None], port: int,
+    host: str = "0.0.0.0",  # noqa: S104 - a pod's probes and Prometheus come from outside
+) -> ThreadingHTTPServer:  # fmt: skip
+    """/metrics from the registry and the probe endpoints `health` answers, in a thread."""
 
-        server = ThreadingHTTPServer((host, port), Handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        return server
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            answer = health(self.path)
+            if self.path.startswith("/metrics"):
+                body, status, kind = generate_latest(registry), 200, CONTENT_TYPE_LATEST
+            elif answer is not None:
+                (status, body), kind = answer, "text/plain"
+            else:
+                body, status, kind = b"not found", 404, "text/plain"
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server

@@ -52,3 +52,14 @@ CONSUMER_PROCESSING_RATE: Final = "metricpipe_consumer_processing_rate"
 
 EXPORTER_JOB: Final = "metricpipe-exporter"
 CONSUMER_JOB: Final = "metricpipe-consumer"
+
+# -- written by the archivers (consumers/metricpipe_consumers/archive/metrics.py), label: archive
+ARCHIVE_RECORDS: Final = "metricpipe_archive_records_total"  # records committed to HDFS
+ARCHIVE_BYTES: Final = "metricpipe_archive_bytes_total"  # bytes of committed files
+ARCHIVE_FILES: Final = "metricpipe_archive_files_total"
+# a histogram: scraped as _bucket, _sum and _count; its family name:
+ARCHIVE_COMMIT_SECONDS_BUCKET: Final = "metricpipe_archive_commit_duration_seconds_bucket"
+ARCHIVE_COMPACTED_FILES: Final = "metricpipe_archive_compacted_files_total"
+# + partition: the next offset to archive and the newest committed record's Kafka time
+ARCHIVE_NEXT_OFFSET: Final = "metricpipe_archive_next_offset"
+ARCHIVE_NEWEST_RECORD: Final = "metricpipe_archive_newest_record_timestamp_seconds"

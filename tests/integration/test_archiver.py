@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -129,9 +130,11 @@ class Archivers:
         self.tmp_path = tmp_path
         self.config = config
         self.running: list[tuple[subprocess.Popen[bytes], Path]] = []
+        self.ports: dict[int, int] = {}  # pid -> metrics port
 
     def start(self, **env: str) -> tuple[subprocess.Popen[bytes], Path]:
         log = self.tmp_path / f"archiver-{len(self.running)}.log"
+        port = free_port()
         with log.open("wb") as out:
             process = subprocess.Popen(
                 [sys.executable, "-m", "metricpipe_consumers.archive"],
@@ -141,9 +144,10 @@ class Archivers:
                      "METRICPIPE_ARCHIVE_ROLL_BYTES": "400000",
                      "METRICPIPE_ARCHIVE_COMPACT_GRACE_SECONDS": "0",
                      "METRICPIPE_SESSION_TIMEOUT_MS": "6000",  # the broker's least
-                     "METRICPIPE_METRICS_PORT": str(free_port()), **env},
+                     "METRICPIPE_METRICS_PORT": str(port), **env},
             )  # fmt: skip
         self.running.append((process, log))
+        self.ports[process.pid] = port
         return process, log
 
     def stop(self, process: subprocess.Popen[bytes]) -> int:
@@ -249,6 +253,15 @@ def test_every_record_on_hdfs_exactly_once_through_kills_and_rescaling(
         ends = {p: 1 + max(o for q, o in produced if q == p) for p in range(PARTITIONS)}
         wait_for("every record archived", lambda: committed(stack, topic, config) == ends, 300,
                  archivers)  # fmt: skip
+        # the survivor's own metrics say the same next offsets (it holds every partition now)
+        scraped = requests.get(f"http://127.0.0.1:{archivers.ports[one.pid]}/metrics", timeout=10)
+        offsets = {
+            int(m.group(1)): int(float(m.group(2)))
+            for m in re.finditer(
+                r'metricpipe_archive_next_offset\{[^}]*partition="(\d+)"\} (\S+)', scraped.text
+            )
+        }
+        assert offsets == ends, scraped.text[-2000:]
         assert archivers.stop(one) == 0, archivers.logs()
         marks["rescaled, all archived"] = time.monotonic()
     finally:

@@ -15,6 +15,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Metric
 
 from metricpipe_consumers.aggregate import Aggregate
+from metricpipe_consumers.archive.metrics import ArchiverMetrics
 from metricpipe_consumers.documents import build_final_doc, build_partial_doc, metrics_index_body
 from metricpipe_consumers.metrics import ConsumerMetrics
 from metricpipe_contract import names
@@ -51,8 +52,11 @@ def exposed_names(families: Iterable[Metric]) -> set[str]:
 
 
 def consumer_names() -> set[str]:
+    """The consumers' and the archivers' series (an archiver's gauges appear once set)."""
     registry = CollectorRegistry()
     ConsumerMetrics("shop/orders", registry=registry)
+    archiver = ArchiverMetrics("shop/edge", registry=registry)
+    archiver.committed(0, records=1, size=1, files=1, seconds=0.1, next_offset=1, newest_ms=1)
     return exposed_names(registry.collect())
 
 

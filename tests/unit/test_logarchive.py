@@ -194,6 +194,13 @@ def test_archiver_deployment_is_confined_like_the_consumers() -> None:
     assert env["METRICPIPE_ARCHIVE_ROLL_BYTES"] == str(64 * 1024 * 1024)
     assert env["METRICPIPE_ARCHIVE_ROLL_SECONDS"] == "60"
     assert env["TMPDIR"] == "/tmp"  # noqa: S108 - the pod's emptyDir
+    assert env["METRICPIPE_METRICS_PORT"] == str(CONFIG.consumer_metrics_port)
+    assert container["ports"] == [{"name": "metrics", "containerPort": CONFIG.consumer_metrics_port,
+                                   "protocol": "TCP"}]  # fmt: skip
+    probes = {kind: container[kind]["httpGet"]["path"] for kind in
+              ("startupProbe", "livenessProbe", "readinessProbe")}  # fmt: skip
+    assert probes == {"startupProbe": "/startupz", "livenessProbe": "/healthz",
+                      "readinessProbe": "/readyz"}  # fmt: skip
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert mounts == {"/etc/metricpipe", "/tmp"}  # noqa: S108
     assert {v["name"] for v in pod["volumes"]} == {"config", "tmp"}

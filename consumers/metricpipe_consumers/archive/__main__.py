@@ -16,6 +16,7 @@ from ..kafka_access import ensure_kafka_access
 from ..webhdfs import WebHdfs
 from .document import ArchiveDocument, ArchiverConfig
 from .loop import Archiver
+from .metrics import ArchiverMetrics
 from .store import ArchiveStore
 
 
@@ -33,7 +34,12 @@ def main() -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     log.info("archiver starting", archive=document.key, topic=document.topic,
              directory=document.directory, kafka=kafka.described)  # fmt: skip
-    stats = Archiver(document, config, store, kafka_settings=dict(kafka.settings)).run(stop)
+    metrics = ArchiverMetrics(document.key)
+    if config.metrics_port:
+        metrics.serve(config.metrics_port)
+    archiver = Archiver(document, config, store, kafka_settings=dict(kafka.settings),
+                        metrics=metrics)  # fmt: skip
+    stats = archiver.run(stop)
     log.info("archiver stopped", records=stats.records, batches=stats.batches,
              files=stats.files, bytes=stats.bytes, compacted=stats.compacted)  # fmt: skip
     return 0

@@ -56,6 +56,7 @@ class ArchiverConfig(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="METRICPIPE_", frozen=True)
 
     archive_config: Path = Field(default=Path("/etc/metricpipe/archive.json"))
+    metrics_port: int = Field(default=9400, ge=0, le=65535, description="0: no endpoints.")
     archive_roll_bytes: int = Field(
         default=64 * 1024 * 1024, ge=1, description="A partition's batch is written at this size."
     )

@@ -27,6 +27,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 
 from .document import ArchiveDocument, ArchiverConfig
+from .metrics import ArchiverMetrics
 from .parquet import encode_rows
 from .plan import Row, build_row, decide_closed_hours, decide_flush, plan_hour_files
 from .store import ArchiveStore
@@ -54,9 +55,9 @@ class ArchiverStats:
 
 class Archiver:
     def __init__(
-        self, document: ArchiveDocument, config: ArchiverConfig, store: ArchiveStore,
+        self, document: ArchiveDocument, config: ArchiverConfig, store: ArchiveStore, *,
         consumer_factory: Callable[[dict[str, Any]], Consumer] = Consumer,
-        kafka_settings: dict[str, str] | None = None,
+        kafka_settings: dict[str, str] | None = None, metrics: ArchiverMetrics | None = None,
     ) -> None:  # fmt: skip
         self.document = document
         self.config = config
@@ -65,6 +66,7 @@ class Archiver:
         self.touched: dict[int, set[str]] = {}  # partition -> hours written since assignment
         self.newest: dict[int, int] = {}  # partition -> newest time_ms written
         self.stats = ArchiverStats()
+        self.metrics = metrics or ArchiverMetrics(document.key)
         self.next_expiry = 0.0  # monotonic time of the next retention pass
         self.admin = AdminClient(dict(kafka_settings or {}))
         self.consumer = consumer_factory({
@@ -85,6 +87,7 @@ class Archiver:
         for tp in partitions:
             following = self.store.recover(tp.partition)
             tp.offset = OFFSET_BEGINNING if following is None else following
+            self.metrics.assigned(tp.partition, following)
             self.touched[tp.partition] = set(hours)  # compacted once closed, as written ones
             log.info("partition assigned", partition=tp.partition, offset=following)
         consumer.assign(partitions)
@@ -114,6 +117,7 @@ class Archiver:
         try:
             while not stop.is_set():
                 self._read(self.consumer.consume(2000, timeout=0.5))
+                self.metrics.alive()
                 self._flush_due(force=False)
                 self._expire_due()
             self._flush_due(force=True)  # a graceful stop writes what it holds
@@ -161,6 +165,11 @@ class Archiver:
         files = {hour: encode_rows(rows) for hour, rows in hours.items()}
         first, last = pending.rows[0].offset, pending.rows[-1].offset
         self.store.commit(partition, first, last, files)
+        newest = max(r.time_ms for r in pending.rows)
+        self.metrics.committed(partition, records=len(pending.rows),
+                               size=sum(len(d) for d in files.values()), files=len(files),
+                               seconds=time.monotonic() - started, next_offset=last + 1,
+                               newest_ms=newest)  # fmt: skip
         self.stats.records += len(pending.rows)
         self.stats.batches += 1
         self.stats.files += len(files)
@@ -173,7 +182,6 @@ class Archiver:
         except KafkaException as error:
             log.warning("kafka offset commit failed (lag only)", error=str(error))
         self.touched.setdefault(partition, set()).update(hours)
-        newest = max(r.time_ms for r in pending.rows)
         self.newest[partition] = max(self.newest.get(partition, 0), newest)
         self._compact(partition)
 
@@ -182,5 +190,7 @@ class Archiver:
         closed = decide_closed_hours(self.touched.get(partition, set()),
                                      self.newest.get(partition, 0), grace_ms)  # fmt: skip
         for hour in closed:
-            self.stats.compacted += self.store.compact(partition, hour)
+            removed = self.store.compact(partition, hour)
+            self.stats.compacted += removed
+            self.metrics.compacted.inc(removed)
             self.touched[partition].discard(hour)

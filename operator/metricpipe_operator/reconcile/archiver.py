@@ -27,6 +27,7 @@ from .consumer import (
     build_container_security_context,
     build_kafka_credentials_volume,
     build_kafka_endpoint_with,
+    build_probes,
     build_workload_deployment,
     build_workload_pod_spec,
     decide_default_kafka_secret,
@@ -118,7 +119,14 @@ def build_archiver_container(
         "image": config.consumer_image,
         "imagePullPolicy": "IfNotPresent",
         "command": COMMAND,
-        "env": build_archiver_env(spec, config_hash),
+        "env": [
+            *build_archiver_env(spec, config_hash),
+            {"name": "METRICPIPE_METRICS_PORT", "value": str(config.consumer_metrics_port)},
+        ],
+        "ports": [
+            {"name": "metrics", "containerPort": config.consumer_metrics_port, "protocol": "TCP"}
+        ],
+        **build_probes(),  # the archiver answers /startupz, /healthz and /readyz as consumers do
         "resources": {"requests": dict(REQUESTS), "limits": dict(LIMITS)},
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": build_container_security_context(),
