@@ -106,7 +106,7 @@ def run_stream(
     begun = time.monotonic()
     engine = SparkAggregator(config.spark_master, conf=spark_conf(config, jars=False))
     session_up = time.monotonic()
-    engine.warm_up()  # before joining the group: the first batch then runs at full speed
+    engine.warm_up(config.spark_warm_up_rounds)  # before joining the group: a fast 1st batch
     log.info("spark ready", session_seconds=round(session_up - begun, 1),
              warm_up_seconds=round(time.monotonic() - session_up, 1))  # fmt: skip
     try:

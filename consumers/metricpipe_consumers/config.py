@@ -29,6 +29,12 @@ class ConsumerConfig(BaseSettings):
         "'/opt/metricpipe/jars/*.jar'): the Kafka connector (batch mode). An entry that matches "
         "no file stops the run with an error.",
     )
+    spark_warm_up_rounds: int = Field(
+        default=3, ge=0, le=10,
+        description="Rounds of the batch plan on synthetic rows before joining the group, so "
+        "the first real batch runs compiled (engine.warm_up); 0 skips it (a slower first "
+        "batch, a shorter start: the integration tests' consumer processes).",
+    )  # fmt: skip
     spark_class_archive: Path | None = Field(
         default=None,
         description="A class-data-sharing archive of Spark's classes (classarchive.py) that "

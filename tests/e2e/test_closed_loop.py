@@ -92,7 +92,11 @@ def measure_capacity(
     assert producer.flush(30) == 0
     spec = {key: SPEC[key] for key in ("source", "metric")}
     pipeline = make_pipeline(stack, tmp_path, topic, topic, spec, "elasticsearch")
-    processes.start(pipeline, METRICPIPE_MAX_BATCH_RECORDS=str(SPEC["consumer"]["maxBatchRecords"]))
+    processes.start(
+        pipeline,
+        METRICPIPE_MAX_BATCH_RECORDS=str(SPEC["consumer"]["maxBatchRecords"]),
+        METRICPIPE_SPARK_WARM_UP_ROUNDS="3",
+    )  # the capacity of a deployed consumer
     first = wait_for(
         lambda: (n if (n := _committed_count(stack, pipeline.group, topic)) >= CAPACITY_WARM_UP
                  else None),
