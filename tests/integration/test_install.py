@@ -2,19 +2,22 @@
 a cluster" is accepted (server-side dry run; prometheus-operator's own CRDs installed for the
 monitoring component), and the ServiceAccounts it creates can do what metricpipe needs and
 nothing more (`kubectl auth can-i` and SubjectAccessReviews, answered by the API server's RBAC
-authorizer)."""
+authorizer; the peek API's with its own token), and the example Role for developers grants
+reading archived logs in its namespace only."""
 
 from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
-from kubernetes import client
+from kubernetes import client, config
 
+from helpers import wait_for
 from install_harness import OVERLAY, SYSTEM, kubectl
 from metricpipe_devstack.env import StackEnv
 
@@ -22,6 +25,8 @@ REPO = Path(__file__).resolve().parents[2]
 PRODUCTION = REPO / "manifests" / "overlays" / "production"
 OPERATOR = f"system:serviceaccount:{SYSTEM}:metricpipe-operator"
 EXPORTER = f"system:serviceaccount:{SYSTEM}:metricpipe-exporter"
+PEEK = f"system:serviceaccount:{SYSTEM}:metricpipe-peek"
+LOG_READER_EXAMPLE = REPO / "manifests" / "examples" / "rbac" / "peek-log-reader.yaml"
 
 
 def readme_install_commands() -> list[list[str]]:
@@ -75,7 +80,7 @@ def test_the_production_overlay_takes_credentials_only_from_secrets(stack: Stack
     # read-only projected volume of Secrets, the settings naming only where it is mounted
     kafka_secrets = {}
     for document in documents:
-        if document["kind"] == "Deployment":
+        if document["kind"] == "Deployment" and document["metadata"]["name"] != "metricpipe-peek":
             pod = document["spec"]["template"]["spec"]
             (volume,) = [v for v in pod["volumes"] if v["name"] == "kafka-credentials"]
             kafka_secrets[document["metadata"]["name"]] = sorted(
@@ -92,6 +97,17 @@ def test_the_production_overlay_takes_credentials_only_from_secrets(stack: Stack
     for data in settings:
         assert data["METRICPIPE_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
         assert not any("PASSWORD" in key for key in data), data
+    # the peek API: no Secret at all (its token is its ServiceAccount's), behind the Ingress
+    (peek,) = [d for d in documents if d["metadata"]["name"] == "metricpipe-peek"
+               and d["kind"] == "Deployment"]  # fmt: skip
+    assert "volumes" not in peek["spec"]["template"]["spec"] or not [
+        v for v in peek["spec"]["template"]["spec"]["volumes"] if "emptyDir" not in v
+    ]
+    (ingress,) = [d for d in documents if d["kind"] == "Ingress"]
+    assert ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"] == {
+        "name": "metricpipe-peek", "port": {"name": "http"}}  # fmt: skip
+    peek_settings = [data for data in configmaps if "METRICPIPE_PEEK_WEBHDFS_URL" in data]
+    assert peek_settings[0]["METRICPIPE_PEEK_TRUSTED_PROXIES"]  # the controller's X-Real-IP
     monitors = [d for d in documents if d["apiVersion"].startswith("monitoring.coreos.com/")]
     assert all(m["metadata"]["labels"]["release"] == "kube-prometheus-stack" for m in monitors)
     dashboards = [d for d in documents if d["metadata"]["name"] == "metricpipe-grafana-dashboard"]
@@ -131,6 +147,8 @@ MUST = [
     (OPERATOR, "watch", "logarchives.metricpipe.io", None),
     (OPERATOR, "patch", "logarchives.metricpipe.io", "team-a"),  # Kopf: finalizer, progress
     (OPERATOR, "patch", "logarchives.metricpipe.io/status", "team-a"),
+    (PEEK, "create", "tokenreviews.authentication.k8s.io", None),
+    (PEEK, "create", "subjectaccessreviews.authorization.k8s.io", None),
 ]
 MUST_NOT = [
     (OPERATOR, "get", "secrets", "team-a"),  # consumers read credentials via secretKeyRef
@@ -151,23 +169,32 @@ MUST_NOT = [
     (OPERATOR, "get", "logarchives.metricpipe.io/logs", "team-a"),  # developers peek, not us
     (OPERATOR, "patch", "logarchives.metricpipe.io/scale", "team-a"),  # nothing scales them yet
     (OPERATOR, "delete", "logarchives.metricpipe.io", "team-a"),
+    (PEEK, "get", "logarchives.metricpipe.io/logs", "team-a"),  # it asks for the caller
+    (PEEK, "list", "logarchives.metricpipe.io", None),
+    (PEEK, "get", "secrets", SYSTEM),
+    (PEEK, "list", "pods", None),
+    (PEEK, "create", "serviceaccounts/token", SYSTEM),
+    (PEEK, "impersonate", "users", None),
+    (PEEK, "*", "*", None),
 ]
 
 
 def can_i(kube: client.ApiClient, who: str, verb: str, resource: str,
-          namespace: str | None) -> bool:  # fmt: skip
+          namespace: str | None, groups: tuple[str, ...] = ()) -> bool:  # fmt: skip
     """What `kubectl auth can-i VERB RESOURCE --as WHO` asks, as a SubjectAccessReview with the
     group spelled out (kubectl cannot split `clusterfilters.fluentd.fluent.io` when that CRD is
-    not installed, and then asks about the wrong group)."""
+    not installed, and then asks about the wrong group). A ServiceAccount's groups are added;
+    other users have `groups`."""
     name, _, subresource = resource.partition("/")
     plural, _, group = name.partition(".")
-    account_namespace = who.split(":")[2]  # system:serviceaccount:<namespace>:<name>
+    if who.startswith("system:serviceaccount:"):
+        account_namespace = who.split(":")[2]  # system:serviceaccount:<namespace>:<name>
+        groups += ("system:serviceaccounts", f"system:serviceaccounts:{account_namespace}")
     review: Any = {  # the client sends a dict as it is
         "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
         "spec": {
             "user": who,
-            "groups": ["system:serviceaccounts", f"system:serviceaccounts:{account_namespace}",
-                       "system:authenticated"],
+            "groups": [*groups, "system:authenticated"],
             "resourceAttributes": {"verb": verb, "group": group, "resource": plural,
                                    "subresource": subresource, "namespace": namespace or ""},
         },
@@ -187,3 +214,91 @@ def test_allowed(kube: client.ApiClient, identities: str, who: str, verb: str, r
 def test_denied(kube: client.ApiClient, identities: str, who: str, verb: str, resource: str,
                 namespace: str | None) -> None:  # fmt: skip
     assert not can_i(kube, who, verb, resource, namespace)
+
+
+def token_client(kube: client.ApiClient, stack: StackEnv, namespace: str,
+                 account: str) -> client.ApiClient:  # fmt: skip
+    """An API client holding nothing but a fresh token of the ServiceAccount (TokenRequest)."""
+    request: Any = {"spec": {"audiences": [], "expirationSeconds": 600}}  # sent as it is
+    answer = client.CoreV1Api(kube).create_namespaced_service_account_token(
+        account, namespace, request
+    )
+    assert answer.status is not None
+    admin = client.Configuration()
+    config.load_kube_config(config_file=str(stack.kubeconfig), client_configuration=admin)
+    settings = client.Configuration()
+    settings.host, settings.ssl_ca_cert = admin.host, admin.ssl_ca_cert
+    settings.api_key = {"authorization": f"Bearer {answer.status.token}"}
+    return client.ApiClient(settings)
+
+
+def test_the_peek_service_account_token_reviews_and_reads_nothing(
+    kube: client.ApiClient, stack: StackEnv, identities: str
+) -> None:
+    """With its own token, as the peek API runs: a TokenReview (of that very token) and a
+    SubjectAccessReview are answered; Secrets, pods and LogArchives are refused (403, before
+    the API server looks for the object)."""
+    peek = token_client(kube, stack, SYSTEM, "metricpipe-peek")
+    token = peek.configuration.api_key["authorization"].removeprefix("Bearer ")
+    reviewed = client.AuthenticationV1Api(peek).create_token_review(
+        cast(Any, {"spec": {"token": token}})
+    )
+    assert reviewed.status is not None
+    assert reviewed.status.authenticated is True
+    assert reviewed.status.user is not None
+    assert reviewed.status.user.username == PEEK
+    access = client.AuthorizationV1Api(peek).create_subject_access_review(cast(Any, {"spec": {
+        "user": "alice", "groups": ["system:authenticated"],
+        "resourceAttributes": {"group": "metricpipe.io", "resource": "logarchives",
+                               "subresource": "logs", "verb": "get", "namespace": "team-a"},
+    }}))  # fmt: skip
+    assert access.status is not None
+    assert access.status.allowed is False  # answered (alice has no Role), not refused
+    core = client.CoreV1Api(peek)
+    custom = client.CustomObjectsApi(peek)
+    refused: list[tuple[str, Callable[[], Any]]] = [
+        ("list secrets", lambda: core.list_namespaced_secret(SYSTEM)),
+        ("get a secret", lambda: core.read_namespaced_secret("any", SYSTEM)),
+        ("list pods", core.list_pod_for_all_namespaces),
+        ("list logarchives", lambda: custom.list_cluster_custom_object(
+            "metricpipe.io", "v1alpha1", "logarchives")),
+        ("get a logarchive", lambda: custom.get_namespaced_custom_object(
+            "metricpipe.io", "v1alpha1", "team-a", "logarchives", "web")),
+    ]  # fmt: skip
+    for what, call in refused:
+        with pytest.raises(client.ApiException) as error:
+            call()
+        assert error.value.status == 403, what
+
+
+def test_the_example_role_lets_its_group_read_archived_logs_in_its_namespace_only(
+    kube: client.ApiClient, namespace: str, unique_name: str
+) -> None:
+    """manifests/examples/rbac/peek-log-reader.yaml, created in a namespace of this test's: its
+    group may get logarchives/logs there (what the peek API asks), and nothing else."""
+    rbac = client.RbacAuthorizationV1Api(kube)
+    role, binding = yaml.safe_load_all(LOG_READER_EXAMPLE.read_text())
+    assert (role["kind"], binding["kind"]) == ("Role", "RoleBinding")
+    for document in (role, binding):
+        document["metadata"]["namespace"] = namespace
+    rbac.create_namespaced_role(namespace, role)
+    rbac.create_namespaced_role_binding(namespace, binding)
+    (subject,) = binding["subjects"]
+    member = (subject["name"],)
+    logs = "logarchives.metricpipe.io/logs"
+
+    def granted() -> bool:  # the RBAC authorizer sees a new binding within moments
+        return can_i(kube, unique_name, "get", logs, namespace, member)
+
+    wait_for(granted, timeout=10, interval=0.2, what="the example Role's grant")
+    assert not can_i(kube, unique_name, "get", logs, namespace)  # not without the group
+    for verb, resource, where in (
+        ("get", logs, "team-a"),  # another namespace
+        ("get", logs, None),  # all namespaces
+        ("list", logs, namespace),
+        ("get", "logarchives.metricpipe.io", namespace),
+        ("list", "logarchives.metricpipe.io", namespace),
+        ("get", "pods/log", namespace),
+        ("get", "metricpipelines.metricpipe.io", namespace),
+    ):
+        assert not can_i(kube, unique_name, verb, resource, where, member), (verb, resource)

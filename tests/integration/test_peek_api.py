@@ -39,6 +39,7 @@ import yaml
 from kubernetes import client, config
 from requests.adapters import HTTPAdapter
 
+from edge_harness import LogMark
 from helpers import wait_for
 from metricpipe_consumers.webhdfs import WebHdfs
 from metricpipe_devstack.env import StackEnv
@@ -418,7 +419,7 @@ def test_peek_api(
     theirs = make_records(first_hour, 2, "b")
     hdfs.mkdirs(ROOT)
     base, other_base = f"{ROOT}/{namespace}/web", f"{ROOT}/{other}/web"
-    edge_logs = {path: path.stat().st_size for path in stack.edge_access_logs}
+    edge_logs = LogMark.take(stack.edge_access_logs)
     try:
         sizes = write_archive(hdfs, base, mine)
         write_archive(hdfs, other_base, theirs)
@@ -440,10 +441,7 @@ def test_peek_api(
             assert response.status_code == 413, response.text
             assert response.json()["limit"] == "max_scan_bytes"
         logs = "".join(p.read_text() for p in tmp_path.glob("*.log"))
-        for path, offset in edge_logs.items():  # the edge's access logs of this test's requests
-            with path.open("rb") as log:
-                log.seek(offset)
-                logs += log.read().decode()
+        logs += b"\n".join(edge_logs.lines()).decode()  # the edge's lines of this test's time
         assert not [t for t in tokens.values() if t in logs], "a token reached a log"
     finally:
         hdfs.delete(f"{ROOT}/{namespace}", recursive=True)

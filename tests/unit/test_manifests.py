@@ -77,3 +77,29 @@ def test_every_pod_is_non_root_read_only_and_without_capabilities(
         for variable in container.get("env", []):
             secret_like = any(w in variable["name"] for w in ("PASSWORD", "TOKEN", "SECRET"))
             assert not (secret_like and "value" in variable), f"{name}: {variable['name']} literal"
+
+
+def test_the_peek_api_runs_from_the_consumer_image_and_may_only_ask_for_reviews() -> None:
+    base = REPO / "manifests" / "base"
+    (deployment,) = [d for name, d in deployments() if name == "metricpipe-peek"]
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"].startswith("ghcr.io/metricpipe/consumer:")
+    assert container["command"] == ["python", "-m", "metricpipe_consumers.peek"]
+    assert pod["securityContext"]["runAsUser"] == 65532
+    env = {variable["name"]: variable.get("value") for variable in container["env"]}
+    (port,) = container["ports"]
+    assert int(env["METRICPIPE_PEEK_PORT"]) == port["containerPort"]
+    for probe in (container["readinessProbe"], container["livenessProbe"]):
+        assert probe["httpGet"] == {"path": "/healthz", "port": port["name"]}
+    rbac = list(yaml.safe_load_all((base / "peek-rbac.yaml").read_text()))
+    assert [d["kind"] for d in rbac] == ["ServiceAccount", "ClusterRole", "ClusterRoleBinding"]
+    assert rbac[1]["rules"] == [
+        {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"],
+         "verbs": ["create"]},
+        {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"],
+         "verbs": ["create"]},
+    ]  # fmt: skip
+    assert rbac[2]["subjects"] == [
+        {"kind": "ServiceAccount", "name": pod["serviceAccountName"], "namespace": SYSTEM}
+    ]
