@@ -55,7 +55,7 @@ def _handler(upstream: Upstream) -> type[BaseHTTPRequestHandler]:
 def upstream() -> Iterator[Upstream]:
     """An HTTP server on the peek API's port while this module's tests run."""
     state = Upstream()
-    with serve_on_peek_port(_handler(state)):
+    with serve_on_peek_port(_handler(state), wait_seconds=30):
         yield state
 
 
