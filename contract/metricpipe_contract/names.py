@@ -63,3 +63,13 @@ ARCHIVE_COMPACTED_FILES: Final = "metricpipe_archive_compacted_files_total"
 # + partition: the next offset to archive and the newest committed record's Kafka time
 ARCHIVE_NEXT_OFFSET: Final = "metricpipe_archive_next_offset"
 ARCHIVE_NEWEST_RECORD: Final = "metricpipe_archive_newest_record_timestamp_seconds"
+# seconds spent reading, encoding and writing (not waiting for Kafka): busy fraction by rate()
+ARCHIVE_BUSY_SECONDS: Final = "metricpipe_archive_busy_seconds_total"
+
+# -- written by the exporter for each LogArchive's archiver group, label: archive (+ partition)
+ARCHIVE_LAG: Final = "metricpipe_archive_lag_records"  # log end - the group's committed offset
+ARCHIVE_TOPIC_OFFSET: Final = "metricpipe_archive_topic_end_offset"  # log-end offset
+ARCHIVE_TOPIC_PARTITIONS: Final = "metricpipe_archive_topic_partitions"
+# one series per archive, only when every partition is known: every record whose Kafka time is
+# before it is on HDFS (the oldest record not archived; the cycle's time on a caught-up one)
+ARCHIVE_THROUGH: Final = "metricpipe_archive_archived_through_timestamp_seconds"

@@ -116,10 +116,13 @@ class Archiver:
                                 on_revoke=self._on_revoke, on_lost=self._on_revoke)  # fmt: skip
         try:
             while not stop.is_set():
-                self._read(self.consumer.consume(2000, timeout=0.5))
+                messages = self.consumer.consume(2000, timeout=0.5)
+                began = time.monotonic()
+                self._read(messages)
                 self.metrics.alive()
                 self._flush_due(force=False)
                 self._expire_due()
+                self.metrics.busy.inc(time.monotonic() - began)  # the scaling's busy fraction
             self._flush_due(force=True)  # a graceful stop writes what it holds
         finally:
             self.consumer.close()
