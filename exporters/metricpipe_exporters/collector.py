@@ -1,4 +1,5 @@
-"""One collection cycle for all pipelines, and the Prometheus view of its latest result.
+"""One collection cycle for all pipelines and archives, and the Prometheus view of its latest
+result.
 
 A background loop runs `Collector.collect_cycle` every interval: a constant number of batched
 Kafka requests for all groups, the timestamp lookups (cached, inside a time budget), and the
@@ -23,7 +24,7 @@ from metricpipe_contract import names
 from .kafka_reader import KafkaReader
 from .sinkprobe import SinkProbe, fetch_sink_probe
 from .targets import PipelineTarget
-from .timelag import PartitionLag, decide_time_lag_seconds
+from .timelag import PartitionLag, decide_archived_through_ms, decide_time_lag_seconds
 
 log = structlog.get_logger("metricpipe.exporter")
 
@@ -31,7 +32,7 @@ log = structlog.get_logger("metricpipe.exporter")
 @dataclass
 class Snapshot:
     taken_at: float = 0.0
-    lags: dict[str, list[PartitionLag]] = field(default_factory=dict)  # pipeline -> partitions
+    lags: dict[str, list[PartitionLag]] = field(default_factory=dict)  # target key -> partitions
     members: dict[str, int] = field(default_factory=dict)
     partitions: dict[str, int] = field(default_factory=dict)
     probes: dict[str, SinkProbe] = field(default_factory=dict)
@@ -66,14 +67,12 @@ class Collector(PromCollector):
             self._failed("kafka", error)
             return self.snapshot
         if self.sink_for is not None:
-            for target in targets:
+            for target in (t for t in targets if t.kind == "pipeline"):
                 try:
                     sink = self.sink_for(target)
-                    count = snapshot.partitions.get(target.pipeline)
-                    ends = {
-                        p.partition: p.end_offset for p in snapshot.lags.get(target.pipeline, [])
-                    }
-                    snapshot.probes[target.pipeline] = fetch_sink_probe(
+                    count = snapshot.partitions.get(target.key)
+                    ends = {p.partition: p.end_offset for p in snapshot.lags.get(target.key, [])}
+                    snapshot.probes[target.key] = fetch_sink_probe(
                         sink, target.index, count, ends, int(snapshot.taken_at * 1000)
                     )
                 except Exception as error:
@@ -101,7 +100,7 @@ class Collector(PromCollector):
         lags: dict[str, list[PartitionLag]] = {}
         for target in present:
             committed = groups[target.consumer_group].committed
-            lags[target.pipeline] = [
+            lags[target.key] = [
                 PartitionLag(target.topic, p, ends[(target.topic, p)],
                              committed.get((target.topic, p)), None,
                              starts.get((target.topic, p)))
@@ -114,12 +113,12 @@ class Collector(PromCollector):
         ]  # fmt: skip
         stamps = self.reader.fetch_timestamps(wanted, self.lookup_budget)
         for target in present:
-            snapshot.partitions[target.pipeline] = counts[target.topic]
-            snapshot.members[target.pipeline] = groups[target.consumer_group].members
-            snapshot.lags[target.pipeline] = [
+            snapshot.partitions[target.key] = counts[target.topic]
+            snapshot.members[target.key] = groups[target.consumer_group].members
+            snapshot.lags[target.key] = [
                 replace(lag, oldest_unprocessed_ms=stamps.get(
                     (lag.topic, lag.partition, lag.position if lag.position is not None else -1)))
-                for lag in lags[target.pipeline]
+                for lag in lags[target.key]
             ]  # fmt: skip
 
     def _failed(self, source: str, error: Exception, **context: str) -> None:
@@ -127,6 +126,33 @@ class Collector(PromCollector):
         log.warning("collection failed", source=source, error=str(error)[:300], **context)
 
     # -- the scrape ---------------------------------------------------------------------------
+    @staticmethod
+    def _archive_families(snap: Snapshot) -> Iterator[Metric]:
+        """The archives' groups: lag, end offsets, partitions and the archived-through time."""
+        lag = GaugeMetricFamily(names.ARCHIVE_LAG, "Records on the topic not yet on HDFS.",
+                                labels=["archive", "partition"])  # fmt: skip
+        end = GaugeMetricFamily(names.ARCHIVE_TOPIC_OFFSET, "Log-end offset of the topic.",
+                                labels=["archive", "partition"])  # fmt: skip
+        count = GaugeMetricFamily(names.ARCHIVE_TOPIC_PARTITIONS, "Partitions of the topic.",
+                                  labels=["archive"])  # fmt: skip
+        through = GaugeMetricFamily(
+            names.ARCHIVE_THROUGH,
+            "Every record whose Kafka time is before this (Unix s) is on HDFS.",
+            labels=["archive"],
+        )
+        for target in (t for t in snap.targets if t.kind == "archive"):
+            key, parts = target.pipeline, snap.lags.get(target.key, [])
+            if target.key in snap.partitions:
+                count.add_metric([key], snap.partitions[target.key])
+            for part in parts:
+                end.add_metric([key, str(part.partition)], part.end_offset)
+                if part.records is not None:
+                    lag.add_metric([key, str(part.partition)], part.records)
+            mark = decide_archived_through_ms(parts, int(snap.taken_at * 1000)) if parts else None
+            if mark is not None:
+                through.add_metric([key], mark / 1000)
+        yield from (lag, end, count, through)
+
     def collect(self) -> Iterator[Metric]:
         snap, now = self.snapshot, time.time()
         now_ms = int(now * 1000)
@@ -178,7 +204,7 @@ class Collector(PromCollector):
             "status.desiredReplicas: consumer replicas the operator wants.",
             labels=["pipeline"],
         )
-        for target in snap.targets:
+        for target in (t for t in snap.targets if t.kind == "pipeline"):
             key = target.pipeline
             target_g.add_metric([key], target.freshness_target_seconds)
             if target.replicas is not None:
@@ -219,6 +245,7 @@ class Collector(PromCollector):
             sink_fresh,
             final_end,
         )
+        yield from self._archive_families(snap)
         yield GaugeMetricFamily(
             names.SCRAPE_SECONDS, "Duration of the last collection cycle.", value=snap.cycle_seconds
         )

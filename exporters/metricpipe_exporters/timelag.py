@@ -75,3 +75,22 @@ def _at(t0: float, o0: int, t1: float, o1: int, offset: int) -> float:
     if o1 == o0:
         return math.nan  # no movement: the slope is undefined
     return t0 + (offset - o0) * (t1 - t0) / (o1 - o0)
+
+
+def decide_archived_through_ms(lags: Sequence[PartitionLag], taken_at_ms: int) -> int | None:
+    """An archive's group: the Kafka time before which every record is archived — the oldest
+    record not yet archived over all partitions, a caught-up partition counting as `taken_at_ms`
+    (all it held then is archived). None while any partition's position or record time is
+    unknown (a partial answer would claim records that may not be there)."""
+    through: list[int] = []
+    for lag in lags:
+        records = lag.records
+        if records is None:
+            return None
+        if records == 0:
+            through.append(taken_at_ms)
+        elif lag.oldest_unprocessed_ms is None:
+            return None
+        else:
+            through.append(lag.oldest_unprocessed_ms)
+    return min(through) if through else None
