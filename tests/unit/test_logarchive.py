@@ -288,7 +288,7 @@ READY_CASES = [
     ([_c("TopicReady", True), _c("RouteReady", True), _c("ArchiverReady", True),
       _c("HdfsReady", False, "WebHdfsUnavailable")], False, "HdfsReadyWebHdfsUnavailable"),
     ([_c("TopicReady", True), _c("RouteReady", True), _c("ArchiverReady", True),
-      _c("HdfsReady", None), _c("Archived", None, "NotComputed")], True, "AllReady"),
+      _c("HdfsReady", None), _c("Archived", False, "BehindTarget")], True, "AllReady"),
     ([_c("TopicReady", True), _c("RouteReady", True), _c("ArchiverReady", True),
       _c("IndexReady", False, "NotImplemented")], True, "AllReady"),
 ]  # fmt: skip

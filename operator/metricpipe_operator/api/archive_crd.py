@@ -20,14 +20,21 @@ STATUS_SCHEMA: dict[str, Any] = {
         "archivedThrough": {
             "type": "string",
             "format": "date-time",
-            "description": "Every record sent before this time is on HDFS (not computed yet: "
-            "see the Archived condition).",
+            "description": "Every record whose Kafka time is before this is on HDFS (the "
+            "ResourceManager's, from the exporter's positions of the archiver group).",
         },
         "lagRecords": {
             "type": "integer",
             "format": "int64",
-            "description": "Records on the topic not yet on HDFS (not computed yet).",
+            "description": "Records on the topic not yet on HDFS.",
         },
+        "timeLagSeconds": {
+            "type": "number",
+            "description": "Now minus archivedThrough: the age of the oldest record not on HDFS.",
+        },
+        "timeLag": {"type": "string", "description": "Human form of timeLagSeconds."},
+        "lastScaleTime": {"type": "string", "format": "date-time"},
+        "lastScaleReason": {"type": "string", "description": "Why replicas last changed."},
         "bytes": {
             "type": "integer",
             "format": "int64",
@@ -58,6 +65,7 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     },
     {"name": "Archived-Through", "type": "string", "jsonPath": ".status.archivedThrough"},
     {"name": "Lag", "type": "integer", "jsonPath": ".status.lagRecords"},
+    {"name": "Time-Lag", "type": "string", "jsonPath": ".status.timeLag", "priority": 1},
     {"name": "Bytes", "type": "integer", "jsonPath": ".status.bytes"},
     {"name": "Files", "type": "integer", "jsonPath": ".status.files"},
     {"name": "Replicas", "type": "integer", "jsonPath": ".status.replicas", "priority": 1},

@@ -4,9 +4,9 @@ Like a pipeline's reconcile (pipeline.py) and sharing its steps: the topic throu
 ownership registry (owner key `<namespace>/<name>.archive`, archive_refs.py), the Fluentd route
 without filters (routeapply.py), then the archiver's ConfigMap and Deployment
 (archiver.py). A refused or undecided topic stops everything after it. Bytes and files on HDFS
-are read by a timer (`refresh_archive_summary`); archivedThrough is not computed yet (the
-Archived condition says so). On deletion the route and the archiver go, the topic per
-deletionPolicy, and the files on HDFS stay.
+are read by a timer (`refresh_archive_summary`); archivedThrough, lagRecords and Archived by
+the ResourceManager (scaling/archive_loop.py). On deletion the route and the archiver go, the
+topic per deletionPolicy, and the files on HDFS stay.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from metricpipe_contract.archive_refs import ArchiveRef
 
 from ..errors import KubernetesApiError
 from .archive_status import (
-    ARCHIVED_NOT_COMPUTED,
+    ARCHIVED_UNMEASURED,
     HdfsReadError,
     build_index_condition,
     decide_summary_status,
@@ -80,7 +80,8 @@ def _reconcile_steps(rt: Runtime, ref: ArchiveRef, spec: LogArchiveSpec) -> Outc
         for kind in ("RouteReady", "ArchiverReady"):
             out.conditions.append(Condition(kind, False if refused else None, "NotApplied",
                                             message))  # fmt: skip
-    out.conditions.append(ARCHIVED_NOT_COMPUTED)
+    if not rt.config.prometheus_url:  # else the ResourceManager writes Archived
+        out.conditions.append(ARCHIVED_UNMEASURED)
     index = build_index_condition(spec)
     if index is not None:
         out.conditions.append(index)

@@ -3,8 +3,8 @@
 Ready needs TopicReady, RouteReady and ArchiverReady; an observed HdfsReady that is False (the
 operator cannot read the archive's directory) makes it False too. `bytes` and `files` count the
 committed archive files only: the archive directory's content summary minus its `_offsets`
-entries and its `_staging` batches. `archivedThrough` and `lagRecords` are not computed yet:
-the Archived condition says so rather than showing a number that is not true.
+entries and its `_staging` batches. `archivedThrough`, `lagRecords` and the Archived condition
+are the ResourceManager's (scaling/archive_plan.py); without Prometheus, Archived says so.
 """
 
 from __future__ import annotations
@@ -24,11 +24,10 @@ PARTS = ("TopicReady", "RouteReady", "ArchiverReady")
 OBSERVED = ("HdfsReady",)
 ORDER = ("Ready", *PARTS, *OBSERVED, "Archived", "IndexReady")
 TIMEOUT_SECONDS = 10.0
-ARCHIVED_NOT_COMPUTED = Condition(
-    "Archived", None, "NotComputed",
-    "status.archivedThrough and status.lagRecords are not computed yet (to do: each "
-    "partition's next offset from the archive's _offsets on HDFS, joined with the Kafka "
-    "timestamp of the first record not archived); bytes and files are read from HDFS",
+ARCHIVED_UNMEASURED = Condition(
+    "Archived", None, "NotMeasured",
+    "the operator runs without Prometheus (METRICPIPE_PROMETHEUS_URL): archivedThrough and "
+    "lagRecords are measured by its ResourceManager from the exporter's archive series",
 )  # fmt: skip
 
 

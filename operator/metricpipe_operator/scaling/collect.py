@@ -7,6 +7,7 @@ cycle does not grow with the number of queries per pipeline (there is none).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -65,8 +66,12 @@ class MetricsUnavailableError(Exception):
     """Prometheus did not answer; the loop fails static."""
 
 
-def fetch_metric_values(prometheus_url: str, timeout: float, at: float) -> MetricValues:
-    """All queries, concurrently, evaluated at the same instant `at`."""
+def fetch_metric_values(
+    prometheus_url: str, timeout: float, at: float, queries: Mapping[str, str] = QUERIES,
+    label: str = "pipeline",
+) -> MetricValues:  # fmt: skip
+    """All queries, concurrently, evaluated at the same instant `at`; each answer by the value
+    of `label` (the pipeline's; the archive's for an archive's queries)."""
 
     def one(item: tuple[str, str]) -> tuple[str, dict[str, float]]:
         name, promql = item
@@ -80,17 +85,18 @@ def fetch_metric_values(prometheus_url: str, timeout: float, at: float) -> Metri
             body = response.json()
         except (requests.RequestException, ValueError) as error:
             raise MetricsUnavailableError(f"Prometheus at {prometheus_url}: {error}") from error
-        return name, build_values(body)
+        return name, build_values(body, label)
 
-    with ThreadPoolExecutor(max_workers=len(QUERIES)) as pool:
-        return dict(pool.map(one, QUERIES.items()))
+    with ThreadPoolExecutor(max_workers=len(queries)) as pool:
+        return dict(pool.map(one, queries.items()))
 
 
-def build_values(body: dict[str, Any]) -> dict[str, float]:
-    """pipeline -> value from a Prometheus vector answer; NaN and ±Inf are dropped."""
+def build_values(body: dict[str, Any], label: str = "pipeline") -> dict[str, float]:
+    """pipeline (the `label`'s value) -> value from a Prometheus vector answer; NaN and ±Inf
+    are dropped."""
     values = {}
     for sample in body.get("data", {}).get("result", []):
-        pipeline = sample.get("metric", {}).get("pipeline")
+        pipeline = sample.get("metric", {}).get(label)
         value = float(sample["value"][1])
         if pipeline and math.isfinite(value):
             values[pipeline] = value

@@ -14,18 +14,19 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from metricpipe_contract.model import API_VERSION, GROUP, KIND, PLURAL, VERSION
+from metricpipe_contract.model import GROUP, PLURAL, VERSION
 
 from ..reconcile.status import Condition, now_rfc3339
 from ..reconcile.statuswrite import build_merged_status, write_pipeline_status
+from .archive_loop import ArchiveScaler
 from .collect import QUERIES, MetricsUnavailableError, MetricValues, fetch_metric_values
+from .events import build_event
 from .model import Decision, MetricSample, PolicyConfig
 from .observe import fetch_observed
 from .plan import (
@@ -69,6 +70,7 @@ class StatusWrite:
 @dataclass
 class CycleReport:
     pipelines: int = 0
+    archives: int = 0
     queries: int = 0
     metrics_available: bool = True
     scaled: int = 0
@@ -100,6 +102,11 @@ class ResourceManager:
         self.history: dict[str, deque[MetricSample]] = {}
         self.written_at: dict[str, float] = {}
         self.budget_warned: set[str] = set()  # batch pipelines told their runs cannot fit
+        self.archives = ArchiveScaler(
+            api, prometheus_url=settings.prometheus_url,
+            query_timeout=settings.query_timeout_seconds, namespace=settings.namespace,
+            policy=policy, policy_config=policy_config, keep_seconds=settings.keep_seconds,
+        )  # fmt: skip
 
     def run(self, stop: threading.Event) -> None:
         log.info("resource manager started", interval=self.settings.interval_seconds)
@@ -145,6 +152,10 @@ class ResourceManager:
             budget = self.settings.max_status_writes_per_cycle
             report.deferred = max(0, len(writes) - budget)
             list(pool.map(lambda w: self.write_status(w, now, report), writes[:budget]))
+        try:  # the archives' step never holds back the pipelines'
+            report.archives = len(self.archives.cycle(now))
+        except Exception:
+            log.exception("archive scaling failed")
         report.seconds = time.monotonic() - started
         return report
 
@@ -223,15 +234,7 @@ class ResourceManager:
 
     def _event(self, obj: dict[str, Any], reason: str, message: str, kind: str = "Normal") -> None:
         meta = obj["metadata"]
-        stamp = datetime.now(UTC)
-        event: Any = {
-            "metadata": {"generateName": f"{meta['name']}-scale-"},
-            "involvedObject": {"apiVersion": API_VERSION, "kind": KIND, "name": meta["name"],
-                               "namespace": meta["namespace"], "uid": meta.get("uid")},
-            "reason": reason, "message": message[:1024], "type": kind,
-            "source": {"component": "metricpipe-resourcemanager"},
-            "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
-        }  # fmt: skip
+        event = build_event(obj, reason, message, kind)
         try:
             self.core.create_namespaced_event(meta["namespace"], event)
         except ApiException as error:
