@@ -4,7 +4,9 @@ the kubelet runs the archiver in the real consumer image, confined as consumer p
 records produced to the topic land on the real HDFS as Parquet; the status counts the committed
 files; deleting the archive removes the topic (deletionPolicy Delete), the route and the
 Deployment and keeps the files. The test reads HDFS through plain WebHDFS calls (no product
-code) and prints the time from apply to the first file.
+code) and prints the time from apply to the first file. With the exporter and the operator's
+ResourceManager on the stack's Prometheus, status.archivedThrough comes after every record the
+test produced, with lagRecords 0.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import io
 import json
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import pyarrow.parquet as pq
@@ -102,13 +105,16 @@ def _fetch(kube: client.ApiClient, kind: str, name: str, namespace: str | None =
 @pytest.mark.usefixtures("fluent_operator_crds", "logarchive_crd")
 def test_a_log_archive_reaches_hdfs_and_is_removed_keeping_its_files(
     stack: StackEnv, kube: client.ApiClient, namespace: str, start_operator: Any,
-    hdfs_root: tuple[Hdfs, str],
+    hdfs_root: tuple[Hdfs, str], start_exporter: Any,
 ) -> None:  # fmt: skip
     hdfs, root = hdfs_root
     operator = start_operator(
         namespace, METRICPIPE_WEBHDFS_URL=str(stack.webhdfs_url), METRICPIPE_ARCHIVE_ROOT=root,
         METRICPIPE_ARCHIVE_STATUS_INTERVAL_SECONDS="5",
+        METRICPIPE_PROMETHEUS_URL=stack.prometheus_url, METRICPIPE_SCALING_INTERVAL_SECONDS="3",
+        METRICPIPE_SCALING_NAMESPACE=namespace,
     )  # fmt: skip
+    start_exporter(namespace=namespace)  # the archiver group's positions, for archivedThrough
     applied = time.monotonic()
     create_archive(kube, namespace, "edge", SPEC)
     topic = f"metricpipe.{namespace}.edge.archive"
@@ -142,6 +148,7 @@ def test_a_log_archive_reaches_hdfs_and_is_removed_keeping_its_files(
     records = [(None, json.dumps({"message": f"GET /{i} 200", "host": f"h{i % 3}"}).encode())
                for i in range(RECORDS)]  # fmt: skip
     produce(stack, topic, records)
+    produced_at = time.time()  # every record was acknowledged by Kafka before this
     directory = f"{root}/{namespace}/edge"
 
     def archiver_said() -> str:
@@ -188,8 +195,22 @@ def test_a_log_archive_reaches_hdfs_and_is_removed_keeping_its_files(
 
     archive = wait_for(counted, 30, f"status.files {len(files)} and bytes, Ready")
     status = archive["status"]
-    assert "archivedThrough" not in status  # not computed: said so, not faked
-    assert archive_condition(archive, "Archived")["reason"] == "NotComputed"
+
+    # -- archivedThrough: from the exporter's positions of the archiver group, by the
+    # ResourceManager; checked against this test's own clock and its scan of HDFS above
+    def measured() -> dict[str, Any]:
+        found = get_archive(kube, namespace, "edge")
+        state = found.get("status") or {}
+        done = state.get("lagRecords") == 0 and "archivedThrough" in state
+        return found if done and archive_condition(found, "Archived").get("status") == "True" \
+            else {}  # fmt: skip
+
+    archive = wait_for(measured, 60, "archivedThrough with lagRecords 0 and Archived True")
+    status = archive["status"]
+    through = datetime.fromisoformat(status["archivedThrough"].replace("Z", "+00:00"))
+    assert produced_at - 1 <= through.timestamp() <= time.time()  # every record was before it
+    assert archive_condition(archive, "Archived")["reason"] == "WithinTarget"
+    assert 0 <= status["timeLagSeconds"] <= 60
     assert status["replicas"] == 1
     assert status["topic"] == topic
     # -- deletion: route, Deployment and topic go; the files stay -------------------------------
