@@ -144,9 +144,11 @@ MUST = [
     (OPERATOR, "create", "clusterfilters.fluentd.fluent.io", None),
     (OPERATOR, "create", "leases.coordination.k8s.io", SYSTEM),
     (EXPORTER, "list", "metricpipelines.metricpipe.io", None),
+    (EXPORTER, "list", "logarchives.metricpipe.io", None),  # the archiver groups
     (OPERATOR, "watch", "logarchives.metricpipe.io", None),
     (OPERATOR, "patch", "logarchives.metricpipe.io", "team-a"),  # Kopf: finalizer, progress
     (OPERATOR, "patch", "logarchives.metricpipe.io/status", "team-a"),
+    (OPERATOR, "patch", "logarchives.metricpipe.io/scale", "team-a"),  # the ResourceManager
     (PEEK, "create", "tokenreviews.authentication.k8s.io", None),
     (PEEK, "create", "subjectaccessreviews.authorization.k8s.io", None),
 ]
@@ -164,10 +166,10 @@ MUST_NOT = [
     (OPERATOR, "*", "*", None),  # nothing like cluster-admin
     (OPERATOR, "update", "leases.coordination.k8s.io", "kube-system"),
     (EXPORTER, "patch", "metricpipelines.metricpipe.io", "team-a"),
+    (EXPORTER, "get", "logarchives.metricpipe.io/logs", "team-a"),
     (EXPORTER, "get", "secrets", SYSTEM),
     (EXPORTER, "list", "pods", None),
     (OPERATOR, "get", "logarchives.metricpipe.io/logs", "team-a"),  # developers peek, not us
-    (OPERATOR, "patch", "logarchives.metricpipe.io/scale", "team-a"),  # nothing scales them yet
     (OPERATOR, "delete", "logarchives.metricpipe.io", "team-a"),
     (PEEK, "get", "logarchives.metricpipe.io/logs", "team-a"),  # it asks for the caller
     (PEEK, "list", "logarchives.metricpipe.io", None),
