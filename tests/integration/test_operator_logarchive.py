@@ -42,6 +42,15 @@ SPEC: dict[str, Any] = {
     "scaling": {"enabled": False},
 }
 
+IDLE: dict[str, Any] = {
+    "source": {"tag": "idle.**", "format": "text"},
+    "topic": {"partitions": 2, "deletionPolicy": "Delete"},
+    "roll": {"maxAge": "2s"},
+    "replicas": 2,
+    "scaling": {"enabled": True, "minReplicas": 1, "maxReplicas": 2,
+                "scaleDownStabilization": "0s"},
+}  # fmt: skip
+
 
 class Hdfs:
     """Plain WebHDFS as the NameNode's superuser (the OS user that runs the stack)."""
@@ -117,6 +126,7 @@ def test_a_log_archive_reaches_hdfs_and_is_removed_keeping_its_files(
     start_exporter(namespace=namespace)  # the archiver group's positions, for archivedThrough
     applied = time.monotonic()
     create_archive(kube, namespace, "edge", SPEC)
+    create_archive(kube, namespace, "idle", IDLE)  # no records: the ResourceManager's to shrink
     topic = f"metricpipe.{namespace}.edge.archive"
 
     def topic_ready() -> dict[str, Any]:
@@ -211,22 +221,40 @@ def test_a_log_archive_reaches_hdfs_and_is_removed_keeping_its_files(
     assert produced_at - 1 <= through.timestamp() <= time.time()  # every record was before it
     assert archive_condition(archive, "Archived")["reason"] == "WithinTarget"
     assert 0 <= status["timeLagSeconds"] <= 60
+
+    # -- the idle archive: 2 archivers with nothing to do, scaled to its minimum of 1 by the
+    # ResourceManager through /scale, with an Event saying why
+    def scaled_down() -> list[Any]:
+        events = client.CoreV1Api(kube).list_namespaced_event(
+            namespace, field_selector="involvedObject.name=idle,reason=ScaledDown"
+        )
+        return list(events.items)  # fmt: skip
+
+    (event,) = wait_for(scaled_down, 90, "a ScaledDown Event of the idle archive")
+    assert event.source.component == "metricpipe-resourcemanager"
+    assert event.message.startswith("2 → 1: ")
+    idle = get_archive(kube, namespace, "idle")
+    assert idle["spec"]["replicas"] == 1
+    assert "lastScaleTime" in idle["status"]
+    wait_for(lambda: (_fetch(kube, "Deployment", "idle-archiver", namespace).spec.replicas == 1),
+             30, "the idle archiver Deployment at 1 replica")  # fmt: skip
     assert status["replicas"] == 1
     assert status["topic"] == topic
     # -- deletion: route, Deployment and topic go; the files stay -------------------------------
     kept = hdfs.parquet_files(directory)
-    client.CustomObjectsApi(kube).delete_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, "edge"
-    )
+    for name in ("edge", "idle"):
+        client.CustomObjectsApi(kube).delete_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name
+        )
 
-    def gone() -> bool:
+    def absent(name: str) -> bool:
         try:
-            get_archive(kube, namespace, "edge")
+            get_archive(kube, namespace, name)
         except ApiException as error:
             return bool(error.status == 404)
         return False
 
-    wait_for(gone, 60, "the archive's finalizer")
+    wait_for(lambda: absent("edge") and absent("idle"), 60, "the archives' finalizers")
     assert _fetch(kube, "ClusterOutput", route) is None
     assert _fetch(kube, "ClusterFluentdConfig", route) is None
     assert _fetch(kube, "Deployment", "edge-archiver", namespace) is None
