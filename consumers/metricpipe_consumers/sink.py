@@ -107,21 +107,33 @@ class SearchSink:
 
     # -- set-up --------------------------------------------------------------------------------
     def ensure_indices(self) -> None:
-        for name, body in (
-            (self.index, metrics_index_body()),
-            (self.state_index, state_index_body()),
-        ):
-            if self._exists(name):
-                continue
-            try:
-                if self.keyword_bodies:
-                    self.client.indices.create(index=name, **body)
-                else:
-                    self.client.indices.create(index=name, body=body)
-            except self.transport_errors as error:
-                if "resource_already_exists" in str(error):
-                    continue
-                raise _refusal_error(error, f"cannot create index {name}") from error
+        self.ensure_index(self.index, metrics_index_body())
+        self.ensure_index(self.state_index, state_index_body())
+
+    def ensure_index(self, name: str, body: dict[str, Any]) -> None:
+        """Creates the index unless it exists (another writer creating it first is fine)."""
+        if self._exists(name):
+            return
+        try:
+            if self.keyword_bodies:
+                self.client.indices.create(index=name, **body)
+            else:
+                self.client.indices.create(index=name, body=body)
+        except self.transport_errors as error:
+            if "resource_already_exists" in str(error):
+                return
+            raise _refusal_error(error, f"cannot create index {name}") from error
+
+    def list_indices(self, pattern: str) -> list[str]:
+        """Names of the indices matching `pattern` (a wildcard expression)."""
+        found = self._call(lambda: self.client.indices.get(index=pattern, ignore_unavailable=True,
+                                                           allow_no_indices=True),
+                           f"listing {pattern}")  # fmt: skip
+        return sorted(found)
+
+    def delete_index(self, name: str) -> None:
+        self._call(lambda: self.client.indices.delete(index=name, ignore_unavailable=True),
+                   f"deleting {name}")  # fmt: skip
 
     def _exists(self, name: str) -> bool:
         return bool(

@@ -13,7 +13,17 @@ from typing import Literal
 from pydantic import ConfigDict, Field
 
 from .durations import parse_duration
-from .model import GROUP, VERSION, Duration, RecordFilter, Scaling, _Model, _rules
+from .model import (
+    GROUP,
+    VERSION,
+    Duration,
+    RecordFilter,
+    Scaling,
+    SinkConnection,
+    _Model,
+    _rules,
+)
+from .naming import build_log_index_prefix
 
 KIND = "LogArchive"
 PLURAL = "logarchives"
@@ -103,15 +113,20 @@ class Roll(_Model):
     )
 
 
-class ArchiveIndex(_Model):
-    enabled: bool = Field(
-        default=False,
-        description="Also index the logs into Elasticsearch/OpenSearch. NOT IMPLEMENTED YET: "
-        "accepted and validated; the IndexReady condition says it is not done.",
-    )
+class ArchiveIndex(SinkConnection):
+    """The logs also indexed into Elasticsearch/OpenSearch, one index a day
+    (`metricpipe-logs-<namespace>.<name>-YYYY.MM.DD` by the record's Kafka time), each record
+    one document whose id is its Kafka partition and offset: written before the batch is
+    committed on HDFS, so a record read again after a crash overwrites its own document."""
+
+    enabled: bool = Field(default=False, description="Index the archive's logs.")
     retention_days: int = Field(
-        default=7, ge=1, le=MAX_RETENTION_DAYS, description="Days the index keeps the logs."
-    )
+        default=7, ge=1, le=MAX_RETENTION_DAYS,
+        description="Days of daily indices kept (by their date); older ones are deleted.",
+    )  # fmt: skip
+
+    def index_prefix(self, namespace: str, name: str) -> str:
+        return build_log_index_prefix(namespace, name)
 
 
 class LogArchiveSpec(_Model):
@@ -154,7 +169,8 @@ class LogArchiveSpec(_Model):
     scaling: Scaling = Field(default_factory=Scaling)
     roll: Roll = Field(default_factory=Roll)
     index: ArchiveIndex | None = Field(
-        default=None, description="Indexing into a search engine: not implemented yet."
+        default=None,
+        description="Also index the logs into Elasticsearch/OpenSearch for search (Kibana).",
     )
 
     def roll_seconds(self) -> float:

@@ -282,7 +282,10 @@ class KafkaAccess(_Model):
     )
 
 
-class Sink(_Model):
+class SinkConnection(_Model):
+    """How to reach an Elasticsearch/OpenSearch cluster (a pipeline's sink, an archive's
+    index)."""
+
     model_config = ConfigDict(
         json_schema_extra=_rules(
             (
@@ -310,6 +313,9 @@ class Sink(_Model):
         "signed the sink's HTTPS certificate (ECK: <cluster>-es-http-certs-public); without "
         "it the consumer trusts its image's system CAs.",
     )
+
+
+class Sink(SinkConnection):
     index: str | None = Field(
         default=None,
         pattern=r"^[a-z0-9][a-z0-9._-]*$",

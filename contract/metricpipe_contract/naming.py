@@ -64,5 +64,10 @@ def build_archive_topic(namespace: str, name: str) -> str:
     return f"{TOPIC_PREFIX}{namespace}.{name}{ARCHIVE_SUFFIX}"
 
 
+def build_log_index_prefix(namespace: str, name: str) -> str:
+    """A LogArchive's daily indices are `<prefix>-YYYY.MM.DD`."""
+    return f"metricpipe-logs-{namespace}.{name}"
+
+
 def build_archive_group(namespace: str, name: str) -> str:
     return f"{TOPIC_PREFIX}{namespace}.{name}{ARCHIVE_SUFFIX}"

@@ -22,7 +22,6 @@ from metricpipe_operator.api.crd import build_crd, build_spec_schema, render_crd
 from metricpipe_operator.config import OperatorConfig
 from metricpipe_operator.reconcile.archive_status import (
     Summary,
-    build_index_condition,
     decide_archive_ready,
     decide_committed_summary,
     decide_summary_status,
@@ -289,8 +288,6 @@ READY_CASES = [
       _c("HdfsReady", False, "WebHdfsUnavailable")], False, "HdfsReadyWebHdfsUnavailable"),
     ([_c("TopicReady", True), _c("RouteReady", True), _c("ArchiverReady", True),
       _c("HdfsReady", None), _c("Archived", False, "BehindTarget")], True, "AllReady"),
-    ([_c("TopicReady", True), _c("RouteReady", True), _c("ArchiverReady", True),
-      _c("IndexReady", False, "NotImplemented")], True, "AllReady"),
 ]  # fmt: skip
 
 
@@ -300,21 +297,39 @@ def test_ready(conditions: list[dict[str, Any]], status: bool | None, reason: st
     assert (ready.status, ready.reason) == (status, reason)
 
 
-def test_index_is_said_to_be_not_implemented() -> None:
-    assert build_index_condition(spec_of()) is None
-    assert build_index_condition(spec_of(index={"enabled": False})) is None
-    condition = build_index_condition(spec_of(index={"enabled": True}))
-    assert condition is not None
-    assert (condition.status, condition.reason) == (False, "NotImplemented")
-    assert "not implemented yet" in condition.message
+def test_an_index_condition_of_an_older_operator_is_dropped() -> None:
     parts = [_c(k, True) for k in ("TopicReady", "RouteReady", "ArchiverReady")]
-    merged = merge_archive_conditions(parts, [condition], 1, NOW)
-    ready = next(c for c in merged if c["type"] == "Ready")
-    assert "not implemented yet" in ready["message"]
-    dropped = merge_archive_conditions(merged, [], 2, NOW, drop=("IndexReady",))
-    assert "IndexReady" not in {c["type"] for c in dropped}
-    assert [c["type"] for c in merged] == ["Ready", "TopicReady", "RouteReady", "ArchiverReady",
-                                           "IndexReady"]  # fmt: skip
+    older = [*parts, _c("IndexReady", False, "NotImplemented")]
+    merged = merge_archive_conditions(older, [], 2, NOW, drop=("IndexReady",))
+    assert [c["type"] for c in merged] == ["Ready", "TopicReady", "RouteReady", "ArchiverReady"]
+
+
+def test_the_index_goes_to_archive_json_with_credentials_by_secret_reference() -> None:
+    plain = build_archive_document(REF, spec_of(index={"enabled": False}), CONFIG, "http://nn")
+    assert "index" not in plain
+    spec = spec_of(index={
+        "enabled": True, "backend": "opensearch", "retentionDays": 3,
+        "credentialsSecretRef": {"name": "search-user"}, "caSecretRef": {"name": "search-ca"},
+    })  # fmt: skip
+    document = build_archive_document(REF, spec, CONFIG, "http://nn")
+    assert document["index"] == {
+        "backend": "opensearch", "endpoint": CONFIG.opensearch_url,
+        "prefix": "metricpipe-logs-team-a.edge", "retentionDays": 3,
+        "caFile": "/var/run/secrets/metricpipe/sink-ca/ca.crt",
+    }  # fmt: skip
+    pod = build_archiver_deployment(REF, spec, CONFIG, "h")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    secret_env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]
+                  if "valueFrom" in e and "secretKeyRef" in e["valueFrom"]}  # fmt: skip
+    assert secret_env == {
+        "METRICPIPE_SINK_USERNAME": {"name": "search-user", "key": "username"},
+        "METRICPIPE_SINK_PASSWORD": {"name": "search-user", "key": "password"},
+    }
+    assert not any("value" in e and "search" in str(e["value"]) for e in container["env"])
+    (ca,) = [v for v in pod["volumes"] if v["name"] == "sink-ca"]
+    assert ca["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
+    assert {"name": "sink-ca", "mountPath": "/var/run/secrets/metricpipe/sink-ca",
+            "readOnly": True} in container["volumeMounts"]  # fmt: skip
 
 
 @pytest.mark.parametrize(

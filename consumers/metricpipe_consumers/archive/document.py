@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from metricpipe_contract.archive import DEFAULT_ROOT, build_archive_dir
@@ -30,6 +31,16 @@ class HdfsTarget(_Doc):
     root: str = DEFAULT_ROOT
 
 
+class IndexTarget(_Doc):
+    """spec.index, resolved by the operator: where the daily indices go."""
+
+    backend: Literal["elasticsearch", "opensearch"]
+    endpoint: str
+    prefix: str  # indices <prefix>-YYYY.MM.DD
+    retention_days: int = Field(ge=1, alias="retentionDays")
+    ca_file: str | None = Field(default=None, alias="caFile")
+
+
 class ArchiveDocument(_Doc):
     archive: ArchiveIdentity
     topic: str
@@ -38,6 +49,7 @@ class ArchiveDocument(_Doc):
     hdfs: HdfsTarget
     format: Format = "json"
     retention_days: int = Field(default=30, ge=1, alias="retentionDays")  # on HDFS, by dt=
+    index: IndexTarget | None = None
 
     @property
     def directory(self) -> str:
@@ -74,6 +86,9 @@ class ArchiverConfig(BaseSettings):
         default=30_000, ge=1000,
         description="Kafka group session: how long a dead archiver's partitions wait.",
     )  # fmt: skip
+    sink_username: str | None = Field(default=None, description="spec.index's, by Secret.")
+    sink_password: SecretStr | None = None
+    sink_api_key: SecretStr | None = None  # Elasticsearch: instead of user name and password
     fault_exit_at: str | None = Field(
         default=None, description="Tests only: kill -9 this process at this point (store.py)."
     )

@@ -25,7 +25,6 @@ from ..errors import KubernetesApiError
 from .archive_status import (
     ARCHIVED_UNMEASURED,
     HdfsReadError,
-    build_index_condition,
     decide_summary_status,
     fetch_archive_summary,
     merge_archive_conditions,
@@ -82,9 +81,6 @@ def _reconcile_steps(rt: Runtime, ref: ArchiveRef, spec: LogArchiveSpec) -> Outc
                                             message))  # fmt: skip
     if not rt.config.prometheus_url:  # else the ResourceManager writes Archived
         out.conditions.append(ARCHIVED_UNMEASURED)
-    index = build_index_condition(spec)
-    if index is not None:
-        out.conditions.append(index)
     return out
 
 
@@ -124,7 +120,7 @@ def evaluate_archiver(deployment: dict[str, Any] | None) -> tuple[Condition, dic
 def write_archive_status(rt: Runtime, ref: ArchiveRef, outcome: Outcome) -> None:
     """The reconciler's conditions and numbers merged into the object's current conditions."""
     updates = list(outcome.conditions)
-    drop = () if any(c.type == "IndexReady" for c in updates) else ("IndexReady",)
+    drop = ("IndexReady",)  # no longer a condition: index failures stop the archivers
 
     def build(current: dict[str, Any]) -> dict[str, Any]:
         previous = (current.get("status") or {}).get("conditions") or []

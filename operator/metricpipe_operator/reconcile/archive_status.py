@@ -16,13 +16,12 @@ from typing import Any
 import requests
 
 from metricpipe_contract.archive import OFFSETS_DIR, STAGING_DIR
-from metricpipe_contract.archive_model import LogArchiveSpec
 
 from .status import Condition, condition_from_dict, merge_conditions, now_rfc3339
 
 PARTS = ("TopicReady", "RouteReady", "ArchiverReady")
 OBSERVED = ("HdfsReady",)
-ORDER = ("Ready", *PARTS, *OBSERVED, "Archived", "IndexReady")
+ORDER = ("Ready", *PARTS, *OBSERVED, "Archived")
 TIMEOUT_SECONDS = 10.0
 ARCHIVED_UNMEASURED = Condition(
     "Archived", None, "NotMeasured",
@@ -41,17 +40,6 @@ class Summary:
     files: int
 
 
-def build_index_condition(spec: LogArchiveSpec) -> Condition | None:
-    """IndexReady only when spec.index.enabled: False, NotImplemented (never pretended)."""
-    if spec.index is None or not spec.index.enabled:
-        return None
-    return Condition(
-        "IndexReady", False, "NotImplemented",
-        "spec.index.enabled is accepted but indexing into Elasticsearch/OpenSearch is not "
-        "implemented yet: the logs are archived on HDFS only",
-    )  # fmt: skip
-
-
 def decide_archive_ready(conditions: list[dict[str, Any]]) -> Condition:
     """True when topic, route and archiver are True and no observed part is False; otherwise
     the first part that is not, as the reason."""
@@ -64,18 +52,15 @@ def decide_archive_ready(conditions: list[dict[str, Any]]) -> Condition:
         observed = present.get(kind)
         if observed is not None and observed.status is False:
             return Condition("Ready", False, f"{kind}{observed.reason}"[:128], observed.message)
-    message = "topic, route and archiver are in place"
-    if "IndexReady" in present:
-        message += "; spec.index is not implemented yet (see IndexReady)"
-    return Condition("Ready", True, "AllReady", message)
+    return Condition("Ready", True, "AllReady", "topic, route and archiver are in place")
 
 
 def merge_archive_conditions(
     previous: list[dict[str, Any]], updates: list[Condition], generation: int,
     now: datetime | None = None, *, drop: tuple[str, ...] = (),
 ) -> list[dict[str, Any]]:  # fmt: skip
-    """Merge a writer's conditions into the object's (without the types in `drop`: IndexReady
-    once spec.index is disabled again), and recompute Ready."""
+    """Merge a writer's conditions into the object's (without the types in `drop`), and
+    recompute Ready."""
     kept = [c for c in previous if c.get("type") not in drop]
     merged = merge_conditions(kept, updates, generation, now)
     merged = merge_conditions(merged, [decide_archive_ready(merged)], generation, now)

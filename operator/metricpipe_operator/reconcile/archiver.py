@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from metricpipe_contract.archive import build_archive_dir
-from metricpipe_contract.archive_model import LogArchiveSpec
+from metricpipe_contract.archive_model import ArchiveIndex, LogArchiveSpec
 from metricpipe_contract.archive_refs import ArchiveRef
 from metricpipe_contract.durations import parse_duration
 from metricpipe_contract.naming import build_archive_topic
@@ -22,15 +22,19 @@ from ..config import OperatorConfig
 from .consumer import (
     CONFIG_MOUNT,
     KAFKA_CREDENTIALS_MOUNT,
+    SINK_CA_MOUNT,
     TMP_MOUNT,
     TMP_SIZE_LIMIT,
     build_container_security_context,
     build_kafka_credentials_volume,
     build_kafka_endpoint_with,
     build_probes,
+    build_sink_ca_volume,
+    build_sink_credential_env,
     build_workload_deployment,
     build_workload_pod_spec,
     decide_default_kafka_secret,
+    resolve_sink_endpoint,
 )
 from .topic import MANAGED_DEFAULTS, TopicPlan
 
@@ -59,6 +63,7 @@ def build_archive_document(
     """`archive.json`: what one archiver process is told (ArchiveDocument)."""
     secret = decide_default_kafka_secret(config)
     kafka = build_kafka_endpoint_with(secret, config)
+    index = enabled_index(spec)
     return {
         "archive": {"namespace": ref.namespace, "name": ref.name},
         "topic": build_archive_topic(ref.namespace, ref.name),
@@ -71,7 +76,24 @@ def build_archive_document(
         },
         "format": spec.source.format,
         "retentionDays": spec.retention_days,
+        **({"index": build_index_target(ref, index, config)} if index else {}),
     }
+
+
+def enabled_index(spec: LogArchiveSpec) -> ArchiveIndex | None:
+    """spec.index when it is enabled."""
+    return spec.index if spec.index is not None and spec.index.enabled else None
+
+
+def build_index_target(ref: ArchiveRef, index: ArchiveIndex, config: OperatorConfig
+                       ) -> dict[str, Any]:  # fmt: skip
+    """archive.json's `index` (IndexTarget): the cluster, the daily indices' prefix."""
+    return {
+        "backend": index.backend, "endpoint": resolve_sink_endpoint(index, config),
+        "prefix": index.index_prefix(ref.namespace, ref.name),
+        "retentionDays": index.retention_days,
+        **({"caFile": f"{SINK_CA_MOUNT}/ca.crt"} if index.ca_secret_ref else {}),
+    }  # fmt: skip
 
 
 def build_archive_directory(ref: ArchiveRef, config: OperatorConfig) -> str:
@@ -112,6 +134,7 @@ def build_archiver_container(
     spec: LogArchiveSpec, config: OperatorConfig, config_hash: str
 ) -> dict[str, Any]:
     with_secret = decide_default_kafka_secret(config) is not None
+    index = enabled_index(spec)
     credentials = {"name": "kafka-credentials", "mountPath": KAFKA_CREDENTIALS_MOUNT,
                    "readOnly": True}  # fmt: skip
     return {
@@ -122,6 +145,7 @@ def build_archiver_container(
         "env": [
             *build_archiver_env(spec, config_hash),
             {"name": "METRICPIPE_METRICS_PORT", "value": str(config.consumer_metrics_port)},
+            *(build_sink_credential_env(index) if index else []),
         ],
         "ports": [
             {"name": "metrics", "containerPort": config.consumer_metrics_port, "protocol": "TCP"}
@@ -134,11 +158,15 @@ def build_archiver_container(
             {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
             {"name": "tmp", "mountPath": TMP_MOUNT},
             *([credentials] if with_secret else []),
+            *([{"name": "sink-ca", "mountPath": SINK_CA_MOUNT, "readOnly": True}]
+              if index and index.ca_secret_ref else []),
         ],
-    }
+    }  # fmt: skip
 
 
-def build_archiver_volumes(ref: ArchiveRef, config: OperatorConfig) -> list[dict[str, Any]]:
+def build_archiver_volumes(
+    ref: ArchiveRef, spec: LogArchiveSpec, config: OperatorConfig
+) -> list[dict[str, Any]]:
     """archive.json, a private /tmp, and with a secured Kafka the operator's default
     credentials Secret (in the archive's namespace)."""
     volumes: list[dict[str, Any]] = [
@@ -148,6 +176,9 @@ def build_archiver_volumes(ref: ArchiveRef, config: OperatorConfig) -> list[dict
     secret = decide_default_kafka_secret(config)
     if secret is not None:
         volumes.append(build_kafka_credentials_volume(secret))
+    index = enabled_index(spec)
+    if index is not None and index.ca_secret_ref is not None:
+        volumes.append(build_sink_ca_volume(index.ca_secret_ref))
     return volumes
 
 
@@ -155,5 +186,5 @@ def build_archiver_deployment(
     ref: ArchiveRef, spec: LogArchiveSpec, config: OperatorConfig, config_hash: str
 ) -> dict[str, Any]:
     container = build_archiver_container(spec, config, config_hash)
-    pod = build_workload_pod_spec(container, build_archiver_volumes(ref, config), config)
+    pod = build_workload_pod_spec(container, build_archiver_volumes(ref, spec, config), config)
     return build_workload_deployment(ref, "archiver", spec.replicas, config_hash, pod)

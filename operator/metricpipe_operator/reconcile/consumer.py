@@ -8,7 +8,12 @@ from typing import Any
 
 from metricpipe_contract.durations import parse_duration
 from metricpipe_contract.kafka import KafkaEndpoint
-from metricpipe_contract.model import KafkaCredentialsRef, MetricPipelineSpec
+from metricpipe_contract.model import (
+    CaSecretRef,
+    KafkaCredentialsRef,
+    MetricPipelineSpec,
+    SinkConnection,
+)
 from metricpipe_contract.refs import PipelineRef
 
 from ..config import OperatorConfig
@@ -99,11 +104,14 @@ def build_kafka_endpoint_with(
 
 
 def sink_endpoint(spec: MetricPipelineSpec, config: OperatorConfig) -> str:
-    if spec.sink.endpoint:
-        return spec.sink.endpoint
-    return (
-        config.elasticsearch_url if spec.sink.backend == "elasticsearch" else config.opensearch_url
-    )
+    return resolve_sink_endpoint(spec.sink, config)
+
+
+def resolve_sink_endpoint(sink: SinkConnection, config: OperatorConfig) -> str:
+    """The cluster's URL: the resource's own, else the operator's for the backend."""
+    if sink.endpoint:
+        return sink.endpoint
+    return config.elasticsearch_url if sink.backend == "elasticsearch" else config.opensearch_url
 
 
 def build_consumer_configmap(
@@ -118,8 +126,9 @@ def build_consumer_configmap(
     }
 
 
-def _credential_env(spec: MetricPipelineSpec) -> list[dict[str, Any]]:
-    secret = spec.sink.credentials_secret_ref
+def build_sink_credential_env(sink: SinkConnection) -> list[dict[str, Any]]:
+    """METRICPIPE_SINK_* from the resource's credentials Secret (never the values)."""
+    secret = sink.credentials_secret_ref
     if secret is None:
         return []
     keys = (
@@ -237,7 +246,7 @@ def build_container(
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "METRICPIPE_TERMINATION_MESSAGE_PATH", "value": TERMINATION_MESSAGE_PATH},
         *build_runtime_env(),
-        *_credential_env(spec),
+        *build_sink_credential_env(spec.sink),
         *_batch_env(spec),
     ]
     # a memory limit of the user's own without a request: the request is left to Kubernetes,
@@ -344,14 +353,18 @@ def build_pod_volumes(
     secret = decide_kafka_secret(spec, config)
     if secret is not None:
         volumes.append(build_kafka_credentials_volume(secret))
-    ca = spec.sink.ca_secret_ref
-    if ca is not None:  # only the CA's key, as ca.crt (the Secret may hold more)
-        volumes.append({
-            "name": "sink-ca",
-            "secret": {"secretName": ca.name, "items": [{"key": ca.key, "path": "ca.crt"}],
-                       "defaultMode": KAFKA_CREDENTIALS_MODE, "optional": True},
-        })  # fmt: skip
+    if spec.sink.ca_secret_ref is not None:
+        volumes.append(build_sink_ca_volume(spec.sink.ca_secret_ref))
     return volumes
+
+
+def build_sink_ca_volume(ca: CaSecretRef) -> dict[str, Any]:
+    """Only the CA's key, as ca.crt (the Secret may hold more); mounted at SINK_CA_MOUNT."""
+    return {
+        "name": "sink-ca",
+        "secret": {"secretName": ca.name, "items": [{"key": ca.key, "path": "ca.crt"}],
+                   "defaultMode": KAFKA_CREDENTIALS_MODE, "optional": True},
+    }  # fmt: skip
 
 
 def build_deployment(
