@@ -24,6 +24,8 @@ from metricpipe_contract.refs import PipelineRef
 
 from .config import ExporterConfig
 
+HTTP_NOT_FOUND = 404
+
 
 @dataclass(frozen=True)
 class PipelineTarget:
@@ -106,12 +108,17 @@ def fetch_pipeline_objects(config: ExporterConfig, api: Any | None) -> list[dict
         )
     objects: list[dict[str, Any]] = []
     for plural, kind in ((PLURAL, "MetricPipeline"), (ARCHIVE_PLURAL, ARCHIVE_KIND)):
-        if config.exporter_namespace:
-            listed = api.list_namespaced_custom_object(
-                GROUP, VERSION, config.exporter_namespace, plural
-            )
-        else:
-            listed = api.list_cluster_custom_object(GROUP, VERSION, plural)
+        try:
+            if config.exporter_namespace:
+                listed = api.list_namespaced_custom_object(
+                    GROUP, VERSION, config.exporter_namespace, plural
+                )
+            else:
+                listed = api.list_cluster_custom_object(GROUP, VERSION, plural)
+        except Exception as error:  # a cluster without the LogArchive CRD: no archives
+            if kind != ARCHIVE_KIND or getattr(error, "status", None) != HTTP_NOT_FOUND:
+                raise
+            continue
         objects += [{**item, "kind": kind} for item in listed.get("items", [])]
     return objects
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from metricpipe_exporters.config import ExporterConfig
-from metricpipe_exporters.targets import build_targets
+from metricpipe_exporters.targets import build_targets, fetch_pipeline_objects
 from metricpipe_exporters.timelag import PartitionLag, decide_archived_through_ms
 
 TAKEN_MS = 1_700_000_000_000
@@ -49,3 +51,24 @@ def test_archives_and_pipelines_of_one_name_are_two_targets() -> None:
     assert (got.topic, got.consumer_group) == ("metricpipe.web.edge.archive",) * 2
     assert (got.freshness_target_seconds, got.replicas, got.kind) == (600.0, 2, "archive")
     assert targets["web/edge"].topic != got.topic
+
+
+class FakeApi:
+    """The cluster's answers: pipelines, and the LogArchive CRD missing (404) or failing."""
+
+    def __init__(self, archives_status: int) -> None:
+        self.archives_status = archives_status
+
+    def list_cluster_custom_object(self, group: str, version: str, plural: str) -> Any:
+        if plural == "logarchives":
+            error = RuntimeError(f"HTTP {self.archives_status}")
+            error.status = self.archives_status  # type: ignore[attr-defined]
+            raise error
+        return {"items": [{"metadata": {"name": "p", "namespace": "n"}}]}
+
+
+def test_a_cluster_without_the_logarchive_crd_still_has_its_pipelines() -> None:
+    found = fetch_pipeline_objects(ExporterConfig(), FakeApi(404))
+    assert [(o["kind"], o["metadata"]["name"]) for o in found] == [("MetricPipeline", "p")]
+    with pytest.raises(RuntimeError, match="HTTP 403"):  # anything else is a failed cycle
+        fetch_pipeline_objects(ExporterConfig(), FakeApi(403))

@@ -26,6 +26,7 @@ from .plan import Policy, state_key
 
 log = structlog.get_logger("metricpipe.resourcemanager")
 HTTP_CONFLICT = 409
+HTTP_NOT_FOUND = 404
 
 
 class ArchiveScaler:
@@ -75,11 +76,17 @@ class ArchiveScaler:
 
     def _fetch_archives(self) -> list[dict[str, Any]]:
         listed: Any
-        if self.namespace:
-            listed = self.objects.list_namespaced_custom_object(GROUP, VERSION, self.namespace,
-                                                                PLURAL)  # fmt: skip
-        else:
-            listed = self.objects.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+        try:
+            if self.namespace:
+                listed = self.objects.list_namespaced_custom_object(
+                    GROUP, VERSION, self.namespace, PLURAL
+                )
+            else:
+                listed = self.objects.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+        except ApiException as error:
+            if error.status == HTTP_NOT_FOUND:  # the LogArchive CRD is not installed
+                return []
+            raise
         return list(listed.get("items", []))
 
     def _apply(self, obj: dict[str, Any], plan: ArchivePlan) -> None:
