@@ -126,7 +126,7 @@ def run_archiver(stack: StackEnv, topic: str, root: str, total: int) -> tuple[fl
     archiver._read = timed_read  # type: ignore[method-assign]
 
     def held() -> int:
-        return archiver.stats.records + sum(len(p.rows) for p in archiver.pending.values())
+        return archiver.stats.records + sum(p.records for p in archiver.pending.values())
 
     worker = threading.Thread(target=archiver.run, args=(stop,))
     worker.start()

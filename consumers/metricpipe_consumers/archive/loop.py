@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import structlog
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -26,10 +28,11 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient
 
+from .columnar import build_record_batch, measure_batch, plan_hour_tables
 from .document import ArchiveDocument, ArchiverConfig
 from .metrics import ArchiverMetrics
-from .parquet import encode_rows
-from .plan import Row, build_row, decide_closed_hours, decide_flush, plan_hour_files
+from .parquet import encode_table
+from .plan import decide_closed_hours, decide_flush
 from .store import ArchiveStore
 
 log = structlog.get_logger("metricpipe.archive")
@@ -37,11 +40,24 @@ log = structlog.get_logger("metricpipe.archive")
 
 @dataclass
 class Pending:
-    """One partition's records read but not yet committed."""
+    """One partition's records read but not yet committed (a record batch per consume)."""
 
-    rows: list[Row] = field(default_factory=list)
-    size: int = 0
+    batches: list[pa.RecordBatch] = field(default_factory=list)
+    records: int = 0
+    size: int = 0  # characters of raw and fields
     since: float = 0.0  # monotonic time of the oldest
+    first: int = 0  # offsets of the first and the last record read
+    last: int = 0
+
+
+@dataclass
+class Consumed:
+    """One partition's records of one consume call, as the loop gathers them."""
+
+    offsets: list[int] = field(default_factory=list)
+    times: list[int] = field(default_factory=list)
+    keys: list[bytes | None] = field(default_factory=list)
+    values: list[bytes | None] = field(default_factory=list)
 
 
 @dataclass
@@ -107,7 +123,7 @@ class Archiver:
         for tp in partitions:
             dropped = self.pending.pop(tp.partition, Pending())
             self.touched.pop(tp.partition, None)
-            log.info("partition revoked", partition=tp.partition, dropped=len(dropped.rows))
+            log.info("partition revoked", partition=tp.partition, dropped=dropped.records)
         consumer.unassign()
 
     # -- the loop -------------------------------------------------------------------------
@@ -139,41 +155,53 @@ class Archiver:
 
     def _read(self, messages: list[Any]) -> None:
         now = time.monotonic()
+        consumed: dict[int, Consumed] = {}
         for message in messages:
             error = message.error()
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
                     continue
                 raise KafkaException(error)
-            _, timestamp = message.timestamp()
-            row = build_row(message.partition(), message.offset(), timestamp, message.key(),
-                            message.value(), source_format=self.document.format)  # fmt: skip
-            pending = self.pending.setdefault(message.partition(), Pending(since=now))
-            if not pending.rows:
-                pending.since = now
-            pending.rows.append(row)
-            pending.size += len(row.raw) + len(row.fields)
+            partition = message.partition()
+            into = consumed.get(partition)
+            if into is None:
+                into = consumed[partition] = Consumed()
+            into.offsets.append(message.offset())
+            into.times.append(message.timestamp()[1])
+            into.keys.append(message.key())
+            into.values.append(message.value())
+        for partition, into in consumed.items():
+            batch = build_record_batch(partition, into.offsets, into.times, into.keys,
+                                       into.values, source_format=self.document.format)  # fmt: skip
+            pending = self.pending.setdefault(partition, Pending(since=now))
+            if not pending.records:
+                pending.since, pending.first = now, into.offsets[0]
+            pending.batches.append(batch)
+            pending.records += batch.num_rows
+            pending.size += measure_batch(batch)
+            pending.last = into.offsets[-1]
 
     def _flush_due(self, *, force: bool) -> None:
         now = time.monotonic()
         for partition, pending in list(self.pending.items()):
             due = decide_flush(pending.size, now - pending.since, self.config.archive_roll_bytes,
                                self.config.archive_roll_seconds)  # fmt: skip
-            if pending.rows and (due or force):
+            if pending.records and (due or force):
                 self._commit(partition, self.pending.pop(partition))
 
     def _commit(self, partition: int, pending: Pending) -> None:
         started = time.monotonic()
-        hours = plan_hour_files(pending.rows)
-        files = {hour: encode_rows(rows) for hour, rows in hours.items()}
-        first, last = pending.rows[0].offset, pending.rows[-1].offset
+        table = pa.Table.from_batches(pending.batches)
+        hours = plan_hour_tables(table)
+        files = {hour: encode_table(rows) for hour, rows in hours.items()}
+        first, last = pending.first, pending.last
         self.store.commit(partition, first, last, files)
-        newest = max(r.time_ms for r in pending.rows)
-        self.metrics.committed(partition, records=len(pending.rows),
+        newest = int(pc.max(table.column("time_ms")).as_py())
+        self.metrics.committed(partition, records=pending.records,
                                size=sum(len(d) for d in files.values()), files=len(files),
                                seconds=time.monotonic() - started, next_offset=last + 1,
                                newest_ms=newest)  # fmt: skip
-        self.stats.records += len(pending.rows)
+        self.stats.records += pending.records
         self.stats.batches += 1
         self.stats.files += len(files)
         self.stats.bytes += sum(len(data) for data in files.values())

@@ -50,7 +50,7 @@ def build_row(
         decoded = decode_json_object(value or b"") if text.startswith("{") else None
         if isinstance(decoded, dict):
             fields = decoded
-            wrapper = next((k for k in WRAPPER_KEYS if isinstance(decoded.get(k), str)), None)
+            wrapper = find_wrapper(decoded)
             if source_format == "apache_combined" and wrapper is not None:
                 raw = decoded[wrapper]  # the line is the raw column, not a field again
                 fields = {k: v for k, v in decoded.items() if k != wrapper}
@@ -61,6 +61,11 @@ def build_row(
     key_text = None if key is None else key.decode("utf-8", "backslashreplace")
     return Row(partition, offset, time_ms, key_text, raw,
                json.dumps(fields, ensure_ascii=False, default=str))  # fmt: skip
+
+
+def find_wrapper(decoded: dict[str, Any]) -> str | None:
+    """The key holding the log line in a shipper's JSON record, if any."""
+    return next((k for k in WRAPPER_KEYS if isinstance(decoded.get(k), str)), None)
 
 
 def plan_hour_files(rows: Iterable[Row]) -> dict[str, list[Row]]:
