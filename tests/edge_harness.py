@@ -1,22 +1,23 @@
 """The edge tests' upstream and log reading: an HTTP server the test runs on the peek API's port
-(where the edge's Nginx servers proxy to), and the access logs' lines written since a mark."""
+(where the edge's Nginx servers proxy to), and the access logs' lines written since a mark
+(LogMark, shared with the demo: metricpipe_devstack.logmark)."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from metricpipe_devstack.logmark import LogMark
 from metricpipe_devstack.settings import StackSettings
+
+__all__ = ["LogMark", "UpstreamHandler", "UpstreamServer", "serve_on_peek_port"]
 
 
 class UpstreamHandler(BaseHTTPRequestHandler):
@@ -85,27 +86,3 @@ def serve_on_peek_port(
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
-
-
-@dataclass(frozen=True)
-class LogMark:
-    """Where each log ended before a test, so only the test's own lines are read."""
-
-    sizes: dict[Path, int]
-
-    @classmethod
-    def take(cls, paths: tuple[Path, ...]) -> LogMark:
-        return cls({p: p.stat().st_size if p.exists() else 0 for p in paths})
-
-    def lines(self) -> list[bytes]:
-        """Every complete line written since the mark, log by log."""
-        out = []
-        for path, offset in self.sizes.items():
-            with path.open("rb") as log:
-                log.seek(offset)
-                text = log.read()
-            out += text[: text.rfind(b"\n") + 1].splitlines()
-        return out
-
-    def records(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.lines()]  # every line is one JSON object

@@ -1,9 +1,11 @@
-"""The demo's I/O with the cluster: the CRD, namespace, secret, pipelines, status and Events."""
+"""The demo's I/O with the cluster: the CRD, namespace, secret, pipelines and the log archive,
+the log reader's RBAC and token, status and Events."""
 
 from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 GROUP, VERSION, PLURAL = "metricpipe.io", "v1alpha1", "metricpipelines"
+ARCHIVES = "logarchives"
 
 
 class Cluster:
@@ -20,6 +23,7 @@ class Cluster:
         self.core: Any = client.CoreV1Api(api)
         self.objects: Any = client.CustomObjectsApi(api)
         self.extensions: Any = client.ApiextensionsV1Api(api)
+        self.rbac: Any = client.RbacAuthorizationV1Api(api)
 
     def wait_crd_established(self, name: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -64,25 +68,79 @@ class Cluster:
 
     def ensure_secret(self, name: str, data: dict[str, str]) -> None:
         body = {"metadata": {"name": name}, "stringData": data}
-        try:
-            self.core.create_namespaced_secret(self.namespace, body)
-        except ApiException as error:
-            if error.status != 409:
-                raise
+        _create_unless_present(self.core.create_namespaced_secret, self.namespace, body)
+
+    def ensure_log_reader(self, account: str, role: dict[str, Any]) -> None:
+        """A ServiceAccount with `role` (a Role body) bound to it in the demo's namespace."""
+        name = role["metadata"]["name"]
+        role = {**role, "metadata": {"name": name}}
+        binding = {
+            "metadata": {"name": f"{name}-{account}"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": account,
+                          "namespace": self.namespace}],
+        }  # fmt: skip
+        for create, body in ((self.core.create_namespaced_service_account,
+                              {"metadata": {"name": account}}),
+                             (self.rbac.create_namespaced_role, role),
+                             (self.rbac.create_namespaced_role_binding, binding)):  # fmt: skip
+            _create_unless_present(create, self.namespace, body)
+
+    def create_token(self, namespace: str, account: str, seconds: int = 3600) -> str:
+        """A ServiceAccount's bearer token from the TokenRequest API (`kubectl create token`)."""
+        request = {"spec": {"audiences": [], "expirationSeconds": seconds}}
+        answer = self.core.create_namespaced_service_account_token(account, namespace, request)
+        return str(answer.status.token)
 
     def apply_pipeline(self, body: dict[str, Any]) -> None:
+        self.apply_object(PLURAL, body)
+
+    def apply_object(self, plural: str, body: dict[str, Any]) -> None:
+        """Create a metricpipe.io object in the namespace, or merge its spec into the one there."""
         name = body["metadata"]["name"]
         try:
             self.objects.create_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, PLURAL, body
+                GROUP, VERSION, self.namespace, plural, body
             )
         except ApiException as error:
             if error.status != 409:
                 raise
             self.objects.patch_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, PLURAL, name, {"spec": body["spec"]},
+                GROUP, VERSION, self.namespace, plural, name, {"spec": body["spec"]},
                 _content_type="application/merge-patch+json",
             )  # fmt: skip
+
+    def get_object(self, plural: str, name: str) -> dict[str, Any] | None:
+        try:
+            found: dict[str, Any] = self.objects.get_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, plural, name
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return found
+
+    def delete_object(self, plural: str, name: str, timeout: float = 120) -> bool:
+        """Delete a metricpipe.io object and wait until its finalizer let it go; False if absent."""
+        try:
+            self.objects.delete_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, plural, name
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        deadline = time.monotonic() + timeout
+        while self.get_object(plural, name) is not None:
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{plural}/{name} still there {timeout:.0f} s after its deletion: is the "
+                    "operator running? (kubectl -n metricpipe-system logs "
+                    "deploy/metricpipe-operator)"
+                )
+            time.sleep(1)
+        return True
 
     def list_pipelines(self) -> list[dict[str, Any]]:
         found = self.objects.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL)
@@ -112,6 +170,14 @@ class Cluster:
                 return False
             raise
         return True
+
+
+def _create_unless_present(create: Callable[..., Any], namespace: str, body: Any) -> None:
+    try:
+        create(namespace, body)
+    except ApiException as error:
+        if error.status != 409:
+            raise
 
 
 def run_kubectl(kubectl: Path, kubeconfig: Path, *args: str) -> list[str]:

@@ -3,9 +3,12 @@
 The stack must be up (`make stack-up`, which `make demo` runs first; its kubelet is the Node
 that runs every pod as a container). This waits for that Node, installs metricpipe as a user
 would (`kubectl apply -k manifests/overlays/local`: the operator with its ResourceManager and the
-lag exporter run as pods, with their own ServiceAccounts), applies the two example pipelines scaled
-to the demo's clock, replays the shared data re-timed onto now with a burst, and shows what a
-user would see.
+lag exporter run as pods, with their own ServiceAccounts), applies the two example pipelines and
+the example LogArchive of the Apache log scaled to the demo's clock, replays the shared data
+re-timed onto now with a burst (the Apache lines into the pipeline's and the archive's topics, as
+Fluentd's two routes of their tag would), and shows what a user would see; at the end it counts
+the archive's records on HDFS and asks it one question with `kubectl metricpipe peek` through
+the stack's edge (archive_step.py).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,7 +32,9 @@ from metricpipe_devstack.node import Kubelet
 from metricpipe_devstack.settings import StackSettings
 from metricpipe_devstack.stack import read_env_file
 
-from .burst import BurstSizing, decide_burst_factor
+from .archive import LineTally, status_pattern, tally_lines
+from .archive_step import DemoArchive
+from .burst import BurstSizer, BurstSizing
 from .cluster import Cluster, run_kubectl
 from .generator import SyntheticSettings, describe_synthetic
 from .pipelines import (
@@ -38,7 +44,7 @@ from .pipelines import (
     describe_scaling,
     load_example,
 )
-from .replay import ReplayStats, replay
+from .replay import ReplayStats, Topics, replay
 from .report import (
     Sample,
     build_sample,
@@ -47,12 +53,13 @@ from .report import (
     render_table,
     write_plot,
 )
-from .schedule import HTTP, RTT, BurstDial, PlanSettings, iter_demo_plan
+from .schedule import HTTP, RTT, BurstDial, Emission, PlanSettings, iter_demo_plan
 from .settings import DemoSettings
 from .sources import load_demo_sources
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "manifests" / "overlays" / "local"
+EXAMPLES_DIR = REPO / "manifests" / "examples"
 SYSTEM_NAMESPACE = "metricpipe-system"
 SYSTEM_DEPLOYMENTS = ("metricpipe-operator", "metricpipe-exporter")
 CRD_NAME = "metricpipelines.metricpipe.io"
@@ -78,6 +85,8 @@ class Demo:
                                settings.namespace)  # fmt: skip
         self.started = time.time()
         self.samples: list[Sample] = []
+        self.archive = DemoArchive(self.cluster, self.env, settings, examples=EXAMPLES_DIR,
+                                   run_dir=self.run_dir, say=say)  # fmt: skip
 
     # -- set-up ----------------------------------------------------------------------------
     def wait_node(self) -> None:
@@ -127,7 +136,7 @@ class Demo:
             say(f"   {line[:160]}")
 
     def apply_pipelines(self) -> dict[str, float]:
-        examples = REPO / "manifests" / "examples"
+        examples = EXAMPLES_DIR
         targets = {}
         self.cluster.ensure_namespace()
         self.cluster.ensure_secret(CREDENTIALS_SECRET, {"username": "demo", "password": "demo"})
@@ -141,6 +150,7 @@ class Demo:
             say(f"   applied {name}: {spec.metric.aggregation} of {what} per "
                 f"{spec.metric.window} by {spec.metric.group_by} → {spec.sink.backend} "
                 f"index {spec.index_name(self.settings.namespace, name)}")  # fmt: skip
+        self.archive.apply()
         return targets
 
     def remove_earlier_results(self, spec: MetricPipelineSpec, name: str) -> None:
@@ -160,15 +170,20 @@ class Demo:
                 )
 
     def wait_ready(self, timeout: float = 600) -> dict[str, str]:
+        """The pipelines' topics (and the archive's, under "archive") once their consumers and
+        the archivers are ready."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             pipelines = self.cluster.list_pipelines()
             topics = {p["metadata"]["name"]: (p.get("status") or {}).get("topic", {}).get("name")
                       for p in pipelines}  # fmt: skip
             ready = {name: self.cluster.ready_consumers(name) for name in topics}
-            if len(topics) == len(EXAMPLES) and all(topics.values()) and all(ready.values()):
-                return {k: str(v) for k, v in topics.items()}
-            say(f"   waiting: topics {topics}, ready consumer pods {ready}")
+            archive = self.archive.ready_topic()
+            if len(topics) == len(EXAMPLES) and all(topics.values()) and all(ready.values()) \
+                    and archive:  # fmt: skip
+                return {**{k: str(v) for k, v in topics.items()}, "archive": archive}
+            say(f"   waiting: topics {topics}, ready consumer pods {ready}, archive "
+                f"{'ready' if archive else 'not ready'}")  # fmt: skip
             time.sleep(5)
         raise TimeoutError(
             f"pipelines not ready: see 'kubectl -n {self.settings.namespace} describe pods' and "
@@ -191,24 +206,18 @@ class Demo:
         self.wait_node()
         heading("installing metricpipe: the operator (with its ResourceManager) and the exporter")
         self.install()
-        heading(f"applying the pipelines in namespace {s.namespace}")
+        heading(f"applying the pipelines and the log archive in namespace {s.namespace}")
         targets = self.apply_pipelines()
         topics = self.wait_ready()
         self.show_pods()
         heading("replaying the data")
-        data_dir = self.env.data_dir
-        rtt_start = datetime.fromisoformat(s.rtt_start).replace(tzinfo=UTC).timestamp()
-        rtt, http = load_demo_sources(data_dir, s.hours, SyntheticSettings(), rtt_start)
-        if rtt.synthetic or http.synthetic:
-            say(f"   NOTE: {describe_synthetic(data_dir)}")
-        say(f"   {rtt.origin}\n   {http.origin}")
-        plan_settings = PlanSettings(s.speed, s.hours, s.burst_start_hours, s.burst_hours,
-                                     s.burst_factor)  # fmt: skip
         dials = {RTT: BurstDial(s.burst_factor)}  # the access log keeps the fixed factor
-        plan = iter_demo_plan(rtt, http, demo_start=datetime.now(UTC), settings=plan_settings,
-                              dials=dials)  # fmt: skip
+        plan = self.build_plan(dials)
         stats = ReplayStats()
-        routes = {RTT: topics["avg-rtt"], HTTP: topics["http-5xx-rate"]}
+        # the Apache lines into both topics of their tag: the pipeline's and the archive's
+        routes: Topics = {RTT: topics["avg-rtt"],
+                          HTTP: (topics["http-5xx-rate"], topics["archive"])}  # fmt: skip
+        tally = LineTally(HTTP, status_pattern(s.peek_status))
         say(
             "   avg-rtt's burst is sized while it runs: about "
             f"{BurstSizing().overload:g}x what one replica is measured to carry (the "
@@ -217,10 +226,10 @@ class Demo:
         producer = {"bootstrap.servers": self.env.kafka_bootstrap, "linger.ms": 20}
         replay_started = time.time()
         sizer = BurstSizer(s, replay_started, {"avg-rtt": dials[RTT]},
-                           {"avg-rtt": routes[RTT]})  # fmt: skip
+                           {"avg-rtt": topics["avg-rtt"]})  # fmt: skip
         thread = threading.Thread(
-            target=replay, args=(producer, plan), kwargs={"topics": routes, "stats": stats},
-            daemon=True,
+            target=replay, args=(producer, tally_lines(plan, tally)),
+            kwargs={"topics": routes, "stats": stats}, daemon=True,
         )  # fmt: skip
         thread.start()
         seen_events: set[str] = set()
@@ -236,6 +245,7 @@ class Demo:
             say(f"   kubectl get metricpipelines -n {s.namespace} -o wide:")
             for line in render_table(current):
                 say(f"   {line}")
+            say(f"   {self.archive.status_line()}")
             for line in sizer.update(current, stats, time.time()):
                 say(f"   {line}")
             for _, event in self.cluster.scaling_events():
@@ -248,13 +258,37 @@ class Demo:
                     break
             time.sleep(s.sample_seconds)
         replay_seconds = time.time() - replay_started
+        archive_lines = self.show_archive(topics["archive"], stats, tally, replay_started)
         self.show_results(
-            targets, stats, replay_seconds, [e for _, e in self.cluster.scaling_events()]
-        )
+            targets, stats, replay_seconds, [e for _, e in self.cluster.scaling_events()],
+            archive_lines,
+        )  # fmt: skip
         return 0
 
+    def build_plan(self, dials: dict[str, BurstDial]) -> Iterator[Emission]:
+        s = self.settings
+        data_dir = self.env.data_dir
+        rtt_start = datetime.fromisoformat(s.rtt_start).replace(tzinfo=UTC).timestamp()
+        rtt, http = load_demo_sources(data_dir, s.hours, SyntheticSettings(), rtt_start)
+        if rtt.synthetic or http.synthetic:
+            say(f"   NOTE: {describe_synthetic(data_dir)}")
+        say(f"   {rtt.origin}\n   {http.origin}")
+        plan_settings = PlanSettings(s.speed, s.hours, s.burst_start_hours, s.burst_hours,
+                                     s.burst_factor)  # fmt: skip
+        return iter_demo_plan(rtt, http, demo_start=datetime.now(UTC), settings=plan_settings,
+                              dials=dials)  # fmt: skip
+
+    def show_archive(self, topic: str, stats: ReplayStats, tally: LineTally,
+                     replay_started: float) -> list[str]:  # fmt: skip
+        """The archive against the lines the replay produced to its topic, and the peek."""
+        heading(f"the archive: {self.archive.directory} on HDFS, and a developer's question")
+        started = time.monotonic()
+        sent = sum(stats.sent_per_second.get(topic, {}).values())
+        lines = self.archive.show(topic, sent, tally, datetime.fromtimestamp(replay_started, UTC))
+        return [*lines, f"archive check and peek: {time.monotonic() - started:.0f} s"]
+
     def show_results(self, targets: dict[str, float], stats: ReplayStats, seconds: float,
-                     events: list[str]) -> None:  # fmt: skip
+                     events: list[str], archive_lines: list[str]) -> None:  # fmt: skip
         heading("where the metrics are")
         for name in EXAMPLES:
             pipeline = next(
@@ -281,6 +315,7 @@ class Demo:
                 say(f"   (query failed: {error})")
         heading("summary")
         lines = build_summary(self.samples, targets, events, stats.sent, seconds)
+        lines += archive_lines
         series = {
             name: _relative(stats.build_rate_series(self._topic(name)), self.started)
             for name in EXAMPLES
@@ -292,7 +327,7 @@ class Demo:
             say(f"   {line}")
         say(
             f"\n   plot: {plot}\n   summary: {self.dir / 'summary.txt'}\n"
-            f"   the pipelines keep running; `make demo-down` stops everything"
+            f"   the pipelines and the archive keep running; `make demo-down` stops everything"
         )
 
     def _pipeline(self, name: str) -> dict[str, Any]:
@@ -314,6 +349,7 @@ class Demo:
                 say(f"   {self.settings.namespace} still terminating after {timeout:.0f} s")
                 break
             time.sleep(2)
+        self.archive.down()
         try:
             for line in run_kubectl(self.env.kubectl, self.env.kubeconfig, "delete", "-k",
                                     str(MANIFESTS), "--ignore-not-found", "--wait=true",
@@ -322,56 +358,6 @@ class Demo:
         except RuntimeError as error:
             say(f"   {error}")
         return 0
-
-
-class BurstSizer:
-    """Turns the burst dials from the pipelines' measured capacity (see burst.py)."""
-
-    def __init__(self, settings: DemoSettings, replay_started: float,
-                 dials: dict[str, BurstDial], topics: dict[str, str]) -> None:  # fmt: skip
-        self.dials, self.topics = dials, topics
-        self.started = replay_started
-        self.burst_start = replay_started + settings.burst_start_hours * 3600 / settings.speed
-        self.burst_end = self.burst_start + settings.burst_hours * 3600 / settings.speed
-        self.base_rates: dict[str, float] = {}
-        self.scaled: set[str] = set()
-
-    def update(self, samples: list[Sample], stats: ReplayStats, now: float) -> list[str]:
-        if now >= self.burst_end:
-            return []
-        lines = []
-        for sample in samples:
-            dial = self.dials.get(sample.name)
-            if dial is None:
-                continue
-            if sample.replicas > 1:
-                self.scaled.add(sample.name)
-            base = self._base_rate(sample.name, stats, now)
-            factor = decide_burst_factor(
-                dial.factor, base_rate=base, capacity=sample.capacity,
-                burst_seconds=max(0.0, now - self.burst_start),
-                scaled_up=sample.name in self.scaled,
-            )  # fmt: skip
-            if factor != dial.factor:
-                dial.set(factor)
-                lines.append(
-                    f"burst for {sample.name}: {factor}x (input without it {base:.1f} rec/s, "
-                    f"one replica measured at {sample.capacity:.0f} rec/s)"
-                )
-        return lines
-
-    def _base_rate(self, name: str, stats: ReplayStats, now: float) -> float | None:
-        """Records/s the source sends without the burst: measured until the burst starts."""
-        if name in self.base_rates:
-            return self.base_rates[name]
-        until = min(now, self.burst_start)
-        if until - self.started < 20:
-            return None
-        seconds = stats.sent_per_second.get(self.topics[name], {})
-        rate = sum(c for t, c in list(seconds.items()) if t < until) / (until - self.started)
-        if now >= self.burst_start:
-            self.base_rates[name] = rate
-        return rate
 
 
 def _relative(series: list[tuple[int, int]], origin: float) -> list[tuple[float, int]]:

@@ -1,7 +1,8 @@
 """Replay a plan to Kafka at its due times: the I/O shell of the demo's traffic (its CLI,
 `python -m metricpipe_demo.replay`, is in cli.py).
 
-RTT points go to one topic as JSON, Apache lines to another as raw text bytes. The replayer
+RTT points go to one topic as JSON, Apache lines to another as raw text bytes (or to several,
+as Fluentd copies a tag's record into every route that selects it). The replayer
 sleeps until each record is due, produces whatever is due in one go, serves delivery callbacks
 with poll() at least every `chunk_size` records, counts what was sent, delivered and failed,
 and keeps per-second counts of sent records so the demo can plot its input rate.
@@ -27,6 +28,7 @@ STOP_FLUSH_TIMEOUT = 5.0  # seconds to wait for deliveries after a stop
 
 DeliveryCallback = Callable[[Any, Any], None]
 KafkaConfig = dict[str, str | int | float]  # librdkafka properties
+Topics = Mapping[str, str | tuple[str, ...]]  # topic key -> the topic, or every topic, it goes to
 
 
 class Producer(Protocol):
@@ -46,10 +48,12 @@ class ReplayStats:
     """Counts of one replay, updated while it runs (delivery callbacks run on the replaying
     thread, inside poll/flush; another thread may read them).
 
-    sent_per_second: topic -> UNIX second -> records produced in that second.
+    sent:            records of the plan produced (a record copied to two topics counts once).
+    delivered, failed, undelivered: messages (a record copied to two topics is two); undelivered
+                     ones were still queued when the replay stopped waiting at the end.
+    sent_per_second: topic -> UNIX second -> records produced to it in that second.
     source_times:    topic key -> source instant (UNIX seconds) of the latest record produced.
     behind:          how late the latest record was produced after it was due, seconds.
-    undelivered:     records still queued when the replay stopped waiting at the end.
     """
 
     sent: int = 0
@@ -69,11 +73,12 @@ class ReplayStats:
             if self.first_error is None:
                 self.first_error = str(error)
 
-    def record_sent(self, topic: str, emission: Emission, now: float) -> None:
+    def record_sent(self, topics: tuple[str, ...], emission: Emission, now: float) -> None:
         self.sent += 1
-        seconds = self.sent_per_second.setdefault(topic, {})
         second = int(now)
-        seconds[second] = seconds.get(second, 0) + 1
+        for topic in topics:
+            seconds = self.sent_per_second.setdefault(topic, {})
+            seconds[second] = seconds.get(second, 0) + 1
         self.source_times[emission.topic_key] = emission.source_time
         self.behind = max(0.0, now - emission.due)
 
@@ -144,7 +149,7 @@ def replay(
     producer_config: KafkaConfig,
     plan: Iterable[Emission],
     *,
-    topics: Mapping[str, str],
+    topics: Topics,
     stop: Event | None = None,
     progress: Callable[[ReplayProgress], None] | None = None,
     progress_every: float = 5.0,
@@ -155,9 +160,10 @@ def replay(
     clock: Callable[[], float] = time.time,
     wait: Callable[[float], object] | None = None,
 ) -> ReplayStats:
-    """Produce every emission of `plan` to topics[emission.topic_key] once it is due (clock:
-    UNIX seconds), until the plan ends or `stop` is set. Pass `stats` to watch the counts live
-    from another thread. `wait(seconds)` sleeps (default: stop.wait)."""
+    """Produce every emission of `plan` to topics[emission.topic_key] (one topic or each of a
+    tuple) once it is due (clock: UNIX seconds), until the plan ends or `stop` is set. Pass
+    `stats` to watch the counts live from another thread. `wait(seconds)` sleeps (default:
+    stop.wait)."""
     stop = stop or Event()
     stats = stats if stats is not None else ReplayStats()
     replayer = _Replayer(
@@ -184,16 +190,19 @@ class _Replayer:
     clock: Callable[[], float]
     reporter: _Reporter
 
-    def run(self, plan: Iterable[Emission], topics: Mapping[str, str], chunk_size: int) -> None:
+    def run(self, plan: Iterable[Emission], topics: Topics, chunk_size: int) -> None:
         since_poll = 0
         for emission in plan:
-            topic = topics.get(emission.topic_key)
-            if topic is None:
+            routed = topics.get(emission.topic_key)
+            if routed is None:
                 raise ValueError(f"no topic for {emission.topic_key!r} records (topics: {topics})")
-            if not (self.wait_until(emission.due) and self.produce(topic, emission)):
+            targets = (routed,) if isinstance(routed, str) else routed
+            if not self.wait_until(emission.due):
+                return
+            if not all(self.produce(topic, emission) for topic in targets):
                 return
             now = self.clock()
-            self.stats.record_sent(topic, emission, now)
+            self.stats.record_sent(targets, emission, now)
             since_poll += 1
             if since_poll >= chunk_size:
                 self.producer.poll(0)

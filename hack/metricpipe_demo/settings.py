@@ -40,3 +40,17 @@ class DemoSettings(BaseSettings):
     drain_timeout_seconds: float = Field(
         default=600.0, gt=0, description="After the replay: wait this long for lag 0."
     )
+    archive_roll_age: str = Field(
+        default="10s",
+        description="The LogArchive's roll.maxAge: its archivers write a partition's records "
+        "at least this often (the example's 60s is a source hour at speed 60).",
+    )
+    archive_wait_seconds: float = Field(
+        default=120.0, gt=0, description="After the drain: wait this long for the archive."
+    )
+    peek_status: int = Field(
+        default=404, ge=100, le=599,
+        description="The peek's question: lines answered with this HTTP status (the replayed "
+        "8 hours have no 5xx; their 404s are missing pages).",
+    )  # fmt: skip
+    peek_limit: int = Field(default=10, ge=1, le=1000, description="Records the peek prints.")

@@ -415,6 +415,25 @@ def test_replay_produces_each_record_when_due_and_counts() -> None:
     assert len(reports) >= 3  # every second of the 4 s replay, and the final one
 
 
+def test_replay_copies_a_record_into_each_topic_of_its_key() -> None:
+    """As Fluentd's routes of one tag: the Apache lines into a pipeline's and an archive's
+    topic; a record counts once as sent, and per topic in the rate series."""
+    clock = FakeClock(1_000_000.0)
+    producer = FakeProducer(clock)
+    plan = _emissions(clock.now, 0, 0.5, 1.0, 1.5)  # HTTP, RTT, HTTP, RTT
+    stats = replay(
+        {}, plan, topics={RTT: "avg-rtt", HTTP: ("http-5xx-rate", "archive")},
+        producer_factory=lambda config: producer, clock=clock, wait=clock.wait,
+    )  # fmt: skip
+    assert [(t, v) for _, t, v, _ in producer.produced] == [
+        ("http-5xx-rate", b"x"), ("archive", b"x"), ("avg-rtt", b"x"),
+        ("http-5xx-rate", b"x"), ("archive", b"x"), ("avg-rtt", b"x"),
+    ]  # fmt: skip
+    assert (stats.sent, stats.delivered, stats.failed) == (4, 6, 0)
+    assert sum(c for _, c in stats.build_rate_series("archive")) == 2
+    assert sum(c for _, c in stats.build_rate_series("http-5xx-rate")) == 2
+
+
 def test_replay_stops_on_the_event() -> None:
     clock = FakeClock(1_000_000.0)
     producer = FakeProducer(clock)
