@@ -65,6 +65,7 @@ ARCHIVE_NEXT_OFFSET: Final = "metricpipe_archive_next_offset"
 ARCHIVE_NEWEST_RECORD: Final = "metricpipe_archive_newest_record_timestamp_seconds"
 # seconds spent reading, encoding and writing (not waiting for Kafka): busy fraction by rate()
 ARCHIVE_BUSY_SECONDS: Final = "metricpipe_archive_busy_seconds_total"
+ARCHIVE_INDEX_REFUSED: Final = "metricpipe_archive_index_refused_total"  # spec.index's refusals
 
 # -- written by the exporter for each LogArchive's archiver group, label: archive (+ partition)
 ARCHIVE_LAG: Final = "metricpipe_archive_lag_records"  # log end - the group's committed offset

@@ -4,7 +4,9 @@ four times by their own fault hook at the commit's and the compaction's points (
 by its log line), once from outside mid-replay — and rescaled 1 → 3 → 1. Then the records
 in the committed files, read here with pyarrow from WebHDFS, are exactly the records Kafka
 holds: each (partition, offset) once, with its line, and no closed hour holds more than two
-files per partition."""
+files per partition. The archive's search copy in Elasticsearch, written through the same
+kills, holds one document per record under its coordinates, with its line; the retention
+deletes the 2015 days on HDFS and their daily indices."""
 
 from __future__ import annotations
 
@@ -120,6 +122,28 @@ def committed(stack: StackEnv, topic: str, config: Path) -> dict[int, int]:
     return {tp.partition: tp.offset for tp in offsets}
 
 
+def indexed(url: str, prefix: str) -> dict[str, str]:
+    """Document id -> message of every document in the archive's daily indices (plain REST:
+    nothing of the product's sink client), page by page."""
+    assert requests.post(f"{url}/{prefix}-*/_refresh", timeout=60).status_code == 200
+    found: dict[str, str] = {}
+    after: list[Any] | None = None
+    while True:
+        body: dict[str, Any] = {"size": 10_000, "sort": [{"kafka.partition": "asc"},
+                                                         {"kafka.offset": "asc"}],
+                                "_source": ["message"]}  # fmt: skip
+        if after is not None:
+            body["search_after"] = after
+        hits = requests.post(f"{url}/{prefix}-*/_search", json=body, timeout=60).json()
+        page = hits["hits"]["hits"]
+        for hit in page:
+            assert hit["_id"] not in found, hit["_id"]
+            found[hit["_id"]] = hit["_source"]["message"]
+        if len(page) < body["size"]:
+            return found
+        after = page[-1]["sort"]
+
+
 def listing(hdfs: Hdfs, directory: str) -> list[str]:
     listed = hdfs.call("GET", directory, "LISTSTATUS", hdfs.superuser).json()
     return [entry["pathSuffix"] for entry in listed["FileStatuses"]["FileStatus"]]
@@ -200,12 +224,15 @@ def test_every_record_on_hdfs_exactly_once_through_kills_and_rescaling(
     produce(stack, topic, in_time[: len(in_time) - len(later)])
 
     config = tmp_path / "archive.json"
+    prefix = f"metricpipe-logs-it.{unique_name}"  # the search copy: daily indices
     config.write_text(json.dumps({
         "archive": {"namespace": "it", "name": unique_name}, "topic": topic,
         "consumerGroup": f"metricpipe.it.{unique_name}",
         "kafka": {"bootstrap": stack.kafka_bootstrap},
         "hdfs": {"webhdfsUrl": stack.webhdfs_url, "user": ARCHIVER_USER, "root": root},
         "format": "apache_combined", "retentionDays": 36500,  # the log is from 2015
+        "index": {"backend": "elasticsearch", "endpoint": stack.elasticsearch_url,
+                  "prefix": prefix, "retentionDays": 36500},
     }))  # fmt: skip
     directory = f"{root}/it/{unique_name}"
     archivers = Archivers(tmp_path, config)
@@ -285,14 +312,25 @@ def test_every_record_on_hdfs_exactly_once_through_kills_and_rescaling(
     print(f"{len(seen)} records in {sum(map(len, hours.values()))} files over {len(hours)} hours; "
           f"at most {worst} files per partition in a closed hour")  # fmt: skip
     assert worst <= 2
+    # -- the search copy in Elasticsearch: one document per record, under its coordinates,
+    # with its line, through the same kills (each batch is indexed before its HDFS commit)
+    documents = indexed(stack.elasticsearch_url, prefix)
+    assert len(documents) == len(produced)  # no document twice: ids are the coordinates
+    assert set(documents) == {f"{p}-{o}" for p, o in produced}
+    assert all(documents[f"{p}-{o}"] == raws[(p, o)] for p, o in produced)
 
-    # -- the retention, enforced: with 1 day, an archiver deletes every day of 2015 --------
-    config.write_text(json.dumps({**json.loads(config.read_text()), "retentionDays": 1}))
+    # -- the retention, enforced: with 1 day, an archiver deletes every day of 2015 and its index
+    before = json.loads(config.read_text())
+    config.write_text(json.dumps({**before, "retentionDays": 1,
+                                  "index": {**before["index"], "retentionDays": 1}}))  # fmt: skip
     process, log = archivers.start()
     try:
         wait_for("the 2015 days expired", lambda: "day expired" in log.read_text(), 60,
                  archivers)  # fmt: skip
         wait_for("no day left", lambda: not any(
             n.startswith("dt=") for n in listing(hdfs, directory)), 60, archivers)  # fmt: skip
+        wait_for("no 2015 index left", lambda: not requests.get(
+            f"{stack.elasticsearch_url}/{prefix}-*", timeout=10).json(), 60,
+            archivers)  # fmt: skip
     finally:
         archivers.stop(process)

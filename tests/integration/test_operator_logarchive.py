@@ -40,6 +40,7 @@ SPEC: dict[str, Any] = {
     "topic": {"partitions": 2, "deletionPolicy": "Delete"},
     "roll": {"maxAge": "2s"},
     "scaling": {"enabled": False},
+    "index": {"enabled": True, "backend": "opensearch", "retentionDays": 7},
 }
 
 IDLE: dict[str, Any] = {
@@ -194,6 +195,16 @@ def test_a_log_archive_reaches_hdfs_and_is_removed_keeping_its_files(
         f"GET /{i} 200" for i in range(RECORDS)
     }
 
+    # the search copy, written by the archiver pod into the operator's OpenSearch: one
+    # document per record, under its coordinates (read here by plain REST)
+    index = f"{stack.opensearch_url}/metricpipe-logs-{namespace}.edge-*"
+    requests.post(f"{index}/_refresh", timeout=30)
+    hits = requests.post(f"{index}/_search", timeout=30, json={
+        "size": RECORDS + 10, "_source": ["message", "kafka"]}).json()["hits"]["hits"]  # fmt: skip
+    assert sorted(h["_id"] for h in hits) == sorted(f"{r['partition']}-{r['offset']}"
+                                                    for r in rows)  # fmt: skip
+    assert {h["_source"]["message"] for h in hits} == {r["raw"] for r in rows}
+
     files = hdfs.parquet_files(directory)  # every record is in: no file comes any more
 
     def counted() -> dict[str, Any]:
@@ -261,3 +272,7 @@ def test_a_log_archive_reaches_hdfs_and_is_removed_keeping_its_files(
     wait_for(lambda: topic_state(stack.kafka_bootstrap, topic) is None, 30, "topic deleted")
     assert hdfs.parquet_files(directory) == kept
     print(f"whole test: {time.monotonic() - applied:.1f} s after apply")
+    # the daily indices stay too, as the files do (their retention deletes them); this test's
+    # are removed here so that test runs do not pile up indices on the stack's OpenSearch
+    for name in requests.get(index, timeout=30).json():
+        requests.delete(f"{stack.opensearch_url}/{name}", timeout=30)

@@ -15,6 +15,7 @@ from ..faults import fault_point
 from ..kafka_access import ensure_kafka_access
 from ..webhdfs import WebHdfs
 from .document import ArchiveDocument, ArchiverConfig
+from .index import build_log_indexer
 from .loop import Archiver
 from .metrics import ArchiverMetrics
 from .store import ArchiveStore
@@ -38,7 +39,7 @@ def main() -> int:
     if config.metrics_port:
         metrics.serve(config.metrics_port)
     archiver = Archiver(document, config, store, kafka_settings=dict(kafka.settings),
-                        metrics=metrics)  # fmt: skip
+                        metrics=metrics, indexer=build_log_indexer(document, config))  # fmt: skip
     stats = archiver.run(stop)
     log.info("archiver stopped", records=stats.records, batches=stats.batches,
              files=stats.files, bytes=stats.bytes, compacted=stats.compacted)  # fmt: skip

@@ -30,6 +30,7 @@ from confluent_kafka.admin import AdminClient
 
 from .columnar import build_record_batch, measure_batch, plan_hour_tables
 from .document import ArchiveDocument, ArchiverConfig
+from .index import LogIndexer
 from .metrics import ArchiverMetrics
 from .parquet import encode_table
 from .plan import decide_closed_hours, decide_flush
@@ -74,10 +75,12 @@ class Archiver:
         self, document: ArchiveDocument, config: ArchiverConfig, store: ArchiveStore, *,
         consumer_factory: Callable[[dict[str, Any]], Consumer] = Consumer,
         kafka_settings: dict[str, str] | None = None, metrics: ArchiverMetrics | None = None,
+        indexer: LogIndexer | None = None,
     ) -> None:  # fmt: skip
         self.document = document
         self.config = config
         self.store = store
+        self.indexer = indexer  # spec.index: each batch indexed before its HDFS commit
         self.pending: dict[int, Pending] = {}
         self.touched: dict[int, set[str]] = {}  # partition -> hours written since assignment
         self.newest: dict[int, int] = {}  # partition -> newest time_ms written
@@ -152,6 +155,8 @@ class Archiver:
             return
         self.next_expiry = now + self.config.archive_retention_interval_seconds
         self.store.expire(int(time.time() * 1000), self.document.retention_days)
+        if self.indexer is not None and self.document.index is not None:
+            self.indexer.expire(int(time.time() * 1000), self.document.index.retention_days)
 
     def _read(self, messages: list[Any]) -> None:
         now = time.monotonic()
@@ -195,6 +200,9 @@ class Archiver:
         hours = plan_hour_tables(table)
         files = {hour: encode_table(rows) for hour, rows in hours.items()}
         first, last = pending.first, pending.last
+        if self.indexer is not None:  # first: a crash before the commit re-indexes the same ids
+            _, refused = self.indexer.index(table)
+            self.metrics.index_refused.inc(refused)
         self.store.commit(partition, first, last, files)
         newest = int(pc.max(table.column("time_ms")).as_py())
         self.metrics.committed(partition, records=pending.records,

@@ -27,6 +27,8 @@ class ArchiverMetrics:
         self.bytes = counter(names.ARCHIVE_BYTES, "Bytes of the files committed to HDFS.")
         self.files = counter(names.ARCHIVE_FILES, "Files committed to HDFS.")
         self.compacted = counter(names.ARCHIVE_COMPACTED_FILES, "Files merged away.")
+        self.index_refused = counter(names.ARCHIVE_INDEX_REFUSED,
+                                     "Documents the index refused (kept on HDFS).")  # fmt: skip
         self.busy = counter(names.ARCHIVE_BUSY_SECONDS,
                             "Seconds spent on records (not waiting for Kafka).")  # fmt: skip
         family = names.ARCHIVE_COMMIT_SECONDS_BUCKET.removesuffix("_bucket")
