@@ -92,7 +92,7 @@ bench: stack-deps ## Benchmarks (not tests): consumer, archiver and peek reader,
 	$(PY) bench/resource_manager_cycle.py
 	$(PY) bench/autoscale_sim.py
 
-demo: stack-up ## The whole loop on real data: operator, exporter and consumers as containers, a burst
+demo: stack-up ## The whole loop on real data: operator, exporter and consumers as containers, a burst, the log archive and a peek through the edge
 	@$(PY) -m metricpipe_demo up
 
 demo-down: ## Stop the demo's processes, delete its namespace, stop the stack

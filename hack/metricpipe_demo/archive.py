@@ -36,14 +36,23 @@ def status_pattern(status: int) -> re.Pattern[bytes]:
     return re.compile(rb'" %d [0-9-]' % status)
 
 
+def build_question_start(demo_start: float, settings: DemoSettings) -> float:
+    """Where the peek's question starts on the demo clock (UNIX seconds): the burst's end, so
+    that its answer is the source's own lines, not the burst's copies of one line."""
+    return demo_start + (settings.burst_start_hours + settings.burst_hours) * 3600 / settings.speed
+
+
 @dataclass
 class LineTally:
-    """Lines of one topic key the replay was handed, and how many of them match `pattern`."""
+    """Lines of one topic key the replay was handed, how many of them match `pattern`, and how
+    many of those were due at or after `since` (demo clock, UNIX seconds)."""
 
     topic_key: str
     pattern: re.Pattern[bytes]
+    since: float
     lines: int = 0
     matching: int = 0
+    matching_since: int = 0
 
 
 def tally_lines(plan: Iterable[Emission], tally: LineTally) -> Iterator[Emission]:
@@ -51,7 +60,9 @@ def tally_lines(plan: Iterable[Emission], tally: LineTally) -> Iterator[Emission
     for emission in plan:
         if emission.topic_key == tally.topic_key:
             tally.lines += 1
-            tally.matching += tally.pattern.search(emission.payload) is not None
+            if tally.pattern.search(emission.payload) is not None:
+                tally.matching += 1
+                tally.matching_since += emission.due >= tally.since
         yield emission
 
 
@@ -68,11 +79,13 @@ def describe_archive_check(count: ArchiveCount, sent: int) -> str:
     )
 
 
-def describe_peek(shown: int, limit: int, matching: int, field: str, hours: int) -> str:
-    """The one-line summary of the peek answer."""
+def describe_peek(shown: int, limit: int, tally: LineTally, field: str, hours: int) -> str:
+    """The one-line summary of the peek answer, with what the replay sent that it asks for
+    (a line produced late, after the burst's end though due before it, would be one more)."""
     return (
-        f"peek: {shown} record(s) with {field} (--limit {limit}, newest first) from the "
-        f"archive's {hours} hour(s); the replay sent {matching:,} such lines"
+        f"peek: {shown} record(s) with {field} since the burst's end (--limit {limit}, newest "
+        f"first); the replay sent {tally.matching_since:,} such lines after it, "
+        f"{tally.matching:,} in all; the archive holds {hours} hour(s)"
     )
 
 

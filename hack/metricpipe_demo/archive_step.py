@@ -30,6 +30,7 @@ from .archive_hdfs import ArchiveCount, ArchiveHdfs
 from .cluster import ARCHIVES, Cluster, run_kubectl
 from .peek import PEEK_IDENTITY, PeekApi, load_reader_role, run_plugin, write_kubeconfig
 from .pipelines import load_example
+from .retime import format_rfc3339
 from .settings import DemoSettings
 
 READER = "log-reader"  # the developer's ServiceAccount in the demo's namespace
@@ -123,16 +124,21 @@ class DemoArchive:
                             "-n", s.namespace, "--duration=10m")[0]  # fmt: skip
         api = self.start_api()
         mark = LogMark.take((api.log_path, *self.env.edge_access_logs))
-        window = ["--since", _rfc3339(since), "--until", _rfc3339(datetime.now(UTC))]
+        until = ["--until", format_rfc3339(datetime.now(UTC))]
+        question = ["--since", format_rfc3339(datetime.fromtimestamp(tally.since, UTC)), *until]
         field = f"status={s.peek_status}"
         try:
-            self.ask([*window, "--hours"], token)
-            shown = len(self.ask([*window, "--field", field, "--limit", str(s.peek_limit)], token))
+            self.ask(["--since", format_rfc3339(since), *until, "--hours"], token)
+            self.say(f"   the newest lines answered {s.peek_status} since the burst's end "
+                     f"(source hour {s.burst_start_hours + s.burst_hours:g} on; the burst "
+                     "repeats each of its lines, and the archive keeps every copy):")  # fmt: skip
+            shown = len(self.ask([*question, "--field", field, "--limit", str(s.peek_limit)],
+                                 token))  # fmt: skip
         finally:
             self.say(f"   peek API: {api.stop()} (its log: {api.log_path})")
         for line in describe_requests(mark.json_records()):
             self.say(f"   {line}")
-        summary = describe_peek(shown, s.peek_limit, tally.matching, field, hours)
+        summary = describe_peek(shown, s.peek_limit, tally, field, hours)
         self.say(f"   {summary}; {time.monotonic() - started:.1f} s with the API's start")
         return summary
 
@@ -180,7 +186,3 @@ class DemoArchive:
         self.say(f"peek API: {api.stop()}")
         mine = self.directory.rsplit("/", 1)[0]  # the demo namespace's archives
         self.say(f"{mine} on HDFS: {'deleted' if self.hdfs.remove(mine) else 'absent'}")
-
-
-def _rfc3339(when: datetime) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

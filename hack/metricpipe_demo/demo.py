@@ -32,7 +32,7 @@ from metricpipe_devstack.node import Kubelet
 from metricpipe_devstack.settings import StackSettings
 from metricpipe_devstack.stack import read_env_file
 
-from .archive import LineTally, status_pattern, tally_lines
+from .archive import LineTally, build_question_start, status_pattern, tally_lines
 from .archive_step import DemoArchive
 from .burst import BurstSizer, BurstSizing
 from .cluster import Cluster, run_kubectl
@@ -212,12 +212,14 @@ class Demo:
         self.show_pods()
         heading("replaying the data")
         dials = {RTT: BurstDial(s.burst_factor)}  # the access log keeps the fixed factor
-        plan = self.build_plan(dials)
+        demo_start = datetime.now(UTC)
+        plan = self.build_plan(dials, demo_start)
         stats = ReplayStats()
         # the Apache lines into both topics of their tag: the pipeline's and the archive's
         routes: Topics = {RTT: topics["avg-rtt"],
                           HTTP: (topics["http-5xx-rate"], topics["archive"])}  # fmt: skip
-        tally = LineTally(HTTP, status_pattern(s.peek_status))
+        tally = LineTally(HTTP, status_pattern(s.peek_status),
+                          build_question_start(demo_start.timestamp(), s))  # fmt: skip
         say(
             "   avg-rtt's burst is sized while it runs: about "
             f"{BurstSizing().overload:g}x what one replica is measured to carry (the "
@@ -265,7 +267,7 @@ class Demo:
         )  # fmt: skip
         return 0
 
-    def build_plan(self, dials: dict[str, BurstDial]) -> Iterator[Emission]:
+    def build_plan(self, dials: dict[str, BurstDial], demo_start: datetime) -> Iterator[Emission]:
         s = self.settings
         data_dir = self.env.data_dir
         rtt_start = datetime.fromisoformat(s.rtt_start).replace(tzinfo=UTC).timestamp()
@@ -275,7 +277,7 @@ class Demo:
         say(f"   {rtt.origin}\n   {http.origin}")
         plan_settings = PlanSettings(s.speed, s.hours, s.burst_start_hours, s.burst_hours,
                                      s.burst_factor)  # fmt: skip
-        return iter_demo_plan(rtt, http, demo_start=datetime.now(UTC), settings=plan_settings,
+        return iter_demo_plan(rtt, http, demo_start=demo_start, settings=plan_settings,
                               dials=dials)  # fmt: skip
 
     def show_archive(self, topic: str, stats: ReplayStats, tally: LineTally,

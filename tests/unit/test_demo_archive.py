@@ -12,6 +12,7 @@ from metricpipe_demo.archive import (
     ARCHIVE_EXAMPLE,
     LineTally,
     build_demo_archive,
+    build_question_start,
     describe_archive_check,
     describe_peek,
     describe_requests,
@@ -58,12 +59,17 @@ def test_the_tally_counts_the_lines_of_its_key_as_the_plan_is_consumed() -> None
         Emission(3.0, HTTP, LINE % (200, b"404"), None, 3.0, 0),
         Emission(4.0, HTTP, LINE % (404, b"-"), None, 3.0, 1),  # a burst copy counts too
     ]
-    tally = LineTally(HTTP, status_pattern(404))
+    tally = LineTally(HTTP, status_pattern(404), since=3.0)
     stream = tally_lines(plan, tally)
     assert next(stream) == plan[0]
-    assert (tally.lines, tally.matching) == (1, 1)  # counted when taken, not before
+    assert (tally.lines, tally.matching, tally.matching_since) == (1, 1, 0)  # when taken
     assert list(stream) == plan[1:]
-    assert (tally.lines, tally.matching) == (3, 2)
+    assert (tally.lines, tally.matching, tally.matching_since) == (3, 2, 1)
+
+
+def test_the_question_starts_where_the_burst_ends_on_the_demo_clock() -> None:
+    settings = DemoSettings()  # burst in source hours 3..5, 60 source seconds per second
+    assert build_question_start(1_000.0, settings) == 1_000.0 + 5 * 60
 
 
 def test_the_archive_check_says_equal_missing_more_and_duplicates() -> None:
@@ -78,9 +84,11 @@ def test_the_archive_check_says_equal_missing_more_and_duplicates() -> None:
 
 
 def test_the_peek_summary() -> None:
-    assert describe_peek(10, 10, 112, "status=404", 1) == (
-        "peek: 10 record(s) with status=404 (--limit 10, newest first) from the archive's "
-        "1 hour(s); the replay sent 112 such lines"
+    tally = LineTally(HTTP, status_pattern(404), since=0.0, lines=5434, matching=112,
+                      matching_since=10)  # fmt: skip
+    assert describe_peek(10, 10, tally, "status=404", 1) == (
+        "peek: 10 record(s) with status=404 since the burst's end (--limit 10, newest first); "
+        "the replay sent 10 such lines after it, 112 in all; the archive holds 1 hour(s)"
     )
 
 
