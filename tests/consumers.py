@@ -529,3 +529,13 @@ def compare_pipelines(
         )
         out[name] = pipeline, reference, through
     return out
+
+
+def fetch_end_offsets(stack: StackEnv, topic: str, partitions: int) -> dict[int, int]:
+    """partition -> log-end offset (the next offset to be written) of each partition."""
+    consumer = Consumer({"bootstrap.servers": stack.kafka_bootstrap, "group.id": "ends"})
+    try:
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in range(partitions)}  # fmt: skip
+    finally:
+        consumer.close()

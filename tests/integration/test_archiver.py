@@ -28,7 +28,7 @@ import pytest
 import requests
 from confluent_kafka import Consumer, TopicPartition
 
-from consumers import create_topics, produce, with_kafka_times
+from consumers import create_topics, fetch_end_offsets, produce, with_kafka_times
 from helpers import free_port
 from metricpipe_devstack.env import StackEnv
 from shared_data import access_log_lines, rtt_records
@@ -109,15 +109,6 @@ def archived(hdfs: Hdfs, directory: str) -> tuple[Counter[tuple[int, int]], dict
             seen[(partition, offset)] += 1
             raws[(partition, offset)] = raw
     return seen, raws, hours
-
-
-def end_offsets(stack: StackEnv, topic: str) -> dict[int, int]:
-    consumer = Consumer({"bootstrap.servers": stack.kafka_bootstrap, "group.id": "it-ends"})
-    try:
-        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                for p in range(PARTITIONS)}  # fmt: skip
-    finally:
-        consumer.close()
 
 
 def committed(stack: StackEnv, topic: str, config: Path) -> dict[int, int]:
@@ -273,7 +264,7 @@ def test_every_record_on_hdfs_exactly_once_through_kills_and_rescaling(
                  archivers)  # fmt: skip
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(timeout=30)
-        replayed = end_offsets(stack, topic)
+        replayed = fetch_end_offsets(stack, topic, PARTITIONS)
         assert committed(stack, topic, config) != replayed, "the kill came after the replay"
         marks["outside kill"] = time.monotonic()
         # -- 1 -> 3 -> 1 ---------------------------------------------------------------

@@ -26,6 +26,7 @@ from confluent_kafka.admin import (
 from consumers import (
     ConsumerProcesses,
     Pipeline,
+    fetch_end_offsets,
     header_texts,
     make_pipeline,
     sink_results,
@@ -152,15 +153,6 @@ def source_of(letter: dict[str, Any]) -> tuple[int, int]:
     return int(partition), int(offset)
 
 
-def offsets_of(stack: StackEnv, topic: str, partitions: int) -> dict[int, int]:
-    consumer = Consumer({"bootstrap.servers": stack.kafka_bootstrap, "group.id": "ends"})
-    try:
-        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                for p in range(partitions)}  # fmt: skip
-    finally:
-        consumer.close()
-
-
 # -- (a) a record larger than the DLQ takes, (b) a document the sink refuses ------------------
 def test_one_consumer_survives_oversize_records_and_documents_the_sink_refuses(
     stack: StackEnv, processes: ConsumerProcesses, tmp_path: Path, unique_name: str
@@ -277,6 +269,6 @@ def test_a_crash_after_the_dead_letter_flush_does_not_send_letters_twice(
     assert Counter(x["metricpipe.reason"] for x in letters) == {
         "malformed_json": 4, "sink_rejected": 2
     }  # fmt: skip
-    ends = offsets_of(stack, topic, 2)
+    ends = fetch_end_offsets(stack, topic, 2)
     assert committed(stack, pipeline.group, topic, 2) == ends  # committed past every one
     assert_sink_equals(pipeline, oracle(goods))
