@@ -166,7 +166,10 @@ def _check(
         240, "RecordsRejected on the backlog",
     )  # fmt: skip
     status = pipeline["status"]
-    assert 0.8 <= status["rejectedShare"] <= 1.0, status  # 180 of 200 (increase() interpolates)
+    # 180 of 200, counted exactly; above 0.9 for the moment a batch's dead letters are counted
+    # and its reads not yet
+    assert 0.9 <= status["rejectedShare"] <= 1.0, status
+    assert condition(pipeline, "RecordsRejected")["message"].startswith(f"{BAD} of "), status
     assert row_of(kube, namespace, "backlog")["REJECTED"] == status["rejected"]
     assert status["rejected"].endswith("%")
     wait_for(lambda: shows(kube, namespace, "backlog", "Ready", "True", "AllReady"), 60,

@@ -24,16 +24,21 @@ LATE_WINDOW = "1h"  # a late or future record in this window: the SLO is not met
 def build_counted_within(series: str, window: str) -> str:
     """PromQL: what the counters of `series` counted in the last `window`, per pipeline.
 
-    `increase()` starts at a series' first sample, so whatever a process counted before
-    Prometheus first scraped it would be lost: a consumer that dead-letters a backlog within
-    seconds of starting shows 180 dead letters at its first scrape, and `increase()` alone says
-    0. The consumers' counters start at 0 with the process, so a series with no sample in the
-    window before this one adds its first value (the earliest sample, `min_over_time`, of a
-    counter that only grows)."""
-    grown = f"increase({series}[{window}])"
-    before = f"max_over_time({series}[{window}] offset {window})"
-    first = f"(min_over_time({series}[{window}]) unless {before})"
-    return f"sum by (pipeline) (({grown} + {first}) or {grown} or {first})"
+    Each series' last value in the window less its last value before it, exactly. A series with
+    no sample before the window (a process started within it: its counters start at 0) counts
+    its last value; one whose counter went down (its process restarted) counts its `increase()`,
+    the only count Prometheus keeps across a restart (or, restarted between the two samples, its
+    last value). Not `increase()` for all, which is wrong twice in a consumer's first minutes: it
+    starts at a series' first sample (a consumer that dead-letters a backlog before its first
+    scrape shows 180 dead letters there, and `increase()` says 0), and it extrapolates over the
+    window (0 then 200 records read, 15 s apart, evaluated 15 s later, are 400): dead letters
+    over records read came out at 0.49 for a backlog that was 90 % malformed."""
+    now = f"last_over_time({series}[{window}])"
+    before = f"last_over_time({series}[{window}] offset {window})"
+    restarted = f"resets({series}[{window}]) > 0"
+    grown = f"(({now} - {before}) >= 0) unless ({restarted})"
+    across = f"increase({series}[{window}]) and ({restarted})"
+    return f"sum by (pipeline) (({grown}) or ({across}) or {now})"
 
 
 QUERIES: dict[str, str] = {

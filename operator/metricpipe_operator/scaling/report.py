@@ -28,7 +28,7 @@ def format_seconds(seconds: float) -> str:
 def decide_slo_state(freshness: float | None, target: float, late: float | None = None) -> str:
     """Met / AtRisk / Breached by freshness; Incomplete when records were dead-lettered as late
     or future (windows were finalised without them: fresh, but not complete)."""
-    if late is not None and late >= 0.5:  # increase() interpolates: half a record is none
+    if late is not None and late >= 0.5:  # whole records (collect.build_counted_within)
         return "Incomplete"
     if freshness is None:
         return "Unknown"
