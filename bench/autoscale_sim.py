@@ -141,6 +141,8 @@ def load_traces(args: argparse.Namespace) -> list[Trace]:
     traces = []
     for path in paths:
         trace = read_trace(path)
+        for note in trace.notes:
+            print(f"NOTE: {path}: {note}")
         start, hours = args.start, args.hours
         if trace.name in DEFAULT_WINDOWS:
             start = start or DEFAULT_WINDOWS[trace.name][0]

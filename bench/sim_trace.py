@@ -5,14 +5,23 @@ the real files say `period,count` and `timestamp,value`). `timestamp` is the sta
 ISO 8601 (`1998-06-27 00:00:00`, `2014-04-10T00:04:00Z`; naive means UTC) or Unix epoch seconds
 (milliseconds when larger than 1e11). `count` is the number of records that arrived in that
 bucket; they are spread evenly over it. The bucket length is the median spacing of the rows;
-a gap (missing rows) has no arrivals.
+a gap (missing rows) has no arrivals, and is reported with the gaps' total length.
+
+A file that cannot be a trace is refused with `TraceError` naming the file and line: no header
+row (the first row is data), a row without both columns, a timestamp that is not one, a count
+that is not a finite number >= 0, fewer than two rows, a single distinct timestamp, every count
+0, or bytes that are not UTF-8 text. Rows with a timestamp seen before are summed into one bucket (a
+trace concatenated from overlapping exports counts each record once either way: nothing is
+dropped), and the trace's notes say how many and where the first was.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import math
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +46,7 @@ class Trace:
     offsets: np.ndarray  # bucket starts, seconds after `start` (after time scaling)
     counts: np.ndarray  # records per bucket (after amplitude scaling)
     bucket_seconds: float  # after time scaling
+    notes: tuple[str, ...] = ()  # what reading it found and did: duplicates summed, gaps
 
     @property
     def duration(self) -> float:
@@ -64,35 +74,100 @@ def parse_time(text: str) -> float:
         if stamp.tzinfo is None:
             stamp = stamp.replace(tzinfo=UTC)
         return stamp.timestamp()
+    if not math.isfinite(value):
+        raise TraceError(f"timestamp {text!r} is not a finite number")
     return value / 1000.0 if value > 1e11 else value
 
 
 def read_trace(path: Path) -> Trace:
-    times: list[float] = []
-    counts: list[float] = []
-    with path.open(newline="") as handle:
-        rows = csv.reader(handle)
-        header = next(rows, None)
-        if header is None or len(header) < 2:
-            raise TraceError(f"{path}: expected a header row `timestamp,count`")
-        for number, row in enumerate(rows, start=2):
-            if not row or not "".join(row).strip():
-                continue
-            try:
-                times.append(parse_time(row[0]))
-                counts.append(float(row[1]))
-            except (IndexError, ValueError, TraceError) as error:
-                raise TraceError(
-                    f"{path}:{number}: {error or 'expected timestamp,count'}"
-                ) from error
-    if len(times) < 2:
-        raise TraceError(f"{path}: needs at least two rows")
-    order = np.argsort(np.array(times), kind="stable")
-    stamps = np.array(times)[order]
-    values = np.maximum(np.array(counts)[order], 0.0)
+    """The trace in `path`, or TraceError saying which line to change (module docstring)."""
+    first_line: dict[float, int] = {}  # timestamp -> the line that brought it
+    counts: dict[float, float] = {}
+    repeated: list[tuple[int, int]] = []  # (line, the earlier line with its timestamp)
+    for number, stamp, count in _read_rows(path):
+        if stamp in counts:
+            repeated.append((number, first_line[stamp]))
+            counts[stamp] += count
+        else:
+            first_line[stamp], counts[stamp] = number, count
+    rows = len(first_line) + len(repeated)
+    if rows < 2:
+        raise TraceError(f"{path}: {rows} data row(s); a trace needs at least two")
+    if len(counts) < 2:
+        raise TraceError(f"{path}: all {rows} rows have the same timestamp: no bucket length")
+    stamps = np.array(sorted(counts))
+    values = np.array([counts[t] for t in stamps])
+    if not values.any():
+        raise TraceError(f"{path}: every count is 0: no records to simulate")
     spacing = np.diff(stamps)
-    bucket = float(np.median(spacing[spacing > 0]))
-    return Trace(path.stem, str(path), float(stamps[0]), stamps - stamps[0], values, bucket)
+    bucket = float(np.median(spacing))
+    notes = []
+    if repeated:
+        line, earlier = repeated[0]
+        notes.append(f"{len(repeated)} row(s) repeat an earlier timestamp (first: line {line}, "
+                     f"as line {earlier}): their counts are summed into one bucket")  # fmt: skip
+    gaps = spacing[spacing > 1.5 * bucket] - bucket
+    if len(gaps):
+        notes.append(f"{len(gaps)} gap(s) without rows, {_duration(float(gaps.sum()))} in all "
+                     f"(longest {_duration(float(gaps.max()))}): no arrivals there")  # fmt: skip
+    return Trace(path.stem, str(path), float(stamps[0]), stamps - stamps[0], values, bucket,
+                 tuple(notes))  # fmt: skip
+
+
+def _read_rows(path: Path) -> Iterator[tuple[int, float, float]]:
+    """(line, epoch seconds, count) per data row; TraceError with file:line otherwise."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise TraceError(f"{path}:{line}: not a UTF-8 text file (byte {error.start})") from None
+    rows = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(rows, None)
+        if header is None:
+            raise TraceError(f"{path}: empty; expected a header row `timestamp,count`")
+        if len(header) < 2:
+            raise TraceError(f"{path}:1: expected a header row of two columns "
+                             f"`timestamp,count`, found {header!r}")  # fmt: skip
+        if _is_data(header):
+            raise TraceError(f"{path}:1: no header row: the first row is data; add a line "
+                             "`timestamp,count` before it")  # fmt: skip
+        for row in rows:
+            if "".join(row).strip():
+                yield rows.line_num, *_parse_row(path, rows.line_num, row)
+    except csv.Error as error:
+        raise TraceError(f"{path}:{rows.line_num}: not CSV ({error})") from None
+
+
+def _parse_row(path: Path, number: int, row: list[str]) -> tuple[float, float]:
+    if len(row) < 2 or not row[0].strip() or not row[1].strip():
+        raise TraceError(f"{path}:{number}: expected two columns `timestamp,count`, found {row!r}")
+    try:
+        stamp = parse_time(row[0])
+    except TraceError as error:
+        raise TraceError(f"{path}:{number}: {error}") from None
+    try:
+        count = float(row[1])
+    except ValueError:
+        raise TraceError(f"{path}:{number}: count {row[1].strip()!r} is not a number") from None
+    if not math.isfinite(count) or count < 0:
+        raise TraceError(f"{path}:{number}: count {row[1].strip()!r} must be a finite number >= 0")
+    return stamp, count
+
+
+def _is_data(row: list[str]) -> bool:
+    try:
+        parse_time(row[0])
+        float(row[1])
+    except (TraceError, ValueError):
+        return False
+    return True
+
+
+def _duration(seconds: float) -> str:
+    hours, rest = divmod(round(seconds), 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
 def cut(trace: Trace, start: str | None, hours: float | None) -> Trace:
