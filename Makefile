@@ -84,9 +84,10 @@ e2e: stack-deps ## Closed loops on the real local stack (the ResourceManager sca
 test: stack-deps ## Everything CI runs: lint and unit (while the stack starts), then integration and e2e
 	@bash hack/test.sh
 
-bench: stack-deps ## Benchmarks (not tests): consumer, archiver and peek reader, exporter, ResourceManager cycle, autoscaling simulator
+bench: stack-deps ## Benchmarks (not tests): consumer (throughput, start, memory), archiver and peek reader, exporter, ResourceManager cycle, autoscaling simulator
 	$(PY) bench/consumer_throughput.py
 	$(PY) bench/consumer_start.py
+	$(PY) bench/consumer_memory.py
 	$(PY) bench/archive_throughput.py
 	$(PY) bench/exporter_scrape.py
 	$(PY) bench/resource_manager_cycle.py
