@@ -7,7 +7,9 @@ every final document the data closes (its windows up to the lowest partition's n
 time less the lateness, counted from the records) — not the last offset commit, which comes
 before the finalisation. The headline runs the consumer as deployed: the settings the
 operator gives a default pipeline's container (Spark threads from its CPU request, batch size
-and wait, finalize interval); the tuned settings run beside it.
+and wait, finalize interval); the tuned settings run beside it. Last (`--no-peer` skips it),
+the same metric as a Spark Structured Streaming job (spark_peer.py) over the same topic, and
+its windows against the deployed consumer's final documents.
 
 Run with `make bench` (starts the local stack if needed). Results: bench/results/*.json.
 """
@@ -34,6 +36,7 @@ import requests
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from cpu import delta, snapshot
+from spark_peer import compare_documents, fetch_windows, format_peer_table, run_peer
 
 from metricpipe_consumers.config import ConsumerConfig
 from metricpipe_consumers.document import PipelineDocument
@@ -349,11 +352,36 @@ def measure(work: Workload, label: str, chosen: dict[str, Any]) -> tuple[dict[st
     }, profile  # fmt: skip
 
 
+def measure_peer(work: Workload, deployed: dict[str, Any], tuned: dict[str, Any]) -> dict[str, Any]:
+    """The Spark Structured Streaming peer on the same topic, side by side with the raw loop
+    and metricpipe, and its windows against the deployed consumer's final documents."""
+    say("-- peer: Spark Structured Streaming, trigger availableNow (an untimed run first)")
+    peer = run_peer(work.stack, work.topic, f"bench-peer-{work.run}", work.total)
+    url = work.stack.elasticsearch_url
+    finals = {label: fetch_windows(url, pipeline_document(work.stack, work.topic,
+                                                          f"bench-{label}-{work.run}").sink.index)
+              for label in ("deployed", "tuned")}  # fmt: skip
+    comparison = compare_documents(fetch_windows(url, peer["index"]), finals["deployed"])
+    sides = [("spark peer", peer["records_per_second"], peer["windows_finalised"]),
+             ("metricpipe deployed", deployed["records_per_second"], len(finals["deployed"])),
+             ("metricpipe tuned", tuned["records_per_second"], len(finals["tuned"]))]  # fmt: skip
+    read, late = peer["records_read"], peer["records_dropped_late"]
+    say(f"   the peer read {read:,} records in {peer['batches_with_data']} micro-batches, "
+        f"{late:,} dropped as late")  # fmt: skip
+    for line in format_peer_table(work.raw_rate, sides, comparison):
+        say(line)
+    return {**peer, "ratio_to_raw": peer["records_per_second"] / work.raw_rate,
+            "metricpipe_windows_finalised": {k: len(v) for k, v in finals.items()},
+            "comparison_with_deployed": comparison}  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--copies", type=int, default=2, help="copies of the data set to replay")
     parser.add_argument("--steady-seconds", type=int, default=90)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True,
+                        help="run the Spark Structured Streaming peer last")  # fmt: skip
     args = parser.parse_args()
     stack = ensure_stack()
     records, source = load_records(stack, args.copies)
@@ -391,6 +419,7 @@ def main() -> int:
 
     steady_rate = deployed["records_per_second"] / 2
     steady = freshness_at_load(stack, steady_rate, args.steady_seconds, run)
+    peer = measure_peer(work, deployed, tuned) if args.peer else None
     result = {
         "when": datetime.now(UTC).isoformat(), "data_source": source, "records": total,
         "copies": args.copies, "partitions": PARTITIONS, "finals_expected": finals,
@@ -399,7 +428,7 @@ def main() -> int:
         "dead_letters": letters,
         "goal_ratio": 0.5, "goal_min_rate": 50_000,
         "steady_load_records_per_second": steady_rate, "steady_settings": "deployed",
-        **steady, "profile_top": profile,
+        **steady, "peer": peer, "profile_top": profile,
     }  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"consumer-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
