@@ -40,10 +40,12 @@ from sim_trace import (
     rescale,
     step_arrivals,
 )
+from sim_zero import build_zero_jobs, report_zero
 
 from metricpipe_operator.scaling.baselines import KedaConfig, decide_fixed, decide_keda
 from metricpipe_operator.scaling.model import MetricSample, PipelineScaling, PolicyConfig
 from metricpipe_operator.scaling.policy import decide
+from metricpipe_operator.scaling.sleep import decide_with_sleep
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_TRACES = ("worldcup98_requests_per_minute.csv", "nab_elb_request_count_5min_2014-04.csv")
@@ -96,13 +98,20 @@ def make_policy(job: Job) -> tuple[PolicyFn, float]:
     )
     keda = KedaConfig(lag_threshold=params.per_replica_rate * job.lag_seconds)
 
+    known: list[float] = []  # the last capacity measured, as status.capacityPerReplica keeps it
+
     def call(history: Sequence[MetricSample], current: int, last: float | None, now: float) -> int:
         pipeline = PipelineScaling(
             current_replicas=current, min_replicas=setup.min_replicas,
             max_replicas=setup.max_replicas, target_utilization=setup.target_utilization,
             freshness_target_seconds=job.target, allowed_lateness_seconds=0.0,
             scale_down_stabilization_seconds=setup.stabilization_seconds, last_scale_at=last,
+            known_capacity=known[-1] if known else None,
         )  # fmt: skip
+        if job.policy == "metricpipe" and setup.min_replicas == 0:
+            decision = decide_with_sleep(history, pipeline, config, now)
+            known.extend([decision.per_replica_rate] if decision.per_replica_rate else [])
+            return decision.replicas
         if job.policy == "metricpipe":
             return decide(history, pipeline, config, now).replicas
         if job.policy.startswith("keda"):
@@ -117,7 +126,7 @@ def run_job(job: Job) -> RunResult:
     policy, interval = make_policy(job)
     first = job.arrivals[0] / job.params.step_seconds if job.arrivals else 0.0
     needed = math.ceil(first / job.params.per_replica_rate / job.setup.target_utilization)
-    initial = max(job.setup.min_replicas, needed)
+    initial = max(job.setup.min_replicas, needed, 1)
     if job.policy == "fixed":
         initial = job.setup.max_replicas
     if job.initial is not None:
@@ -231,6 +240,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--out", default=str(REPO / "bench" / "results"))
     add("--no-plots", action="store_true")
     add("--no-robustness", action="store_true", help="skip the robustness variants")
+    add("--no-zero", action="store_true", help="skip the scale-to-zero runs (sim_zero.py)")
     return parser.parse_args(argv)
 
 
@@ -318,21 +328,23 @@ def main(argv: list[str] | None = None) -> int:
         startup_seconds=args.startup, rebalance_seconds=args.rebalance,
     )  # fmt: skip
     try:
-        traces = []
+        traces, timed = [], []
         for trace in load_traces(args):
-            timed = rescale(trace, args.time_scale, 1.0)
+            timed.append(rescale(trace, args.time_scale, 1.0))
             factor = (
-                args.amplitude or args.peak_replicas * params.per_replica_rate / timed.peak_rate
+                args.amplitude or args.peak_replicas * params.per_replica_rate / timed[-1].peak_rate
             )
-            traces.append(rescale(timed, 1.0, factor))
+            traces.append(rescale(timed[-1], 1.0, factor))
     except (OSError, TraceError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     jobs = build_jobs(args, traces, params)
     variants = [] if args.no_robustness else build_robustness_jobs(jobs)
+    setup = Setup(max_replicas=args.partitions, target_utilization=args.target_utilization)
+    zero = [] if args.no_zero else build_zero_jobs(timed, params, Job, setup)
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        everything = list(pool.map(run_job, jobs + variants))
-    results, robust = everything[: len(jobs)], everything[len(jobs) :]
+        everything = list(pool.map(run_job, jobs + variants + zero))
+    results, robust = everything[: len(jobs)], everything[len(jobs) : len(jobs) + len(variants)]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stamp = f"autoscale-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
@@ -348,12 +360,15 @@ def main(argv: list[str] | None = None) -> int:
              if r["policy"] == "metricpipe"}  # fmt: skip
     work = {t.name: t.total / params.per_replica_rate / 3600.0 for t in traces}
     robustness = report_robustness(variants, robust, clean, summarise, work) if variants else []
+    low_work = {j.trace: sum(j.arrivals) / params.per_replica_rate / 3600.0 for j in zero}
+    zero_report = report_zero(zero, everything[len(jobs) + len(variants) :], summarise,
+                              low_work) if zero else {}  # fmt: skip
     report = {
         "when": datetime.now(UTC).isoformat(), "simulator": asdict(params),
         "pipeline": asdict(jobs[0].setup) if jobs else {}, "policy_config": asdict(
             PolicyConfig(startup_seconds=args.startup, rebalance_seconds=args.rebalance)
         ), "time_scale": args.time_scale, "keda_lag": args.keda_lag, "traces": entries,
-        "acceptance": acceptance(entries), "robustness": robustness,
+        "acceptance": acceptance(entries), "robustness": robustness, "scale_to_zero": zero_report,
         "runtime_seconds": round(time.perf_counter() - began, 1),
     }  # fmt: skip
     path = out / f"{stamp}.json"

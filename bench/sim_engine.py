@@ -59,6 +59,7 @@ class RunResult:
     max_freshness: float = 0.0
     replica_seconds: float = 0.0
     events: int = 0
+    sleeps: int = 0  # scale events to 0 replicas
     seconds: float = 0.0
     times: list[float] = field(default_factory=list)  # series for the plot (every minute)
     replicas: list[int] = field(default_factory=list)
@@ -103,6 +104,7 @@ class Group:
                 wanted = policy(visible, self.desired, self.last_scale, t)
                 if wanted != self.desired:
                     result.events += 1
+                    result.sleeps += wanted == 0
                     self._scale(t, wanted)
             fresh = self._process(k, t, arriving)
             if fresh > target:

@@ -35,6 +35,7 @@ class PipelineScaling:
     allowed_lateness_seconds: float
     scale_down_stabilization_seconds: float
     last_scale_at: float | None = None  # when replicas last changed
+    known_capacity: float | None = None  # status.capacityPerReplica: the last one measured
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,9 @@ class PolicyConfig:
     max_step_down: int = 1  # replicas removed at most per decision
     budget_fraction: float = 0.5  # share of the freshness target a catch-up may use
     cooldown_seconds: float = 60.0  # minimum time between two scale changes
+    # minReplicas 0 (sleep.py): a sleep and its wake are two scale events; a cycle shorter than
+    # 2 / this hours does not sleep
+    sleep_max_events_per_hour: float = 4.0
 
 
 @dataclass(frozen=True)
