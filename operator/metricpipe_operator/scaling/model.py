@@ -36,6 +36,7 @@ class PipelineScaling:
     scale_down_stabilization_seconds: float
     last_scale_at: float | None = None  # when replicas last changed
     known_capacity: float | None = None  # status.capacityPerReplica: the last one measured
+    sleeps: bool = False  # minReplicas 0 (sleep.py): windows with no consumer say nothing
 
 
 @dataclass(frozen=True)

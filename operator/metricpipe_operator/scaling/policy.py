@@ -168,7 +168,8 @@ def evaluate_samples(
     if not ages:
         return "time lag and freshness missing"
     partitions = next((x.partitions for x in reversed(samples[: k + 1]) if x.partitions), None)
-    per_replica = _per_replica_rate(samples, ats, k) or pipeline.known_capacity
+    sleeps = pipeline.sleeps or pipeline.min_replicas == 0
+    per_replica = _per_replica_rate(samples, ats, k, sleeps) or pipeline.known_capacity
     target = pipeline.freshness_target_seconds
     full_budget = target * config.budget_fraction - config.startup_seconds
     lead = now - s.at + config.startup_seconds + config.rebalance_seconds
@@ -199,12 +200,13 @@ def evaluate_samples(
 
 
 def _per_replica_rate(
-    samples: Sequence[MetricSample], ats: Sequence[float], k: int
+    samples: Sequence[MetricSample], ats: Sequence[float], k: int, skip_idle: bool = False
 ) -> float | None:
     """Median of processing / busy / replicas over the newest samples that say something,
-    preferring those whose replica count held for a whole rate window (rates not mixed), never
-    one whose window saw no consumer running (asleep, or all down: its rates count the idle
-    time as if the replicas had been slow)."""
+    preferring those whose replica count held for a whole rate window (rates not mixed). With
+    `skip_idle` (a pipeline that may sleep, minReplicas 0), never one whose window saw no
+    consumer running: after a sleep of most of an hour, only such mixed windows would be left,
+    and they count the sleep as if the replica had been slow."""
     steady: list[float] = []
     mixed: list[float] = []
     for i in range(k, -1, -1):
@@ -216,8 +218,8 @@ def _per_replica_rate(
             continue
         estimate = s.processing_rate / min(1.0, s.busy_fraction) / s.replicas
         first = bisect_left(ats, s.at - RATE_WINDOW_SECONDS)
-        if any(samples[j].replicas == 0 for j in range(first, i)):
-            continue  # the window holds a time with no consumer: its rates say nothing
+        if skip_idle and any(samples[j].replicas == 0 for j in range(first, i)):
+            continue  # a window that holds a sleep: its rates count the sleep as slowness
         same = all(samples[j].replicas == s.replicas for j in range(first, i))
         (steady if same else mixed).append(estimate)
         if len(steady) >= CAPACITY_ESTIMATES:

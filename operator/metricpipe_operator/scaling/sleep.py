@@ -42,7 +42,8 @@ def decide_with_sleep(
     history: Sequence[MetricSample], pipeline: PipelineScaling, config: PolicyConfig, now: float
 ) -> Decision:
     """`policy.decide` with sleeping (0 replicas) allowed; `pipeline.min_replicas` must be 0."""
-    awake = replace(pipeline, min_replicas=1, current_replicas=max(1, pipeline.current_replicas))
+    awake = replace(pipeline, min_replicas=1, current_replicas=max(1, pipeline.current_replicas),
+                    sleeps=True)  # fmt: skip
     samples = sorted((s for s in history if s.at <= now), key=lambda s: s.at)
     current = pipeline.current_replicas
     if current == 0:
