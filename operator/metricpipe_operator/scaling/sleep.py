@@ -110,23 +110,23 @@ def plan_sleep_seconds(
     """How long a sleep starting now may last (W above), or None when sleeping does not pay:
     the input too high for one replica to stay half idle, or a cycle too short for the
     events-per-hour bound."""
-    rate = max(ev.input_rate, ev.input_now)
+    rate = _rate(ev)
     if rate > MAX_SLEEP_UTILIZATION * c:
         return None
-    start = config.startup_seconds + config.rebalance_seconds
+    start = _start_seconds(config)
     sleep = _peak_limit(pipeline) * (c - rate) / c - start - WAKE_LEAD_SECONDS
     cycle = (sleep + start) * c / (c - rate)
-    if sleep <= start or cycle < 2 * 3600.0 / config.sleep_max_events_per_hour:
+    if not _pays(sleep, cycle, config):
         return None
     return sleep
 
 
 def _probe_sleep_seconds(pipeline: PipelineScaling, config: PolicyConfig) -> float | None:
     """A probe's sleep: P = 2 (W + S) within the limit, and a cycle long enough."""
-    start = config.startup_seconds + config.rebalance_seconds
+    start = _start_seconds(config)
     sleep = _peak_limit(pipeline) / 2 - start - WAKE_LEAD_SECONDS
     cycle = 2 * (sleep + start)
-    if sleep <= start or cycle < 2 * 3600.0 / config.sleep_max_events_per_hour:
+    if not _pays(sleep, cycle, config):
         return None
     return sleep
 
@@ -137,7 +137,7 @@ def _caught_up(ev: Evaluation, c: float | None, now: float) -> bool:
     sample is a scrape and a decision old, and waiting to see it would keep the replica up."""
     if ev.age <= CAUGHT_UP_SECONDS:
         return True
-    rate = max(ev.input_rate, ev.input_now)
+    rate = _rate(ev)
     if c is None or rate >= c:
         return False
     left = ev.backlog - (c - rate) * max(0.0, now - ev.at)
@@ -164,7 +164,7 @@ def _decide_asleep(
     c = _capacity(ev, awake)
     if c is None:
         return _decide_asleep_probing(ev, awake, config)
-    rate = max(ev.input_rate, ev.input_now)
+    rate = _rate(ev)
     if rate > MAX_SLEEP_UTILIZATION * c:
         needed = max(1, math.ceil(rate / (max(0.05, awake.target_utilization) * c)))
         replicas = min(needed, awake.max_replicas, ev.partitions or needed)
@@ -184,7 +184,7 @@ def _decide_asleep_probing(
     ev: Evaluation, awake: PipelineScaling, config: PolicyConfig
 ) -> Decision:
     """Asleep since a probe (capacity not measured): its bound, P = 2 (age + lead + S)."""
-    start = config.startup_seconds + config.rebalance_seconds
+    start = _start_seconds(config)
     peak = 2 * (ev.age + WAKE_LEAD_SECONDS + start)
     limit = _peak_limit(awake)
     if peak >= limit:
@@ -198,17 +198,33 @@ def _decide_asleep_probing(
 def _peak_after_wake(ev: Evaluation, c: float, config: PolicyConfig) -> float | None:
     """The freshness peak if one replica is woken one decision from now: the oldest record's
     age then, plus the start-up, plus draining what waits by then at c - r."""
-    rate = max(ev.input_rate, ev.input_now)
+    rate = _rate(ev)
     if rate >= c:
         return None
-    start = config.startup_seconds + config.rebalance_seconds
+    start = _start_seconds(config)
     waiting = ev.backlog + rate * (WAKE_LEAD_SECONDS + start)
     return ev.age + WAKE_LEAD_SECONDS + start + waiting / (c - rate)
 
 
 def _peak_with_one(ev: Evaluation, c: float) -> float | None:
-    rate = max(ev.input_rate, ev.input_now)
+    rate = _rate(ev)
     return None if rate >= c else ev.age + ev.backlog / (c - rate)
+
+
+def _rate(ev: Evaluation) -> float:
+    """The input to plan a sleep for: the planned rate, or the newest if higher."""
+    return max(ev.input_rate, ev.input_now)
+
+
+def _start_seconds(config: PolicyConfig) -> float:
+    """What a wake costs before the replica works: its start-up and the group's rebalance."""
+    return config.startup_seconds + config.rebalance_seconds
+
+
+def _pays(sleep: float, cycle: float, config: PolicyConfig) -> bool:
+    """A sleep longer than a wake's start, in a cycle long enough for the events-per-hour
+    bound (a sleep and its wake are two scale events)."""
+    return sleep > _start_seconds(config) and cycle >= 2 * 3600.0 / config.sleep_max_events_per_hour
 
 
 def _peak_limit(pipeline: PipelineScaling) -> float:
