@@ -3,7 +3,8 @@
 # Kafka (+ log4j2 binding), HDFS (hadoop-hdfs + hadoop-common), the Elasticsearch and OpenSearch integ-test zips, Spark's Kafka
 # connector jars (all from Maven Central) and Prometheus/promtool (Debian package, extracted,
 # never installed as a service). Idempotent: a marker file per component skips finished work.
-# The edge's Debian nginx and haproxy are installed (as root) by prereqs.sh when missing.
+# The Debian servers (the edge's nginx and haproxy, redis-server, ruby-redis) are installed (as
+# root) by prereqs.sh when missing.
 source "$(dirname "$0")/lib.sh"
 
 M2="$METRICPIPE_CACHE/m2"
@@ -82,9 +83,12 @@ fetch_opensearch() {
     "$METRICPIPE_CACHE/dist/opensearch-security-$OPENSEARCH_SECURITY_PLUGIN_VERSION"
 }
 
-fetch_edge() {  # Debian's nginx and haproxy are installed by prereqs.sh (as root), not cached
-  if [[ -x /usr/sbin/nginx && -x /usr/sbin/haproxy ]]; then log "edge: nginx and haproxy installed"; return; fi
-  log "edge: nginx or haproxy missing; running hack/prereqs.sh"
+fetch_edge() {  # Debian's nginx, haproxy, redis-server, ruby-redis: prereqs.sh (as root), not cached
+  if [[ -x /usr/sbin/nginx && -x /usr/sbin/haproxy && -x /usr/bin/redis-server ]] \
+    && ruby -e 'require "redis"' 2>/dev/null; then
+    log "edge: nginx, haproxy, redis-server and ruby-redis installed"; return
+  fi
+  log "edge: nginx, haproxy, redis-server or ruby-redis missing; running hack/prereqs.sh"
   bash "$REPO_ROOT/hack/prereqs.sh"
 }
 

@@ -6,18 +6,22 @@ source "$(dirname "$0")/lib.sh"
 # The node: containerd (CRI) with runc (crun refuses this machine's hybrid cgroups), Debian's CNI
 # plugins, iproute2 for the pod bridge; images: buildah, mmdebstrap for the local base images and
 # podman to import them. The local stack's edge: Debian's HAProxy and Nginx, run by the stack as
-# its own processes with its own configs (edge.py); the install starts no Debian service.
+# its own processes with its own configs (edge.py); its log cache: Debian's redis-server, run the
+# same way (redis.py), and ruby-redis (redis-rb) for the Ruby stand-in of Fluentd's Redis output.
+# The install starts no Debian service.
 declare -A PACKAGE_OF=([mvn]=maven [openssl]=openssl [go]=golang [java]=openjdk-17-jre-headless
                        [apt-get]=apt [dpkg-deb]=dpkg [git]=git [ruby]=ruby [gcc]=gcc
                        [containerd]=containerd [ctr]=containerd [runc]=runc [ip]=iproute2
                        [buildah]=buildah [podman]=podman [mmdebstrap]=mmdebstrap
                        [/usr/lib/cni/bridge]=containernetworking-plugins
-                       [/usr/sbin/nginx]=nginx [/usr/sbin/haproxy]=haproxy)
+                       [/usr/sbin/nginx]=nginx [/usr/sbin/haproxy]=haproxy
+                       [/usr/bin/redis-server]=redis-server)
 missing=()
 for tool in mvn openssl go java dpkg-deb git ruby gcc containerd ctr runc ip buildah podman mmdebstrap \
-            /usr/lib/cni/bridge /usr/sbin/nginx /usr/sbin/haproxy; do
+            /usr/lib/cni/bridge /usr/sbin/nginx /usr/sbin/haproxy /usr/bin/redis-server; do
   command -v "$tool" >/dev/null || missing+=("$tool")
 done
+ruby -e 'require "redis"' 2>/dev/null || missing+=(ruby-redis)
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
   || die "Python >= 3.11 is required (found $(python3 --version 2>&1))"
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
@@ -29,8 +33,9 @@ if ((${#missing[@]})); then
   packages=()
   for tool in "${missing[@]}"; do packages+=("${PACKAGE_OF[$tool]:-$tool}"); done
   log "installing missing Debian packages: ${packages[*]}"
-  # No package may start its Debian service (nginx's would take port 80, containerd's the
-  # default socket): the stack runs its own processes. policy-rc.d exit 101 = "not allowed".
+  # No package may start its Debian service (nginx's would take port 80, redis-server's 6379,
+  # containerd's the default socket): the stack runs its own processes. policy-rc.d exit 101 =
+  # "not allowed".
   policy=/usr/sbin/policy-rc.d; own_policy=
   if [[ ! -e $policy ]]; then printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod +x "$policy"; own_policy=1; fi
   installed=0

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .redis import RedisAccess
+
 
 @dataclass(frozen=True)
 class StackEnv:
@@ -38,6 +40,7 @@ class StackEnv:
     edge_url: str | None = None  # https://127.0.0.1:port of the edge's HAProxy (edge.py)
     edge_access_logs: tuple[Path, ...] = ()  # the edge Nginx servers' JSON access logs
     edge_haproxy_log: Path | None = None  # HAProxy's JSON session log
+    redis: RedisAccess | None = None  # the log cache and its users (redis.py)
 
     @property
     def ca_file(self) -> Path:
@@ -104,4 +107,5 @@ class StackEnv:
             ),
             edge_haproxy_log=Path(log) if (log := entries.get("METRICPIPE_EDGE_HAPROXY_LOG"))
             else None,
+            redis=RedisAccess.from_entries(entries),
         )  # fmt: skip

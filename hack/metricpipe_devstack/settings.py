@@ -56,6 +56,7 @@ class Ports:
     opensearch: int = _env_port("OPENSEARCH", 39201)
     opensearch_transport: int = _env_port("OPENSEARCH_TRANSPORT", 39301)
     prometheus: int = _env_port("PROMETHEUS", 39090)
+    redis: int = _env_port("REDIS", 39379)  # the log cache (redis.py)
     hdfs_namenode: int = _env_port("HDFS_NAMENODE", 39820)  # NameNode RPC, the hdfs:// port
     hdfs_namenode_http: int = _env_port("HDFS_NAMENODE_HTTP", 39870)  # WebHDFS, JMX, web UI
     hdfs_datanode: int = _env_port("HDFS_DATANODE", 39866)  # block data transfer
@@ -103,6 +104,8 @@ class StackSettings:
     search_user: unprivileged user for Elasticsearch/OpenSearch when run as root.
     heap_mb: JVM heap of Kafka, Elasticsearch and OpenSearch each, in MiB.
     edge_limits: the edge Nginx servers' per-client rate limits (EdgeLimits).
+    redis_maxmemory: the log cache's memory limit, a Redis size such as 512mb or 2gb
+        (METRICPIPE_REDIS_MAXMEMORY); past it Redis refuses writes (noeviction).
     """
 
     cache_dir: Path = field(
@@ -122,6 +125,9 @@ class StackSettings:
     heap_mb: int = field(default_factory=lambda: int(os.environ.get("METRICPIPE_HEAP_MB", "512")))
     ports: Ports = field(default_factory=Ports)
     edge_limits: EdgeLimits = field(default_factory=EdgeLimits)
+    redis_maxmemory: str = field(
+        default_factory=lambda: os.environ.get("METRICPIPE_REDIS_MAXMEMORY", "512mb")
+    )
     # The pod network: a bridge the stack creates, the host's address on it (every server of the
     # stack listens there, so pods reach them), and the range pods get addresses from.
     bridge: str = field(default_factory=lambda: os.environ.get("METRICPIPE_BRIDGE", "metricpipe0"))

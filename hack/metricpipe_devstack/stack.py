@@ -21,6 +21,7 @@ from .network import delete_bridge, ensure_bridge
 from .node import Containerd, Kubelet, clean_node_dir, start_node, stop_node
 from .podsd import PodDiscovery
 from .prometheus import Prometheus
+from .redis import Redis
 from .search import Elasticsearch, OpenSearch, SearchEngine
 from .secure_opensearch import SecuredOpenSearch
 from .secure_search import SecuredElasticsearch
@@ -45,6 +46,7 @@ def build_components(settings: StackSettings) -> list[Component]:
         OpenSearch(settings),
         SecuredOpenSearch(settings),
         Prometheus(settings),
+        Redis(settings),  # the log cache
         *(EdgeNginx(settings, letter) for letter in NGINX_LETTERS),  # the edge (edge.py)
         EdgeHaproxy(settings),
         PodDiscovery(settings),
@@ -157,6 +159,7 @@ def _start_all(settings: StackSettings, named: dict[str, Component], echo: Echo)
         "opensearch",
         "opensearch-secure",
         "prometheus",
+        "redis",
         *(nginx_name(letter) for letter in NGINX_LETTERS),
         "edge-haproxy",
     )
