@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import redis
 import structlog
 from confluent_kafka import KafkaException
 
@@ -19,6 +20,7 @@ from metricpipe_contract.kafka import KAFKA_SETTINGS_INVALID
 from metricpipe_contract.logs import configure_logging
 
 from .batch import BatchJob, build_run_summary, decide_local_parallelism
+from .cachebatch import CacheBatchJob, CacheDeadLetters
 from .config import ConsumerConfig
 from .deadletters import DeadLetterWriter
 from .document import PipelineDocument
@@ -69,7 +71,11 @@ def main(argv: list[str] | None = None) -> int:
         log.error("cannot apply the pipeline's spec", error=str(error))
         leave_last_words(config, f"spec refused: {error}")
         return 3
-    kafka = open_kafka(document, config, args.mode)
+    if document.cache is not None and args.mode != "batch":
+        log.error("source.store redis is read by batch runs only", mode=args.mode)
+        leave_last_words(config, "source.store redis needs mode batch")
+        return 3
+    kafka = None if document.cache is not None else open_kafka(document, config, args.mode)
     if isinstance(kafka, int):
         return kafka
     sink = open_sink(document, config)
@@ -77,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         return sink
     if args.mode == "batch":
         return run_batch(document, sink, config, kafka, args.window_start)
+    assert kafka is not None
     return run_stream(document, sink, config, kafka, early_stop)
 
 
@@ -179,9 +186,29 @@ def kafka_facts(document: PipelineDocument, kafka: KafkaAccess) -> KafkaAccessFa
                             document.kafka.credentials_secret)  # fmt: skip
 
 
+def build_batch_job(
+    document: PipelineDocument, sink: MetricSink, engine: SparkAggregator,
+    config: ConsumerConfig, kafka: KafkaAccess | None,
+) -> BatchJob:  # fmt: skip
+    """A run over the pipeline's topic, or over the Redis log cache (`source.store: redis`)."""
+    if document.cache is None:
+        assert kafka is not None
+        dead_letters = DeadLetterWriter(
+            kafka.settings, document.dead_letter_topic, document.pipeline.key, mode="batch"
+        )
+        return BatchJob(document, sink, engine, dead_letters, kafka)
+    password = config.redis_password.get_secret_value() if config.redis_password else None
+    client = redis.Redis(host=document.cache.host, port=document.cache.port,
+                         username=config.redis_username, password=password,
+                         socket_timeout=30, socket_connect_timeout=10)  # fmt: skip
+    letters = CacheDeadLetters(client, document.cache.dead_letter_key, document.pipeline.key)
+    return CacheBatchJob(document, sink, engine, letters, None, client=client,
+                         now_ms=int(time.time() * 1000))  # fmt: skip
+
+
 def run_batch(
-    document: PipelineDocument, sink: MetricSink, config: ConsumerConfig, kafka: KafkaAccess,
-    window_start: str | None,
+    document: PipelineDocument, sink: MetricSink, config: ConsumerConfig,
+    kafka: KafkaAccess | None, window_start: str | None,
 ) -> int:  # fmt: skip
     """Computes the due windows (or the one asked for); prints a JSON line per window; exits
     0, or 2 on a sink error (the Job's backoff retries it)."""
@@ -193,10 +220,7 @@ def run_batch(
         leave_last_words(config, str(error))
         return 3
     engine = SparkAggregator(config.spark_master, conf=conf)
-    dead_letters = DeadLetterWriter(
-        kafka.settings, document.dead_letter_topic, document.pipeline.key, mode="batch"
-    )
-    job = BatchJob(document, sink, engine, dead_letters, kafka)
+    job = build_batch_job(document, sink, engine, config, kafka)
     try:
         if window_start:  # one window, on request (a rerun, a backfill): progress stays
             reports = [job.run(parse_iso_ms(window_start))]
@@ -205,6 +229,10 @@ def run_batch(
     except SinkError as error:
         log.error("sink error; the Job retries", error=str(error))
         return 2
+    except redis.RedisError as error:  # the cache refused or is away: the Job retries
+        log.error("redis cache error; the Job retries", error=str(error))
+        leave_last_words(config, f"redis cache: {error}")
+        return 4
     finally:
         engine.stop()
     for report in reports:

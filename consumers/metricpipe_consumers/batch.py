@@ -29,7 +29,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 from confluent_kafka import Consumer, TopicPartition
@@ -37,12 +37,12 @@ from pyspark.sql import functions as sf
 
 from .aggregate import PERCENTILES, Aggregate
 from .config import ConsumerConfig
-from .deadletters import DeadLetterWriter
 from .document import PipelineDocument
 from .documents import build_final_doc
 from .engine import GROUP_SEPARATOR, SCHEMA, SparkAggregator
 from .finalize import Progress, load_progress, save_progress
 from .kafka_access import KafkaAccess
+from .letters import Mode, Stage
 from .records import Filtered, RecordParser, Rejected
 from .sink import MetricSink, Refusal
 
@@ -116,6 +116,7 @@ class BatchReport:
     dead_letters: Counter[str] = field(default_factory=Counter)
     documents: int = 0
     seconds: float = 0.0
+    trimmed: bool = False  # not computed: part of its records may be gone (cachebatch.py)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -124,6 +125,7 @@ class BatchReport:
             "counted": self.counted, "filtered": self.filtered,
             "outside_window": self.outside_window, "dead_letters": dict(self.dead_letters),
             "documents": self.documents, "seconds": round(self.seconds, 3),
+            **({"trimmed": True} if self.trimmed else {}),
         }  # fmt: skip
 
 
@@ -137,6 +139,9 @@ def build_run_summary(reports: list[BatchReport], parallelism: int) -> dict[str,
         "workSeconds": round(sum(r.seconds for r in reports), 3),
         "parallelism": parallelism,
     }
+    trimmed = sum(r.trimmed for r in reports)
+    if trimmed:
+        summary["trimmedWindows"] = trimmed
     if reports:
         summary["firstWindowStartMs"] = reports[0].window_start_ms
         summary["lastWindowEndMs"] = reports[-1].window_end_ms
@@ -153,10 +158,30 @@ def decide_local_parallelism(spark_master: str) -> int:
     return int(inside.split(",")[0])
 
 
+class LetterWriter(Protocol):
+    """What a run uses of its dead-letter writer (deadletters.DeadLetterWriter for a topic,
+    cachebatch.CacheDeadLetters for the Redis cache)."""
+
+    mode: Mode
+    window_start_ms: int | None
+
+    def ensure_marks(self, since_ms: int | None, source_topic: str) -> None: ...
+
+    def send(
+        self, value: bytes | None, key: bytes | None, source: str, reason: str, detail: str,
+        *, stage: Stage = "scan", offset_base: int = 0,
+    ) -> bool: ...  # fmt: skip
+
+    def flush(self) -> None: ...
+
+
 class BatchJob:
+    """A run over the pipeline's topic; cachebatch.CacheBatchJob reads the Redis cache by
+    overriding `first_record_ms`, `is_trimmed`, `read_rows` and `source_of`."""
+
     def __init__(
         self, doc: PipelineDocument, sink: MetricSink, engine: SparkAggregator,
-        dead_letters: DeadLetterWriter, kafka: KafkaAccess,
+        dead_letters: LetterWriter, kafka: KafkaAccess | None,
     ) -> None:  # fmt: skip
         self.doc = doc
         self.kafka = kafka
@@ -174,22 +199,34 @@ class BatchJob:
         self.sink.ensure_indices()
         self.sink.refresh()
         progress = load_progress(self.sink, state_index).finalized_through
-        first = (
-            fetch_first_record_time(self.kafka.settings, self.doc.topic)
-            if progress is None
-            else None
-        )
+        first = self.first_record_ms() if progress is None else None
         due = decide_due_windows(
             progress, first, now_ms, window_ms=self.doc.window_ms,
             lateness_ms=self.doc.lateness_ms, limit=limit,
         )  # fmt: skip
         reports = []
         for start in due:
-            reports.append(self.run(start))
             end = start + self.doc.window_ms
+            if self.is_trimmed(start):
+                reports.append(BatchReport(self.doc.pipeline.key, start, end, trimmed=True))
+            else:
+                reports.append(self.run(start))
             save_progress(self.sink, state_index, self.doc.pipeline.key,
                           Progress(end, end + self.doc.lateness_ms))  # fmt: skip
         return reports
+
+    def first_record_ms(self) -> int | None:
+        """Kafka time of the topic's oldest record (where a new pipeline starts)."""
+        assert self.kafka is not None
+        return fetch_first_record_time(self.kafka.settings, self.doc.topic)
+
+    def is_trimmed(self, window_start_ms: int) -> bool:
+        """A topic's retention is the user's choice: a window is always computed."""
+        return False
+
+    def source_of(self, partition: int, offset: int) -> str:
+        """A record's coordinates, as dead letters name them."""
+        return f"{self.doc.topic}/{partition}/{offset}"
 
     def run(self, window_start_ms: int) -> BatchReport:
         started = time.monotonic()
@@ -202,7 +239,7 @@ class BatchJob:
         # what earlier runs (and the stream consumer) sent about this window's records
         self.dead_letters.ensure_marks(window_start_ms - MARKS_CLOCK_MARGIN_MS, self.doc.topic)
         skew_ms = self.parser.limits.max_future_skew_ms
-        rows = self._read(window_start_ms - skew_ms, end + lateness_ms)
+        rows = self.read_rows(window_start_ms - skew_ms, end + lateness_ms)
         table = self._scan(rows, window_start_ms, end, report)
         metric = self.doc.spec.metric
         aggregates = self.engine.aggregate(
@@ -252,14 +289,15 @@ class BatchJob:
             report.counted -= 1
             report.dead_letters["sink_rejected"] += 1
             self.dead_letters.send(
-                raw, key, f"{self.doc.topic}/{partition}/{offset}", "sink_rejected",
+                raw, key, self.source_of(partition, offset), "sink_rejected",
                 f"HTTP {refusal.status}: {refusal.reason}", stage="sink",
             )  # fmt: skip
         self.dead_letters.flush()
 
-    def _read(self, from_ms: int, until_ms: int) -> pa.Table:
-        """(partition, offset, kafka_ms, value) of the records with Kafka time in
+    def read_rows(self, from_ms: int, until_ms: int) -> pa.Table:
+        """(partition, offset, kafka_ms, key, value) of the records with Kafka time in
         [from_ms, until_ms)."""
+        assert self.kafka is not None
         frame = (
             self.engine.session.read.format("kafka")
             .options(**self.kafka.spark_options)
@@ -342,5 +380,5 @@ class BatchJob:
         partition: int, offset: int,
     ) -> None:  # fmt: skip
         report.dead_letters[rejected.reason] += 1
-        source = f"{self.doc.topic}/{partition}/{offset}"
+        source = self.source_of(partition, offset)
         self.dead_letters.send(raw, key, source, rejected.reason, rejected.detail)

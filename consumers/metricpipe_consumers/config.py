@@ -21,6 +21,8 @@ class ConsumerConfig(BaseSettings):
     sink_endpoint: str | None = Field(default=None, description="Overrides pipeline.json.")
     sink_username: str | None = None
     sink_password: SecretStr | None = None
+    redis_username: str | None = None  # source.store redis: the batch user (from a Secret)
+    redis_password: SecretStr | None = None
     sink_api_key: SecretStr | None = None  # Elasticsearch: instead of user name and password
     spark_master: str = Field(default="local[2]", description="Spark master of the session.")
     spark_jars: str = Field(

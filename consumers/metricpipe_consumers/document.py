@@ -33,6 +33,17 @@ class SinkTarget(_Doc):
     ca_file: str | None = Field(default=None, alias="caFile")  # spec.sink.caSecretRef's CA
 
 
+class CacheSource(_Doc):
+    """`source.store: redis`: the namespace's log cache of the tag (contract/cache.py). The
+    batch user's name and password come from a Secret, as METRICPIPE_REDIS_USERNAME/PASSWORD."""
+
+    host: str
+    port: int
+    key: str
+    dead_letter_key: str = Field(alias="deadLetterKey")
+    retention_seconds: int = Field(alias="retentionSeconds")
+
+
 class PipelineDocument(_Doc):
     """What the operator's `build_pipeline_document` writes; the consumer's whole configuration
     besides secrets (a sink's as environment variables from Secret references, Kafka's as
@@ -45,6 +56,7 @@ class PipelineDocument(_Doc):
     kafka: KafkaEndpoint  # where Kafka is; credentials from the mounted Secret
     sink: SinkTarget
     spec: MetricPipelineSpec
+    cache: CacheSource | None = None  # source.store redis: read this instead of the topic
 
     @property
     def window_ms(self) -> int:

@@ -85,6 +85,15 @@ class RecordFilter(_Model):
 
 
 class Source(_Model):
+    model_config = ConfigDict(
+        json_schema_extra=_rules(
+            (
+                "self.store == oldSelf.store",
+                "source.store cannot be changed; create a new pipeline to read the other store",
+                ".store",
+            ),
+        )
+    )
     tag: str = Field(
         pattern=r"^[A-Za-z0-9_.*{},-]+$",
         max_length=256,
@@ -95,6 +104,12 @@ class Source(_Model):
         description="How a record's message is parsed: JSON, or the Apache/NCSA combined log.",
     )
     filters: list[RecordFilter] = Field(default_factory=list, max_length=16)
+    store: Literal["kafka", "redis"] = Field(
+        default="kafka",
+        description="Where the records wait for the consumers: the pipeline's own Kafka topic, "
+        "or the namespace's Redis log cache of the tag (batch mode only; no topic, no route of "
+        "its own; hours still in the cache are computed at once).",
+    )
 
 
 class Topic(_Model):
@@ -407,6 +422,11 @@ class MetricPipelineSpec(_Model):
                 "self.mode != 'batch' || duration(self.metric.window) >= duration('1m')",
                 "batch mode needs metric.window of at least 1m",
                 ".metric.window",
+            ),
+            (
+                "self.source.store != 'redis' || self.mode == 'batch'",
+                "source.store redis needs mode batch: the cache is read by a job per window",
+                ".source.store",
             ),
         )
     )

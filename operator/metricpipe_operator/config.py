@@ -32,6 +32,24 @@ class OperatorConfig(KafkaClientSettings):
     opensearch_url: str = Field(
         default="http://opensearch:9200", description="Default sink endpoint (opensearch)."
     )
+    redis_host: str = Field(
+        default="redis",
+        description="The Redis log cache (source.store redis): the host the "
+        "Fluentd routes and the batch pods reach it at.",
+    )
+    redis_port: int = Field(default=6379, ge=1, le=65535, description="The Redis cache's port.")
+    redis_secret: str = Field(
+        default="metricpipe-redis",
+        description="The Secret, in each redis-store pipeline's namespace, holding the batch "
+        "runs' Redis user (`username`, `password`; the cache's reader ACL user).",
+    )
+    cache_retention_seconds: int = Field(
+        default=3 * 3600,
+        ge=600,
+        description="How long the log cache keeps a record (the "
+        "route's value_expire, by its Fluentd event time): the hours a new pipeline can "
+        "compute at once.",
+    )
     consumer_image: str = Field(
         default="ghcr.io/metricpipe/consumer:0.1.0",
         description="Image of the consumer/job container when a pipeline names none.",

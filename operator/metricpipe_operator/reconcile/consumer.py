@@ -6,6 +6,7 @@ import json
 import math
 from typing import Any
 
+from metricpipe_contract.cache import build_cache_key, build_dead_letter_key
 from metricpipe_contract.durations import parse_duration
 from metricpipe_contract.kafka import KafkaEndpoint
 from metricpipe_contract.model import (
@@ -58,7 +59,34 @@ def build_pipeline_document(
             **({"caFile": f"{SINK_CA_MOUNT}/ca.crt"} if spec.sink.ca_secret_ref else {}),
         },
         "spec": spec.model_dump(by_alias=True, mode="json"),
-    }
+        **({"cache": build_cache_source(ref, spec, config)} if spec.source.store == "redis"
+           else {}),
+    }  # fmt: skip
+
+
+def build_cache_source(
+    ref: PipelineRef, spec: MetricPipelineSpec, config: OperatorConfig
+) -> dict[str, Any]:
+    """pipeline.json's `cache` (source.store redis): where the tag's cache is, how long it
+    keeps records, and the pipeline's own dead-letter hash (contract/cache.py)."""
+    return {
+        "host": config.redis_host, "port": config.redis_port,
+        "key": build_cache_key(ref.namespace, spec.source.tag),
+        "deadLetterKey": build_dead_letter_key(ref.namespace, ref.name),
+        "retentionSeconds": config.cache_retention_seconds,
+    }  # fmt: skip
+
+
+def build_redis_credential_env(spec: MetricPipelineSpec, config: OperatorConfig) -> list[Any]:
+    """METRICPIPE_REDIS_USERNAME/PASSWORD from the operator's Redis Secret in the pipeline's
+    namespace (source.store redis only; never the values)."""
+    if spec.source.store != "redis":
+        return []
+    return [
+        {"name": f"METRICPIPE_REDIS_{key.upper()}",
+         "valueFrom": {"secretKeyRef": {"name": config.redis_secret, "key": key}}}
+        for key in ("username", "password")
+    ]  # fmt: skip
 
 
 def decide_kafka_secret(
@@ -247,6 +275,7 @@ def build_container(
         {"name": "METRICPIPE_TERMINATION_MESSAGE_PATH", "value": TERMINATION_MESSAGE_PATH},
         *build_runtime_env(),
         *build_sink_credential_env(spec.sink),
+        *build_redis_credential_env(spec, config),
         *_batch_env(spec),
     ]
     # a memory limit of the user's own without a request: the request is left to Kubernetes,

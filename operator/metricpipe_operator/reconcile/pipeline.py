@@ -31,6 +31,7 @@ from ..errors import (
     TopicConflictError,
 )
 from .batchjob import build_cronjob
+from .cacheapply import apply_cache_route, remove_cache_route
 from .consumer import build_consumer_configmap, build_deployment, build_metrics_service
 from .health import decide_consumer_ready, keep_pod_reason
 from .indices import decide_index_refusal, fetch_index_claims
@@ -165,9 +166,22 @@ def ensure_topics(
     return partitions
 
 
+def reconcile_store(rt: Runtime, ref: PipelineRef, spec: MetricPipelineSpec, out: Outcome) -> bool:
+    """The topic step for a pipeline over its own topic; none over the Redis log cache."""
+    if spec.source.store != "redis":
+        return reconcile_topic(rt, ref, spec, out)
+    message = (f"source.store redis: records come from the namespace's Redis log cache of tag "
+               f"{spec.source.tag}; no topic")  # fmt: skip
+    out.conditions.append(Condition("TopicReady", True, "NoTopic", message))
+    return True
+
+
 def reconcile_route(rt: Runtime, ref: PipelineRef, spec: MetricPipelineSpec, out: Outcome) -> None:
-    topic = spec.topic_name(ref.namespace, ref.name)
-    result = apply_route(rt.kube, rt.config, ref, spec, topic, legacy=True)
+    if spec.source.store == "redis":
+        result = apply_cache_route(rt.kube, rt.config, ref, spec)
+    else:
+        topic = spec.topic_name(ref.namespace, ref.name)
+        result = apply_route(rt.kube, rt.config, ref, spec, topic, legacy=True)
     out.changes += result.changes
     out.conditions.append(result.condition)
     if result.transient:
@@ -264,7 +278,7 @@ def reconcile_pipeline(rt: Runtime, ref: PipelineRef, spec: MetricPipelineSpec) 
 
 def _reconcile_steps(rt: Runtime, ref: PipelineRef, spec: MetricPipelineSpec) -> Outcome:
     out = Outcome(conditions=[], status={"desiredReplicas": spec.replicas})
-    if reconcile_spec(rt, ref, spec, out) and reconcile_topic(rt, ref, spec, out):
+    if reconcile_spec(rt, ref, spec, out) and reconcile_store(rt, ref, spec, out):
         out.status["sinkIndex"] = spec.index_name(ref.namespace, ref.name)
         reconcile_route(rt, ref, spec, out)
         reconcile_consumer(rt, ref, spec, out)
@@ -305,6 +319,8 @@ def _finalize_steps(rt: Runtime, ref: PipelineRef, spec: MetricPipelineSpec | No
         changes.append(("TopicRetained", "kept the pipeline's topic: its stored spec does not "
                                          "parse, so its deletionPolicy is unknown"))  # fmt: skip
         return changes
+    if spec.source.store == "redis":  # no topic; the cache's route goes with its last reader
+        return changes + remove_cache_route(rt.kube, rt.config, ref, spec)
     plan = build_topic_plan(spec, ref.namespace, ref.name)
     topic = plan.name
     if spec.topic.deletion_policy == "Delete":  # only what this pipeline created

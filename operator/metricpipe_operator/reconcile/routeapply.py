@@ -4,6 +4,7 @@ objects when its CRDs exist. Shared by MetricPipelines and LogArchives (route.py
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from metricpipe_contract.refs import PipelineRef
 
@@ -37,6 +38,17 @@ def fluent_operator_present(kube: KubeApplier, config: OperatorConfig) -> bool:
     return kube.has_kind(FLUENTD_API, "ClusterOutput")
 
 
+def build_operator_missing(changes: list[Change]) -> RouteResult:
+    message = "route_mode is fluent-operator but its CRDs (fluentd.fluent.io) are absent"
+    failed = Condition("RouteReady", False, "FluentOperatorMissing", message)
+    return RouteResult(failed, changes, transient=message)
+
+
+def ensure_bodies(kube: KubeApplier, bodies: list[dict[str, Any]]) -> list[Change]:
+    """Apply each object; the changes made (raises KubernetesApiError)."""
+    return [change for body in bodies if (change := kube.ensure(body))]
+
+
 def apply_route(
     kube: KubeApplier, config: OperatorConfig, ref: PipelineRef, spec: RoutedSpec, topic: str,
     *, legacy: bool,
@@ -59,13 +71,8 @@ def apply_route(
             elif kube.delete(FLUENTD_API, "ClusterFilter", ref.cluster_route_name):
                 changes.append(("ClusterFilterDeleted", "removed the route's record filter"))
         elif config.route_mode == "fluent-operator":
-            message = "route_mode is fluent-operator but its CRDs (fluentd.fluent.io) are absent"
-            failed = Condition("RouteReady", False, "FluentOperatorMissing", message)
-            return RouteResult(failed, changes, transient=message)
-        for body in objects:
-            change = kube.ensure(body)
-            if change:
-                changes.append(change)
+            return build_operator_missing(changes)
+        changes += ensure_bodies(kube, objects)
         if with_operator and legacy:
             changes += remove_legacy_route(kube, ref)
     except KubernetesApiError as error:

@@ -1,0 +1,118 @@
+"""The Redis log cache's pure parts, by table: which windows may have lost records to the
+trim, the score bounds of a read, the cache route's two renderings and its shared owners."""
+
+from __future__ import annotations
+
+import pytest
+
+from metricpipe_consumers.cachebatch import build_score_range, decide_trimmed
+from metricpipe_contract.cache import build_cache_key, build_dead_letter_key, build_member_id
+from metricpipe_contract.refs import PipelineRef
+from metricpipe_operator.reconcile.cache_route import (
+    CacheRoute,
+    build_cache_configmap,
+    build_cache_fluent_conf,
+    build_cache_objects,
+    build_store_match,
+    build_uid_filter,
+)
+from metricpipe_operator.reconcile.cacheapply import merge_cache_owners
+
+HOUR = 3_600_000
+MINUTE = 60_000
+
+
+@pytest.mark.parametrize(
+    ("start", "now", "retention", "skew", "trimmed"),
+    [
+        # a run at 10:10 for 09:00 with 3 h kept and 5 min skew reads from 08:55: all there
+        (9 * HOUR, 10 * HOUR + 10 * MINUTE, 3 * HOUR, 5 * MINUTE, False),
+        # the oldest hour a 3 h cache can still hold whole at 10:10 starts at 07:15 + skew
+        (7 * HOUR, 10 * HOUR + 10 * MINUTE, 3 * HOUR, 5 * MINUTE, True),
+        (8 * HOUR, 10 * HOUR + 10 * MINUTE, 3 * HOUR, 5 * MINUTE, False),
+        # the boundary: the read starting exactly at the horizon is whole
+        (7 * HOUR + 5 * MINUTE, 10 * HOUR, 3 * HOUR, 5 * MINUTE, False),
+        (7 * HOUR + 5 * MINUTE - 1, 10 * HOUR, 3 * HOUR, 5 * MINUTE, True),
+        # no skew: the window's own start decides
+        (7 * HOUR, 10 * HOUR, 3 * HOUR, 0, False),
+    ],
+)
+def test_a_window_is_trimmed_when_its_read_starts_before_the_horizon(
+    start: int, now: int, retention: int, skew: int, trimmed: bool
+) -> None:
+    assert decide_trimmed(start, now, retention, skew) is trimmed
+
+
+@pytest.mark.parametrize(
+    ("from_ms", "until_ms", "bounds"),
+    [
+        (1_000, 2_000, ("1.0", "(2.0")),
+        (1_431_842_100_000, 1_431_846_000_000, ("1431842100.0", "(1431846000.0")),
+        (1_500, 2_001, ("1.5", "(2.001")),
+    ],
+)
+def test_score_bounds_are_seconds_inclusive_then_exclusive(
+    from_ms: int, until_ms: int, bounds: tuple[str, str]
+) -> None:
+    assert build_score_range(from_ms, until_ms) == bounds
+
+
+def test_names_keep_namespaces_apart() -> None:
+    assert build_cache_key("team-a", "web.**") == "metricpipe:cache:{team-a}:web.**"
+    assert build_cache_key("team-a", "x") != build_cache_key("team-b", "x")
+    assert build_dead_letter_key("team-a", "p") == "metricpipe:dlq:{team-a}:p"
+    # a member's identity: the same member and score, the same id; another byte, another
+    assert build_member_id(1.5, b"{}") == build_member_id(1.5, b"{}")
+    assert build_member_id(1.5, b"{}") != build_member_id(1.5, b"{ }")
+    assert build_member_id(1.5, b"{}") != build_member_id(2.5, b"{}")
+
+
+ROUTE = CacheRoute("team-a", "apache.access", "10.0.0.1", 6379, 10_800)
+
+
+def test_both_renderings_carry_the_same_blocks() -> None:
+    conf = build_cache_fluent_conf(ROUTE)
+    inside = [line[2:] for line in conf.splitlines() if line.startswith("  ")]
+    assert "\n".join(inside) == build_uid_filter(ROUTE) + "\n" + build_store_match(ROUTE)
+    filt, out, config = build_cache_objects(ROUTE, "config.fluentd.fluent.io/enabled")
+    assert filt["spec"]["filters"] == [{"customPlugin": {"config": build_uid_filter(ROUTE)}}]
+    assert out["spec"]["outputs"] == [{"customPlugin": {"config": build_store_match(ROUTE)}}]
+    selector = config["spec"]["clusterOutputSelector"]["matchLabels"]
+    assert all(obj["metadata"]["labels"].items() >= selector.items() for obj in (filt, out))
+
+
+def test_the_store_block_says_what_the_plugin_needs_and_no_secret() -> None:
+    block = build_store_match(ROUTE)
+    lines = [line.strip() for line in block.splitlines()]
+    assert "@type redis_store" in lines
+    assert "store_type zset" in lines
+    assert f"key {ROUTE.key}" in lines
+    assert "value_expire 10800" in lines
+    assert "retry_forever true" in lines
+    assert "overflow_action block" in lines
+    assert "password \"#{ENV['METRICPIPE_REDIS_PASSWORD']}\"" in lines
+
+
+def test_two_tags_or_namespaces_get_two_routes() -> None:
+    names = {
+        CacheRoute(ns, tag, "h", 1, 600).name
+        for ns, tag in (("a", "x"), ("b", "x"), ("a", "y"), ("a", "x.**"))
+    }
+    assert len(names) == 4
+    assert all(len(name) <= 63 for name in names)
+
+
+A = PipelineRef("team-a", "requests", "uid-a", 1)
+B = PipelineRef("team-a", "errors", "uid-b", 1)
+
+
+def test_owners_accumulate_and_none_is_controller() -> None:
+    first = merge_cache_owners([], A)
+    both = merge_cache_owners(first, B)
+    again = merge_cache_owners(both, A)
+    assert [o["uid"] for o in both] == ["uid-a", "uid-b"]
+    assert again == both
+    assert not any(o["controller"] for o in both)
+    configmap = build_cache_configmap(ROUTE, both)
+    assert configmap["metadata"]["namespace"] == "team-a"
+    assert configmap["metadata"]["ownerReferences"] == both
