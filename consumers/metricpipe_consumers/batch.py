@@ -131,20 +131,23 @@ class BatchReport:
 
 def build_run_summary(reports: list[BatchReport], parallelism: int) -> dict[str, Any]:
     """What one run reports to the ResourceManager (its pod's termination message, at most
-    4 KiB): the windows it computed, the records it read and the seconds it spent on them. The
-    run's wall time comes from the Job; the difference is its start-up."""
+    4 KiB): the windows it computed, the records it read and the seconds it spent on them, and
+    the windows it could not compute because the cache had trimmed them. The run's wall time
+    comes from the Job; the difference is its start-up."""
+    computed = [r for r in reports if not r.trimmed]
     summary: dict[str, Any] = {
-        "windows": len(reports),
-        "records": sum(r.records_read for r in reports),
-        "workSeconds": round(sum(r.seconds for r in reports), 3),
+        "windows": len(computed),
+        "records": sum(r.records_read for r in computed),
+        "workSeconds": round(sum(r.seconds for r in computed), 3),
         "parallelism": parallelism,
     }
-    trimmed = sum(r.trimmed for r in reports)
+    trimmed = [r for r in reports if r.trimmed]
     if trimmed:
-        summary["trimmedWindows"] = trimmed
-    if reports:
-        summary["firstWindowStartMs"] = reports[0].window_start_ms
-        summary["lastWindowEndMs"] = reports[-1].window_end_ms
+        summary["trimmedWindows"] = len(trimmed)
+        summary["lastTrimmedWindowStartMs"] = trimmed[-1].window_start_ms
+    if computed:
+        summary["firstWindowStartMs"] = computed[0].window_start_ms
+        summary["lastWindowEndMs"] = computed[-1].window_end_ms
     return summary
 
 

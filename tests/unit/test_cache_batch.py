@@ -3,8 +3,12 @@ trim, the score bounds of a read, the cache route's two renderings and its share
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
 
+from metricpipe_consumers.batch import BatchReport, build_run_summary
 from metricpipe_consumers.cachebatch import build_score_range, decide_trimmed
 from metricpipe_contract.cache import build_cache_key, build_dead_letter_key, build_member_id
 from metricpipe_contract.refs import PipelineRef
@@ -17,6 +21,11 @@ from metricpipe_operator.reconcile.cache_route import (
     build_uid_filter,
 )
 from metricpipe_operator.reconcile.cacheapply import merge_cache_owners
+from metricpipe_operator.scaling.batchruns import (
+    build_batch_runs,
+    build_cache_condition,
+    build_run_record,
+)
 
 HOUR = 3_600_000
 MINUTE = 60_000
@@ -116,3 +125,84 @@ def test_owners_accumulate_and_none_is_controller() -> None:
     configmap = build_cache_configmap(ROUTE, both)
     assert configmap["metadata"]["namespace"] == "team-a"
     assert configmap["metadata"]["ownerReferences"] == both
+
+
+def _report(start: int, *, trimmed: bool = False, records: int = 0, seconds: float = 0.0) -> Any:
+    return BatchReport("ns/p", start, start + HOUR, records_read=records, seconds=seconds,
+                       trimmed=trimmed)  # fmt: skip
+
+
+def test_a_run_summary_counts_trimmed_windows_apart_from_the_work() -> None:
+    reports = [_report(0, trimmed=True), _report(HOUR, trimmed=True),
+               _report(2 * HOUR, records=10, seconds=1.5),
+               _report(3 * HOUR, records=5)]  # fmt: skip
+    summary = build_run_summary(reports, 2)
+    assert summary == {
+        "windows": 2, "records": 15, "workSeconds": 1.5, "parallelism": 2,
+        "trimmedWindows": 2, "lastTrimmedWindowStartMs": HOUR,
+        "firstWindowStartMs": 2 * HOUR, "lastWindowEndMs": 4 * HOUR,
+    }  # fmt: skip
+    only_trimmed = build_run_summary([_report(0, trimmed=True)], 1)
+    assert only_trimmed["windows"] == 0
+    assert "firstWindowStartMs" not in only_trimmed
+
+
+def _job_and_pod(report: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    job = {"metadata": {"name": "p-1", "uid": "j1"},
+           "status": {"succeeded": 1, "startTime": "2026-01-01T00:10:00Z",
+                      "completionTime": "2026-01-01T00:11:00Z"}}  # fmt: skip
+    pod = {"metadata": {"ownerReferences": [{"uid": "j1"}]},
+           "status": {"containerStatuses": [{"state": {"terminated": {
+               "exitCode": 0, "message": json.dumps(report)}}}]}}  # fmt: skip
+    return job, [pod]
+
+
+@pytest.mark.parametrize(
+    ("report", "status", "reason", "sized"),
+    [
+        (
+            {"windows": 1, "records": 100, "workSeconds": 10, "parallelism": 1},
+            "True",
+            "Complete",
+            1,
+        ),
+        (
+            {
+                "windows": 1,
+                "records": 100,
+                "workSeconds": 10,
+                "parallelism": 1,
+                "trimmedWindows": 2,
+                "lastTrimmedWindowStartMs": 3_600_000,
+            },
+            "False",
+            "Trimmed",
+            1,
+        ),
+        # every window of the run trimmed: recorded for the condition, no work for the sizing
+        (
+            {
+                "windows": 0,
+                "records": 0,
+                "workSeconds": 0,
+                "parallelism": 1,
+                "trimmedWindows": 1,
+                "lastTrimmedWindowStartMs": 0,
+            },
+            "False",
+            "Trimmed",
+            0,
+        ),
+    ],
+)
+def test_the_cache_condition_follows_the_newest_run(
+    report: dict[str, Any], status: str, reason: str, sized: int
+) -> None:
+    record = build_run_record(*_job_and_pod(report))
+    assert record is not None
+    condition = build_cache_condition([record])
+    assert (condition.status, condition.reason) == ({"True": True, "False": False}[status], reason)
+    if reason == "Trimmed":
+        assert "p-1" in condition.message
+        assert "retention" in condition.message
+    assert len(build_batch_runs([record])) == sized

@@ -51,7 +51,8 @@ def build_run_record(
         if not any(o.get("uid") == uid for o in owners):
             continue
         report = fetch_report(pod)
-        if report is None or int(report.get("windows") or 0) <= 0:
+        trimmed = int(report.get("trimmedWindows") or 0) if report is not None else 0
+        if report is None or (int(report.get("windows") or 0) <= 0 and not trimmed):
             continue
         seconds = max(
             0.0, parse_rfc3339(status["completionTime"]) - parse_rfc3339(status["startTime"])
@@ -64,7 +65,10 @@ def build_run_record(
             "seconds": seconds,
             "workSeconds": min(seconds, float(report.get("workSeconds") or 0.0)),
             "parallelism": max(1, int(report.get("parallelism") or 1)),
-        }
+            **({"trimmedWindows": trimmed,
+                "lastTrimmedWindowStartMs": int(report.get("lastTrimmedWindowStartMs") or 0)}
+               if trimmed else {}),
+        }  # fmt: skip
     return None
 
 
@@ -83,7 +87,9 @@ def build_batch_runs(records: Sequence[Mapping[str, Any]]) -> list[BatchRun]:
     """The sizing's view: each run as one window's work (a backfill's per-window average)."""
     runs = []
     for record in records:
-        windows = max(1, int(record["windows"]))
+        if int(record["windows"]) <= 0:  # every window of the run was trimmed: no work
+            continue
+        windows = int(record["windows"])
         work = float(record["workSeconds"])
         startup = max(0.0, float(record["seconds"]) - work)
         runs.append(BatchRun(
@@ -116,3 +122,22 @@ def build_batch_condition(plan: BatchPlan) -> Condition:
         return Condition("BatchBudgetMet", True, "Fits", plan.reason)
     reason = "NoBudget" if plan.budget_seconds <= 0 else "MaxParallelismTooSmall"
     return Condition("BatchBudgetMet", False, reason, plan.reason)
+
+
+def build_cache_condition(records: Sequence[Mapping[str, Any]]) -> Condition:
+    """CacheComplete (source.store redis): False when the newest run found windows whose
+    records had partly left the cache before it could compute them (those windows have no
+    final document), True otherwise."""
+    newest = records[-1] if records else {}
+    trimmed = int(newest.get("trimmedWindows") or 0)
+    if not trimmed:
+        return Condition("CacheComplete", True, "Complete",
+                         "every window the newest run was due held all its records")  # fmt: skip
+    since = int(newest.get("lastTrimmedWindowStartMs") or 0) // 1000
+    message = (
+        f"run {newest.get('job')} skipped {trimmed} window(s), the newest starting at unix "
+        f"{since}: part of their records had left the Redis cache (its retention) before a run "
+        "computed them, so they have no final document; runs must keep up within the cache's "
+        "retention (check failed or suspended runs), or the retention must be longer"
+    )
+    return Condition("CacheComplete", False, "Trimmed", message)

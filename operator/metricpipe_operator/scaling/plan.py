@@ -26,6 +26,7 @@ from .batchruns import (
     build_batch_condition,
     build_batch_runs,
     build_batch_status,
+    build_cache_condition,
     merge_run_records,
 )
 from .collect import MetricValues, build_sample
@@ -253,6 +254,7 @@ def plan_batch_pipeline(
     if spec.scaling.enabled and batch_plan.parallelism != spec.replicas:
         scale = ScaleAction(spec.replicas, decision)
     condition = build_batch_condition(batch_plan)
+    extra = (build_cache_condition(records),) if spec.source.store == "redis" else ()
     before = {c["type"]: c.get("status") for c in status.get("conditions") or []}
     # one Warning when it turns False (kept.budget_warned also covers a status write pending)
     events: tuple[EventAction, ...] = ()
@@ -265,14 +267,15 @@ def plan_batch_pipeline(
         warned = False
     new_status = build_batch_status(records, batch_plan)
     new_status["conditions"] = merge_conditions(
-        list(status.get("conditions") or []), [condition], int(meta.get("generation") or 0)
-    )
+        list(status.get("conditions") or []), [condition, *extra],
+        int(meta.get("generation") or 0),
+    )  # fmt: skip
     due = not all(status.get(k) == v for k, v in new_status.items())
     written_at = kept.written_at if kept.written_at is not None or not due else now
     age = now - (written_at if written_at is not None else now)
     return PipelinePlan(
         obj, key, state_key(meta), decision, Kept(kept.history, written_at, warned),
-        new_status, (condition,), due, True, age, scale, events,
+        new_status, (condition, *extra), due, True, age, scale, events,
     )  # fmt: skip
 
 
