@@ -33,6 +33,14 @@ SCRAPE_SECONDS: Final = "metricpipe_exporter_scrape_duration_seconds"
 SCRAPE_ERRORS: Final = "metricpipe_exporter_scrape_errors_total"  # label: source
 TIMESTAMP_LOOKUPS: Final = "metricpipe_exporter_timestamp_lookups_total"  # label: result
 
+# -- the Redis log cache (exporters/metricpipe_exporters/cache.py, from INFO), label: redis
+CACHE_UP: Final = "metricpipe_cache_up"  # 1: INFO answered at this scrape, 0: not
+CACHE_MEMORY_USED: Final = "metricpipe_cache_memory_used_bytes"  # used_memory
+CACHE_MEMORY_LIMIT: Final = "metricpipe_cache_memory_limit_bytes"  # maxmemory; 0 = none
+# writes refused for memory (errorstat_OOM: maxmemory reached, noeviction); Fluentd retries them
+CACHE_REFUSED_WRITES: Final = "metricpipe_cache_refused_writes_total"
+CACHE_AOF_LAST_WRITE_OK: Final = "metricpipe_cache_aof_last_write_ok"  # only with AOF on
+
 # -- written by the consumers (consumers/metricpipe_consumers/metrics.py), label: pipeline
 CONSUMER_RECORDS_CONSUMED: Final = "metricpipe_consumer_records_consumed_total"
 CONSUMER_DEAD_LETTER: Final = "metricpipe_consumer_dead_letter_total"  # + reason

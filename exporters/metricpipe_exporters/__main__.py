@@ -14,6 +14,7 @@ from metricpipe_consumers.sink import build_sink
 from metricpipe_contract.kafka import build_librdkafka_settings, load_kafka_connection
 from metricpipe_contract.logs import configure_logging
 
+from .cache import build_cache_collector
 from .collector import Collector
 from .config import ExporterConfig
 from .kafka_reader import KafkaReader
@@ -61,11 +62,15 @@ def main() -> int:
     )
     registry = CollectorRegistry()
     registry.register(collector)
+    cache = build_cache_collector(config)
+    if cache is not None:
+        registry.register(cache)
     start_http_server(config.exporter_port, registry=registry)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    log.info("exporting", port=config.exporter_port, interval=config.exporter_interval_seconds)
+    log.info("exporting", port=config.exporter_port, interval=config.exporter_interval_seconds,
+             cache=cache.address if cache else None)  # fmt: skip
     while not stop.is_set():
         snapshot = collector.collect_cycle()
         log.debug(

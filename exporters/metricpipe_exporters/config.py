@@ -40,4 +40,16 @@ class ExporterConfig(KafkaClientSettings):
         default=None, description="Only this namespace's MetricPipelines (default: all)."
     )
     exporter_probe_sink: bool = Field(default=True, description="Run the sink freshness prober.")
+    redis_host: str | None = Field(
+        default=None,
+        description="The Redis log cache to watch (INFO at each scrape); unset: no cache series.",
+    )
+    redis_port: int = Field(default=6379, ge=1, le=65535, description="The Redis cache's port.")
+    redis_username: str = Field(
+        default="metricpipe-exporter", description="Redis ACL user; needs only +info +ping."
+    )
+    redis_password: SecretStr | None = Field(default=None, description="From a Secret reference.")
+    redis_timeout_seconds: float = Field(
+        default=2.0, gt=0, description="Connect and reply timeout of a scrape's INFO."
+    )
     log_level: str = "INFO"

@@ -26,6 +26,7 @@ SCRAPE_INTERVAL: Final = "15s"  # monitors; the 1m rate windows need >= 4 sample
 RECORDING_GROUP: Final = "metricpipe.recording"
 ALERTING_GROUP: Final = "metricpipe.alerts"
 BUDGET_DAYS: Final = 30  # the SLO period the burn-rate factors are tuned for
+CACHE_FULL_RATIO: Final = 0.9  # LogCacheNearlyFull: used / maxmemory above this
 
 # -- recording rules: one series per pipeline (label `pipeline`)
 INPUT_RATE: Final = "metricpipe:input_rate:records_per_second"
@@ -243,6 +244,57 @@ def build_exporter_down_alert() -> Rule:
     )
 
 
+def _cache_runbook(first_step: str) -> str:
+    """What frees the log cache, after `first_step`."""
+    return (
+        f"{first_step}; then raise maxmemory (`CONFIG SET maxmemory <bytes>` as the admin user, "
+        "and in Redis' config) or keep fewer hours: a shorter cache retention (the operator's "
+        "METRICPIPE_CACHE_RETENTION_SECONDS) or `ZREMRANGEBYSCORE <cache key> -inf <Unix s>` "
+        "(batch windows that needed those records are then reported trimmed)."
+    )
+
+
+def build_cache_alerts() -> list[Rule]:
+    """The Redis log cache is full (maxmemory, noeviction): Fluentd's writes are refused and
+    retried, so its buffers fill; and the warning before, when it is nearly full."""
+    used, limit = names.CACHE_MEMORY_USED, names.CACHE_MEMORY_LIMIT
+    usage = f"`{used} / {limit}`"
+    refusing = _alert(
+        "LogCacheRefusingWrites",
+        f"increase({names.CACHE_REFUSED_WRITES}[5m]) > 0",
+        "0m",
+        "page",
+        {
+            "summary": "The Redis log cache {{ $labels.redis }} refuses writes: it is full",
+            "description": (
+                "Redis {{ $labels.redis }} refused writes for lack of memory in the last 5m "
+                "(about {{ $value | humanize }}; maxmemory, noeviction). Fluentd keeps the "
+                "refused chunks in its buffer and retries them, so nothing is dropped yet; but "
+                "new records reach the batch pipelines over the cache only once Redis takes "
+                "them again, and when a buffer is full Fluentd blocks its input."
+            ),
+            "runbook": _cache_runbook(
+                f"See {usage} and, as the admin user, which caches hold it (`redis-cli --memkeys`)"
+            ),
+        },
+    )
+    nearly_full = _alert(
+        "LogCacheNearlyFull",
+        f"{used} / ({limit} > 0) > {_num(CACHE_FULL_RATIO)}",
+        "10m",
+        "ticket",
+        {
+            "summary": "The Redis log cache {{ $labels.redis }} is nearly full",
+            "description": (
+                "Redis {{ $labels.redis }} uses {{ $value | humanizePercentage }} of its "
+                "maxmemory; when it is full it refuses Fluentd's writes (LogCacheRefusingWrites)."
+            ),
+            "runbook": _cache_runbook(f"Follow {usage} over the last day"),
+        },
+    )
+    return [refusing, nearly_full]
+
+
 def build_alerting_rules(
     objective: float = 0.99, dead_letter_ratio: float = 0.01
 ) -> dict[str, Any]:
@@ -258,6 +310,7 @@ def build_alerting_rules(
         build_consumer_stalled_alert(),
         build_dead_letter_alert(dead_letter_ratio),
         build_exporter_down_alert(),
+        *build_cache_alerts(),
     ]
     return {"name": ALERTING_GROUP, "interval": GROUP_INTERVAL, "rules": rules}
 

@@ -21,6 +21,7 @@ from metricpipe_consumers.metrics import ConsumerMetrics
 from metricpipe_contract import names
 from metricpipe_contract.model import MetricPipelineSpec
 from metricpipe_exporters import dashboards, rules
+from metricpipe_exporters.cache import CacheCollector
 from metricpipe_exporters.collector import Collector, Snapshot
 from metricpipe_exporters.config import ExporterConfig
 from metricpipe_exporters.kafka_reader import KafkaReader
@@ -85,7 +86,9 @@ def exporter_families(*targets: PipelineTarget) -> list[Metric]:
 
 
 def exporter_names() -> set[str]:
-    return exposed_names(exporter_families(make_target()))
+    """The lag exporter's series and its log-cache collector's (INFO of an AOF cache)."""
+    cache = CacheCollector(lambda: "used_memory:1\nmaxmemory:2\naof_enabled:1\n", "r:6379")
+    return exposed_names(exporter_families(make_target())) | exposed_names(cache.collect())
 
 
 def recording_rule_names() -> set[str]:

@@ -47,7 +47,7 @@ def test_the_prometheus_rule_passes_promtool(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 14 rules found" in done.stdout
+    assert "SUCCESS: 16 rules found" in done.stdout
 
 
 def deployments() -> list[tuple[str, dict[str, Any]]]:

@@ -133,7 +133,7 @@ def minutely(test: dict[str, Any]) -> dict[str, Any]:
 
 def test_promtool_checks_the_rule_file(promtool: Path, rule_file: Path) -> None:
     output = run_promtool(promtool, "check", "rules", rule_file, cwd=rule_file.parent)
-    assert "SUCCESS: 14 rules found" in output
+    assert "SUCCESS: 16 rules found" in output
 
 
 def test_promtool_checks_the_rules_of_the_prometheus_rule_manifest(
@@ -145,7 +145,7 @@ def test_promtool_checks_the_rules_of_the_prometheus_rule_manifest(
     assert manifest["metadata"]["namespace"] == "mon"
     path = tmp_path / "from-manifest.yml"
     path.write_text(yaml.safe_dump(manifest["spec"]))
-    assert "SUCCESS: 14 rules found" in run_promtool(promtool, "check", "rules", path, cwd=tmp_path)
+    assert "SUCCESS: 16 rules found" in run_promtool(promtool, "check", "rules", path, cwd=tmp_path)
 
 
 def test_every_alert_is_documented_and_held() -> None:
@@ -156,12 +156,16 @@ def test_every_alert_is_documented_and_held() -> None:
         "ConsumerStalled",
         "DeadLetterRateHigh",
         "ExporterDown",
+        "LogCacheRefusingWrites",
+        "LogCacheNearlyFull",
     ]
     for rule in group["rules"]:
         assert re.fullmatch(r"\d+[mh]", rule["for"]), rule
         assert rule["labels"]["severity"] in {"page", "ticket"}
         assert {"summary", "description", "runbook"} <= rule["annotations"].keys()
-        if rule["alert"] != "ExporterDown":  # has no pipeline: it blinds all of them
+        if rule["alert"].startswith("LogCache"):  # one cache serves many pipelines
+            assert "$labels.redis" in rule["annotations"]["summary"]
+        elif rule["alert"] != "ExporterDown":  # has no pipeline: it blinds all of them
             assert "$labels.pipeline" in rule["annotations"]["summary"]
             assert "$labels.pipeline" in rule["annotations"]["description"]
 
@@ -449,6 +453,112 @@ def test_exporter_down_stays_silent(promtool: Path, rule_file: Path, tmp_path: P
     blip = case([up("1x4 0x3 1x40")])  # down for one minute, `for: 2m`
     blip["alert_rule_test"] = [expect("ExporterDown", t) for t in ("2m", "3m", "5m")]
     run_rule_tests(promtool, rule_file, tmp_path, healthy, blip)
+
+
+REDIS = "10.0.0.9:6379"
+
+
+def cache_runbook(first_step: str) -> str:
+    return (
+        f"{first_step}; then raise maxmemory (`CONFIG SET maxmemory <bytes>` as the admin user, "
+        "and in Redis' config) or keep fewer hours: a shorter cache retention (the operator's "
+        "METRICPIPE_CACHE_RETENTION_SECONDS) or `ZREMRANGEBYSCORE <cache key> -inf <Unix s>` "
+        "(batch windows that needed those records are then reported trimmed)."
+    )
+
+
+def refusing_annotations(about: str) -> dict[str, str]:
+    return {
+        "summary": f"The Redis log cache {REDIS} refuses writes: it is full",
+        "description": (
+            f"Redis {REDIS} refused writes for lack of memory in the last 5m (about {about}; "
+            "maxmemory, noeviction). Fluentd keeps the refused chunks in its buffer and retries "
+            "them, so nothing is dropped yet; but new records reach the batch pipelines over the "
+            "cache only once Redis takes them again, and when a buffer is full Fluentd blocks "
+            "its input."
+        ),
+        "runbook": cache_runbook(
+            "See `metricpipe_cache_memory_used_bytes / metricpipe_cache_memory_limit_bytes` and, "
+            "as the admin user, which caches hold it (`redis-cli --memkeys`)"
+        ),
+    }
+
+
+def refusing(about: str) -> dict[str, Any]:
+    return alert(refusing_annotations(about), redis=REDIS, job=names.EXPORTER_JOB, severity="page")
+
+
+def refused(values: str) -> dict[str, str]:
+    return series(names.CACHE_REFUSED_WRITES, values, redis=REDIS, job=names.EXPORTER_JOB)
+
+
+def test_log_cache_refusing_writes_fires_on_any_refusal(
+    promtool: Path, rule_file: Path, tmp_path: Path
+) -> None:
+    firing = refusing(about="1")
+    # one refused write at 2m30s (15s steps): firing at once, as long as 5m hold it
+    one = case([refused("0x9 1x40")])
+    one["alert_rule_test"] = [
+        expect("LogCacheRefusingWrites", "2m"),
+        expect("LogCacheRefusingWrites", "3m", firing),
+        expect("LogCacheRefusingWrites", "7m", firing),
+    ]
+    # refusing steadily, across a Redis restart (errorstats start again at 0)
+    steady = case([refused("0+5x20 0+5x20")])
+    steady["alert_rule_test"] = [expect("LogCacheRefusingWrites", "8m", refusing(about="95"))]
+    run_rule_tests(promtool, rule_file, tmp_path, one, steady)
+
+
+def test_log_cache_refusing_writes_stays_silent(
+    promtool: Path, rule_file: Path, tmp_path: Path
+) -> None:
+    # refusals counted before the exporter came: no increase
+    old = case([refused("3x40")])
+    old["alert_rule_test"] = [expect("LogCacheRefusingWrites", t) for t in ("1m", "5m", "9m")]
+    # one refusal at 2m30s, then none: resolved once 5m no longer reach it
+    over = case([refused("0x9 1x60")])
+    over["alert_rule_test"] = [expect("LogCacheRefusingWrites", t) for t in ("8m", "12m")]
+    # the cache away (no series) never fires it
+    away = case([refused("0x9 _x20 0x20")])
+    away["alert_rule_test"] = [expect("LogCacheRefusingWrites", t) for t in ("4m", "9m")]
+    run_rule_tests(promtool, rule_file, tmp_path, old, over, away)
+
+
+def memory(used: str, limit: str) -> list[dict[str, str]]:
+    return [
+        series(names.CACHE_MEMORY_USED, used, redis=REDIS, job=names.EXPORTER_JOB),
+        series(names.CACHE_MEMORY_LIMIT, limit, redis=REDIS, job=names.EXPORTER_JOB),
+    ]
+
+
+def test_log_cache_nearly_full(promtool: Path, rule_file: Path, tmp_path: Path) -> None:
+    annotations = {
+        "summary": f"The Redis log cache {REDIS} is nearly full",
+        "description": (
+            f"Redis {REDIS} uses 95% of its maxmemory; when it is full it refuses Fluentd's "
+            "writes (LogCacheRefusingWrites)."
+        ),
+        "runbook": cache_runbook(
+            "Follow `metricpipe_cache_memory_used_bytes / metricpipe_cache_memory_limit_bytes` "
+            "over the last day"
+        ),
+    }
+    full = case(memory("950x80", "1000x80"))
+    full["alert_rule_test"] = [
+        expect("LogCacheNearlyFull", "9m"),  # pending: `for: 10m`
+        expect(
+            "LogCacheNearlyFull",
+            "11m",
+            alert(annotations, redis=REDIS, job=names.EXPORTER_JOB, severity="ticket"),
+        ),
+    ]
+    roomy = case(memory("850x80", "1000x80"))  # 85%
+    roomy["alert_rule_test"] = [expect("LogCacheNearlyFull", "15m")]
+    unlimited = case(memory("950x80", "0x80"))  # maxmemory 0: no limit to be near
+    unlimited["alert_rule_test"] = [expect("LogCacheNearlyFull", "15m")]
+    spike = case(memory("500x20 950x20 500x40", "1000x80"))  # 95% for 5m only
+    spike["alert_rule_test"] = [expect("LogCacheNearlyFull", t) for t in ("9m", "12m")]
+    run_rule_tests(promtool, rule_file, tmp_path, full, roomy, unlimited, spike)
 
 
 # -- scrape objects ---------------------------------------------------------------------------
