@@ -41,6 +41,18 @@ def register(stack: StackEnv, port: int, job: str, name: str) -> Path:
     return path
 
 
+def cache_env(stack: StackEnv) -> dict[str, str]:
+    """The stack's Redis log cache as the exporter's own user (INFO only), so Prometheus
+    scrapes the cache series (metricpipe_cache_*) from every exporter a test starts."""
+    if stack.redis is None:
+        return {}
+    return {
+        "METRICPIPE_REDIS_HOST": stack.redis.host,
+        "METRICPIPE_REDIS_PORT": str(stack.redis.port),
+        "METRICPIPE_REDIS_PASSWORD": stack.redis.password("exporter"),
+    }
+
+
 @pytest.fixture
 def start_exporter(stack: StackEnv, tmp_path: Path) -> Iterator[Any]:
     """start(pipelines=[...]) watches those objects; start(namespace=NS) the cluster's."""
@@ -57,6 +69,7 @@ def start_exporter(stack: StackEnv, tmp_path: Path) -> Iterator[Any]:
             "METRICPIPE_EXPORTER_PORT": str(port),
             "METRICPIPE_EXPORTER_INTERVAL_SECONDS": str(CYCLE_SECONDS),
             "KUBECONFIG": str(stack.kubeconfig),
+            **cache_env(stack),
         }  # fmt: skip
         if pipelines is not None:
             pipelines_file = tmp_path / f"pipelines-{len(started)}.yaml"
