@@ -70,6 +70,21 @@ class Cluster:
         body = {"metadata": {"name": name}, "stringData": data}
         _create_unless_present(self.core.create_namespaced_secret, self.namespace, body)
 
+    def put_secret(self, namespace: str, name: str, data: dict[str, str]) -> None:
+        """Create or replace a Secret in `namespace`, which is created when missing."""
+        try:
+            self.core.create_namespace({"metadata": {"name": namespace}})
+        except ApiException as error:
+            if error.status != 409:
+                raise
+        body = {"metadata": {"name": name}, "stringData": data}
+        try:
+            self.core.create_namespaced_secret(namespace, body)
+        except ApiException as error:
+            if error.status != 409:
+                raise
+            self.core.replace_namespaced_secret(name, namespace, body)
+
     def ensure_log_reader(self, account: str, role: dict[str, Any]) -> None:
         """A ServiceAccount with `role` (a Role body) bound to it in the demo's namespace."""
         name = role["metadata"]["name"]

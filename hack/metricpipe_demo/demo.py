@@ -63,6 +63,7 @@ EXAMPLES_DIR = REPO / "manifests" / "examples"
 SYSTEM_NAMESPACE = "metricpipe-system"
 SYSTEM_DEPLOYMENTS = ("metricpipe-operator", "metricpipe-exporter")
 CRD_NAME = "metricpipelines.metricpipe.io"
+REDIS_EXPORTER_SECRET = "metricpipe-redis-exporter"  # noqa: S105 - a name; overlays/local reads it
 
 
 def say(text: str = "") -> None:
@@ -99,6 +100,10 @@ class Demo:
     def install(self, timeout: float = 300) -> None:
         """What a user does on a cluster: `kubectl apply -k` of the local overlay, then wait
         for the operator and the exporter to be available."""
+        if self.env.redis is not None:  # the exporter pod's log-cache user (the overlay's ref)
+            password = self.env.redis.password("exporter")
+            self.cluster.put_secret(SYSTEM_NAMESPACE, REDIS_EXPORTER_SECRET, {"password": password})
+            say(f"   Secret {SYSTEM_NAMESPACE}/{REDIS_EXPORTER_SECRET}: the exporter's Redis user")
         say(f"   $ kubectl apply --server-side -k {MANIFESTS.relative_to(REPO)}")
         for line in run_kubectl(self.env.kubectl, self.env.kubeconfig, "apply", "--server-side",
                                 "--force-conflicts", "-k", str(MANIFESTS)):  # fmt: skip
