@@ -1,0 +1,242 @@
+"""Batch over the Redis log cache on real data, real Redis, real Elasticsearch.
+
+The shared Apache log, retimed so that its 84 hours end an hour ago, goes into the cache the way
+Fluentd with fluent-plugin-redis-store writes it (the named stand-in, cache_writer.py, running
+the route the operator renders). Two batch pipelines over the same tag — hourly requests, and
+hourly 5xx responses — are computed by the job the CronJob runs (`CacheBatchJob`), the second
+created after the data arrived: it computes every cached hour at once. Every final document
+equals the independent oracle's (tests/oracle.py), computed from the members read back from
+Redis as records scored by their Fluentd time. A run killed half-way and run again gives
+identical documents; the hours before the cache's trim horizon are reported, not published.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import oracle
+from consumers import Pipeline, assert_matches_reference, sink_results
+from metricpipe_consumers.cachebatch import CacheBatchJob, CacheDeadLetters
+from metricpipe_consumers.document import PipelineDocument
+from metricpipe_consumers.engine import SparkAggregator
+from metricpipe_consumers.sink import build_sink
+from metricpipe_contract.cache import build_cache_key, build_dead_letter_key
+from metricpipe_contract.model import MetricPipelineSpec
+from metricpipe_contract.refs import PipelineRef
+from metricpipe_demo.cache_writer import CacheWriter
+from metricpipe_demo.retime import parse_clf_time, rewrite_clf_timestamp
+from metricpipe_devstack.env import StackEnv
+from metricpipe_operator.config import OperatorConfig
+from metricpipe_operator.reconcile.cache_route import CacheRoute, build_cache_fluent_conf
+from metricpipe_operator.reconcile.consumer import build_pipeline_document
+from shared_data import access_log_lines
+
+HOUR_MS = 3_600_000
+TAG = "edge.access"
+RETENTION_SECONDS = 200 * 3600  # the replay spans 84 hours: all of it stays cached
+EVENT_TIME = {"field": "time", "format": "clf"}
+SPECS: dict[str, dict[str, Any]] = {
+    "requests": {
+        "mode": "batch",
+        "source": {"tag": TAG, "format": "apache_combined", "store": "redis"},
+        "metric": {"aggregation": "count", "eventTime": EVENT_TIME, "window": "1h",
+                   "allowedLateness": "10m"},
+    },
+    "errors": {
+        "mode": "batch",
+        "source": {"tag": TAG, "format": "apache_combined", "store": "redis",
+                   "filters": [{"field": "status", "matches": "^5"}]},
+        "metric": {"aggregation": "count", "eventTime": EVENT_TIME, "window": "1h",
+                   "allowedLateness": "10m"},
+    },
+}  # fmt: skip
+CHANGING = ("finalized_at", "delay_seconds")  # when it ran, not what it computed
+
+
+def retime(lines: list[str], end_ms: int) -> list[tuple[float, str]]:
+    """Each line moved by whole hours so that the newest lies in the hour before `end_ms`,
+    with its Fluentd time (score): its request time plus 0-1.5 s; a line without a readable
+    time keeps its text and its predecessor's time, as a shipper stamping arrival would."""
+    times: list[int | None] = []
+    for line in lines:
+        try:
+            times.append(oracle.event_ms(oracle.scan_access_line(line)["time"], "clf", None))
+        except oracle.Dead:
+            times.append(None)
+    newest = max(t for t in times if t is not None)
+    shift = (end_ms // HOUR_MS - newest // HOUR_MS - 1) * HOUR_MS
+    out, last = [], 0
+    for index, (line, when) in enumerate(zip(lines, times, strict=True)):
+        if when is not None:
+            last = when + shift
+            moved = rewrite_clf_timestamp(line.encode(), _utc(last)).decode()
+        else:
+            moved = line
+        out.append((last / 1000 + (index % 7) * 0.25, moved))
+    return out
+
+
+def _utc(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def hours_of(events: list[tuple[float, str]]) -> set[int]:
+    """The hours the lines' own timestamps fall in (lines without one left out)."""
+    hours = set()
+    for _, line in events:
+        try:
+            when = parse_clf_time(line.encode())
+        except ValueError:
+            continue
+        hours.add(int(when.timestamp() * 1000) // HOUR_MS * HOUR_MS)
+    return hours
+
+
+def cached_records(stack: StackEnv, key: str) -> list[oracle.Record]:
+    """Every member of the cache as the oracle's record (one partition; the score as its
+    arrival time), read as the admin user."""
+    assert stack.redis is not None
+    admin = stack.redis.connect("admin", decode_responses=False)
+    members = admin.zrange(key, 0, -1, withscores=True)
+    return [oracle.Record(0, bytes(m), math.floor(float(s) * 1000)) for m, s in members]  # type: ignore[union-attr]
+
+
+def make_cache_pipeline(
+    stack: StackEnv, tmp_path: Path, namespace: str, name: str, backend: str = "elasticsearch",
+    retention_seconds: int = RETENTION_SECONDS,
+) -> Pipeline:  # fmt: skip
+    assert stack.redis is not None
+    applied = {**SPECS.get(name, SPECS["requests"]), "sink": {"backend": backend}}
+    spec = MetricPipelineSpec.model_validate(applied)
+    config = OperatorConfig(kafka_bootstrap=stack.kafka_bootstrap,
+                            elasticsearch_url=stack.elasticsearch_url,
+                            opensearch_url=stack.opensearch_url, redis_host=stack.redis.host,
+                            redis_port=stack.redis.port,
+                            cache_retention_seconds=retention_seconds)  # fmt: skip
+    ref = PipelineRef(namespace, name, "uid")
+    document = build_pipeline_document(ref, spec, spec.topic_name(namespace, name), config)
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(document))
+    sink = build_sink(backend, document["sink"]["endpoint"], document["sink"]["index"], None, None)
+    return Pipeline(name, spec, path, sink, document, applied)
+
+
+def build_job(
+    stack: StackEnv, pipeline: Pipeline, engine: SparkAggregator, now_ms: int
+) -> CacheBatchJob:
+    """The job `python -m metricpipe_consumers batch` builds for a redis-store pipeline, as
+    the batch ACL user (reads the cache, writes its dead-letter hash, nothing else)."""
+    assert stack.redis is not None
+    document = PipelineDocument.model_validate(pipeline.document)
+    assert document.cache is not None
+    client = stack.redis.connect("batch", decode_responses=False)
+    letters = CacheDeadLetters(client, document.cache.dead_letter_key, document.pipeline.key)
+    return CacheBatchJob(document, pipeline.sink, engine, letters, None, client=client,
+                         now_ms=now_ms)  # fmt: skip
+
+
+def comparable(finals: dict[Any, dict[str, Any]]) -> dict[Any, dict[str, Any]]:
+    return {k: {f: v for f, v in doc.items() if f not in CHANGING} for k, doc in finals.items()}
+
+
+@pytest.fixture
+def cache_namespace(stack: StackEnv, unique_name: str) -> Any:
+    if stack.redis is None:
+        pytest.skip("the stack has no Redis (make stack-up)")
+    namespace = f"it-{unique_name}"[:63]
+    yield namespace
+    admin = stack.redis.connect("admin")
+    for pattern in (build_cache_key(namespace, "*"), build_dead_letter_key(namespace, "*")):
+        for key in admin.scan_iter(match=pattern.replace("{", "\\{").replace("}", "\\}")):
+            admin.delete(key)
+
+
+def test_two_pipelines_over_one_cache_equal_the_reference(
+    stack: StackEnv, tmp_path: Path, cache_namespace: str
+) -> None:
+    assert stack.redis is not None
+    now_ms = int(time.time() * 1000)
+    end_ms = now_ms // HOUR_MS * HOUR_MS - HOUR_MS  # every window closed, lateness passed
+    events = retime(access_log_lines(stack.data_dir), end_ms)
+    route = CacheRoute(cache_namespace, TAG, stack.redis.host, stack.redis.port,
+                       RETENTION_SECONDS)  # fmt: skip
+    requests = make_cache_pipeline(stack, tmp_path, cache_namespace, "requests")
+    engine = SparkAggregator("local[1]")
+    try:
+        with CacheWriter(build_cache_fluent_conf(route),
+                         stack.redis.password_files["writer"]) as writer:  # fmt: skip
+            writer.send_many((TAG, score, {"message": line}) for score, line in events)
+            summary = writer.close()
+        assert summary.records == len(events)
+        records = cached_records(stack, route.key)
+        assert len(records) == len(events)  # identical lines stay apart (the UID)
+        first = _run_all(build_job(stack, requests, engine, now_ms), now_ms)
+        # created after the data arrived: computes every cached hour at once
+        errors = make_cache_pipeline(stack, tmp_path, cache_namespace, "errors")
+        second = _run_all(build_job(stack, errors, engine, now_ms), now_ms)
+        references = {}
+        for pipeline, reports in ((requests, first), (errors, second)):
+            reference = references[pipeline.name] = pipeline.expected(records, now_ms)
+            assert "late" not in reference.dead_letters
+            windows = sorted({start for start, _ in reference.windows})
+            # requests: every hour a line falls in; server errors: some of those hours
+            if pipeline is requests:
+                assert set(windows) == hours_of(events), "the reference misses an hour"
+            else:
+                assert windows
+                assert set(windows) < hours_of(events)
+            computed = [r.window_start_ms for r in reports if not r.trimmed]
+            assert set(windows) <= set(computed), "an hour with records was not computed"
+            assert not any(r.trimmed for r in reports)  # 200 h kept: nothing trimmed
+            assert sum(r.counted for r in reports) == sum(
+                w.count for w in reference.windows.values()
+            )
+            dead = sum((r.dead_letters for r in reports), Counter[str]())
+            assert dead == reference.dead_letters
+            checked = assert_matches_reference(pipeline, reference, end_ms)
+            assert checked == len(reference.windows)
+        # one letter per dead record, in the pipeline's own hash (malformed lines of the log)
+        letters = stack.redis.connect("admin").hlen(
+            build_dead_letter_key(cache_namespace, "requests")
+        )
+        assert letters == sum(references["requests"].dead_letters.values())
+        # the same cache read with a 3 h retention: the hours before the horizon are
+        # reported as trimmed and get no document; the rest equal the reference
+        recent = make_cache_pipeline(stack, tmp_path, cache_namespace, "recent",
+                                     retention_seconds=3 * 3600)  # fmt: skip
+        reports = _run_all(build_job(stack, recent, engine, now_ms), now_ms)
+        trimmed = [r.window_start_ms for r in reports if r.trimmed]
+        computed = [r.window_start_ms for r in reports if not r.trimmed]
+        horizon = now_ms - 3 * 3600 * 1000 + 5 * 60_000  # the skew: 5 min
+        assert trimmed
+        assert all(start < horizon for start in trimmed)
+        assert computed
+        assert all(start >= horizon for start in computed)
+        finals, _ = sink_results(recent)
+        assert {key[0] for key in finals} <= set(computed)
+        # a run stopped half-way (its progress recorded up to a window) and run again: the
+        # same documents, none added
+        before, _ = sink_results(requests)
+        job = build_job(stack, requests, engine, now_ms)
+        for report in first[:5]:
+            job.run(report.window_start_ms)
+        again, _ = sink_results(requests)
+        assert comparable(again) == comparable(before)
+    finally:
+        engine.stop()
+
+
+def _run_all(job: CacheBatchJob, now_ms: int) -> list[Any]:
+    reports: list[Any] = []
+    while batch := job.run_due(now_ms, limit=24):
+        reports += batch
+    print(f"{len(reports)} windows, {sum(r.seconds for r in reports):.1f} s")
+    return reports
