@@ -102,7 +102,8 @@ def check_fluent_conf(
         path = Path(folder) / "fluent.conf"
         path.write_text(fluent_conf)
         result = subprocess.run(
-            [find_ruby(ruby), str(STAND_IN), "--check", str(path)],
+            # --check needs no gem: without RubyGems Ruby starts in a third of the time
+            [find_ruby(ruby), "--disable-gems", str(STAND_IN), "--check", str(path)],
             input="".join(f"{tag}\n" for tag in tags), capture_output=True, text=True,
             env=dict(os.environ if env is None else env), timeout=30,
         )  # fmt: skip
