@@ -209,8 +209,9 @@ class CacheWriter:
         return len(lines)
 
     def wait_acknowledged(self, count: int | None = None, timeout: float = 30.0) -> None:
-        """Until `count` records (all sent ones by default) are written; the stand-in flushes
-        a chunk every flush_interval. TimeoutError says the last refusal, if any."""
+        """Until `count` records (by default all sent ones: pass a count when some events'
+        tags are not the route's, they are never written) are written; the stand-in flushes a
+        chunk every flush_interval. TimeoutError says the last refusal, if any."""
         target = self.sent if count is None else count
         if not self._wait(lambda: self._acknowledged >= target, timeout):
             refusals = self.refusals
