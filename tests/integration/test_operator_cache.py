@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from confluent_kafka.admin import AdminClient
@@ -44,11 +44,10 @@ def ready(kube: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
 def fluent_names(kube: client.ApiClient) -> dict[str, dict[str, str]]:
     """Every fluent-operator object: plural -> name -> uid."""
     api = client.CustomObjectsApi(kube)
-    return {
-        plural: {o["metadata"]["name"]: o["metadata"]["uid"]
-                 for o in api.list_cluster_custom_object(*FLUENT, plural)["items"]}
-        for plural in ("clusterfilters", "clusteroutputs", "clusterfluentdconfigs")
-    }  # fmt: skip
+    listed = {p: cast(dict[str, Any], api.list_cluster_custom_object(*FLUENT, p))
+              for p in ("clusterfilters", "clusteroutputs", "clusterfluentdconfigs")}  # fmt: skip
+    return {plural: {o["metadata"]["name"]: o["metadata"]["uid"] for o in found["items"]}
+            for plural, found in listed.items()}  # fmt: skip
 
 
 def namespace_topics(stack: StackEnv, namespace: str) -> set[str]:
@@ -73,13 +72,14 @@ def test_a_second_pipeline_over_a_cache_makes_no_topic_and_no_route(
     assert namespace_topics(stack, namespace) == set()
     # the route as the operator stored it: the API server pruned nothing of the custom plugin
     objects = fluent_names(kube)
-    output = client.CustomObjectsApi(kube).get_cluster_custom_object(
+    output = cast(dict[str, Any], client.CustomObjectsApi(kube).get_cluster_custom_object(
         *FLUENT, "clusteroutputs", route.name
-    )
+    ))  # fmt: skip
     assert output["spec"]["outputs"] == [{"customPlugin": {"config": build_store_match(route)}}]
-    configmap = core.read_namespaced_config_map(route.name, namespace)
-    assert [o.uid for o in configmap.metadata.owner_references] == [first["metadata"]["uid"]]
-    maps_before = {m.metadata.name for m in core.list_namespaced_config_map(namespace).items}
+    configmap = read(kube, core.read_namespaced_config_map(route.name, namespace))
+    owners = configmap["metadata"]["ownerReferences"]
+    assert [o["uid"] for o in owners] == [first["metadata"]["uid"]]
+    maps_before = config_map_names(kube, namespace)
 
     create_pipeline(kube, namespace, "errors", ERRORS)
     second = wait_for(lambda: ready(kube, namespace, "errors"), timeout=60, what="errors")
@@ -87,23 +87,24 @@ def test_a_second_pipeline_over_a_cache_makes_no_topic_and_no_route(
     # cluster objects, and the only new ConfigMap is the consumer's own configuration
     assert namespace_topics(stack, namespace) == set()
     assert fluent_names(kube) == objects
-    after = core.read_namespaced_config_map(route.name, namespace)
-    assert after.metadata.uid == configmap.metadata.uid
-    owners = {o.uid for o in after.metadata.owner_references}
-    assert owners == {first["metadata"]["uid"], second["metadata"]["uid"]}
-    assert not any(o.controller for o in after.metadata.owner_references)
-    maps_after = {m.metadata.name for m in core.list_namespaced_config_map(namespace).items}
-    assert maps_after - maps_before == {"errors-config"}
+    after = read(kube, core.read_namespaced_config_map(route.name, namespace))
+    assert after["metadata"]["uid"] == configmap["metadata"]["uid"]
+    owners = after["metadata"]["ownerReferences"]
+    assert {o["uid"] for o in owners} == {first["metadata"]["uid"], second["metadata"]["uid"]}
+    assert not any(o["controller"] for o in owners)
+    assert config_map_names(kube, namespace) - maps_before == {"errors-config"}
     # the job reads the same cache, as the user of the operator's Redis Secret (a reference)
-    document = json.loads(
-        core.read_namespaced_config_map("errors-config", namespace).data["pipeline.json"]
-    )
+    consumer_config = read(kube, core.read_namespaced_config_map("errors-config", namespace))
+    document = json.loads(consumer_config["data"]["pipeline.json"])
     assert document["cache"]["key"] == build_cache_key(namespace, TAG)
-    cronjob = client.BatchV1Api(kube).read_namespaced_cron_job("errors-consumer", namespace)
-    env = {e.name: e for e in cronjob.spec.job_template.spec.template.spec.containers[0].env}
-    secret_ref = env["METRICPIPE_REDIS_PASSWORD"].value_from.secret_key_ref
-    assert (secret_ref.name, secret_ref.key) == ("metricpipe-redis", "password")
-    assert env["METRICPIPE_REDIS_PASSWORD"].value is None
+    cronjob = read(kube, client.BatchV1Api(kube).read_namespaced_cron_job("errors-consumer",
+                                                                          namespace))  # fmt: skip
+    container = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    password = env["METRICPIPE_REDIS_PASSWORD"]
+    assert password["valueFrom"]["secretKeyRef"] == {"name": "metricpipe-redis",
+                                                     "key": "password"}  # fmt: skip
+    assert "value" not in password
 
     # deleting one reader keeps the route; deleting the last removes its cluster objects
     api = client.CustomObjectsApi(kube)
@@ -122,8 +123,18 @@ def _gone(kube: client.ApiClient, namespace: str, name: str) -> bool:
     try:
         get_pipeline(kube, namespace, name)
     except client.ApiException as error:
-        return error.status == 404
+        return bool(error.status == 404)
     return False
+
+
+def read(kube: client.ApiClient, obj: object) -> dict[str, Any]:
+    """A typed client object as the API's JSON (camelCase keys)."""
+    return cast(dict[str, Any], kube.sanitize_for_serialization(obj))
+
+
+def config_map_names(kube: client.ApiClient, namespace: str) -> set[str]:
+    listed = read(kube, client.CoreV1Api(kube).list_namespaced_config_map(namespace))
+    return {m["metadata"]["name"] for m in listed["items"]}
 
 
 @pytest.mark.usefixtures("metricpipeline_crd")

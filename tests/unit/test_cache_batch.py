@@ -11,6 +11,7 @@ import pytest
 from metricpipe_consumers.batch import BatchReport, build_run_summary
 from metricpipe_consumers.cachebatch import build_score_range, decide_trimmed
 from metricpipe_contract.cache import build_cache_key, build_dead_letter_key, build_member_id
+from metricpipe_contract.model import MetricPipelineSpec
 from metricpipe_contract.refs import PipelineRef
 from metricpipe_operator.reconcile.cache_route import (
     CacheRoute,
@@ -26,6 +27,10 @@ from metricpipe_operator.scaling.batchruns import (
     build_cache_condition,
     build_run_record,
 )
+from metricpipe_operator.scaling.cache import decide_cache_writable
+from metricpipe_operator.scaling.model import PolicyConfig
+from metricpipe_operator.scaling.observe import Observed
+from metricpipe_operator.scaling.plan import CycleInputs, Kept, plan_batch_pipeline
 
 HOUR = 3_600_000
 MINUTE = 60_000
@@ -206,3 +211,51 @@ def test_the_cache_condition_follows_the_newest_run(
         assert "p-1" in condition.message
         assert "retention" in condition.message
     assert len(build_batch_runs([record])) == sized
+
+
+@pytest.mark.parametrize(
+    ("values", "status", "reason", "words"),
+    [
+        (None, None, "MetricsUnavailable", "Prometheus"),
+        ({}, None, "NoCacheMetrics", "METRICPIPE_REDIS_HOST"),
+        ({"refused_writes": {"r:1": 0.0}, "used_ratio": {"r:1": 0.42}}, True, "Writable", "42%"),
+        (
+            {"refused_writes": {"r:1": 3.0}, "used_ratio": {"r:1": 1.0}},
+            False,
+            "WritesRefused",
+            "refused 3 cache writes",
+        ),
+        # no limit set: no ratio, still a verdict on the refusals
+        ({"refused_writes": {"r:1": 0.0}}, True, "Writable", "every cache write"),
+    ],
+)
+def test_cache_writable_follows_the_refusals(
+    values: dict[str, dict[str, float]] | None, status: bool | None, reason: str, words: str
+) -> None:
+    condition = decide_cache_writable(values)
+    assert (condition.status, condition.reason) == (status, reason)
+    assert words in condition.message
+
+
+def test_a_cache_pipeline_without_runs_still_gets_its_cache_conditions() -> None:
+    obj: dict[str, Any] = {
+        "metadata": {"namespace": "team-a", "name": "requests", "uid": "u", "generation": 1},
+        "spec": {"mode": "batch", "source": {"tag": "t", "store": "redis"},
+                 "metric": {"aggregation": "count", "window": "1h"}},
+        "status": {},
+    }  # fmt: skip
+    refused = {"refused_writes": {"r:1": 2.0}}
+    inputs = CycleInputs(None, "", Observed(), 100.0, refused)
+    plan = plan_batch_pipeline(
+        obj, MetricPipelineSpec.model_validate(obj["spec"]), inputs, Kept(), PolicyConfig()
+    )
+    assert plan is not None
+    assert plan.scale is None
+    assert plan.due
+    [written] = plan.status["conditions"]
+    assert (written["type"], written["status"], written["reason"]) == (
+        "CacheWritable", "False", "WritesRefused",
+    )  # fmt: skip
+    kafka = {**obj, "spec": {**obj["spec"], "source": {"tag": "t"}}}
+    spec = MetricPipelineSpec.model_validate(kafka["spec"])
+    assert plan_batch_pipeline(kafka, spec, inputs, Kept(), PolicyConfig()) is None

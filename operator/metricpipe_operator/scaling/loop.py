@@ -25,6 +25,7 @@ from metricpipe_contract.model import GROUP, PLURAL, VERSION
 from ..reconcile.status import Condition, now_rfc3339
 from ..reconcile.statuswrite import build_merged_status, write_pipeline_status
 from .archive_loop import ArchiveScaler
+from .cache import CACHE_QUERIES
 from .collect import QUERIES, MetricsUnavailableError, MetricValues, fetch_metric_values
 from .events import build_event
 from .model import Decision, MetricSample, PolicyConfig
@@ -118,6 +119,20 @@ class ResourceManager:
                 log.exception("resource manager cycle failed")
             stop.wait(self.settings.interval_seconds)
 
+    def _fetch_cache_values(
+        self, pipelines: list[dict[str, Any]], now: float
+    ) -> MetricValues | None:
+        """The Redis cache's two queries, only when a pipeline reads the cache."""
+        if not any(((p.get("spec") or {}).get("source") or {}).get("store") == "redis"
+                   for p in pipelines):  # fmt: skip
+            return None
+        try:
+            return fetch_metric_values(self.settings.prometheus_url,
+                                       self.settings.query_timeout_seconds, now,
+                                       queries=CACHE_QUERIES, label="redis")  # fmt: skip
+        except MetricsUnavailableError:
+            return None
+
     # -- one cycle: read, plan (pure), apply --------------------------------------------------
     def cycle(self, now: float) -> CycleReport:
         started = time.monotonic()
@@ -137,7 +152,8 @@ class ResourceManager:
             report.metrics_available = False
         rules = PlanRules(self.policy, self.policy_config, self.settings.keep_seconds,
                           self.settings.status_max_age_seconds)  # fmt: skip
-        inputs = CycleInputs(values, unavailable, observed, now)
+        inputs = CycleInputs(values, unavailable, observed, now,
+                             self._fetch_cache_values(pipelines, now))  # fmt: skip
         plans = plan_cycle(pipelines, inputs, self._kept(), rules)
         for plan in plans:
             self._keep(plan)

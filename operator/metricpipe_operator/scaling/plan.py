@@ -29,6 +29,7 @@ from .batchruns import (
     build_cache_condition,
     merge_run_records,
 )
+from .cache import decide_cache_writable
 from .collect import MetricValues, build_sample
 from .model import Decision, MetricSample, PipelineScaling, PolicyConfig
 from .observe import Observed, build_health_conditions
@@ -49,6 +50,7 @@ class CycleInputs:
     unavailable: str
     observed: Observed
     now: float
+    cache_values: MetricValues | None = None  # cache.CACHE_QUERIES (only with a redis store)
 
 
 @dataclass(frozen=True)
@@ -240,8 +242,10 @@ def plan_batch_pipeline(
     key, now = f"{meta['namespace']}/{meta['name']}", inputs.now
     finished = inputs.observed.finished_runs.get(key, [])
     records = merge_run_records(((status.get("batch") or {}).get("runs") or []), finished)
-    if not records:
-        return None  # nothing measured yet: the spec's replicas stand
+    cached = spec.source.store == "redis"
+    writable = (decide_cache_writable(inputs.cache_values, inputs.unavailable),) if cached else ()
+    if not records:  # nothing measured yet: the spec's replicas stand
+        return plan_conditions_only(obj, spec, writable, kept, now) if writable else None
     sizing = BatchSizing(
         freshness_target_seconds=parse_duration(spec.freshness.target),
         allowed_lateness_seconds=parse_duration(spec.metric.allowed_lateness),
@@ -254,7 +258,7 @@ def plan_batch_pipeline(
     if spec.scaling.enabled and batch_plan.parallelism != spec.replicas:
         scale = ScaleAction(spec.replicas, decision)
     condition = build_batch_condition(batch_plan)
-    extra = (build_cache_condition(records),) if spec.source.store == "redis" else ()
+    extra = (build_cache_condition(records), *writable) if cached else ()
     before = {c["type"]: c.get("status") for c in status.get("conditions") or []}
     # one Warning when it turns False (kept.budget_warned also covers a status write pending)
     events: tuple[EventAction, ...] = ()
@@ -276,6 +280,27 @@ def plan_batch_pipeline(
     return PipelinePlan(
         obj, key, state_key(meta), decision, Kept(kept.history, written_at, warned),
         new_status, (condition, *extra), due, True, age, scale, events,
+    )  # fmt: skip
+
+
+def plan_conditions_only(
+    obj: dict[str, Any], spec: MetricPipelineSpec, conditions: tuple[Condition, ...], kept: Kept,
+    now: float,
+) -> PipelinePlan:  # fmt: skip
+    """A batch pipeline with no run measured yet: its replicas stand, its conditions are
+    written when they change."""
+    meta, status = obj["metadata"], obj.get("status") or {}
+    merged = merge_conditions(list(status.get("conditions") or []), list(conditions),
+                              int(meta.get("generation") or 0))  # fmt: skip
+    new_status = {"conditions": merged}
+    due = merged != (status.get("conditions") or [])
+    written_at = kept.written_at if kept.written_at is not None or not due else now
+    age = now - (written_at if written_at is not None else now)
+    decision = Decision(spec.replicas, "no batch run measured yet")
+    return PipelinePlan(
+        obj, f"{meta['namespace']}/{meta['name']}", state_key(meta), decision,
+        Kept(kept.history, written_at, kept.budget_warned), new_status, conditions, due, due,
+        age,
     )  # fmt: skip
 
 
