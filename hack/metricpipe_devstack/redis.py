@@ -4,8 +4,9 @@ The configuration (`.stack/data/redis/redis.conf`, root only) is written at ever
 the pure builders below:
 - it listens on the pod bridge's host address, like the stack's other servers, so host
   processes and pods reach it at the same address;
-- durability: AOF only, `appendfsync always` (each write is fsynced before its reply, so a
-  restart, even after kill -9, loses nothing that was acknowledged); no RDB snapshots;
+- durability: AOF only, `appendfsync always`: each write is written to the AOF and fsynced
+  before its reply, so nothing acknowledged is lost by a restart, a kill -9 or (by the fsync)
+  an OS crash; no RDB snapshots;
 - memory: `maxmemory` (METRICPIPE_REDIS_MAXMEMORY, 512mb) with `noeviction`, so a full cache
   refuses writes with an OOM error instead of dropping records silently;
 - ACL users, one per role (ROLE_USERS), passwords made once per stack (a fresh data
