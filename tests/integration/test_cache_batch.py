@@ -37,7 +37,7 @@ from metricpipe_devstack.env import StackEnv
 from metricpipe_operator.config import OperatorConfig
 from metricpipe_operator.reconcile.cache_route import CacheRoute, build_cache_fluent_conf
 from metricpipe_operator.reconcile.consumer import build_pipeline_document
-from shared_data import access_log_lines
+from shared_data import access_log_lines, rtt_records
 
 HOUR_MS = 3_600_000
 TAG = "edge.access"
@@ -49,6 +49,13 @@ SPECS: dict[str, dict[str, Any]] = {
         "source": {"tag": TAG, "format": "apache_combined", "store": "redis"},
         "metric": {"aggregation": "count", "eventTime": EVENT_TIME, "window": "1h",
                    "allowedLateness": "10m"},
+    },
+    "rtt": {  # RIPE Atlas pings as JSON: average RTT per probe per hour, lost pings left out
+        "mode": "batch",
+        "source": {"tag": "atlas", "store": "redis",
+                   "filters": [{"field": "rtt", "matches": "^[0-9]"}]},
+        "metric": {"aggregation": "avg", "valueField": "rtt", "groupBy": ["probe"],
+                   "window": "1h", "allowedLateness": "10m"},
     },
     "errors": {
         "mode": "batch",
@@ -240,3 +247,53 @@ def _run_all(job: CacheBatchJob, now_ms: int) -> list[Any]:
         reports += batch
     print(f"{len(reports)} windows, {sum(r.seconds for r in reports):.1f} s")
     return reports
+
+
+RTT_HOURS = 48  # of the RTT archive's busiest stretch: ~15,000 pings of up to 50 probes
+
+
+def retime_rtt(records: list[dict[str, object]], end_ms: int) -> list[tuple[float, dict[str, Any]]]:
+    """The archive's last RTT_HOURS of pings moved by whole hours to end in the hour before
+    `end_ms`, each with its Fluentd time (its own time plus 0-1.5 s)."""
+    stamped = sorted(((datetime.fromisoformat(str(r["time"])).timestamp(), r) for r in records),
+                     key=lambda item: item[0])  # fmt: skip
+    newest = int(stamped[-1][0] * 1000)
+    start = (newest // HOUR_MS + 1 - RTT_HOURS) * HOUR_MS
+    shift = (end_ms // HOUR_MS - newest // HOUR_MS - 1) * HOUR_MS
+    out = []
+    for index, (seconds, record) in enumerate(stamped):
+        if seconds * 1000 < start:
+            continue
+        moved = datetime.fromtimestamp(seconds + shift / 1000, UTC)
+        out.append((moved.timestamp() + (index % 7) * 0.25,
+                    {**record, "time": moved.strftime("%Y-%m-%dT%H:%M:%SZ")}))  # fmt: skip
+    return out
+
+
+def test_rtt_per_probe_per_hour_through_the_cache(
+    stack: StackEnv, tmp_path: Path, cache_namespace: str
+) -> None:
+    assert stack.redis is not None
+    now_ms = int(time.time() * 1000)
+    events = retime_rtt(rtt_records(stack.data_dir), now_ms // HOUR_MS * HOUR_MS - HOUR_MS)
+    route = CacheRoute(cache_namespace, "atlas", stack.redis.host, stack.redis.port,
+                       RETENTION_SECONDS)  # fmt: skip
+    with CacheWriter(build_cache_fluent_conf(route),
+                     stack.redis.password_files["writer"]) as writer:  # fmt: skip
+        writer.send_many(("atlas", score, record) for score, record in events)
+        assert writer.close().records == len(events)
+    records = cached_records(stack, route.key)
+    assert len(records) == len(events)
+    pipeline = make_cache_pipeline(stack, tmp_path, cache_namespace, "rtt", backend="opensearch")
+    engine = SparkAggregator("local[1]")
+    try:
+        reports = _run_all(build_job(stack, pipeline, engine, now_ms), now_ms)
+    finally:
+        engine.stop()
+    reference = pipeline.expected(records, now_ms)
+    hours = {start for start, *_ in reference.windows}
+    assert len(hours) >= RTT_HOURS - 1, sorted(hours)
+    assert len({key[1:] for key in reference.windows}) > 1  # several probes
+    assert not any(r.trimmed for r in reports)
+    assert sum(r.counted for r in reports) == sum(w.count for w in reference.windows.values())
+    assert assert_matches_reference(pipeline, reference, now_ms) == len(reference.windows)
