@@ -15,20 +15,27 @@ from __future__ import annotations
 import json
 import math
 import time
+import uuid
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 import oracle
 from consumers import Pipeline, assert_matches_reference, sink_results
-from metricpipe_consumers.cachebatch import CacheBatchJob, CacheDeadLetters
+from metricpipe_consumers.cachebatch import CacheBatchJob, CacheDeadLetters, fetch_cache_rows
 from metricpipe_consumers.document import PipelineDocument
 from metricpipe_consumers.engine import SparkAggregator
 from metricpipe_consumers.sink import build_sink
-from metricpipe_contract.cache import build_cache_key, build_dead_letter_key
+from metricpipe_contract.cache import (
+    CACHE_KEY_PREFIX,
+    DEAD_LETTER_KEY_PREFIX,
+    build_cache_key,
+    build_dead_letter_key,
+)
 from metricpipe_contract.model import MetricPipelineSpec
 from metricpipe_contract.refs import PipelineRef
 from metricpipe_demo.cache_writer import CacheWriter
@@ -297,3 +304,37 @@ def test_rtt_per_probe_per_hour_through_the_cache(
     assert not any(r.trimmed for r in reports)
     assert sum(r.counted for r in reports) == sum(w.count for w in reference.windows.values())
     assert assert_matches_reference(pipeline, reference, now_ms) == len(reference.windows)
+
+
+def test_a_namespace_user_reads_its_own_caches_only(stack: StackEnv, cache_namespace: str) -> None:
+    """Tenancy by the key layout: an ACL user limited to `metricpipe:cache:{<ns>}:*` (and its
+    dead-letter hashes), as docs/logcache.md tells an admin to make one per namespace, reads its
+    namespace's cache with the job's own reader and is refused another namespace's by Redis."""
+    assert stack.redis is not None
+    admin = stack.redis.connect("admin")
+    other = f"{cache_namespace}-other"
+    mine_key, other_key = build_cache_key(cache_namespace, TAG), build_cache_key(other, TAG)
+    user, password = f"tenant-{cache_namespace}"[:60], uuid.uuid4().hex
+    admin.acl_setuser(
+        user, enabled=True, passwords=[f"+{password}"], reset_keys=True, reset_channels=True,
+        commands=["-@all", "+ping", "+zrangebyscore", "+zrange", "+hset"],
+        keys=[f"%R~{CACHE_KEY_PREFIX}{{{cache_namespace}}}:*",
+              f"{DEAD_LETTER_KEY_PREFIX}{{{cache_namespace}}}:*"],
+    )  # fmt: skip
+    try:
+        for key in (mine_key, other_key):
+            admin.zadd(key, {json.dumps({"message": key}): time.time()})
+        tenant = redis.Redis(host=stack.redis.host, port=stack.redis.port, username=user,
+                             password=password, socket_timeout=5)  # fmt: skip
+        now_ms = int(time.time() * 1000)
+        rows, _ = fetch_cache_rows(tenant, mine_key, now_ms - HOUR_MS, now_ms + HOUR_MS)
+        assert rows.num_rows == 1
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            fetch_cache_rows(tenant, other_key, now_ms - HOUR_MS, now_ms + HOUR_MS)
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            tenant.zadd(mine_key, {"forged": 1.0})
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            tenant.hset(build_dead_letter_key(other, "p"), "f", "v")
+    finally:
+        admin.acl_deluser(user)
+        admin.delete(other_key)
