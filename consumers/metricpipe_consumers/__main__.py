@@ -19,7 +19,7 @@ from confluent_kafka import KafkaException
 from metricpipe_contract.kafka import KAFKA_SETTINGS_INVALID
 from metricpipe_contract.logs import configure_logging
 
-from .batch import BatchJob, build_run_summary, decide_local_parallelism
+from .batch import BatchJob, BatchReport, build_run_summary, decide_local_parallelism
 from .cachebatch import CacheBatchJob, CacheDeadLetters
 from .config import ConsumerConfig
 from .deadletters import DeadLetterWriter
@@ -210,8 +210,9 @@ def run_batch(
     document: PipelineDocument, sink: MetricSink, config: ConsumerConfig,
     kafka: KafkaAccess | None, window_start: str | None,
 ) -> int:  # fmt: skip
-    """Computes the due windows (or the one asked for); prints a JSON line per window; exits
-    0, or 2 on a sink error (the Job's backoff retries it)."""
+    """Computes the due windows (or the one asked for); logs and prints a JSON line per
+    window as soon as it is computed and its progress saved; exits 0, or 2 on a sink error
+    (the Job's backoff retries it)."""
     log = structlog.get_logger("metricpipe.batch")
     try:
         conf = spark_conf(config, jars=True)
@@ -221,11 +222,18 @@ def run_batch(
         return 3
     engine = SparkAggregator(config.spark_master, conf=conf)
     job = build_batch_job(document, sink, engine, config, kafka)
+
+    def computed(report: BatchReport) -> None:
+        log.info("window computed", **report.to_dict())
+        print(json.dumps(report.to_dict()), flush=True)
+
     try:
         if window_start:  # one window, on request (a rerun, a backfill): progress stays
             reports = [job.run(parse_iso_ms(window_start))]
+            computed(reports[0])
         else:
-            reports = job.run_due(int(time.time() * 1000), config.batch_max_windows)
+            now_ms = int(time.time() * 1000)
+            reports = job.run_due(now_ms, config.batch_max_windows, on_report=computed)
     except SinkError as error:
         log.error("sink error; the Job retries", error=str(error))
         return 2
@@ -235,9 +243,6 @@ def run_batch(
         return 4
     finally:
         engine.stop()
-    for report in reports:
-        log.info("window computed", **report.to_dict())
-        print(json.dumps(report.to_dict()), flush=True)
     if not reports:
         log.info("no window due")
     summary = build_run_summary(reports, decide_local_parallelism(config.spark_master))

@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -195,9 +195,13 @@ class BatchJob:
         config = ConsumerConfig()  # the record limits (METRICPIPE_MAX_*), as in stream mode
         self.parser = RecordParser(doc.spec, config.max_record_bytes, limits=config.record_limits())
 
-    def run_due(self, now_ms: int, limit: int) -> list[BatchReport]:
+    def run_due(
+        self, now_ms: int, limit: int, on_report: Callable[[BatchReport], None] | None = None
+    ) -> list[BatchReport]:
         """Every window due (see `decide_due_windows`), each followed by the progress record,
-        so a run stopped half-way resumes at the first window it did not finish."""
+        so a run stopped half-way resumes at the first window it did not finish. `on_report`
+        gets each window's report once its progress is saved (a run killed later has said
+        which windows it finished)."""
         state_index = f"{self.doc.sink.index}-state"
         self.sink.ensure_indices()
         self.sink.refresh()
@@ -216,6 +220,8 @@ class BatchJob:
                 reports.append(self.run(start))
             save_progress(self.sink, state_index, self.doc.pipeline.key,
                           Progress(end, end + self.doc.lateness_ms))  # fmt: skip
+            if on_report is not None:
+                on_report(reports[-1])
         return reports
 
     def first_record_ms(self) -> int | None:
