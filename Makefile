@@ -84,7 +84,7 @@ e2e: stack-deps ## Closed loops on the real local stack (the ResourceManager sca
 test: stack-deps ## Everything CI runs: lint and unit (while the stack starts), then integration and e2e
 	@bash hack/test.sh
 
-bench: stack-deps ## Benchmarks (not tests): consumer (throughput, start, memory), archiver and peek reader, exporter, ResourceManager cycle, autoscaling simulator
+bench: stack-deps ## Benchmarks (not tests): consumer (throughput, start, memory), archiver and peek reader, exporter, ResourceManager cycle, autoscaling simulator, stream vs batch over Kafka vs batch over Redis
 	$(PY) bench/consumer_throughput.py
 	$(PY) bench/consumer_start.py
 	$(PY) bench/consumer_memory.py
@@ -92,6 +92,7 @@ bench: stack-deps ## Benchmarks (not tests): consumer (throughput, start, memory
 	$(PY) bench/exporter_scrape.py
 	$(PY) bench/resource_manager_cycle.py
 	$(PY) bench/autoscale_sim.py
+	$(PY) bench/batch_modes.py
 
 demo: stack-up ## The whole loop on real data: operator, exporter and consumers as containers, a burst, the log archive and a peek through the edge
 	@$(PY) -m metricpipe_demo up
