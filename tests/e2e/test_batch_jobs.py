@@ -9,16 +9,15 @@ reference implementation."""
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from kubernetes import client
 
+from batch_jobs import fetch_progress, pipeline_from_configmap, run_job_from_cronjob
 from consumers import (
-    Pipeline,
     assert_matches_reference,
     create_topics,
     produce,
@@ -26,8 +25,6 @@ from consumers import (
     with_kafka_times,
 )
 from helpers import wait_for
-from metricpipe_consumers.sink import build_sink
-from metricpipe_contract.model import MetricPipelineSpec
 from metricpipe_devstack.env import StackEnv
 from node_harness import Node
 from pipelines import condition, condition_is, create_pipeline, get_pipeline, patch_spec
@@ -37,45 +34,6 @@ WINDOWS_PER_RUN = 24  # METRICPIPE_BATCH_MAX_WINDOWS's default
 LATENESS_MS = 10 * 60_000  # the spec's allowedLateness
 SKEW_MS = 5 * 60_000  # METRICPIPE_MAX_FUTURE_SKEW_MS's default: runs read that far back
 HOUR_MS = 3_600_000
-
-
-def run_job_from_cronjob(kube: client.ApiClient, namespace: str, cronjob: Any, name: str) -> Any:
-    """A Job from the CronJob's template (what `kubectl create job --from` does); its status
-    once the Job controller counts it succeeded or failed."""
-    batch = client.BatchV1Api(kube)
-    template = client.ApiClient().sanitize_for_serialization(cronjob.spec.job_template)
-    body = {
-        "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": {"name": name, "labels": template["metadata"].get("labels", {}),
-                     "annotations": {"cronjob.kubernetes.io/instantiate": "manual"}},
-        "spec": template["spec"],
-    }  # fmt: skip
-    batch.create_namespaced_job(namespace, cast(Any, body))
-
-    def finished() -> Any:
-        status = batch.read_namespaced_job_status(name, namespace).status
-        return status if status is not None and (status.succeeded or status.failed) else None
-
-    return wait_for(finished, timeout=300, what=f"job {name} finished", interval=2)
-
-
-def pipeline_from_configmap(
-    kube: client.ApiClient, namespace: str, name: str, tmp_path: Path
-) -> Pipeline:
-    """The pipeline as its pods see it: pipeline.json from the operator's ConfigMap."""
-    configmaps = client.CoreV1Api(kube).list_namespaced_config_map(namespace).items
-    found = [c for c in configmaps if c.data and "pipeline.json" in c.data
-             and json.loads(c.data["pipeline.json"])["pipeline"]["name"] == name]  # fmt: skip
-    assert found, f"no pipeline.json for {name}"
-    data = found[0].data
-    assert data is not None
-    document = json.loads(data["pipeline.json"])
-    spec = MetricPipelineSpec.model_validate(document["spec"])
-    sink = build_sink(document["sink"]["backend"], document["sink"]["endpoint"],
-                      document["sink"]["index"], None, None)  # fmt: skip
-    path = tmp_path / "pipeline.json"
-    path.write_text(json.dumps(document))
-    return Pipeline(name, spec, path, sink, document, applied=document["spec"])
 
 
 def test_jobs_from_the_cronjob_compute_every_window(
@@ -113,10 +71,7 @@ def test_jobs_from_the_cronjob_compute_every_window(
     runs, started = 0, time.monotonic()
 
     def progress() -> int:
-        pipeline.sink.ensure_indices()  # before the first run, nobody has created them yet
-        pipeline.sink.refresh()
-        found = pipeline.sink.search(pipeline.sink.state_index, {"term": {"kind": "pipeline"}}, 1)
-        return int(found[0]["finalized_through_ms"]) if found else 0
+        return fetch_progress(pipeline)
 
     parallelism: dict[str, int] = {}  # Job -> the CronJob's parallelism when it was created
     while progress() <= windows[-1] and runs < 5:

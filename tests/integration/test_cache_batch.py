@@ -13,7 +13,6 @@ identical documents; the hours before the cache's trim horizon are reported, not
 from __future__ import annotations
 
 import json
-import math
 import time
 import uuid
 from collections import Counter
@@ -24,7 +23,14 @@ from typing import Any
 import pytest
 import redis
 
-import oracle
+from cache_data import (
+    HOUR_MS,
+    cached_records,
+    comparable,
+    delete_cache_keys,
+    hours_of,
+    retime,
+)
 from consumers import Pipeline, assert_matches_reference, sink_results
 from metricpipe_consumers.cachebatch import CacheBatchJob, CacheDeadLetters, fetch_cache_rows
 from metricpipe_consumers.document import PipelineDocument
@@ -39,14 +45,12 @@ from metricpipe_contract.cache import (
 from metricpipe_contract.model import MetricPipelineSpec
 from metricpipe_contract.refs import PipelineRef
 from metricpipe_demo.cache_writer import CacheWriter
-from metricpipe_demo.retime import parse_clf_time, rewrite_clf_timestamp
 from metricpipe_devstack.env import StackEnv
 from metricpipe_operator.config import OperatorConfig
 from metricpipe_operator.reconcile.cache_route import CacheRoute, build_cache_fluent_conf
 from metricpipe_operator.reconcile.consumer import build_pipeline_document
 from shared_data import access_log_lines, rtt_records
 
-HOUR_MS = 3_600_000
 TAG = "edge.access"
 RETENTION_SECONDS = 200 * 3600  # the replay spans 84 hours: all of it stays cached
 EVENT_TIME = {"field": "time", "format": "clf"}
@@ -72,55 +76,6 @@ SPECS: dict[str, dict[str, Any]] = {
                    "allowedLateness": "10m"},
     },
 }  # fmt: skip
-CHANGING = ("finalized_at", "delay_seconds")  # when it ran, not what it computed
-
-
-def retime(lines: list[str], end_ms: int) -> list[tuple[float, str]]:
-    """Each line moved by whole hours so that the newest lies in the hour before `end_ms`,
-    with its Fluentd time (score): its request time plus 0-1.5 s; a line without a readable
-    time keeps its text and its predecessor's time, as a shipper stamping arrival would."""
-    times: list[int | None] = []
-    for line in lines:
-        try:
-            times.append(oracle.event_ms(oracle.scan_access_line(line)["time"], "clf", None))
-        except oracle.Dead:
-            times.append(None)
-    newest = max(t for t in times if t is not None)
-    shift = (end_ms // HOUR_MS - newest // HOUR_MS - 1) * HOUR_MS
-    out, last = [], 0
-    for index, (line, when) in enumerate(zip(lines, times, strict=True)):
-        if when is not None:
-            last = when + shift
-            moved = rewrite_clf_timestamp(line.encode(), _utc(last)).decode()
-        else:
-            moved = line
-        out.append((last / 1000 + (index % 7) * 0.25, moved))
-    return out
-
-
-def _utc(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
-
-
-def hours_of(events: list[tuple[float, str]]) -> set[int]:
-    """The hours the lines' own timestamps fall in (lines without one left out)."""
-    hours = set()
-    for _, line in events:
-        try:
-            when = parse_clf_time(line.encode())
-        except ValueError:
-            continue
-        hours.add(int(when.timestamp() * 1000) // HOUR_MS * HOUR_MS)
-    return hours
-
-
-def cached_records(stack: StackEnv, key: str) -> list[oracle.Record]:
-    """Every member of the cache as the oracle's record (one partition; the score as its
-    arrival time), read as the admin user."""
-    assert stack.redis is not None
-    admin = stack.redis.connect("admin", decode_responses=False)
-    members = admin.zrange(key, 0, -1, withscores=True)
-    return [oracle.Record(0, bytes(m), math.floor(float(s) * 1000)) for m, s in members]  # type: ignore[union-attr]
 
 
 def make_cache_pipeline(
@@ -157,20 +112,13 @@ def build_job(
                          now_ms=now_ms)  # fmt: skip
 
 
-def comparable(finals: dict[Any, dict[str, Any]]) -> dict[Any, dict[str, Any]]:
-    return {k: {f: v for f, v in doc.items() if f not in CHANGING} for k, doc in finals.items()}
-
-
 @pytest.fixture
 def cache_namespace(stack: StackEnv, unique_name: str) -> Any:
     if stack.redis is None:
         pytest.skip("the stack has no Redis (make stack-up)")
     namespace = f"it-{unique_name}"[:63]
     yield namespace
-    admin = stack.redis.connect("admin")
-    for pattern in (build_cache_key(namespace, "*"), build_dead_letter_key(namespace, "*")):
-        for key in admin.scan_iter(match=pattern.replace("{", "\\{").replace("}", "\\}")):
-            admin.delete(key)
+    delete_cache_keys(stack, namespace)
 
 
 def test_two_pipelines_over_one_cache_equal_the_reference(
