@@ -27,6 +27,7 @@ def unique_name() -> str:
 from exporter_harness import start_exporter  # noqa: E402, F401
 from install_harness import identities  # noqa: E402, F401
 from node_harness import cordoned_node, node  # noqa: E402, F401
+from redis_faults import stack_redis  # noqa: E402, F401
 from stack_fixtures import *  # noqa: E402, F403
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import threading
 import time
 import uuid
 from collections import Counter
@@ -24,11 +25,13 @@ from typing import Any, cast
 import pytest
 import redis
 
+from helpers import wait_for
 from metricpipe_contract.cache import UID_FIELD
 from metricpipe_demo.cache_writer import CacheWriter, Event
 from metricpipe_devstack.env import StackEnv
-from metricpipe_devstack.redis import RedisAccess
+from metricpipe_devstack.redis import Redis, RedisAccess
 from metricpipe_operator.reconcile.cache_route import CacheRoute, build_cache_fluent_conf
+from redis_faults import kill_redis, restart_redis
 from shared_data import access_log_lines
 
 TAG = "app.access"
@@ -206,3 +209,52 @@ def test_a_refused_write_is_retried_not_dropped(
     assert (summary.records, fluentd.acknowledged) == (len(sent), len(sent))
     assert summary.retries >= 3
     assert_cache_holds(admin, route.key, sent)
+
+
+def test_redis_killed_mid_write_loses_nothing_acknowledged(
+    access: RedisAccess, admin: redis.Redis, route: CacheRoute, data_dir: Path,
+    stack_redis: Redis,
+) -> None:  # fmt: skip
+    """kill -9 of the stack's redis-server in the middle of a chunk's pipeline (the stand-in
+    writes 5,000 records in chunks of 1,000), then started again as stack-up starts it: every
+    record acknowledged before the kill is there, and so is the part of the cut-off chunk that
+    Redis had applied (AOF, appendfsync always); the failed chunk is retried whole with the
+    same UUIDs, and at the end every record sent is in the cache exactly once."""
+    began = time.monotonic()
+    events = real_events(data_dir, 5000, time.time() - 1800)
+    sent = [(tag, at, {**record, "seq": seq}) for seq, (tag, at, record) in enumerate(events)]
+    with writer(access, route) as fluentd:
+        feeder = threading.Thread(target=fluentd.send_many, args=(sent,), daemon=True)
+        feeder.start()  # blocks while the stand-in's queue is full, as Fluentd's input would
+        fluentd.wait_acknowledged(1000, timeout=20)
+        seen = wait_for(lambda: mid_chunk(admin, route.key, fluentd.acknowledged), timeout=10,
+                        what="a chunk's pipeline half applied", interval=0.0002)  # fmt: skip
+        killed = kill_redis(stack_redis)  # the fault
+        # down for three failed writes: the next retry comes ~4 s after the third, so the
+        # cache is read back after the restart before any chunk is written again
+        first = fluentd.wait_refusals(3, timeout=10)[0]
+        acked_at_kill = fluentd.acknowledged  # no ack can come while Redis is down
+        restart_redis(stack_redis, killed)
+        held = {json.loads(m)["seq"] for m in cast(list[str], admin.zrange(route.key, 0, -1))}
+        # chunks are written in order: the acknowledged records are the first ones sent, and
+        # the cut-off chunk's records that ZCARD counted were logged before that reply
+        assert set(range(acked_at_kill)) <= held, "acknowledged records lost by the restart"
+        assert len(held) >= seen > acked_at_kill, "the kill did not cut a chunk off"
+        fluentd.wait_acknowledged(len(sent), timeout=60)
+        feeder.join(10)
+        summary = fluentd.close()
+    refusals, took = fluentd.refusals, time.monotonic() - began
+    print(f"{acked_at_kill} of {len(sent)} records acknowledged at the kill, {seen} applied, "
+          f"{len(held)} held after the restart; {len(refusals)} failed writes retried, the "
+          f"first {first.error_class}: {first.error}; {took:.1f} s")  # fmt: skip
+    assert (summary.records, fluentd.acknowledged) == (len(sent), len(sent))
+    assert summary.retries == len(refusals) >= 3
+    seqs = Counter(json.loads(m)["seq"] for m in cast(list[str], admin.zrange(route.key, 0, -1)))
+    assert seqs == Counter(range(len(sent)))  # each record once: the retried chunk added none
+    assert_cache_holds(admin, route.key, sent)  # ... each as sent, with a UUID of its own
+
+
+def mid_chunk(admin: redis.Redis, key: str, acknowledged: int) -> int | None:
+    """ZCARD while a chunk of 1,000 is part applied (well before its end), else None."""
+    count = cast(int, admin.zcard(key))
+    return count if acknowledged < count < acknowledged + 800 else None

@@ -5,7 +5,6 @@ instead of evicting records."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import threading
 import time
@@ -20,11 +19,9 @@ from redis.retry import Retry
 
 from helpers import wait_for
 from metricpipe_contract.cache import build_cache_key, build_dead_letter_key
-from metricpipe_devstack import process
 from metricpipe_devstack.env import StackEnv
 from metricpipe_devstack.redis import ROLE_USERS, Redis, RedisAccess
-from metricpipe_devstack.settings import StackSettings
-from metricpipe_devstack.stack import stack_status
+from redis_faults import kill_redis, restart_redis
 
 NO_RETRY = Retry(NoBackoff(), 0)  # every failed command reaches the writer
 
@@ -179,27 +176,20 @@ def members(access: RedisAccess, key: str) -> set[str]:
 
 
 def test_acknowledged_writes_survive_kill_9(
-    access: RedisAccess, cache_key: str, writer_thread: Callable[..., AckedWriter]
-) -> None:
-    component = Redis(StackSettings())
-    before = component.record()
-    assert before is not None, "the stack's Redis was never started"
-    assert component.is_running(), "the stack's Redis is not running"
+    access: RedisAccess, cache_key: str, writer_thread: Callable[..., AckedWriter],
+    stack_redis: Redis,
+) -> None:  # fmt: skip
     writer = writer_thread()
     wait_for(
         lambda: len(writer.acked) >= 300, timeout=10, what="300 acknowledged ZADDs", interval=0.05
     )
 
-    os.kill(before.pid, signal.SIGKILL)  # the fault: mid-write, no shutdown, no final fsync
-    wait_for(
-        lambda: not process.is_alive(before), timeout=5, what="redis-server dead", interval=0.05
-    )
+    killed = kill_redis(stack_redis)  # the fault: mid-write, no shutdown, no final fsync
     acked_at_kill = len(writer.acked)
     wait_for(lambda: writer.errors, timeout=5, what="the writer's connection errors", interval=0.05)
     assert all(isinstance(e, redis.ConnectionError) for e in writer.errors), writer.errors
 
-    component.start()  # as stack-up starts it: the same config, data and pid file
-    component.wait_healthy(timeout=20)
+    restart_redis(stack_redis, killed)  # as stack-up starts it: the same config, data, pid file
     wait_for(lambda: len(writer.acked) > acked_at_kill + 50, timeout=10,
              what="acknowledged writes after the restart", interval=0.05)  # fmt: skip
     writer.stop.set()
@@ -208,13 +198,6 @@ def test_acknowledged_writes_survive_kill_9(
     present = members(access, cache_key)
     lost = set(writer.acked) - present
     assert not lost, f"{len(lost)} acknowledged members lost, e.g. {sorted(lost)[:5]}"
-    after = component.record()
-    assert after is not None, "the restart recorded no pid"
-    assert after.pid != before.pid
-    assert process.is_alive(after)
-    row = next(r for r in stack_status(StackSettings()) if r["component"] == "redis")
-    assert row["pid"] == str(after.pid), row  # stack-status sees the restarted process
-    assert row["health"].startswith("healthy"), row
 
 
 def test_a_full_cache_refuses_writes_and_drops_nothing(
