@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from functools import partial
 from typing import Any, cast
 
 import pytest
@@ -143,3 +144,25 @@ def test_a_redis_store_needs_batch_mode(kube: client.ApiClient, namespace: str) 
         create_pipeline(kube, namespace, "streamed", {**BASE, "mode": "stream"})
     assert refused.value.status == 422
     assert "source.store redis needs mode batch" in str(refused.value.body)
+
+
+@pytest.mark.usefixtures("fluent_operator_crds")
+def test_two_pipelines_made_at_once_both_own_the_route(
+    kube: client.ApiClient, stack: StackEnv, namespace: str, start_operator: Callable[..., Any]
+) -> None:
+    """Both reconciles apply the shared ConfigMap at about the same time; each as its own
+    field manager, so neither drops the other's owner reference (no wait for a repair)."""
+    if stack.redis is None:
+        pytest.skip("the stack has no Redis (make stack-up)")
+    start_operator(namespace, METRICPIPE_REDIS_HOST=stack.redis.pod_host,
+                   METRICPIPE_REDIS_PORT=str(stack.redis.port))  # fmt: skip
+    route = CacheRoute(namespace, TAG, stack.redis.pod_host, stack.redis.port, 3 * 3600)
+    for name in ("one", "two", "three"):
+        create_pipeline(kube, namespace, name, BASE)
+    uids = set()
+    for name in ("one", "two", "three"):
+        shown = wait_for(partial(ready, kube, namespace, name), timeout=60, what=name)
+        uids.add(shown["metadata"]["uid"])
+    core = client.CoreV1Api(kube)
+    configmap = read(kube, core.read_namespaced_config_map(route.name, namespace))
+    assert {o["uid"] for o in configmap["metadata"]["ownerReferences"]} == uids

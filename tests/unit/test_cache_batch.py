@@ -21,7 +21,7 @@ from metricpipe_operator.reconcile.cache_route import (
     build_store_match,
     build_uid_filter,
 )
-from metricpipe_operator.reconcile.cacheapply import merge_cache_owners
+from metricpipe_operator.reconcile.cacheapply import build_cache_manager
 from metricpipe_operator.scaling.batchruns import (
     build_batch_runs,
     build_cache_condition,
@@ -120,16 +120,14 @@ A = PipelineRef("team-a", "requests", "uid-a", 1)
 B = PipelineRef("team-a", "errors", "uid-b", 1)
 
 
-def test_owners_accumulate_and_none_is_controller() -> None:
-    first = merge_cache_owners([], A)
-    both = merge_cache_owners(first, B)
-    again = merge_cache_owners(both, A)
-    assert [o["uid"] for o in both] == ["uid-a", "uid-b"]
-    assert again == both
-    assert not any(o["controller"] for o in both)
-    configmap = build_cache_configmap(ROUTE, both)
+def test_each_reader_applies_as_its_own_manager_and_none_is_controller() -> None:
+    assert build_cache_manager(A) != build_cache_manager(B)
+    assert build_cache_manager(A) == build_cache_manager(A)
+    mine = {**A.owner_reference(), "controller": False}
+    configmap = build_cache_configmap(ROUTE, [mine])
     assert configmap["metadata"]["namespace"] == "team-a"
-    assert configmap["metadata"]["ownerReferences"] == both
+    assert configmap["metadata"]["ownerReferences"] == [mine]
+    assert not configmap["metadata"]["ownerReferences"][0]["controller"]
 
 
 def _report(start: int, *, trimmed: bool = False, records: int = 0, seconds: float = 0.0) -> Any:

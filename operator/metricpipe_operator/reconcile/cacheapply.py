@@ -2,15 +2,14 @@
 
 The route belongs to the cache (namespace, tag), not to one pipeline (cache_route.py): the
 first pipeline over the tag makes it, later ones add their owner reference to its ConfigMap and
-change nothing else. The ConfigMap is owned by every pipeline over the cache (none as
-controller), so the garbage collector removes it with the last one; the cluster-scoped
-fluent-operator objects cannot have namespaced owners, so the finalizer of the last pipeline
-over the cache deletes them.
+change nothing else. Each pipeline applies the ConfigMap as a field manager of its own, which
+owns its owner-reference entry only: pipelines created at the same moment keep both entries.
+The ConfigMap is owned by every pipeline over the cache (none as controller), so the garbage
+collector removes it with the last one; the cluster-scoped fluent-operator objects cannot have
+namespaced owners, so the finalizer of the last pipeline over the cache deletes them.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -22,7 +21,7 @@ from metricpipe_contract.refs import PipelineRef
 from ..config import OperatorConfig
 from ..errors import KubernetesApiError
 from .cache_route import CacheRoute, build_cache_configmap, build_cache_objects
-from .kubeapply import KubeApplier
+from .kubeapply import FIELD_MANAGER, KubeApplier
 from .route import FLUENTD_API
 from .routeapply import (
     RouteResult,
@@ -40,12 +39,11 @@ def build_cache_route(config: OperatorConfig, namespace: str, tag: str) -> Cache
                       config.cache_retention_seconds)  # fmt: skip
 
 
-def merge_cache_owners(existing: list[dict[str, Any]], ref: PipelineRef) -> list[dict[str, Any]]:
-    """Pure: the ConfigMap's owner references with this pipeline's added (not as controller;
-    kept in a stable order), the others as they are."""
-    mine = {**ref.owner_reference(), "controller": False}
-    others = [owner for owner in existing if owner.get("uid") != ref.uid]
-    return sorted([*others, mine], key=lambda owner: str(owner.get("uid")))
+def build_cache_manager(ref: PipelineRef) -> str:
+    """The field manager a pipeline applies the shared ConfigMap as: each pipeline owns its own
+    owner-reference entry (a list keyed by uid), so two pipelines applying at the same moment
+    cannot drop each other's (one manager for all would keep only the last list applied)."""
+    return f"{FIELD_MANAGER}/cache-{ref.uid}"
 
 
 def apply_cache_route(
@@ -54,16 +52,14 @@ def apply_cache_route(
     route = build_cache_route(config, ref.namespace, spec.source.tag)
     changes: list[Change] = []
     try:
-        current = kube.fetch("v1", "ConfigMap", route.name, ref.namespace)
-        existing = [] if current is None else list(current.to_dict()["metadata"].get(
-            "ownerReferences") or [])  # fmt: skip
-        objects = [build_cache_configmap(route, merge_cache_owners(existing, ref))]
+        mine = {**ref.owner_reference(), "controller": False}
+        change = kube.ensure(build_cache_configmap(route, [mine]), build_cache_manager(ref))
+        changes += [change] if change else []
         with_operator = fluent_operator_present(kube, config)
         if with_operator:
-            objects += build_cache_objects(route, config.fluentd_config_label)
+            changes += ensure_bodies(kube, build_cache_objects(route, config.fluentd_config_label))
         elif config.route_mode == "fluent-operator":
             return build_operator_missing(changes)
-        changes += ensure_bodies(kube, objects)
     except KubernetesApiError as error:
         return RouteResult(Condition("RouteReady", False, "ApplyFailed", str(error)), changes,
                            transient=str(error))  # fmt: skip

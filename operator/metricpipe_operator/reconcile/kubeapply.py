@@ -73,8 +73,12 @@ class KubeApplier:
         except (ApiException, HTTPError) as error:
             raise KubernetesApiError(f"reading {kind}/{name}: {_short(error)}") from error
 
-    def ensure(self, body: dict[str, Any]) -> tuple[str, str] | None:
-        """Server-side apply body; returns (reason, message) when something changed."""
+    def ensure(
+        self, body: dict[str, Any], field_manager: str = FIELD_MANAGER
+    ) -> tuple[str, str] | None:
+        """Server-side apply body as `field_manager`; returns (reason, message) when something
+        changed. A manager owns what it applied: list entries another manager applied (an
+        owner reference keyed by its uid) stay when this one applies without them."""
         meta = body["metadata"]
         kind, name, namespace = body["kind"], meta["name"], meta.get("namespace")
         resource = self._resource(body["apiVersion"], kind)
@@ -82,7 +86,7 @@ class KubeApplier:
         try:
             after = self.dynamic.server_side_apply(
                 resource, body=body, namespace=namespace,
-                field_manager=FIELD_MANAGER, force_conflicts=True,
+                field_manager=field_manager, force_conflicts=True,
             )  # fmt: skip
         except NotFoundError as error:  # the kind vanished (CRD deleted): rediscover next time
             self.dynamic.resources.invalidate_cache()
