@@ -41,7 +41,9 @@ MINUTE = 60_000
 WINDOWS = 3
 HOSTS = ("h0", "h1", "h2", "h3")
 RECORDS = 40_000
-BATCH_RECORDS = 1_000  # small batches: the replay takes many of them, so a delete lands mid-way
+# small batches: the replay takes many of them (160, several seconds even when the pod starts
+# while the records are being produced), so a delete lands mid-way
+BATCH_RECORDS = 250
 SPEC: dict[str, Any] = {
     "source": {"tag": "app.latency"},
     "topic": {"partitions": 2, "deletionPolicy": "Delete"},
