@@ -33,22 +33,36 @@ mvn_zip() {  # name group:artifact:version outdir
   touch "$out/.complete"
 }
 
-fetch_prometheus() {
-  local out="$METRICPIPE_CACHE/prometheus"
-  if [[ -x "$out/usr/bin/prometheus" && -x "$out/usr/bin/promtool" ]]; then
-    log "prometheus: cached in $out"; return
-  fi
+# A Debian package extracted into the cache (no service is installed or started).
+# usage: fetch_deb NAME PACKAGE OUT_DIR BINARY...
+fetch_deb() {
+  local name="$1" package="$2" out="$3"; shift 3
+  local binary missing=0
+  for binary in "$@"; do [[ -x "$out/usr/bin/$binary" ]] || missing=1; done
+  if [[ $missing == 0 ]]; then log "$name: cached in $out"; return; fi
   mkdir -p "$out/deb"
-  log "prometheus: downloading Debian's package (extracted only; no service is installed)"
-  if ! (cd "$out/deb" && apt-get download prometheus >"$out/download.log" 2>&1); then
-    log "prometheus: package lists look stale; running apt-get update"
-    apt-get update >"$out/apt-update.log" 2>&1 || die "prometheus: apt-get update failed; see $out/apt-update.log"
-    (cd "$out/deb" && apt-get download prometheus >"$out/download.log" 2>&1) \
-      || die "prometheus: apt-get download failed; see $out/download.log"
+  log "$name: downloading Debian's package $package (extracted only; no service is installed)"
+  if ! (cd "$out/deb" && apt-get download "$package" >"$out/download.log" 2>&1); then
+    log "$name: package lists look stale; running apt-get update"
+    apt-get update >"$out/apt-update.log" 2>&1 || die "$name: apt-get update failed; see $out/apt-update.log"
+    (cd "$out/deb" && apt-get download "$package" >"$out/download.log" 2>&1) \
+      || die "$name: apt-get download failed; see $out/download.log"
   fi
-  dpkg-deb -x "$(ls "$out"/deb/prometheus_*.deb | head -1)" "$out"
-  [[ -x "$out/usr/bin/promtool" ]] || die "prometheus: promtool missing after extraction in $out"
-  log "prometheus: $("$out/usr/bin/prometheus" --version 2>&1 | head -1)"
+  dpkg-deb -x "$(ls "$out/deb/${package}"_*.deb | head -1)" "$out"
+  for binary in "$@"; do
+    [[ -x "$out/usr/bin/$binary" ]] || die "$name: $binary missing after extraction in $out"
+  done
+  log "$name: $("$out/usr/bin/$1" --version 2>&1 | head -1)"
+}
+
+fetch_prometheus() {
+  fetch_deb prometheus prometheus "$METRICPIPE_CACHE/prometheus" prometheus promtool
+}
+
+# amtool checks Alertmanager routing trees (tests/unit/test_alert_routing.py)
+fetch_alertmanager() {
+  fetch_deb alertmanager prometheus-alertmanager "$METRICPIPE_CACHE/alertmanager" \
+    prometheus-alertmanager amtool
 }
 
 fetch_kafka() {
@@ -99,8 +113,9 @@ case "${1:-all}" in
   elasticsearch) fetch_elasticsearch ;;
   opensearch) fetch_opensearch ;;
   prometheus) fetch_prometheus ;;
+  alertmanager) fetch_alertmanager ;;
   hadoop) fetch_hadoop ;;
   edge) fetch_edge ;;
-  all) fetch_edge; fetch_prometheus; fetch_kafka; fetch_spark_kafka; fetch_hadoop; fetch_elasticsearch; fetch_opensearch ;;
-  *) die "usage: $0 [all|kafka|spark-kafka|hadoop|elasticsearch|opensearch|prometheus|edge]" ;;
+  all) fetch_edge; fetch_prometheus; fetch_alertmanager; fetch_kafka; fetch_spark_kafka; fetch_hadoop; fetch_elasticsearch; fetch_opensearch ;;
+  *) die "usage: $0 [all|kafka|spark-kafka|hadoop|elasticsearch|opensearch|prometheus|alertmanager|edge]" ;;
 esac

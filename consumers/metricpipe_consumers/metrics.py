@@ -12,6 +12,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from metricpipe_contract import names
 from metricpipe_contract.names import DEAD_LETTER_REASONS
 
 # The loop calls `alive()` at every iteration (a poll of at most max_batch_seconds, plus the
@@ -53,9 +54,7 @@ class ConsumerMetrics:
         def gauge(name: str, doc: str) -> Any:
             return Gauge(name, doc, ["pipeline"], registry=r).labels(**labels)
 
-        self.consumed = counter(
-            "metricpipe_consumer_records_consumed_total", "Records read from Kafka."
-        )
+        self.consumed = counter(names.CONSUMER_RECORDS_CONSUMED, "Records read from Kafka.")
         self.written = counter("metricpipe_consumer_records_aggregated_total",
                                "Records counted into a window.")  # fmt: skip
         self.filtered = counter("metricpipe_consumer_records_filtered_total",
@@ -68,7 +67,7 @@ class ConsumerMetrics:
             "after a crash or by a new leader); the sink kept the first.",
         )
         self.dead_lettered = Counter(
-            "metricpipe_consumer_dead_letter_total", "Records sent to the dead-letter topic.",
+            names.CONSUMER_DEAD_LETTER, "Records sent to the dead-letter topic.",
             ["pipeline", "reason"], registry=r,
         )  # fmt: skip
         for reason in DEAD_LETTER_REASONS:  # at 0 from the start (contract names.py)
@@ -86,21 +85,21 @@ class ConsumerMetrics:
             registry=r,
         ).labels(**labels)  # fmt: skip
         self.phase_seconds = Counter(
-            "metricpipe_consumer_phase_seconds", "Time spent per phase of the micro-batches.",
+            names.CONSUMER_PHASE_SECONDS, "Time spent per phase of the micro-batches.",
             ["pipeline", "phase"], registry=r,
         )  # fmt: skip
         self.busy_fraction = gauge(
-            "metricpipe_consumer_busy_fraction",
+            names.CONSUMER_BUSY_FRACTION,
             "Share of wall time spent processing (not waiting for records).",
         )
         self.busy_seconds = counter(
-            "metricpipe_consumer_busy_seconds_total",
+            names.CONSUMER_BUSY_SECONDS,
             "Time the consumer was occupied (per batch: its slower stage, parse or Spark + "
             "sink, plus its offset commit; plus the periodic state/finalization work); its "
             "rate is the busy fraction over that window.",
         )
         self.processing_rate = gauge(
-            "metricpipe_consumer_processing_rate",
+            names.CONSUMER_PROCESSING_RATE,
             "Records per second of processing time, last batch.",
         )
         self.commit_failures = counter(
@@ -109,7 +108,7 @@ class ConsumerMetrics:
         )
         self.assigned = gauge("metricpipe_consumer_assigned_partitions", "Partitions owned.")
         self.watermark = Gauge(
-            "metricpipe_consumer_watermark_seconds",
+            names.CONSUMER_WATERMARK,
             "Time up to which the partition's data is in the sink (Unix seconds): its event-time "
             "watermark, or the last time it was caught up.",
             ["pipeline", "partition"], registry=r,
@@ -119,7 +118,7 @@ class ConsumerMetrics:
             "Now minus the lowest committed watermark of owned partitions.",
         )
         self.pipeline_watermark = gauge(
-            "metricpipe_pipeline_watermark_seconds",
+            names.PIPELINE_WATERMARK,
             "Pipeline watermark seen by the finalizer (Unix seconds).",
         )
         self.finalization_delay = Histogram(

@@ -68,7 +68,7 @@ class BatchProgress:
 
 
 class PhaseTimer:
-    """Times the phases of a micro-batch into metricpipe_consumer_phase_seconds{phase}."""
+    """Times the phases of a micro-batch into metricpipe_consumer_phase_seconds_total{phase}."""
 
     def __init__(self, metrics: ConsumerMetrics) -> None:
         self.metrics = metrics

@@ -1,9 +1,12 @@
 """The metric names the exporters expose: one place, read by the rules, dashboards and tests.
 
-Kafka lag series use the de-facto standard names (kafka_exporter / kafka-lag-exporter) so
-existing dashboards work; what is new is named `metricpipe_*`. Every series carries a
-`pipeline` label (`<namespace>/<name>`, the same value the consumers use), so rules join
-nothing.
+Every name starts with `metricpipe_`, the Kafka lag series too: in a Prometheus that also
+scrapes kafka_exporter (Strimzi's Kafka Exporter), whose `kafka_consumergroup_*` series cover
+every consumer group, metricpipe's rules and the ResourceManager read metricpipe's series only.
+Names follow Prometheus' conventions: base units (`_seconds`, `_bytes`), `_total` on counters,
+`_ratio` for shares, `_timestamp_seconds` for Unix times. Every per-pipeline series carries a
+`pipeline` label (`<namespace>/<name>`, the same value the consumers use); the recording rules
+add `namespace` from it (rules.py). docs/exporters.md lists the names of 0.1.0 that changed.
 """
 
 from __future__ import annotations
@@ -11,20 +14,20 @@ from __future__ import annotations
 from typing import Final
 
 # -- Kafka, per consumer group and partition (labels: pipeline, consumergroup, topic, partition)
-GROUP_CURRENT_OFFSET: Final = "kafka_consumergroup_current_offset"  # committed offset
-GROUP_LAG: Final = "kafka_consumergroup_lag"  # log-end offset - committed offset, records
+GROUP_CURRENT_OFFSET: Final = "metricpipe_consumergroup_committed_offset"
+GROUP_LAG: Final = "metricpipe_consumergroup_lag_records"  # log-end - committed offset
 GROUP_TIME_LAG: Final = "metricpipe_consumergroup_time_lag_seconds"  # exact, see DESIGN §3
 # -- Kafka, per topic partition (labels: pipeline, topic, partition)
-TOPIC_PARTITION_OFFSET: Final = "kafka_topic_partition_current_offset"  # log-end offset
+TOPIC_PARTITION_OFFSET: Final = "metricpipe_topic_partition_end_offset"  # log-end offset
 # -- Kafka, per topic / group (labels: pipeline, topic | pipeline, consumergroup)
-TOPIC_PARTITIONS: Final = "kafka_topic_partitions"
-GROUP_MEMBERS: Final = "kafka_consumergroup_members"
+TOPIC_PARTITIONS: Final = "metricpipe_topic_partitions"
+GROUP_MEMBERS: Final = "metricpipe_consumergroup_members"
 
 # -- per pipeline (label: pipeline)
 PIPELINE_FRESHNESS_TARGET: Final = "metricpipe_pipeline_freshness_target_seconds"
-SINK_WATERMARK: Final = "metricpipe_sink_watermark_seconds"  # min partition watermark in sink
+SINK_WATERMARK: Final = "metricpipe_sink_watermark_timestamp_seconds"  # min partition's in sink
 SINK_FRESHNESS: Final = "metricpipe_sink_freshness_seconds"  # now - SINK_WATERMARK
-SINK_FINAL_WINDOW_END: Final = "metricpipe_sink_final_window_end_seconds"  # newest final window
+SINK_FINAL_WINDOW_END: Final = "metricpipe_sink_final_window_end_timestamp_seconds"  # newest
 PIPELINE_REPLICAS: Final = "metricpipe_pipeline_replicas"  # status.replicas
 PIPELINE_DESIRED_REPLICAS: Final = "metricpipe_pipeline_desired_replicas"  # status.desiredReplicas
 
@@ -53,10 +56,12 @@ DEAD_LETTER_REASONS: Final = (
 # Records that arrived after their window was final (or too far ahead of the clock): windows
 # were finalised without them, so the freshness SLO is not met.
 LATE_REASONS: Final = ("late", "future")
-CONSUMER_WATERMARK: Final = "metricpipe_consumer_watermark_seconds"  # + partition
-CONSUMER_BUSY_FRACTION: Final = "metricpipe_consumer_busy_fraction"  # last cycle only
+CONSUMER_WATERMARK: Final = "metricpipe_consumer_watermark_timestamp_seconds"  # + partition
+PIPELINE_WATERMARK: Final = "metricpipe_pipeline_watermark_timestamp_seconds"  # the finalizer's
+CONSUMER_BUSY_FRACTION: Final = "metricpipe_consumer_busy_ratio"  # last cycle only
 CONSUMER_BUSY_SECONDS: Final = "metricpipe_consumer_busy_seconds_total"
-CONSUMER_PROCESSING_RATE: Final = "metricpipe_consumer_processing_rate"
+CONSUMER_PROCESSING_RATE: Final = "metricpipe_consumer_processing_records_per_second"
+CONSUMER_PHASE_SECONDS: Final = "metricpipe_consumer_phase_seconds_total"  # + phase
 
 EXPORTER_JOB: Final = "metricpipe-exporter"
 CONSUMER_JOB: Final = "metricpipe-consumer"

@@ -20,12 +20,16 @@ POD_MONITOR_FILE: Final = "metricpipe-consumer-podmonitor.yaml"
 SERVICE_MONITOR_FILE: Final = "metricpipe-exporter-servicemonitor.yaml"
 
 
-def build_outputs(command: str, namespace: str, objective: float) -> dict[str, Any]:
+def build_outputs(
+    command: str, namespace: str, objective: float, runbook_base: str = rules.RUNBOOK_BASE
+) -> dict[str, Any]:
     """File name -> document, for one command."""
     if command == "rules":
-        return {RULE_FILE: rules.build_rule_file(objective)}
+        return {RULE_FILE: rules.build_rule_file(objective, runbook_base)}
     return {
-        PROMETHEUS_RULE_FILE: rules.build_prometheus_rule_manifest(namespace, objective),
+        PROMETHEUS_RULE_FILE: rules.build_prometheus_rule_manifest(
+            namespace, objective, runbook_base=runbook_base
+        ),
         POD_MONITOR_FILE: rules.build_pod_monitor(namespace),
         SERVICE_MONITOR_FILE: rules.build_service_monitor(namespace),
     }
@@ -49,6 +53,12 @@ def _parser() -> argparse.ArgumentParser:
             default=0.99,
             help="freshness SLO: share of time freshness stays under target (default 0.99)",
         )
+        command.add_argument(
+            "--runbook-url-base",
+            default=rules.RUNBOOK_BASE,
+            help="where docs/runbook.md is served; alerts link to its sections "
+            f"(default {rules.RUNBOOK_BASE})",
+        )
         if name == "manifests":
             command.add_argument("--namespace", required=True, help="namespace of the objects")
     return parser
@@ -57,7 +67,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        outputs = build_outputs(args.command, getattr(args, "namespace", ""), args.objective)
+        outputs = build_outputs(args.command, getattr(args, "namespace", ""), args.objective,
+                                args.runbook_url_base)  # fmt: skip
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

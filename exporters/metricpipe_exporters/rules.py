@@ -3,7 +3,13 @@
 Pure builders: every function returns plain dicts (or text) and does no I/O. Metric names come
 from `names.py` only, so the rules cannot drift from what the exporter and consumers serve.
 
-Recording rules are named `metricpipe:<what>:<unit>` and carry one label, `pipeline`.
+Recording rules are named `metricpipe:<what>:<unit>` and carry two labels: `pipeline`
+(`<namespace>/<name>`, as the series) and `namespace`, taken from it by `label_replace` (so a
+target's own `namespace` label, e.g. the exporter's from a ServiceMonitor, never stands in for the
+pipeline's). They read only `metricpipe_*` series (names.py): in a Prometheus shared with
+kafka_exporter, foreign consumer groups' series never enter a sum. Alerts carry `namespace`
+and `pipeline`, a `severity` of `critical` or `warning` (kube-prometheus-stack's routing) and a
+`runbook_url` into docs/runbook.md.
 The freshness SLO is measured with a 0/1 series (1 = freshness above the pipeline's target);
 its mean over a window is the error ratio, and the alerts use multi-window burn rates
 (Google SRE workbook, chapter 5) against a 30-day error budget.
@@ -27,6 +33,9 @@ RECORDING_GROUP: Final = "metricpipe.recording"
 ALERTING_GROUP: Final = "metricpipe.alerts"
 BUDGET_DAYS: Final = 30  # the SLO period the burn-rate factors are tuned for
 CACHE_FULL_RATIO: Final = 0.9  # LogCacheNearlyFull: used / maxmemory above this
+CRITICAL: Final = "critical"  # someone acts now (kube-prometheus-stack's severities)
+WARNING: Final = "warning"  # someone acts within the working day
+RUNBOOK_BASE: Final = "https://github.com/metricpipe/metricpipe/blob/main/docs/runbook.md"
 
 # -- recording rules: one series per pipeline (label `pipeline`)
 INPUT_RATE: Final = "metricpipe:input_rate:records_per_second"
@@ -67,9 +76,9 @@ class BurnWindow:
 
 
 BURN_WINDOWS: Final = (
-    BurnWindow("Fast", "fast", long="1h", short="5m", factor=14.4, severity="page", hold="2m"),
+    BurnWindow("Fast", "fast", long="1h", short="5m", factor=14.4, severity=CRITICAL, hold="2m"),
     BurnWindow(
-        "Slow", "steadily", long="6h", short="30m", factor=6.0, severity="ticket", hold="15m"
+        "Slow", "steadily", long="6h", short="30m", factor=6.0, severity=WARNING, hold="15m"
     ),
 )
 
@@ -80,7 +89,9 @@ def _num(value: float) -> str:
 
 
 def _by_pipeline(aggregation: str, inner: str) -> str:
-    return f"{aggregation} by (pipeline) ({inner})"
+    """`aggregation` of `inner` per pipeline, with the pipeline's namespace as a label."""
+    named = f'label_replace({inner}, "namespace", "$1", "pipeline", "([^/]*)/.*")'
+    return f"{aggregation} by (namespace, pipeline) ({named})"
 
 
 def _record(name: str, expr: str) -> Rule:
@@ -106,7 +117,7 @@ def build_recording_rules() -> dict[str, Any]:
         _record(DEAD_LETTER_RATE, _by_pipeline("sum", f"rate({names.CONSUMER_DEAD_LETTER}[5m])")),
         _record(
             FRESHNESS_SLO_BAD,
-            f"{FRESHNESS} > bool on (pipeline) {names.PIPELINE_FRESHNESS_TARGET}",
+            f"{FRESHNESS} > bool on (pipeline) group_left () {names.PIPELINE_FRESHNESS_TARGET}",
         ),
     ]
     return {"name": RECORDING_GROUP, "interval": GROUP_INTERVAL, "rules": rules}
@@ -173,13 +184,15 @@ def build_freshness_burn_alerts(objective: float) -> list[Rule]:
 def build_consumer_stalled_alert() -> Rule:
     """Records arrive (or lag grows) while the consumers process none; also catches consumers
     that are gone entirely, whose processing-rate series is absent rather than zero."""
-    receiving = f"{INPUT_RATE} > 0 and on (pipeline) {PROCESSING_RATE} == 0"
-    lag_growing = f"delta({LAG_RECORDS}[5m]) > 0 unless on (pipeline) {PROCESSING_RATE} > 0"
+    receiving = f"{INPUT_RATE} > 0 and on (namespace, pipeline) {PROCESSING_RATE} == 0"
+    lag_growing = (
+        f"delta({LAG_RECORDS}[5m]) > 0 unless on (namespace, pipeline) {PROCESSING_RATE} > 0"
+    )
     return _alert(
         "ConsumerStalled",
         f"({receiving}) or ({lag_growing})",
         "5m",
-        "ticket",
+        WARNING,
         {
             "summary": f"Consumers of pipeline {_PIPELINE} process no records",
             "description": (
@@ -203,9 +216,9 @@ def build_dead_letter_alert(ratio: float) -> Rule:
     threshold = format(ratio * 100, ".6g")
     return _alert(
         "DeadLetterRateHigh",
-        f"{DEAD_LETTER_RATE} / on (pipeline) {PROCESSING_RATE} > {_num(ratio)}",
+        f"{DEAD_LETTER_RATE} / on (namespace, pipeline) {PROCESSING_RATE} > {_num(ratio)}",
         "10m",
-        "ticket",
+        WARNING,
         {
             "summary": f"Pipeline {_PIPELINE} dead-letters more than {threshold}% of its records",
             "description": (
@@ -227,7 +240,7 @@ def build_exporter_down_alert() -> Rule:
         "ExporterDown",
         f"{up} == 0 or absent({up})",
         "2m",
-        "ticket",
+        WARNING,
         {
             "summary": "The metricpipe exporter is down",
             "description": (
@@ -263,7 +276,7 @@ def build_cache_alerts() -> list[Rule]:
         "LogCacheRefusingWrites",
         f"increase({names.CACHE_REFUSED_WRITES}[5m]) > 0",
         "0m",
-        "page",
+        CRITICAL,
         {
             "summary": "The Redis log cache {{ $labels.redis }} refuses writes: it is full",
             "description": (
@@ -282,7 +295,7 @@ def build_cache_alerts() -> list[Rule]:
         "LogCacheNearlyFull",
         f"{used} / ({limit} > 0) > {_num(CACHE_FULL_RATIO)}",
         "10m",
-        "ticket",
+        WARNING,
         {
             "summary": "The Redis log cache {{ $labels.redis }} is nearly full",
             "description": (
@@ -295,10 +308,22 @@ def build_cache_alerts() -> list[Rule]:
     return [refusing, nearly_full]
 
 
+def _with_runbook(alert: Rule, runbook_base: str) -> Rule:
+    """The alert with its first steps (`runbook`, with the pipeline's names filled in) at the end
+    of its description and `runbook_url` at its section of docs/runbook.md (anchor: the alert's
+    name in lower case, as GitHub and MkDocs make it from a `### <AlertName>` heading)."""
+    annotations = dict(alert["annotations"])
+    first_steps = annotations.pop("runbook")
+    annotations["description"] = f"{annotations['description']} First: {first_steps}"
+    annotations["runbook_url"] = f"{runbook_base}#{alert['alert'].lower()}"
+    return {**alert, "annotations": annotations}
+
+
 def build_alerting_rules(
-    objective: float = 0.99, dead_letter_ratio: float = 0.01
+    objective: float = 0.99, dead_letter_ratio: float = 0.01, runbook_base: str = RUNBOOK_BASE
 ) -> dict[str, Any]:
-    """The alert group; `objective` is the share of time freshness must stay under target."""
+    """The alert group; `objective` is the share of time freshness must stay under target;
+    `runbook_base` is where docs/runbook.md is served (a fork's or an internal mirror's)."""
     if not 0 < objective < 1:
         raise ValueError(f"objective must lie strictly between 0 and 1, got {objective}")
     if not 0 < dead_letter_ratio < 1:
@@ -312,12 +337,17 @@ def build_alerting_rules(
         build_exporter_down_alert(),
         *build_cache_alerts(),
     ]
-    return {"name": ALERTING_GROUP, "interval": GROUP_INTERVAL, "rules": rules}
+    return {
+        "name": ALERTING_GROUP,
+        "interval": GROUP_INTERVAL,
+        "rules": [_with_runbook(rule, runbook_base) for rule in rules],
+    }
 
 
-def build_rule_file(objective: float = 0.99) -> dict[str, Any]:
+def build_rule_file(objective: float = 0.99, runbook_base: str = RUNBOOK_BASE) -> dict[str, Any]:
     """A Prometheus rule file: `rule_files:` loads it; `promtool check rules` checks it."""
-    return {"groups": [build_recording_rules(), build_alerting_rules(objective)]}
+    alerting = build_alerting_rules(objective, runbook_base=runbook_base)
+    return {"groups": [build_recording_rules(), alerting]}
 
 
 def render_yaml(obj: Any) -> str:
@@ -340,15 +370,16 @@ def _metadata(
 
 
 def build_prometheus_rule_manifest(
-    namespace: str, objective: float = 0.99, labels: Mapping[str, str] | None = None
-) -> dict[str, Any]:
+    namespace: str, objective: float = 0.99, labels: Mapping[str, str] | None = None,
+    runbook_base: str = RUNBOOK_BASE,
+) -> dict[str, Any]:  # fmt: skip
     """The same groups as a prometheus-operator PrometheusRule; `labels` lets it match the
     Prometheus object's `ruleSelector`."""
     return {
         "apiVersion": MONITORING_API,
         "kind": "PrometheusRule",
         "metadata": _metadata("metricpipe-rules", namespace, "rules", labels),
-        "spec": build_rule_file(objective),
+        "spec": build_rule_file(objective, runbook_base),
     }
 
 

@@ -224,7 +224,22 @@ class StackSettings:
 
     @property
     def prometheus_bin(self) -> Path:
+        """Debian's Prometheus 2 and its promtool."""
         return self.cache_dir / "prometheus" / "usr" / "bin"
+
+    @property
+    def prometheus3_bin(self) -> Path:
+        """Prometheus 3 and its promtool, built from the Go module (hack/build-go-bins.sh)."""
+        return self.cache_dir / "bin" / f"prometheus-{self.versions['PROMETHEUS3_MODULE_VERSION']}"
+
+    @property
+    def alertmanager_bin(self) -> Path:
+        """Debian's Alertmanager and amtool (hack/fetch-deps.sh)."""
+        return self.cache_dir / "alertmanager" / "usr" / "bin"
+
+    @property
+    def helm(self) -> Path:
+        return self.cache_dir / "bin" / f"helm-{self.versions['HELM_VERSION']}" / "helm"
 
     def dist_zip(self, product: str, version: str) -> Path:
         return self.cache_dir / "dist" / f"{product}-{version}" / f"{product}-{version}.zip"

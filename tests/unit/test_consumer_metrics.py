@@ -34,7 +34,7 @@ def test_metrics_and_health_endpoints() -> None:
         assert 'metricpipe_consumer_records_consumed_total{pipeline="ns/p"} 10.0' in body
         assert 'metricpipe_consumer_dead_letter_total{pipeline="ns/p",reason="late"} 1.0' in body
         assert 'metricpipe_consumer_phase_seconds_total{phase="spark",pipeline="ns/p"} 1.5' in body
-        for name in ("metricpipe_consumer_busy_fraction", "metricpipe_consumer_freshness_seconds",
+        for name in ("metricpipe_consumer_busy_ratio", "metricpipe_consumer_freshness_seconds",
                      "metricpipe_window_finalization_delay_seconds_bucket"):  # fmt: skip
             assert name in body
         assert get(f"http://127.0.0.1:{port}/healthz") == (200, "ok")

@@ -83,8 +83,20 @@ def case(
     }
 
 
+RUNBOOK = "https://github.com/metricpipe/metricpipe/blob/main/docs/runbook.md"
+
+
 def expect(alertname: str, eval_time: str, *alerts: dict[str, Any]) -> dict[str, Any]:
-    return {"eval_time": eval_time, "alertname": alertname, "exp_alerts": list(alerts)}
+    """Alerts whose annotations are summary, description and runbook: the description ends
+    with the runbook's first steps, and runbook_url is the alert's section of docs/runbook.md."""
+    done = []
+    for each in alerts:
+        annotations = dict(each["exp_annotations"])
+        first = annotations.pop("runbook")
+        annotations["description"] += f" First: {first}"
+        annotations["runbook_url"] = f"{RUNBOOK}#{alertname.lower()}"
+        done.append({**each, "exp_annotations": annotations})
+    return {"eval_time": eval_time, "alertname": alertname, "exp_alerts": done}
 
 
 def alert(annotations: Mapping[str, str], **labels: str) -> dict[str, Any]:
@@ -161,13 +173,22 @@ def test_every_alert_is_documented_and_held() -> None:
     ]
     for rule in group["rules"]:
         assert re.fullmatch(r"\d+[mh]", rule["for"]), rule
-        assert rule["labels"]["severity"] in {"page", "ticket"}
-        assert {"summary", "description", "runbook"} <= rule["annotations"].keys()
+        assert rule["labels"]["severity"] in {"critical", "warning"}
+        assert set(rule["annotations"]) == {"summary", "description", "runbook_url"}
+        url, anchor = rule["annotations"]["runbook_url"].split("#")
+        assert url.endswith("/docs/runbook.md")
+        assert anchor in runbook_sections(), f"docs/runbook.md has no section {anchor}"
         if rule["alert"].startswith("LogCache"):  # one cache serves many pipelines
             assert "$labels.redis" in rule["annotations"]["summary"]
         elif rule["alert"] != "ExporterDown":  # has no pipeline: it blinds all of them
             assert "$labels.pipeline" in rule["annotations"]["summary"]
             assert "$labels.pipeline" in rule["annotations"]["description"]
+
+
+def runbook_sections() -> set[str]:
+    """The anchors of docs/runbook.md's `###` headings (lower case, as GitHub makes them)."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "runbook.md").read_text()
+    return {line[4:].strip().lower() for line in text.splitlines() if line.startswith("### ")}
 
 
 def test_objective_sets_the_error_budget() -> None:
@@ -232,7 +253,8 @@ def test_rules_use_only_exported_metric_names() -> None:
 
 
 def sample(record: str, value: float, pipeline: str = PIPE) -> dict[str, Any]:
-    return {"labels": f'{record}{{pipeline="{pipeline}"}}', "value": value}
+    namespace = pipeline.split("/", maxsplit=1)[0]
+    return {"labels": f'{record}{{namespace="{namespace}", pipeline="{pipeline}"}}', "value": value}
 
 
 def test_recording_rules_values(promtool: Path, rule_file: Path, tmp_path: Path) -> None:
@@ -296,9 +318,9 @@ def test_freshness_burn_alerts_fire_when_freshness_stays_over_target(
     slow = burn_annotations("steadily", "100", "over 6h, still over 30m", "5.0")
     stale["alert_rule_test"] = [
         expect(FAST_BURN, "1m"),  # pending: `for: 2m`
-        expect(FAST_BURN, "10m", alert(fast, pipeline=PIPE, severity="page")),
+        expect(FAST_BURN, "10m", alert(fast, namespace="shop", pipeline=PIPE, severity="critical")),
         expect(SLOW_BURN, "10m"),  # pending: `for: 15m`
-        expect(SLOW_BURN, "20m", alert(slow, pipeline=PIPE, severity="ticket")),
+        expect(SLOW_BURN, "20m", alert(slow, namespace="shop", pipeline=PIPE, severity="warning")),
     ]
     run_rule_tests(promtool, rule_file, tmp_path, stale)
 
@@ -317,17 +339,17 @@ def test_freshness_burn_alerts_stay_silent_under_target_and_for_short_blips(
     run_rule_tests(promtool, rule_file, tmp_path, fresh, blip, untargeted)
 
 
-def stalled_annotations() -> dict[str, str]:
+def stalled_annotations(namespace: str = "shop", name: str = "orders") -> dict[str, str]:
     return {
-        "summary": "Consumers of pipeline shop/orders process no records",
+        "summary": f"Consumers of pipeline {namespace}/{name} process no records",
         "description": (
-            "Pipeline shop/orders receives records or its lag grows, but its consumers have "
-            "processed nothing for 5m; its freshness falls behind."
+            f"Pipeline {namespace}/{name} receives records or its lag grows, but its consumers "
+            "have processed nothing for 5m; its freshness falls behind."
         ),
         "runbook": (
-            "`kubectl -n shop get pods -l app.kubernetes.io/name=metricpipe-consumer,"
-            "app.kubernetes.io/instance=orders` (crash loops, Pending, not Ready)"
-            + pipeline_tail("shop", "orders")
+            f"`kubectl -n {namespace} get pods -l app.kubernetes.io/name=metricpipe-consumer,"
+            f"app.kubernetes.io/instance={name}` (crash loops, Pending, not Ready)"
+            + pipeline_tail(namespace, name)
         ),
     }
 
@@ -338,7 +360,7 @@ def input_offsets(values: str = "0+150x80") -> dict[str, str]:
 
 def test_consumer_stalled_fires(promtool: Path, rule_file: Path, tmp_path: Path) -> None:
     stalled = stalled_annotations()
-    firing = alert(stalled, pipeline=PIPE, severity="ticket")
+    firing = alert(stalled, namespace="shop", pipeline=PIPE, severity="warning")
     # records arrive, the consumer is up but its counter stands still
     flat = case([input_offsets(), series(names.CONSUMER_RECORDS_CONSUMED, "900x80", pipeline=PIPE)])
     flat["alert_rule_test"] = [
@@ -369,6 +391,56 @@ def test_consumer_stalled_stays_silent(promtool: Path, rule_file: Path, tmp_path
     run_rule_tests(promtool, rule_file, tmp_path, busy, pause, idle)
 
 
+def foreign_kafka_exporter(group: str, values: str) -> list[dict[str, str]]:
+    """kafka_exporter's series (Strimzi's Kafka Exporter, scraped by the same Prometheus) for a
+    consumer group that is not metricpipe's: its lag grows and no one consumes."""
+    labels = {
+        "consumergroup": group,
+        "topic": "payments",
+        "partition": "0",
+        "job": "kafka-exporter",
+        "namespace": "kafka",
+        "instance": "10.0.0.9:9308",
+    }
+    return [
+        series("kafka_consumergroup_lag", values, **labels),
+        series("kafka_consumergroup_current_offset", "0x80", **labels),
+        series("kafka_topic_partition_current_offset", values, **labels),
+        series("kafka_consumergroup_members", "1x80", **labels),
+    ]
+
+
+def test_a_foreign_kafka_exporter_raises_no_alert(
+    promtool: Path, rule_file: Path, tmp_path: Path
+) -> None:
+    """A Prometheus shared with kafka_exporter: foreign groups' growing lag and topics enter no
+    recording rule and raise no alert, while metricpipe's own stalled pipeline (OTHER) still
+    does, alone (promtool compares the whole list of firing alerts)."""
+    ours = series(names.CONSUMER_RECORDS_CONSUMED, "0+150x80", pipeline=PIPE)
+    stalled = [
+        series(names.TOPIC_PARTITION_OFFSET, "0+150x80", pipeline=OTHER, topic="t", partition="0"),
+        series(names.CONSUMER_RECORDS_CONSUMED, "900x80", pipeline=OTHER),
+    ]
+    foreign = [*foreign_kafka_exporter("billing", "0+500x80"),
+               *foreign_kafka_exporter("audit", "0+20x80")]  # fmt: skip
+    shared = case([input_offsets(), ours, *stalled, *foreign])
+    firing = alert(stalled_annotations("shop", "clicks"), namespace="shop", pipeline=OTHER,
+                   severity="warning")  # fmt: skip
+    shared["alert_rule_test"] = [
+        expect("ConsumerStalled", "10m", firing),
+        *(expect(name, "10m") for name in ("DeadLetterRateHigh", "FreshnessBudgetBurnFast")),
+    ]
+    shared["promql_expr_test"] = [
+        {"expr": rules.LAG_RECORDS, "eval_time": "10m", "exp_samples": []},
+        {
+            "expr": f"count({rules.INPUT_RATE})",
+            "eval_time": "10m",
+            "exp_samples": [{"labels": "{}", "value": 2}],
+        },
+    ]
+    run_rule_tests(promtool, rule_file, tmp_path, shared)
+
+
 def dead_letter_case(per_step: str) -> dict[str, Any]:
     """10 records/s consumed; `per_step` dead letters every 15s."""
     return case([
@@ -393,7 +465,11 @@ def test_dead_letter_rate_high(promtool: Path, rule_file: Path, tmp_path: Path) 
     high = dead_letter_case("7.5")  # 0.5/s = 5%
     high["alert_rule_test"] = [
         expect("DeadLetterRateHigh", "8m"),  # pending: `for: 10m`
-        expect("DeadLetterRateHigh", "15m", alert(annotations, pipeline=PIPE, severity="ticket")),
+        expect(
+            "DeadLetterRateHigh",
+            "15m",
+            alert(annotations, namespace="shop", pipeline=PIPE, severity="warning"),
+        ),
     ]
     low = dead_letter_case("0.75")  # 0.05/s = 0.5%
     low["alert_rule_test"] = [expect("DeadLetterRateHigh", "20m")]
@@ -431,7 +507,7 @@ def test_exporter_down_fires(promtool: Path, rule_file: Path, tmp_path: Path) ->
                 exporter_down_annotations(" at 10.0.0.7:9308"),
                 job=names.EXPORTER_JOB,
                 instance="10.0.0.7:9308",
-                severity="ticket",
+                severity="warning",
             ),
         ),
     ]
@@ -441,7 +517,7 @@ def test_exporter_down_fires(promtool: Path, rule_file: Path, tmp_path: Path) ->
         expect(
             "ExporterDown",
             "5m",
-            alert(exporter_down_annotations(""), job=names.EXPORTER_JOB, severity="ticket"),
+            alert(exporter_down_annotations(""), job=names.EXPORTER_JOB, severity="warning"),
         )
     ]
     run_rule_tests(promtool, rule_file, tmp_path, down, absent)
@@ -485,7 +561,9 @@ def refusing_annotations(about: str) -> dict[str, str]:
 
 
 def refusing(about: str) -> dict[str, Any]:
-    return alert(refusing_annotations(about), redis=REDIS, job=names.EXPORTER_JOB, severity="page")
+    return alert(
+        refusing_annotations(about), redis=REDIS, job=names.EXPORTER_JOB, severity="critical"
+    )
 
 
 def refused(values: str) -> dict[str, str]:
@@ -549,7 +627,7 @@ def test_log_cache_nearly_full(promtool: Path, rule_file: Path, tmp_path: Path) 
         expect(
             "LogCacheNearlyFull",
             "11m",
-            alert(annotations, redis=REDIS, job=names.EXPORTER_JOB, severity="ticket"),
+            alert(annotations, redis=REDIS, job=names.EXPORTER_JOB, severity="warning"),
         ),
     ]
     roomy = case(memory("850x80", "1000x80"))  # 85%
