@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kubelet (pinned KUBE_VERSION) and
-# etcd (ETCD_VERSION) from Go modules through wrapper modules, into $METRICPIPE_CACHE/bin.
+# etcd (ETCD_VERSION), helm (HELM_VERSION) and Prometheus 3 with promtool (PROMETHEUS3_MODULE_VERSION)
+# from Go modules through wrapper modules, into $METRICPIPE_CACHE/bin.
 # Idempotent: a binary that exists for the pinned version is never rebuilt.
 source "$(dirname "$0")/lib.sh"
 
@@ -79,9 +80,48 @@ build_etcd() {
   log "etcd $ETCD_VERSION: built into $ETCD_BIN"
 }
 
+# One Go command of one module, built through a wrapper module that requires it.
+# usage: build_module NAME MODULE VERSION PACKAGE OUT_DIR BINARY [LDFLAGS]
+build_module() {
+  local name="$1" module="$2" version="$3" package="$4" out="$5" binary="$6" ldflags="${7:--s -w}"
+  if [[ -x "$out/$binary" ]]; then log "$name $version: cached in $out/$binary"; return; fi
+  local work="$METRICPIPE_CACHE/src/$name-wrapper-$version"
+  mkdir -p "$work" "$out"
+  printf 'module metricpipe.local/%s-wrapper\n\ngo 1.25\n\nrequire %s %s\n' "$name" "$module" "$version" > "$work/go.mod"
+  printf 'package main\n\nimport _ "%s"\n\nfunc main() {}\n' "$package" > "$work/tools.go"
+  log "$name $version: building $package (a cold build takes minutes on 2 cores)"
+  (cd "$work" && go mod tidy >"$work/tidy.log" 2>&1) \
+    || die "$name: 'go mod tidy' failed in $work; see $work/tidy.log"
+  (cd "$work" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$out/$binary.tmp" \
+      "$package" >"$work/build-$binary.log" 2>&1) \
+    || die "$name: building $binary failed; see $work/build-$binary.log"
+  mv "$out/$binary.tmp" "$out/$binary"
+  log "$name $version: built $out/$binary"
+}
+
+build_helm() {
+  build_module helm helm.sh/helm/v4 "$HELM_VERSION" helm.sh/helm/v4/cmd/helm \
+    "$METRICPIPE_CACHE/bin/helm-$HELM_VERSION" helm \
+    "-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION"
+}
+
+# Prometheus 3 (module v0.3XX.Y is release 3.XX.Y) without its web UI's assets, and its promtool.
+build_prometheus3() {
+  local out="$METRICPIPE_CACHE/bin/prometheus-$PROMETHEUS3_MODULE_VERSION"
+  local release="3.${PROMETHEUS3_MODULE_VERSION#v0.3}"
+  local ldflags="-s -w -X github.com/prometheus/common/version.Version=$release"
+  local cmd
+  for cmd in promtool prometheus; do
+    build_module prometheus3 github.com/prometheus/prometheus "$PROMETHEUS3_MODULE_VERSION" \
+      "github.com/prometheus/prometheus/cmd/$cmd" "$out" "$cmd" "$ldflags"
+  done
+}
+
 case "${1:-all}" in
   etcd) build_etcd ;;
   kube) build_kube ;;
-  all) build_etcd; build_kube ;;
-  *) die "usage: $0 [all|etcd|kube]" ;;
+  helm) build_helm ;;
+  prometheus3) build_prometheus3 ;;
+  all) build_etcd; build_kube; build_helm; build_prometheus3 ;;
+  *) die "usage: $0 [all|etcd|kube|helm|prometheus3]" ;;
 esac
