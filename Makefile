@@ -50,7 +50,7 @@ crds: venv ## Regenerate crds/ from the pydantic model (the one source of truth)
 MONITORING := manifests/components/monitoring
 manifests: venv ## Regenerate the monitoring objects and dashboards in manifests/ from code
 	$(PY) -m metricpipe_exporters.render manifests --namespace metricpipe-system --out $(MONITORING)
-	$(PY) -m metricpipe_exporters.dashboards --out $(MONITORING)/dashboards
+	$(PY) -m metricpipe_dashboards --out $(MONITORING)/dashboards
 
 UV := $(VENV)/bin/uv
 LOCK_FLAGS := --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 --no-header --quiet

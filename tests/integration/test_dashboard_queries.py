@@ -1,64 +1,194 @@
-"""Every query of the generated Grafana dashboard is valid PromQL to the real Prometheus (with
-the dashboard's variables filled in as Grafana would), and its pipeline variable's series is
-one the local Prometheus computes (the project's recording rules are loaded there)."""
+"""The dashboards show live data: every query of the generated Grafana dashboard returns
+series for the test's pipelines from the real Prometheus, and every saved visualization's
+aggregation returns buckets from the real Elasticsearch and OpenSearch.
+
+Two pipelines over one topic (2 partitions), one writing to Elasticsearch, one to OpenSearch,
+each with a real consumer process (scraped through the stack's file_sd) and one lag exporter
+for both (the stack's Prometheus scrapes it and runs the project's recording rules). The
+topic gets a backlog of three minutes of past windows (so final documents are written as soon
+as the consumers read it) and then live records, one in 25 of them not JSON: that makes the
+dead-letter series move (reason malformed_json). The pipelines' status is given to the
+exporter through its pipelines file; desiredReplicas goes from 1 to 2 mid-test, which is the
+scaling event the dashboard's annotation marks. The queries are the files `make manifests`
+writes, run by metricpipe_dashboards.live, which takes the Prometheus and sink URLs as
+parameters.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-import pytest
-import requests
+import yaml
+from confluent_kafka import Producer
 
+from consumers import ConsumerProcesses, Pipeline, create_topics, make_pipeline, produce
+from exporter_harness import register
+from helpers import free_port, wait_for
+from metricpipe_contract import names
+from metricpipe_dashboards import cli, live
+from metricpipe_dashboards.saved_objects_model import SavedObjects
 from metricpipe_devstack.env import StackEnv
-from metricpipe_exporters import dashboards
 
-VARIABLES = {"${datasource}": "prometheus", "$pipeline": ".*", "$__rate_interval": "1m",
-             "$__interval": "15s", "$__range": "1h"}  # fmt: skip
-
-
-def walk_exprs(node: Any) -> Iterator[str]:
-    if isinstance(node, dict):
-        if node.get("type") == "datasource":  # a variable choosing the data source, no query
-            return
-        for key, value in node.items():
-            if key in {"expr", "query"} and isinstance(value, str):
-                yield value
-            elif key == "query" and isinstance(value, dict) and "query" in value:
-                yield str(value["query"])
-            else:
-                yield from walk_exprs(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from walk_exprs(item)
+REPO = Path(__file__).resolve().parents[2]
+DASHBOARDS = REPO / "manifests" / "components" / "monitoring" / "dashboards"
+PARTITIONS = 2
+SCRAPE_SECONDS = 5  # the local stack's scrape interval
+STEP_SECONDS = 5  # the query step (Grafana's $__interval for a few minutes on a wide panel)
+BACKLOG_MINUTES = 3
+SPEC = {"source": {"tag": "t"},
+        "metric": {"aggregation": "avg", "valueField": "rtt", "window": "1m",
+                   "allowedLateness": "10s", "groupBy": ["host"]}}  # fmt: skip
+DEAD_LETTER_REASON = "malformed_json"
 
 
-def filled(expr: str) -> str:
-    for variable, value in VARIABLES.items():
-        expr = expr.replace(variable, value)
-    return expr
+def record(at: float, n: int) -> bytes:
+    when = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return json.dumps({"time": when, "tag": "t", "host": f"h{n % 3}", "rtt": n % 50}).encode()
 
 
-EXPRS = sorted(set(walk_exprs(dashboards.build_grafana_dashboard())))
+def backlog(now: float) -> list[tuple[None, bytes]]:
+    """Ten records per partition for each of the past minutes (oldest first)."""
+    start = (int(now) // 60 - BACKLOG_MINUTES - 1) * 60
+    span = BACKLOG_MINUTES * 60
+    count = 10 * PARTITIONS * BACKLOG_MINUTES
+    return [(None, record(start + i * span / count, i)) for i in range(count)]
 
 
-def test_the_dashboard_has_queries() -> None:
-    assert len(EXPRS) >= 8
+class LiveRecords:
+    """`rate` records a second stamped now, every 25th not JSON (a dead letter)."""
+
+    def __init__(self, stack: StackEnv, topic: str, rate: float) -> None:
+        self.producer = Producer({"bootstrap.servers": stack.kafka_bootstrap, "linger.ms": 5})
+        self.topic, self.rate, self.sent = topic, rate, 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        while not self.stop.is_set():
+            while self.sent < (time.monotonic() - started) * self.rate:
+                value = b"not json" if self.sent % 25 == 24 else record(time.time(), self.sent)
+                self.producer.produce(self.topic, value=value, partition=self.sent % PARTITIONS)
+                self.sent += 1
+            self.producer.poll(0.05)
+        self.producer.flush(30)
+
+    def __enter__(self) -> LiveRecords:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=30)
 
 
-@pytest.mark.parametrize("expr", [e for e in EXPRS if not e.startswith("label_values(")])
-def test_prometheus_accepts_the_query(stack: StackEnv, expr: str) -> None:
-    params: dict[str, str | int] = {"query": filled(expr), "start": 0, "end": 60, "step": 15}
-    answer = requests.get(f"{stack.prometheus_url}/api/v1/query_range", timeout=10, params=params)
-    body = answer.json()
-    assert answer.status_code == 200, body
-    assert body["status"] == "success", body
+def exporter_objects(pipelines: list[Pipeline], desired: int) -> list[dict[str, Any]]:
+    """The pipelines as the exporter reads them, with the status the operator would write."""
+    return [{"metadata": {"namespace": "it", "name": p.name},
+             "spec": {**p.applied},
+             "status": {"replicas": 1, "desiredReplicas": desired}}
+            for p in pipelines]  # fmt: skip
 
 
-def test_the_pipeline_variable_reads_a_recording_rule_prometheus_runs(stack: StackEnv) -> None:
-    (variable,) = [e for e in EXPRS if e.startswith("label_values(")]
-    series = variable.removeprefix("label_values(").split(",")[0].strip()
-    rules = requests.get(f"{stack.prometheus_url}/api/v1/rules", timeout=10).json()
-    recorded = {r["name"] for g in rules["data"]["groups"] for r in g["rules"]
-                if r["type"] == "recording"}  # fmt: skip
-    assert series in recorded
+def write_atomically(path: Path, text: str) -> None:
+    """The exporter re-reads its pipelines file every cycle: never let it see half a file."""
+    part = path.with_suffix(".part")
+    part.write_text(text)
+    part.replace(path)
+
+
+def missing_series(results: list[live.QueryResult], keys: set[str]) -> dict[str, set[str]]:
+    """where -> the test's pipelines a query returned no series for."""
+    found = {r.where: keys - {s.get("pipeline", "") for s in r.series} for r in results}
+    return {where: missing for where, missing in found.items() if missing}
+
+
+def test_every_dashboard_query_returns_data_for_live_pipelines(
+    stack: StackEnv, unique_name: str, tmp_path: Path, start_exporter: Any,
+    processes: ConsumerProcesses,
+) -> None:  # fmt: skip
+    began = time.time()
+    topic = f"dash-{unique_name}"
+    create_topics(stack, topic, PARTITIONS)
+    produce(stack, topic, backlog(began))
+    pipelines = [
+        make_pipeline(stack, tmp_path, f"dash-{backend[:2]}-{unique_name}", topic, SPEC, backend)
+        for backend in ("elasticsearch", "opensearch")
+    ]
+    keys = {f"it/{p.name}" for p in pipelines}
+    model = json.loads((DASHBOARDS / cli.GRAFANA_FILE).read_text())
+    objects = SavedObjects.parse_ndjson((DASHBOARDS / cli.SAVED_OBJECTS_FILE).read_text())
+    variables = live.Variables(tuple(sorted(keys)), STEP_SECONDS, SCRAPE_SECONDS)
+    registered = []
+    start_exporter(exporter_objects(pipelines, desired=1))
+    pipelines_file = tmp_path / "pipelines-0.yaml"  # where start_exporter wrote them
+    try:
+        for pipeline in pipelines:
+            port = free_port()
+            processes.start(pipeline, METRICPIPE_METRICS_PORT=str(port))
+            registered.append(register(stack, port, names.CONSUMER_JOB, f"consumer-{port}"))
+        with LiveRecords(stack, topic, rate=10) as traffic:
+
+            def desired_scraped() -> bool:
+                expr = f'{names.PIPELINE_DESIRED_REPLICAS}{{pipeline=~"it/dash-.*-{unique_name}"}}'
+                found = live.query_range(stack.prometheus_url, expr, began, time.time(), 5)
+                return len(found) == len(keys)
+
+            wait_for(desired_scraped, 60, "the desired replicas in Prometheus")
+            # the scaling event: the operator wants 2 replicas now
+            write_atomically(pipelines_file, yaml.safe_dump(exporter_objects(pipelines, 2)))
+
+            def every_query_answers() -> list[live.QueryResult]:
+                processes.assert_alive()
+                results = live.run_grafana_queries(
+                    stack.prometheus_url, model, began, time.time(), variables
+                )
+                return [] if missing_series(results, keys) else results
+
+            try:
+                results = wait_for(every_query_answers, 150, "series for every query", 5)
+            finally:
+                last = live.run_grafana_queries(
+                    stack.prometheus_url, model, began, time.time(), variables
+                )
+                print(f"missing series after {time.time() - began:.0f} s: "
+                      f"{missing_series(last, keys)}")  # fmt: skip
+            assert traffic.sent > 0
+    finally:
+        for path in registered:
+            path.unlink(missing_ok=True)
+    end = time.time()
+    for result in results:
+        print(f"{result.where}: {len(result.series)} series, {result.samples} samples")
+    assert missing_series(results, keys) == {}
+    (by_reason,) = [r for r in results if r.where == "panel 'Dead letters' A"]
+    assert {s["reason"] for s in by_reason.series} >= {DEAD_LETTER_REASON}
+    assert (
+        set(live.fetch_variable_values(stack.prometheus_url, model, "pipeline", began, end)) >= keys
+    )
+
+    # the sink's side: every visualization over each backend's index pattern
+    only_ours = [{"terms": {"pipeline": sorted(keys)}}]
+    start_ms, end_ms = int((began - 3600) * 1000), int(end * 1000)
+    for pipeline in pipelines:
+        url = stack.elasticsearch_url if pipeline.document["sink"]["backend"] == "elasticsearch" \
+            else stack.opensearch_url  # fmt: skip
+
+        def all_have_buckets(url: str = url) -> list[live.SearchResult]:
+            found = live.run_saved_objects(url, objects, start_ms=start_ms, end_ms=end_ms,
+                                           interval="1m", extra_filters=only_ours)  # fmt: skip
+            return found if all(r.rows for r in found) else []
+
+        searched = wait_for(all_have_buckets, 60, f"buckets in every visualization at {url}", 2)
+        for answer in searched:
+            print(f"{url} {answer.visualization}: {len(answer.rows)} buckets")
+            assert any(v is not None for _, values in answer.rows for v in values.values())
+        by_id = {r.visualization: r for r in searched}
+        assert by_id["metricpipe-final-value"].keys_at(1) == {f"it/{pipeline.name}"}
+        assert by_id["metricpipe-partial-vs-final"].keys_at(1) >= {1}  # final: true
+    print(f"the check took {time.time() - began:.0f} s")

@@ -1,6 +1,8 @@
-"""The generated dashboards (pure): committed as generated, every Grafana query uses metric
-names the consumers, the exporter or the recording rules really expose, and every saved object
-is well formed and aggregates on fields the sink's documents really carry."""
+"""The generated dashboards (pure): committed as generated, valid for grafana-foundation-sdk's
+model and for the saved-objects model they are built from, every Grafana query uses metric
+names the consumers, the exporter or the recording rules really expose, every saved object is
+well formed and aggregates on fields the sink's documents really carry, and the live check's
+query translation (metricpipe_dashboards.live) sends what Grafana and Kibana would."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from grafana_foundation_sdk.cog import plugins
+from grafana_foundation_sdk.models.dashboard import Dashboard
 from prometheus_client import CollectorRegistry, Metric
 
 from metricpipe_consumers.aggregate import Aggregate
@@ -20,7 +24,9 @@ from metricpipe_consumers.documents import build_final_doc, build_partial_doc, m
 from metricpipe_consumers.metrics import ConsumerMetrics
 from metricpipe_contract import names
 from metricpipe_contract.model import MetricPipelineSpec
-from metricpipe_exporters import dashboards, rules
+from metricpipe_dashboards import cli, grafana, live
+from metricpipe_dashboards.saved_objects_model import SavedObjects
+from metricpipe_exporters import rules
 from metricpipe_exporters.cache import CacheCollector
 from metricpipe_exporters.collector import Collector, Snapshot
 from metricpipe_exporters.config import ExporterConfig
@@ -263,16 +269,20 @@ def test_an_unknown_metric_name_is_reported(expr: str, unknown: set[str]) -> Non
 
 
 def test_every_grafana_query_uses_names_the_system_exposes() -> None:
-    queries = list(grafana_queries(dashboards.build_grafana_dashboard()))
+    queries = list(grafana_queries(grafana_model()))
     assert len(queries) >= 10
     assert unknown_names(queries, known_names()) == {}, "dashboard uses unknown metric names"
+
+
+def grafana_model() -> dict[str, Any]:
+    return grafana.to_json(grafana.build_dashboard())
 
 
 # -- the committed files ------------------------------------------------------------------------
 
 
 def test_the_committed_dashboards_are_generated() -> None:
-    for file_name, text in dashboards.build_outputs().items():
+    for file_name, text in cli.build_outputs().items():
         path = DASHBOARDS / file_name
         assert path.is_file(), f"{path} is missing: run `make manifests` and commit the result"
         assert path.read_text() == text, (
@@ -281,14 +291,14 @@ def test_the_committed_dashboards_are_generated() -> None:
 
 
 def test_the_cli_writes_both_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert dashboards.main(["--out", str(tmp_path / "out")]) == 0
+    assert cli.main(["--out", str(tmp_path / "out")]) == 0
     written = {p.name: p.read_text() for p in (tmp_path / "out").iterdir()}
-    assert written == dashboards.build_outputs()
+    assert written == cli.build_outputs()
     printed = capsys.readouterr().out.split()
     assert sorted(printed) == sorted(str(tmp_path / "out" / name) for name in written)
-    grafana = written[dashboards.GRAFANA_FILE]
-    assert grafana.endswith("}\n")
-    assert grafana == json.dumps(json.loads(grafana), indent=2, sort_keys=True) + "\n"
+    grafana_text = written[cli.GRAFANA_FILE]
+    assert grafana_text.endswith("}\n")
+    assert grafana_text == json.dumps(json.loads(grafana_text), indent=2, sort_keys=True) + "\n"
 
 
 # -- Grafana --------------------------------------------------------------------------------
@@ -304,7 +314,7 @@ PANEL_SERIES = {  # title -> the series it shows
 
 
 def test_the_grafana_dashboard_has_its_panels_and_variables() -> None:
-    dashboard = json.loads((DASHBOARDS / dashboards.GRAFANA_FILE).read_text())
+    dashboard = json.loads((DASHBOARDS / cli.GRAFANA_FILE).read_text())
     assert dashboard["uid"] == "metricpipe-pipelines"
     assert dashboard["schemaVersion"] >= 36
     panels = dashboard["panels"]
@@ -334,8 +344,26 @@ def test_the_grafana_dashboard_has_its_panels_and_variables() -> None:
     assert metric_names(variable_selector(pipeline["query"])) <= recording_rule_names()
 
 
+def test_the_committed_grafana_json_is_valid_for_the_sdk_model() -> None:
+    """Read back by grafana-foundation-sdk's model (panels decoded by their plugin's types),
+    the committed file encodes to itself: nothing in it is outside the model."""
+    plugins.register_default_plugins()
+    committed = json.loads((DASHBOARDS / cli.GRAFANA_FILE).read_text())
+    assert grafana.to_json(Dashboard.from_json(committed)) == committed
+
+
+def test_targets_and_desired_values_are_drawn_dashed() -> None:
+    panels = {p["title"]: p for p in grafana_model()["panels"]}
+    dashed = {title: grafana.dashed_ref_ids(panel) for title, panel in panels.items()}
+    with_targets = {"Freshness vs target", "Consumer replicas"}
+    assert dashed == {title: (["B"] if title in with_targets else []) for title in PANEL_SERIES}
+    for panel in panels.values():
+        for override in panel["fieldConfig"]["overrides"]:
+            assert override["matcher"]["id"] == "byFrameRefID"
+
+
 def test_scaling_events_are_an_annotation_on_desired_replicas() -> None:
-    dashboard = dashboards.build_grafana_dashboard()
+    dashboard = grafana_model()
     (scaling,) = [a for a in dashboard["annotations"]["list"] if "expr" in a]
     assert scaling["datasource"]["uid"] == "${datasource}"
     assert scaling["expr"].startswith("changes(")
@@ -354,7 +382,7 @@ JSON_STRINGS = (
 
 
 def saved_objects() -> list[dict[str, Any]]:
-    lines = (DASHBOARDS / dashboards.SAVED_OBJECTS_FILE).read_text().splitlines()
+    lines = (DASHBOARDS / cli.SAVED_OBJECTS_FILE).read_text().splitlines()
     return [json.loads(line) for line in lines]
 
 
@@ -387,11 +415,11 @@ def document_fields() -> tuple[dict[str, Any], set[str]]:
 
 
 def test_the_saved_objects_are_well_formed() -> None:
-    text = (DASHBOARDS / dashboards.SAVED_OBJECTS_FILE).read_text()
+    text = (DASHBOARDS / cli.SAVED_OBJECTS_FILE).read_text()
     assert text.endswith("\n")
     assert "\n\n" not in text
     objects = saved_objects()
-    assert dashboards.render_ndjson(objects) == text
+    assert SavedObjects.parse_ndjson(text).render_ndjson() == text  # the model reads it back
     for obj in objects:
         assert {"type", "id", "attributes"} <= set(obj), obj
         assert obj["attributes"]["title"]
@@ -495,3 +523,77 @@ def test_the_exporter_serves_the_replica_gauges_only_when_known() -> None:
         (names.PIPELINE_REPLICAS, "shop/orders"): 2,
         (names.PIPELINE_DESIRED_REPLICAS, "shop/orders"): 3,
     }
+
+
+# -- the live check's translation (metricpipe_dashboards.live) ----------------------------------
+
+
+def test_variables_are_filled_as_grafana_fills_them() -> None:
+    variables = live.Variables(pipelines=("it/a-1", "it/b.2"), step_seconds=15, scrape_seconds=5)
+    assert variables.rate_interval_seconds == 20  # max(15 + 5, 4 x 5)
+    assert live.Variables(("x",), step_seconds=15).rate_interval_seconds == 60  # 4 x 15 s
+    filled = variables.fill('rate(x{pipeline=~"$pipeline"}[$__rate_interval]) + y[$__interval]')
+    assert filled == r'rate(x{pipeline=~"(it/a-1|it/b\\.2)"}[20s]) + y[15s]'
+    assert live.grafana_regex_escape(r"a\b+c") == r"a\\\\b\\+c"
+
+
+@pytest.mark.parametrize(
+    ("kql", "filters"),
+    [
+        ("", []),
+        ("final:true", [{"term": {"final": True}}]),
+        (" pipeline : it/x ", None),  # a slash is beyond `field:value` here: refused
+        ("final:true and pipeline:x", None),
+    ],
+)
+def test_kql_is_translated_or_refused(kql: str, filters: list[dict[str, Any]] | None) -> None:
+    if filters is None:
+        with pytest.raises(ValueError, match="KQL"):
+            live.translate_kql(kql)
+    else:
+        assert live.translate_kql(kql) == filters
+
+
+def test_a_visualization_becomes_the_search_kibana_sends() -> None:
+    objects = SavedObjects.parse_ndjson((DASHBOARDS / cli.SAVED_OBJECTS_FILE).read_text())
+    (final_value,) = [v for v in objects.visualizations() if v.id == "metricpipe-final-value"]
+    only_a = [{"terms": {"pipeline": ["it/a"]}}]
+    body = live.build_search_body(
+        final_value.vis_state, final_value.search_source.query.query, "window_start",
+        start_ms=1_000, end_ms=2_000, interval="1m", extra_filters=only_a,
+    )  # fmt: skip
+    assert body["size"] == 0
+    assert body["query"]["bool"]["filter"] == [
+        {"range": {"window_start": {"gte": 1_000, "lte": 2_000, "format": "epoch_millis"}}},
+        {"term": {"final": True}},
+        {"terms": {"pipeline": ["it/a"]}},
+    ]
+    histogram = body["aggs"]["2"]
+    assert histogram["date_histogram"]["field"] == "window_start"
+    assert histogram["date_histogram"]["fixed_interval"] == "1m"
+    split = histogram["aggs"]["3"]
+    assert split["terms"] == {"field": "pipeline", "size": 10, "order": {"1": "desc"}}
+    assert split["aggs"]["1"] == {"avg": {"field": "value"}}
+    group = split["aggs"]["4"]
+    assert group["terms"]["field"] == "group_key"
+    assert group["aggs"] == {"1": {"avg": {"field": "value"}}}
+    (partial_vs_final,) = [v for v in objects.visualizations() if v.id.endswith("partial-vs-final")]
+    counted = live.build_search_body(
+        partial_vs_final.vis_state, "", "window_start", start_ms=0, end_ms=1, interval="1m"
+    )
+    assert counted["aggs"]["2"]["aggs"]["3"]["terms"]["order"] == {"_count": "desc"}
+    assert counted["aggs"]["2"]["aggs"]["3"]["aggs"] == {}  # a count needs no sub-aggregation
+
+
+def test_leaf_rows_walk_nested_buckets() -> None:
+    aggregations = {"2": {"buckets": [
+        {"key": 60_000, "key_as_string": "t1", "doc_count": 3, "1": {"value": 2.0},
+         "3": {"buckets": [{"key": "it/a", "doc_count": 2, "1": {"value": 1.5}},
+                           {"key": "it/b", "doc_count": 1, "1": {"value": 3.0}}]}},
+        {"key": 120_000, "doc_count": 1, "3": {"buckets": [{"key": "it/a", "doc_count": 1}]}},
+    ]}}  # fmt: skip
+    assert live.leaf_rows(aggregations, ["2", "3"], ["1"]) == [
+        (("t1", "it/a"), {"1": 1.5}),
+        (("t1", "it/b"), {"1": 3.0}),
+        ((120_000, "it/a"), {"1": 1}),  # no metric agg: the bucket's document count
+    ]
