@@ -9,7 +9,7 @@ export METRICPIPE_CACHE ?= $(HOME)/.cache/metricpipe
 VENV_STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
 .PHONY: help prereqs venv stack-deps stack-up stack-down stack-status lint format unit \
-        integration e2e test demo bench clean crds manifests locks demo-down images
+        integration e2e test demo bench clean crds manifests locks demo-down images chart
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ MONITORING := manifests/components/monitoring
 manifests: venv ## Regenerate the monitoring objects and dashboards in manifests/ from code
 	$(PY) -m metricpipe_exporters.render manifests --namespace metricpipe-system --out $(MONITORING)
 	$(PY) -m metricpipe_dashboards --out $(MONITORING)/dashboards
+
+chart: venv ## Regenerate the Helm chart charts/metricpipe from manifests/base, crds/ and the rule builders
+	$(PY) hack/render_chart.py
 
 UV := $(VENV)/bin/uv
 LOCK_FLAGS := --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 --no-header --quiet
