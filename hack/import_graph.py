@@ -30,7 +30,7 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     "metricpipe_consumers": frozenset({"metricpipe_contract"}),
     "metricpipe_exporters": frozenset({"metricpipe_contract", "metricpipe_consumers"}),
 }
-DEV_TOOLING = frozenset({"metricpipe_devstack", "metricpipe_demo"})
+DEV_TOOLING = frozenset({"metricpipe_devstack", "metricpipe_demo", "metricpipe_dashboards"})
 
 
 @dataclass(frozen=True)

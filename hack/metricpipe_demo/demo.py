@@ -50,7 +50,6 @@ from .report import (
     build_sample,
     build_summary,
     describe_final,
-    render_table,
     write_plot,
 )
 from .schedule import HTTP, RTT, BurstDial, Emission, PlanSettings, iter_demo_plan
@@ -249,8 +248,9 @@ class Demo:
                 f"\n[{time.time() - self.started:5.0f} s] replayed {stats.sent:,} records "
                 f"(source time {source})"
             )
-            say(f"   kubectl get metricpipelines -n {s.namespace} -o wide:")
-            for line in render_table(current):
+            say(f"   $ kubectl get metricpipelines -n {s.namespace} -o wide")
+            table = ("get", "metricpipelines", "-n", s.namespace, "-o", "wide")
+            for line in run_kubectl(self.env.kubectl, self.env.kubeconfig, *table):
                 say(f"   {line}")
             say(f"   {self.archive.status_line()}")
             for line in sizer.update(current, stats, time.time()):

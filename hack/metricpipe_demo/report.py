@@ -1,5 +1,5 @@
-"""What the demo shows: the `kubectl get mp` table, the summary and the plot (pure, but for the
-PNG file)."""
+"""What the demo shows: its samples of each pipeline's status, the summary and the plot (pure,
+but for the PNG file). The table is the API server's own (`kubectl get mp -o wide`, demo.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-COLUMNS = ("NAME", "REPLICAS", "LAG", "TIME-LAG", "FRESHNESS", "SLO", "INPUT/S", "CAP/S")
 
 
 @dataclass(frozen=True)
@@ -29,29 +27,13 @@ class Sample:
 def build_sample(at: float, pipeline: Mapping[str, Any]) -> Sample:
     status = pipeline.get("status") or {}
     return Sample(
-        at=at, name=pipeline["metadata"]["name"], replicas=int(pipeline["spec"].get("replicas", 0)),
+        at=at, name=pipeline["metadata"]["name"],
+        # the consumers that exist (status), not those asked for (spec) while they start
+        replicas=int(status.get("replicas", pipeline["spec"].get("replicas", 0))),
         lag=status.get("lag"), freshness=status.get("freshnessSeconds"),
         input_rate=status.get("inputRate"), capacity=status.get("capacityPerReplica"),
         status=status,
     )  # fmt: skip
-
-
-def render_table(samples: Sequence[Sample]) -> list[str]:
-    """The columns `kubectl get metricpipelines -o wide` prints (from the same status fields)."""
-
-    def cell(value: Any) -> str:
-        return "<none>" if value is None else str(value)
-
-    rows = [COLUMNS] + [
-        (s.name, str(s.replicas), cell(s.lag), cell(s.status.get("timeLag")),
-         cell(s.status.get("freshness")), cell(s.status.get("slo")),
-         cell(None if s.input_rate is None else round(s.input_rate)),
-         cell(None if s.capacity is None else round(s.capacity)))
-        for s in samples
-    ]  # fmt: skip
-    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
-    return ["   ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
-            for row in rows]  # fmt: skip
 
 
 def build_summary(

@@ -38,6 +38,7 @@ class StackEnv:
     hdfs_url: str | None = None  # hdfs://host:port of the NameNode (hdfs.py)
     webhdfs_url: str | None = None  # http://host:port/webhdfs/v1 on the NameNode
     edge_url: str | None = None  # https://127.0.0.1:port of the edge's HAProxy (edge.py)
+    prometheus3_url: str | None = None  # Prometheus 3 beside 2.x, same targets and rules
     edge_access_logs: tuple[Path, ...] = ()  # the edge Nginx servers' JSON access logs
     edge_haproxy_log: Path | None = None  # HAProxy's JSON session log
     redis: RedisAccess | None = None  # the log cache and its users (redis.py)
@@ -97,6 +98,7 @@ class StackEnv:
             opensearch_secure_user=entries.get("OPENSEARCH_SECURE_USER", "admin"),
             opensearch_secure_password_file=Path(entries["OPENSEARCH_SECURE_PASSWORD_FILE"]),
             kubectl=Path(entries.get("KUBECTL", "kubectl")),
+            prometheus3_url=entries.get("PROMETHEUS3_URL"),
             spark_class_archive=Path(archive) if (archive := entries.get("SPARK_CLASS_ARCHIVE"))
             else None,
             hdfs_url=entries.get("METRICPIPE_HDFS_URL"),

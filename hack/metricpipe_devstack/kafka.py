@@ -14,10 +14,12 @@ what ACLs grant it (no ACL: denied).
 from __future__ import annotations
 
 import base64
+import logging
 import secrets
 import subprocess
 import uuid
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka.admin import AdminClient
 
@@ -197,14 +199,26 @@ class Kafka(Component):
             "sasl.password": self.admin_password_file.read_text().strip(),
         }
 
+    def _probe_logger(self) -> logging.Logger:
+        """Where the probes' Kafka clients log (`kafka-clients.log` beside the servers' logs):
+        while the broker starts, librdkafka reports each refused connection, which is expected
+        and belongs in a file, not on the screen; the probe's own result says what failed."""
+        logger = logging.getLogger("metricpipe.devstack.kafka-clients")
+        if not logger.handlers:
+            self.settings.log_dir.mkdir(parents=True, exist_ok=True)
+            logger.addHandler(logging.FileHandler(self.settings.log_dir / "kafka-clients.log"))
+            logger.propagate = False
+        return logger
+
     def probe(self) -> Probe:
         """Up when the plaintext listener answers and the SCRAM admin gets in over TLS."""
+        quiet: dict[str, Any] = {"socket.timeout.ms": 3000, "logger": self._probe_logger()}
         try:
-            admin = AdminClient({"bootstrap.servers": self.bootstrap, "socket.timeout.ms": 3000})
+            admin = AdminClient({"bootstrap.servers": self.bootstrap, **quiet})
             metadata = admin.list_topics(timeout=3)
             if not metadata.brokers:
                 return Probe(False, "no broker registered yet")
-            secured = AdminClient({**self.admin_settings(), "socket.timeout.ms": 3000})
+            secured = AdminClient({**self.admin_settings(), **quiet})
             secured.list_topics(timeout=3)
         except Exception as error:  # librdkafka raises KafkaException on timeouts
             return Probe(False, f"unreachable: {error}")

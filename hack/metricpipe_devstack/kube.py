@@ -92,14 +92,15 @@ class _KubeComponent(Component):
 
     def _probe_https(self, port: int, path: str = "/healthz") -> Probe:
         try:
-            with warnings.catch_warnings():
-                # The component serves a self-signed certificate of its own: nothing to verify.
-                warnings.simplefilter("ignore", InsecureRequestWarning)
-                response = requests.get(
-                    f"https://127.0.0.1:{port}{path}",
-                    timeout=3,
-                    verify=False,  # noqa: S501
-                )
+            # The component serves a self-signed certificate of its own: nothing to verify.
+            # (Filtered for the whole process, once: the probes run in threads, and
+            # catch_warnings in one thread restores the filters under another.)
+            warnings.filterwarnings("ignore", category=InsecureRequestWarning)
+            response = requests.get(
+                f"https://127.0.0.1:{port}{path}",
+                timeout=3,
+                verify=False,  # noqa: S501
+            )
         except requests.RequestException as error:
             return Probe(False, f"unreachable: {type(error).__name__}")
         ok = response.status_code == 200 and response.text.strip() == "ok"

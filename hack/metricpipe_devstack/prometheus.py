@@ -6,6 +6,10 @@ stack's pod discovery (`podsd.py`: scraped at their pod IPs, job = the pod's lab
 `app.kubernetes.io/name`, what metricpipe's PodMonitor asks of the Prometheus Operator on a
 cluster; Debian's Prometheus build leaves kubernetes_sd out); tests add host processes there.
 Rule files in `.stack/prometheus/rules/` are loaded at start and on POST /-/reload.
+
+Beside it runs Prometheus 3 (`Prometheus3`: built from its Go module without the web UI's
+assets, hack/build-go-bins.sh) with the same targets and rules and its own storage, so the
+rules, alerts and dashboard queries are checked on both major versions.
 """
 
 from __future__ import annotations
@@ -30,7 +34,15 @@ class Prometheus(Component):
 
     @property
     def url(self) -> str:
-        return f"http://{self.bind_host()}:{self.settings.ports.prometheus}"
+        return f"http://{self.bind_host()}:{self.port()}"
+
+    @property
+    def binary(self) -> Path:
+        return self.settings.prometheus_bin / "prometheus"
+
+    @property
+    def config_file(self) -> Path:
+        return self.config_dir / "prometheus.yml"
 
     @property
     def config_dir(self) -> Path:
@@ -48,7 +60,7 @@ class Prometheus(Component):
             "scrape_configs:\n"
             "  - job_name: prometheus\n"
             "    static_configs:\n"
-            f"      - targets: ['{self.bind_host()}:{self.settings.ports.prometheus}']\n"
+            f"      - targets: ['{self.bind_host()}:{self.port()}']\n"
             "  - job_name: metricpipe\n"
             "    file_sd_configs:\n"
             f"      - files: ['{file_sd}/*.json', '{file_sd}/*.yml']\n"
@@ -62,15 +74,15 @@ class Prometheus(Component):
         (self.config_dir / "rules" / "metricpipe-rules.yml").write_text(
             render_yaml(build_rule_file())
         )
-        (self.config_dir / "prometheus.yml").write_text(self.build_config())
+        self.config_file.write_text(self.build_config())
         self.data_dir.mkdir(parents=True, exist_ok=True)
 
     def argv(self) -> list[str]:
         return [
-            str(self.settings.prometheus_bin / "prometheus"),
-            f"--config.file={self.config_dir / 'prometheus.yml'}",
+            str(self.binary),
+            f"--config.file={self.config_file}",
             f"--storage.tsdb.path={self.data_dir}",
-            f"--web.listen-address={self.bind_host()}:{self.settings.ports.prometheus}",
+            f"--web.listen-address={self.bind_host()}:{self.port()}",
             "--web.enable-lifecycle",
             "--storage.tsdb.retention.time=2d",
         ]
@@ -92,4 +104,28 @@ class Prometheus(Component):
             "PROMETHEUS_FILE_SD_DIR": str(self.config_dir / "file_sd"),
             "PROMETHEUS_RULES_DIR": str(self.config_dir / "rules"),
             "PROMTOOL": str(self.settings.prometheus_bin / "promtool"),
+        }
+
+
+class Prometheus3(Prometheus):
+    """Prometheus 3 beside Debian's 2.x: the same file_sd targets and rule files (read from the
+    2.x server's directories), its own configuration file, storage and port."""
+
+    name = "prometheus3"
+
+    def port(self) -> int:
+        return self.settings.ports.prometheus3
+
+    @property
+    def binary(self) -> Path:
+        return self.settings.prometheus3_bin / "prometheus"
+
+    @property
+    def config_file(self) -> Path:
+        return self.config_dir / "prometheus3.yml"
+
+    def env(self) -> dict[str, str]:
+        return {
+            "PROMETHEUS3_URL": self.url,
+            "PROMTOOL3": str(self.settings.prometheus3_bin / "promtool"),
         }

@@ -56,6 +56,7 @@ class Ports:
     opensearch: int = _env_port("OPENSEARCH", 39201)
     opensearch_transport: int = _env_port("OPENSEARCH_TRANSPORT", 39301)
     prometheus: int = _env_port("PROMETHEUS", 39090)
+    prometheus3: int = _env_port("PROMETHEUS3", 39190)  # Prometheus 3, the same targets and rules
     redis: int = _env_port("REDIS", 39379)  # the log cache (redis.py)
     hdfs_namenode: int = _env_port("HDFS_NAMENODE", 39820)  # NameNode RPC, the hdfs:// port
     hdfs_namenode_http: int = _env_port("HDFS_NAMENODE_HTTP", 39870)  # WebHDFS, JMX, web UI

@@ -20,7 +20,7 @@ from .kube import Etcd, KubeApiserver, KubeControllerManager, KubeScheduler
 from .network import delete_bridge, ensure_bridge
 from .node import Containerd, Kubelet, clean_node_dir, start_node, stop_node
 from .podsd import PodDiscovery
-from .prometheus import Prometheus
+from .prometheus import Prometheus, Prometheus3
 from .redis import Redis
 from .search import Elasticsearch, OpenSearch, SearchEngine
 from .secure_opensearch import SecuredOpenSearch
@@ -46,6 +46,7 @@ def build_components(settings: StackSettings) -> list[Component]:
         OpenSearch(settings),
         SecuredOpenSearch(settings),
         Prometheus(settings),
+        Prometheus3(settings),  # the same targets and rules on Prometheus 3
         Redis(settings),  # the log cache
         *(EdgeNginx(settings, letter) for letter in NGINX_LETTERS),  # the edge (edge.py)
         EdgeHaproxy(settings),
@@ -159,6 +160,7 @@ def _start_all(settings: StackSettings, named: dict[str, Component], echo: Echo)
         "opensearch",
         "opensearch-secure",
         "prometheus",
+        "prometheus3",
         "redis",
         *(nginx_name(letter) for letter in NGINX_LETTERS),
         "edge-haproxy",
@@ -194,6 +196,9 @@ def stop_started(
             echo(f"   {component.name}: {component.stop()}")
 
 
+PATH_KEY = "PATH"
+
+
 def write_env(settings: StackSettings, components: list[Component]) -> dict[str, str]:
     entries = {
         "METRICPIPE_STACK_DIR": str(settings.stack_dir),
@@ -202,9 +207,13 @@ def write_env(settings: StackSettings, components: list[Component]) -> dict[str,
     }
     for component in components:
         entries.update(component.env())
+    entries["HELM"] = str(settings.helm)
+    tools = f"{shlex.quote(str(settings.kube_bin))}:{shlex.quote(str(settings.helm.parent))}"
     settings.env_file.write_text(
         "# Written by 'make stack-up'. Shell KEY=value lines; source it to use the stack.\n"
         + "".join(f"{key}={shlex.quote(value)}\n" for key, value in entries.items())
+        + "# the pinned kubectl and helm first on PATH (for shells; Python reads KUBECTL, HELM)\n"
+        + f'{PATH_KEY}={tools}:"$PATH"\n'
     )
     return entries
 
@@ -249,5 +258,6 @@ def read_env_file(settings: StackSettings) -> dict[str, str]:
     for line in settings.env_file.read_text().splitlines():
         if line and not line.startswith("#") and "=" in line:
             key, value = line.split("=", 1)
-            entries[key] = shlex.split(value)[0] if value else ""
+            if key != PATH_KEY:  # a shell expansion of the reader's PATH
+                entries[key] = shlex.split(value)[0] if value else ""
     return entries

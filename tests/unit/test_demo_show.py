@@ -9,7 +9,7 @@ import pytest
 from metricpipe_contract.durations import parse_duration
 from metricpipe_contract.model import MetricPipelineSpec
 from metricpipe_demo.pipelines import EXAMPLES, build_demo_pipeline, load_example
-from metricpipe_demo.report import Sample, build_summary, describe_final, render_table
+from metricpipe_demo.report import Sample, build_summary, describe_final
 from metricpipe_demo.settings import DemoSettings
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "manifests" / "examples"
@@ -33,13 +33,6 @@ def test_demo_pipelines_are_the_examples_scaled_to_the_demo_clock(name: str) -> 
 def sample(at: float, name: str, replicas: int, freshness: float | None) -> Sample:
     status = {"timeLag": "5s", "freshness": f"{freshness}s", "slo": "Met"}
     return Sample(at, name, replicas, 10, freshness, 12.4, 99.6, status)
-
-
-def test_table_has_the_kubectl_columns() -> None:
-    header, row = render_table([sample(0, "avg-rtt", 2, 7.0)])
-    assert header.split() == ["NAME", "REPLICAS", "LAG", "TIME-LAG", "FRESHNESS", "SLO",
-                              "INPUT/S", "CAP/S"]  # fmt: skip
-    assert row.split() == ["avg-rtt", "2", "10", "5s", "7.0s", "Met", "12", "100"]
 
 
 def test_summary_counts_replica_minutes_and_freshness_against_the_target() -> None:

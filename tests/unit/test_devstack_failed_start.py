@@ -14,7 +14,7 @@ from metricpipe_devstack.settings import StackSettings
 NAMES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kafka",
          "hdfs-namenode", "hdfs-datanode",
          "elasticsearch", "elasticsearch-secure", "opensearch", "opensearch-secure", "prometheus",
-         "redis",
+         "prometheus3", "redis",
          "edge-nginx-a", "edge-nginx-b", "edge-haproxy",
          "pod-discovery",
          "spark", "containerd",
