@@ -33,7 +33,7 @@ SPEC: dict[str, Any] = {
     "source": {"tag": "app.helm"},
     "topic": {"partitions": 1, "deletionPolicy": "Delete"},
     "metric": {"aggregation": "count", "groupBy": ["host"], "window": "1m",
-               "eventTime": {"field": "ts", "format": "epoch_millis"}},
+               "allowedLateness": "10s", "eventTime": {"field": "ts", "format": "epoch_millis"}},
     "sink": {"backend": "elasticsearch"},
     "replicas": 1,
     "scaling": {"enabled": False},
@@ -59,8 +59,8 @@ def values(release: str, pipelines: str, interval: str, peek: int) -> list[str]:
         f"--set=clusterScopedNameSuffix=-{release}",
         f"--set=operator.watchNamespaces={{{pipelines}}}",
         "--set=operator.replicas=1",
-        f"--set=operator.settings.METRICPIPE_SCALING_NAMESPACE={pipelines}",
-        f"--set=operator.settings.METRICPIPE_SCALING_INTERVAL_SECONDS={interval}",
+        f"--set-string=operator.settings.METRICPIPE_SCALING_NAMESPACE={pipelines}",
+        f"--set-string=operator.settings.METRICPIPE_SCALING_INTERVAL_SECONDS={interval}",
         f"--set=peek.replicas={peek}",
         "--set=redis.exporterSecretRef.name=",  # the demo's Secret; the exporter needs no cache
         "--set=monitoring.release=kube-prometheus-stack",
@@ -75,7 +75,8 @@ def release_objects(stack: StackEnv, release: str) -> list[str]:
                          + ",".join(MONITORS), "-n", release, "-o", "name")  # fmt: skip
     assert namespaced.returncode == 0, namespaced.stderr
     cluster = kubectl(stack, "get", "clusterroles,clusterrolebindings", "-o", "name")
-    left = [n for n in namespaced.stdout.split() if not n.endswith("/kube-root-ca.crt")]
+    defaults = ("configmap/kube-root-ca.crt", "serviceaccount/default")  # every namespace's
+    left = [n for n in namespaced.stdout.split() if n not in defaults]
     return left + [n for n in cluster.stdout.split() if n.endswith(f"-{release}")]
 
 
@@ -137,6 +138,10 @@ def test_helm_install_reconcile_upgrade_uninstall(
         # the operator removes its finalizer (and the topic) before it goes
         custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "helm")
         wait_for(lambda: not pipeline_exists(custom, namespace), 120, "the pipeline deleted", 1)
+        installed_objects = release_objects(stack, release)
+        assert {"deployment.apps/metricpipe-operator", f"clusterrole.rbac.authorization.k8s.io/"
+                f"metricpipe-operator-{release}", "podmonitor.monitoring.coreos.com/"
+                "metricpipe-consumer"} <= set(installed_objects), installed_objects  # fmt: skip
         helm(stack, "uninstall", release, "-n", release, "--wait")
         installed = False
         assert release_objects(stack, release) == []
