@@ -1,5 +1,6 @@
 """The dashboards show live data: every query of the generated Grafana dashboard returns
-series for the test's pipelines from the real Prometheus, and every saved visualization's
+series for the test's pipelines from the real Prometheus, 2.x and 3.x (the stack runs both on
+the same targets and rules), and every saved visualization's
 aggregation returns buckets from the real Elasticsearch and OpenSearch.
 
 Two pipelines over one topic (2 partitions), one writing to Elasticsearch, one to OpenSearch,
@@ -123,6 +124,9 @@ def test_every_dashboard_query_returns_data_for_live_pipelines(
         for backend in ("elasticsearch", "opensearch")
     ]
     keys = {f"it/{p.name}" for p in pipelines}
+    assert stack.prometheus3_url, ".stack/env names no PROMETHEUS3_URL: run `make stack-up` again"
+    # both servers scrape the same targets and load the same rules (docs/local-stack.md)
+    servers = {"prometheus 2.x": stack.prometheus_url, "prometheus 3.x": stack.prometheus3_url}
     model = json.loads((DASHBOARDS / cli.GRAFANA_FILE).read_text())
     objects = SavedObjects.parse_ndjson((DASHBOARDS / cli.SAVED_OBJECTS_FILE).read_text())
     variables = live.Variables(tuple(sorted(keys)), STEP_SECONDS, SCRAPE_SECONDS)
@@ -145,34 +149,37 @@ def test_every_dashboard_query_returns_data_for_live_pipelines(
             # the scaling event: the operator wants 2 replicas now
             write_atomically(pipelines_file, yaml.safe_dump(exporter_objects(pipelines, 2)))
 
-            def every_query_answers() -> list[live.QueryResult]:
+            def run_everywhere() -> dict[str, list[live.QueryResult]]:
+                return {version: live.run_grafana_queries(url, model, began, time.time(),
+                                                          variables)
+                        for version, url in servers.items()}  # fmt: skip
+
+            def every_query_answers() -> dict[str, list[live.QueryResult]]:
                 processes.assert_alive()
-                results = live.run_grafana_queries(
-                    stack.prometheus_url, model, began, time.time(), variables
-                )
-                return [] if missing_series(results, keys) else results
+                answers = run_everywhere()
+                missing = any(missing_series(found, keys) for found in answers.values())
+                return {} if missing else answers
 
             try:
-                results = wait_for(every_query_answers, 150, "series for every query", 5)
+                answered = wait_for(every_query_answers, 150, "series for every query", 5)
             finally:
-                last = live.run_grafana_queries(
-                    stack.prometheus_url, model, began, time.time(), variables
-                )
-                print(f"missing series after {time.time() - began:.0f} s: "
-                      f"{missing_series(last, keys)}")  # fmt: skip
+                for version, last in run_everywhere().items():
+                    print(f"{version}: missing series after {time.time() - began:.0f} s: "
+                          f"{missing_series(last, keys)}")  # fmt: skip
             assert traffic.sent > 0
     finally:
         for path in registered:
             path.unlink(missing_ok=True)
     end = time.time()
-    for result in results:
-        print(f"{result.where}: {len(result.series)} series, {result.samples} samples")
-    assert missing_series(results, keys) == {}
-    (by_reason,) = [r for r in results if r.where == "panel 'Dead letters' A"]
-    assert {s["reason"] for s in by_reason.series} >= {DEAD_LETTER_REASON}
-    assert (
-        set(live.fetch_variable_values(stack.prometheus_url, model, "pipeline", began, end)) >= keys
-    )
+    for version, results in answered.items():
+        for result in results:
+            print(f"{version} {result.where}: {len(result.series)} series, "
+                  f"{result.samples} samples")  # fmt: skip
+        assert missing_series(results, keys) == {}, version
+        (by_reason,) = [r for r in results if r.where == "panel 'Dead letters' A"]
+        assert {s["reason"] for s in by_reason.series} >= {DEAD_LETTER_REASON}, version
+        variable = live.fetch_variable_values(servers[version], model, "pipeline", began, end)
+        assert set(variable) >= keys, version
 
     # the sink's side: every visualization over each backend's index pattern
     only_ours = [{"terms": {"pipeline": sorted(keys)}}]
