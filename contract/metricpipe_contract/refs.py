@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 from .model import API_VERSION, KIND
 from .naming import build_consumer_group
+from .version import RELEASE, VERSION_LABEL
 
 MANAGED_BY = "metricpipe-operator"
 PIPELINE_LABEL = "metricpipe.io/pipeline"
@@ -135,6 +136,7 @@ class PipelineRef:
             "app.kubernetes.io/component": component,
             "app.kubernetes.io/part-of": "metricpipe",
             "app.kubernetes.io/managed-by": MANAGED_BY,
+            VERSION_LABEL: RELEASE,
             self.OWNER_LABEL: self.name,
         }
 

@@ -24,6 +24,7 @@ from typing import Any, Final
 import yaml
 
 from metricpipe_contract import names
+from metricpipe_contract.version import RELEASE, VERSION_LABEL
 
 Rule = dict[str, Any]
 
@@ -364,6 +365,7 @@ def _metadata(
             NAME_LABEL: name,
             "app.kubernetes.io/component": component,
             "app.kubernetes.io/part-of": "metricpipe",
+            VERSION_LABEL: RELEASE,
             **(labels or {}),
         },
     }

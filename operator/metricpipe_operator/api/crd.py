@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from metricpipe_contract.model import GROUP, KIND, PLURAL, VERSION, MetricPipelineSpec
 from metricpipe_contract.refs import build_name_rules
+from metricpipe_contract.version import RELEASE, VERSION_LABEL
 
 _KEEP = {
     "type", "description", "default", "enum", "minimum", "maximum", "minLength", "maxLength",
@@ -286,7 +287,7 @@ def build_crd(definition: CrdDefinition = METRIC_PIPELINE) -> dict[str, Any]:
         "kind": "CustomResourceDefinition",
         "metadata": {
             "name": f"{definition.plural}.{GROUP}",
-            "labels": {"app.kubernetes.io/part-of": "metricpipe"},
+            "labels": {"app.kubernetes.io/part-of": "metricpipe", VERSION_LABEL: RELEASE},
         },
         "spec": {
             "group": GROUP,

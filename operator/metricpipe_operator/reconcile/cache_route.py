@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from metricpipe_contract.cache import UID_FIELD, build_cache_id, build_cache_key
+from metricpipe_contract.version import RELEASE, VERSION_LABEL
 
 from .route import FLUENTD_API, ROUTE_LABEL
 
@@ -110,6 +111,7 @@ def build_cache_metadata(route: CacheRoute, owners: list[dict[str, Any]]) -> dic
         "app.kubernetes.io/part-of": "metricpipe",
         "app.kubernetes.io/component": "cache-route",
         "app.kubernetes.io/managed-by": "metricpipe-operator",
+        VERSION_LABEL: RELEASE,
         ROUTE_LABEL: route.name,
         CACHE_LABEL: build_cache_id(route.namespace, route.tag),
     }
