@@ -15,7 +15,8 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import requests
@@ -70,6 +71,15 @@ class QueryResult:
     expr: str  # as sent
     series: list[dict[str, str]]  # the labels of each series returned
     samples: int  # points over all series
+    values: list[list[tuple[float, float]]] = field(default_factory=list)  # per series: (t, v)
+
+
+def panel_where(panel: Mapping[str, Any], target: Mapping[str, Any]) -> str:
+    return f"panel {panel['title']!r} {target['refId']}"
+
+
+def annotation_where(annotation: Mapping[str, Any]) -> str:
+    return f"annotation {annotation['name']!r}"
 
 
 def query_range(
@@ -94,14 +104,12 @@ def run_grafana_queries(
 ) -> list[QueryResult]:
     """Every panel target and annotation query of a dashboard's JSON model, over [start, end]."""
     queries = [
-        (f"panel {panel['title']!r} {target['refId']}", target["expr"])
+        (panel_where(panel, target), target["expr"])
         for panel in model["panels"]
         for target in panel["targets"]
     ]
     queries += [
-        (f"annotation {a['name']!r}", a["expr"])
-        for a in model["annotations"]["list"]
-        if "expr" in a
+        (annotation_where(a), a["expr"]) for a in model["annotations"]["list"] if "expr" in a
     ]
     results = []
     for where, expr in queries:
@@ -113,6 +121,7 @@ def run_grafana_queries(
                 filled,
                 [dict(series["metric"]) for series in matrix],
                 sum(len(series["values"]) for series in matrix),
+                [[(float(t), float(v)) for t, v in series["values"]] for series in matrix],
             )
         )
     return results

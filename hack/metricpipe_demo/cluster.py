@@ -164,17 +164,17 @@ class Cluster:
     def ready_consumers(self, pipeline: str) -> int:
         return self._deployment_count(self.namespace, f"{pipeline}-consumer", "ready_replicas")
 
-    def scaling_events(self) -> list[tuple[float, str]]:
-        """(time, line) of every ScaledUp/ScaledDown Event in the namespace, oldest first."""
+    def scaling_events(self) -> list[tuple[float, str, str]]:
+        """(time, pipeline name, line) of every ScaledUp/ScaledDown Event in the namespace,
+        oldest first."""
         events = self.core.list_namespaced_event(self.namespace).items
         found = []
         for event in events:
             if event.reason in ("ScaledUp", "ScaledDown"):
                 moment = event.last_timestamp or event.event_time or event.first_timestamp
                 stamp = moment.timestamp() if moment else 0.0
-                found.append(
-                    (stamp, f"{event.involved_object.name}: {event.reason}: {event.message}")
-                )
+                name = event.involved_object.name
+                found.append((stamp, name, f"{name}: {event.reason}: {event.message}"))
         return sorted(found)
 
     def delete_namespace(self) -> bool:

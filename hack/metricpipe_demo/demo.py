@@ -8,7 +8,9 @@ the example LogArchive of the Apache log scaled to the demo's clock, replays the
 re-timed onto now with a burst (the Apache lines into the pipeline's and the archive's topics, as
 Fluentd's two routes of their tag would), and shows what a user would see; at the end it counts
 the archive's records on HDFS and asks it one question with `kubectl metricpipe peek` through
-the stack's edge (archive_step.py).
+the stack's edge (archive_step.py). Last, it runs the committed Grafana dashboard's panel and
+annotation queries on both of the stack's Prometheus servers, fails if a panel has no series for
+a demo pipeline, and draws the panels from those answers into demo.png (dashboard_step.py).
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import requests
 from kubernetes import config
@@ -36,6 +37,7 @@ from .archive import LineTally, build_question_start, status_pattern, tally_line
 from .archive_step import DemoArchive
 from .burst import BurstSizer, BurstSizing
 from .cluster import Cluster, run_kubectl
+from .dashboard_step import run_dashboard_step
 from .generator import SyntheticSettings, describe_synthetic
 from .pipelines import (
     CREDENTIALS_SECRET,
@@ -45,13 +47,7 @@ from .pipelines import (
     load_example,
 )
 from .replay import ReplayStats, Topics, replay
-from .report import (
-    Sample,
-    build_sample,
-    build_summary,
-    describe_final,
-    write_plot,
-)
+from .report import Sample, build_sample, build_summary, describe_final
 from .schedule import HTTP, RTT, BurstDial, Emission, PlanSettings, iter_demo_plan
 from .settings import DemoSettings
 from .sources import load_demo_sources
@@ -255,7 +251,7 @@ class Demo:
             say(f"   {self.archive.status_line()}")
             for line in sizer.update(current, stats, time.time()):
                 say(f"   {line}")
-            for _, event in self.cluster.scaling_events():
+            for _, _, event in self.cluster.scaling_events():
                 if event not in seen_events:
                     seen_events.add(event)
                     say(f"   EVENT {event}")
@@ -266,11 +262,10 @@ class Demo:
             time.sleep(s.sample_seconds)
         replay_seconds = time.time() - replay_started
         archive_lines = self.show_archive(topics["archive"], stats, tally, replay_started)
-        self.show_results(
-            targets, stats, replay_seconds, [e for _, e in self.cluster.scaling_events()],
-            archive_lines,
-        )  # fmt: skip
-        return 0
+        scaling = self.cluster.scaling_events()
+        self.show_results(targets, stats, replay_seconds, [e for *_, e in scaling], archive_lines)
+        # an Event of an earlier run (the namespace kept) is not this run's scaling
+        return self.show_dashboard(stats, sorted({n for at, n, _ in scaling if at >= self.started}))
 
     def build_plan(self, dials: dict[str, BurstDial], demo_start: datetime) -> Iterator[Emission]:
         s = self.settings
@@ -323,26 +318,35 @@ class Demo:
         heading("summary")
         lines = build_summary(self.samples, targets, events, stats.sent, seconds)
         lines += archive_lines
-        series = {
-            name: _relative(stats.build_rate_series(self._topic(name)), self.started)
-            for name in EXAMPLES
-        }
-        plot = self.dir / "demo.png"
-        write_plot(plot, self.samples, series, targets)
         (self.dir / "summary.txt").write_text("\n".join(lines) + "\n")
         for line in lines:
             say(f"   {line}")
+        say(f"\n   summary: {self.dir / 'summary.txt'}")
+
+    def show_dashboard(self, stats: ReplayStats, scaled: list[str]) -> int:
+        """The Grafana dashboard's queries on both Prometheus servers and the plot drawn from
+        them (dashboard_step.py); 1 if a panel shows nothing for a demo pipeline."""
+        heading("the Grafana dashboard's panels on live data (Prometheus 2 and 3)")
+        plot = self.dir / "demo.png"
+        failures = run_dashboard_step(
+            self.env, namespace=self.settings.namespace, names=EXAMPLES, started=self.started,
+            burst=stats.burst_sent, scaled=scaled, plot=plot, say=say,
+        )  # fmt: skip
         say(
-            f"\n   plot: {plot}\n   summary: {self.dir / 'summary.txt'}\n"
+            f"\n   plot of the dashboard's panels: {plot}\n"
             f"   the pipelines and the archive keep running; `make demo-down` stops everything"
         )
-
-    def _pipeline(self, name: str) -> dict[str, Any]:
-        return next(p for p in self.cluster.list_pipelines() if p["metadata"]["name"] == name)
-
-    def _topic(self, name: str) -> str:
-        pipeline = self._pipeline(name)
-        return str((pipeline.get("status") or {}).get("topic", {}).get("name"))
+        if not failures:
+            return 0
+        say("\nFAILED: the dashboard does not show every demo pipeline:")
+        for failure in failures:
+            say(f"   {failure}")
+        say(
+            "   a panel's series come from the consumers' and the exporter's metrics as "
+            "Prometheus scrapes them and from its recording rules: see "
+            "`curl -s $PROMETHEUS_URL/api/v1/targets` and `.../api/v1/rules` (and PROMETHEUS3_URL)"
+        )
+        return 1
 
     # -- clean-up ----------------------------------------------------------------------------
     def down(self, timeout: float = 120) -> int:
@@ -365,10 +369,6 @@ class Demo:
         except RuntimeError as error:
             say(f"   {error}")
         return 0
-
-
-def _relative(series: list[tuple[int, int]], origin: float) -> list[tuple[float, int]]:
-    return [(t - origin, c) for t, c in series]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -54,6 +54,8 @@ class ReplayStats:
     sent_per_second: topic -> UNIX second -> records produced to it in that second.
     source_times:    topic key -> source instant (UNIX seconds) of the latest record produced.
     behind:          how late the latest record was produced after it was due, seconds.
+    burst_sent:      (first, last) UNIX time a burst copy (Emission.copy > 0) was produced, or
+                     None while none has been: when the burst ran on the wall clock.
     """
 
     sent: int = 0
@@ -64,6 +66,7 @@ class ReplayStats:
     first_error: str | None = None
     sent_per_second: dict[str, dict[int, int]] = field(default_factory=dict)
     source_times: dict[str, float] = field(default_factory=dict)
+    burst_sent: tuple[float, float] | None = None
 
     def record_delivery(self, error: Any, message: Any) -> None:
         if error is None:
@@ -81,6 +84,8 @@ class ReplayStats:
             seconds[second] = seconds.get(second, 0) + 1
         self.source_times[emission.topic_key] = emission.source_time
         self.behind = max(0.0, now - emission.due)
+        if emission.copy > 0:
+            self.burst_sent = (self.burst_sent[0] if self.burst_sent else now, now)
 
     def build_rate_series(self, topic: str | None = None) -> list[tuple[int, int]]:
         """(UNIX second, records sent) for every second from the first to the last sent,
