@@ -7,6 +7,11 @@
    holds, so the 60 s roll is not waited for). Two runs on the 2-core stack: 4,511 and 4,810
    records/s = 0.007 and 0.005 x the raw loop (671,451 and 951,079 records/s), of which 1.48
    and 1.13 s rows; the rest is mostly HDFS (docs/archive.md, "Measured");
+   The ceiling beside it: consuming as the archiver does, its four calls per record and one
+   Parquet encoding at the deployed level, nothing parsed and nothing written (two runs:
+   0.246 and 0.211 x the raw loop, 0.34-0.35 s of ~0.45 s encoding), and the archiver's own
+   rows encoded at zstd 3 and 6 (1,130,369 and 334,585 records/s; 0.212 and 0.177 bytes per
+   byte of line);
 2. bytes on HDFS / raw bytes of the lines (goal <= 0.25 for the Apache log; 0.154 and 0.157);
 3. the peek API's reader (consumers/peek/scan.py, in-process: no HTTP, no auth, no edge):
    first page (100 records) of one hour, p50 and p95 over 20 warm requests (goal p95 <= 1 s),
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import statistics
 import threading
@@ -29,13 +35,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import requests
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from consumer_throughput import ensure_stack
 
+from metricpipe_consumers.archive.columnar import build_record_batch
 from metricpipe_consumers.archive.document import ArchiveDocument, ArchiverConfig
 from metricpipe_consumers.archive.loop import Archiver
+from metricpipe_consumers.archive.parquet import encode_table
 from metricpipe_consumers.archive.store import ArchiveStore
 from metricpipe_consumers.kafka_access import build_plaintext_access
 from metricpipe_consumers.peek.match import RecordFilter
@@ -104,6 +114,69 @@ def raw_consume_rate(stack: StackEnv, topic: str, total: int) -> float:
     elapsed = time.perf_counter() - started
     consumer.close()
     return seen / elapsed
+
+
+def ceiling_rate(stack: StackEnv, topic: str, total: int) -> tuple[float, float]:
+    """(records/s, seconds encoding) of the least any archiver of this format does in Python:
+    consume as the archiver does (2,000 a call), gather each record's partition, offset, time
+    and value (the loop's per-record calls), make the rows' columns with the raw value as the
+    line and empty fields (no JSON, no parsing), and encode them as one Parquet file at the
+    deployed compression; no HDFS. Timed from the first record to the end of the encoding."""
+    consumer = Consumer({"bootstrap.servers": stack.kafka_bootstrap,
+                         "group.id": f"ceiling-{uuid.uuid4()}", "auto.offset.reset": "earliest",
+                         "enable.auto.commit": False})  # fmt: skip
+    consumer.subscribe([topic])
+    partitions: list[int | None] = []
+    offsets: list[int | None] = []
+    times: list[int] = []
+    values: list[bytes | None] = []
+    started = 0.0
+    while len(values) < total:
+        batch = [m for m in consumer.consume(2000, timeout=0.5) if m.error() is None]
+        if batch and not started:
+            started = time.perf_counter()
+        partitions += [m.partition() for m in batch]
+        offsets += [m.offset() for m in batch]
+        times += [m.timestamp()[1] for m in batch]
+        values += [m.value() for m in batch]
+    encoding = time.perf_counter()
+    raw = pa.array(values, pa.binary()).cast(pa.string())
+    table = pa.table({
+        "partition": pa.array(partitions, pa.int32()), "offset": pa.array(offsets, pa.int64()),
+        "time_ms": pa.array(times, pa.int64()), "key": pa.nulls(len(values), pa.string()),
+        "raw": raw, "fields": pa.array([""] * len(values), pa.string()),
+    })  # fmt: skip
+    encoded = encode_table(table)
+    ended = time.perf_counter()
+    consumer.close()
+    assert encoded, "nothing encoded"
+    return len(values) / (ended - started), ended - encoding
+
+
+def zstd_levels(stack: StackEnv, topic: str, total: int, raw_bytes: int) -> dict[str, Any]:
+    """Records/s and bytes per byte of line of the archiver's own rows (the real log, parsed as
+    it parses them) encoded at zstd levels 3 and 6 (the deployed one), outside Kafka and HDFS."""
+    consumer = Consumer({"bootstrap.servers": stack.kafka_bootstrap,
+                         "group.id": f"levels-{uuid.uuid4()}", "auto.offset.reset": "earliest",
+                         "enable.auto.commit": False})  # fmt: skip
+    consumer.subscribe([topic])
+    values: list[bytes | None] = []
+    while len(values) < total:
+        values += [m.value() for m in consumer.consume(2000, timeout=0.5) if m.error() is None]
+    consumer.close()
+    count = len(values)
+    table = pa.Table.from_batches([build_record_batch(
+        0, list(range(count)), [0] * count, [None] * count, values,
+        source_format="apache_combined")])  # fmt: skip
+    found: dict[str, Any] = {}
+    for level in (3, 6):
+        sink = io.BytesIO()
+        began = time.perf_counter()
+        pq.write_table(table, sink, compression="zstd", compression_level=level)
+        seconds = time.perf_counter() - began
+        found[f"zstd_{level}"] = {"records_per_s": count / seconds,
+                                  "bytes_over_raw": len(sink.getvalue()) / raw_bytes}  # fmt: skip
+    return found
 
 
 def run_archiver(stack: StackEnv, topic: str, root: str, total: int) -> tuple[float, float, Any]:
@@ -199,6 +272,19 @@ def main() -> int:
     say(f"== raw consume loop over {total} records")
     raw_rate = raw_consume_rate(stack, topic, total)
     say(f"   {raw_rate:,.0f} records/s")
+    say("== the ceiling: the archiver's per-record calls and Parquet, nothing else")
+    ceiling, encoding = ceiling_rate(stack, topic, total)
+    say(
+        f"   {ceiling:,.0f} records/s = {ceiling / raw_rate:.3f} x the raw loop "
+        f"({encoding:.2f} s of it encoding Parquet at the deployed zstd level)"
+    )
+    levels = zstd_levels(stack, topic, total, raw_bytes)
+    for name, figures in levels.items():
+        say(
+            f"   the archiver's rows encoded with {name}: "
+            f"{figures['records_per_s']:,.0f} records/s, "
+            f"{figures['bytes_over_raw']:.3f} bytes per byte of line"
+        )
     say("== one archiver, deployed defaults")
     rate, reading, stats = run_archiver(stack, topic, root, total)
     stored = hdfs_bytes(stack, f"{root}/bench/edge")
@@ -220,6 +306,8 @@ def main() -> int:
     result = {
         "when": datetime.now(UTC).isoformat(), "records": total, "raw_bytes": raw_bytes,
         "raw_loop_records_per_s": raw_rate, "archiver_records_per_s": rate,
+        "ceiling_records_per_s": ceiling, "ceiling_vs_raw": ceiling / raw_rate,
+        "ceiling_encoding_seconds": encoding, "encoding_levels": levels,
         "archiver_vs_raw": rate / raw_rate, "archiver_seconds": total / rate,
         "rows_seconds": reading, "rows_records_per_s": total / reading,
         "files": stats.files, "hdfs_bytes": stored,
