@@ -141,11 +141,15 @@ def test_every_dashboard_query_returns_data_for_live_pipelines(
         with LiveRecords(stack, topic, rate=10) as traffic:
 
             def desired_scraped() -> bool:
+                """Both servers hold the desired replicas before they change: a server that first
+                scraped the exporter after the change would see no change to mark."""
                 expr = f'{names.PIPELINE_DESIRED_REPLICAS}{{pipeline=~"it/dash-.*-{unique_name}"}}'
-                found = live.query_range(stack.prometheus_url, expr, began, time.time(), 5)
-                return len(found) == len(keys)
+                return all(
+                    len(live.query_range(url, expr, began, time.time(), 5)) == len(keys)
+                    for url in servers.values()
+                )
 
-            wait_for(desired_scraped, 60, "the desired replicas in Prometheus")
+            wait_for(desired_scraped, 60, "the desired replicas in both Prometheus servers")
             # the scaling event: the operator wants 2 replicas now
             write_atomically(pipelines_file, yaml.safe_dump(exporter_objects(pipelines, 2)))
 
