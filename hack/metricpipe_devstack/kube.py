@@ -12,6 +12,11 @@ from urllib3.exceptions import InsecureRequestWarning
 from .base import Component, Probe, http_get_json
 from .pki import build_kubeconfig, ensure_pki
 
+# The control plane's components serve self-signed certificates of their own, which the
+# health probes do not verify. Filtered once for the process: the probes run in threads, and
+# catch_warnings in one thread restores the filters under another.
+warnings.filterwarnings("ignore", category=InsecureRequestWarning)
+
 CONTROLLERS = (
     "deployment-controller",
     "replicaset-controller",
@@ -92,10 +97,8 @@ class _KubeComponent(Component):
 
     def _probe_https(self, port: int, path: str = "/healthz") -> Probe:
         try:
-            # The component serves a self-signed certificate of its own: nothing to verify.
-            # (Filtered for the whole process, once: the probes run in threads, and
-            # catch_warnings in one thread restores the filters under another.)
-            warnings.filterwarnings("ignore", category=InsecureRequestWarning)
+            # a self-signed certificate of the component's own: nothing to verify (see
+            # the filter at the top)
             response = requests.get(
                 f"https://127.0.0.1:{port}{path}",
                 timeout=3,

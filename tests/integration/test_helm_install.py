@@ -43,9 +43,7 @@ MONITORS = ("podmonitors", "servicemonitors", "prometheusrules")
 
 
 def helm(stack: StackEnv, *args: str) -> str:
-    settings = StackSettings()
-    binary = settings.cache_dir / "bin" / f"helm-{settings.versions['HELM_VERSION']}" / "helm"
-    done = subprocess.run([str(binary), f"--kubeconfig={stack.kubeconfig}", *args],
+    done = subprocess.run([str(StackSettings().helm), f"--kubeconfig={stack.kubeconfig}", *args],
                           capture_output=True, text=True, timeout=180, check=False)  # fmt: skip
     assert done.returncode == 0, f"helm {' '.join(args)}:\n{done.stdout}{done.stderr}"
     return done.stdout

@@ -35,8 +35,7 @@ def binary(path: Path) -> str:
 
 
 def helm() -> str:
-    settings = StackSettings()
-    return binary(settings.cache_dir / "bin" / f"helm-{settings.versions['HELM_VERSION']}" / "helm")
+    return binary(StackSettings().helm)
 
 
 def run(*command: str) -> str:
