@@ -147,6 +147,11 @@ class LogArchiveSpec(_Model):
                 ".replicas",
             ),
             (
+                "self.scaling.minReplicas >= 1",
+                "scaling.minReplicas must be at least 1: archivers do not sleep",
+                ".scaling.minReplicas",
+            ),
+            (
                 "self.retentionDays >= 1 && self.retentionDays <= 3650",
                 "retentionDays must be between 1 and 3650 (days of HDFS files kept)",
                 ".retentionDays",

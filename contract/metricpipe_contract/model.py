@@ -357,7 +357,11 @@ class Scaling(_Model):
         )
     )
     enabled: bool = Field(default=True, description="Let the ResourceManager set replicas.")
-    min_replicas: int = Field(default=1, ge=1, le=1024)
+    min_replicas: int = Field(
+        default=1, ge=0, le=1024,
+        description="0 lets the ResourceManager put a stream pipeline to sleep (0 replicas) "
+        "while its input is low, and wake it before freshness nears the target.",
+    )  # fmt: skip
     max_replicas: int = Field(default=6, ge=1, le=1024)
     target_utilization: float = Field(
         default=0.7, ge=0.1, le=1.0, description="Busy fraction each replica is sized for."
@@ -419,6 +423,11 @@ class MetricPipelineSpec(_Model):
                 ".replicas",
             ),
             (
+                "self.mode == 'stream' || self.scaling.minReplicas >= 1",
+                "scaling.minReplicas 0 (sleeping) needs mode stream: set it to 1 or more",
+                ".scaling.minReplicas",
+            ),
+            (
                 "self.mode != 'batch' || duration(self.metric.window) >= duration('1m')",
                 "batch mode needs metric.window of at least 1m",
                 ".metric.window",
@@ -432,7 +441,10 @@ class MetricPipelineSpec(_Model):
     )
     mode: Literal["stream", "batch"] = Field(default="stream")
     replicas: int = Field(
-        default=1, ge=1, le=1024, description="Consumer replicas (the /scale subresource)."
+        default=1,
+        ge=0,
+        le=1024,
+        description="Consumer replicas (the /scale subresource); 0 while the pipeline sleeps.",
     )
     source: Source
     topic: Topic = Field(default_factory=Topic)

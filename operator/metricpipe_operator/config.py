@@ -155,6 +155,11 @@ class OperatorConfig(KafkaClientSettings):
     )
     startup_seconds: float = Field(default=30.0, ge=0, description="A new replica's start-up.")
     rebalance_seconds: float = Field(default=10.0, ge=0, description="A group rebalance's pause.")
+    sleep_max_events_per_hour: float = Field(
+        default=4.0, gt=0,
+        description="minReplicas 0: a pipeline sleeps only when its sleep-and-wake cycle lasts "
+        "at least 2 / this hours (a sleep and a wake are two scale events, each a rebalance).",
+    )  # fmt: skip
 
     @model_validator(mode="after")
     def _renews_in_time(self) -> OperatorConfig:

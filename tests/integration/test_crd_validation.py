@@ -63,6 +63,8 @@ INVALID: list[tuple[str, dict[str, Any], list[str]]] = [
      ["spec.scaling.minReplicas", "must not exceed"]),
     ("replicas outside scaling range", with_("replicas", 9),
      ["spec.replicas", "within scaling.minReplicas..scaling.maxReplicas"]),
+    ("sleeping batch pipeline", with_("mode", "batch") | {"scaling": {"minReplicas": 0}},
+     ["spec.scaling.minReplicas", "needs mode stream"]),
     ("zero partitions", with_("topic", {"partitions": 0}), ["spec.topic.partitions"]),
     ("too many partitions", with_("topic", {"partitions": 5000}), ["spec.topic.partitions"]),
     ("bad topic name", with_("topic", {"name": "logs/web"}), ["spec.topic.name"]),

@@ -42,6 +42,8 @@ INVALID: list[tuple[str, dict[str, Any], list[str]]] = [
     ("roll bytes as a quantity", with_("roll.maxBytes", "64Mi"), ["spec.roll.maxBytes"]),
     ("min above max", with_("scaling", {"minReplicas": 4, "maxReplicas": 2}),
      ["spec.scaling.minReplicas", "must not exceed"]),
+    ("sleeping archiver", with_("scaling", {"minReplicas": 0}),
+     ["spec.scaling.minReplicas", "archivers do not sleep"]),
     ("replicas outside scaling", with_("replicas", 9),
      ["spec.replicas", "within scaling.minReplicas..scaling.maxReplicas"]),
     ("index retention", with_("index", {"enabled": True, "retentionDays": 0}),

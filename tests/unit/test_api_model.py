@@ -28,8 +28,9 @@ def test_crd_basics() -> None:
     version = crd["spec"]["versions"][0]
     assert version["subresources"]["scale"]["specReplicasPath"] == ".spec.replicas"
     columns = [c["name"].upper() for c in version["additionalPrinterColumns"]]
-    assert columns == ["MODE", "TOPIC", "PARTITIONS", "REPLICAS", "LAG", "TIME-LAG", "FRESHNESS",
-                       "SLO", "REJECTED", "INPUT/S", "CAP/S", "READY", "REASON", "AGE"]  # fmt: skip
+    assert columns == ["MODE", "TOPIC", "PARTITIONS", "REPLICAS", "STATE", "NEXT-WAKE", "LAG",
+                       "TIME-LAG", "FRESHNESS", "SLO", "REJECTED", "INPUT/S", "CAP/S", "READY",
+                       "REASON", "AGE"]  # fmt: skip
 
 
 def _walk(schema: dict[str, object], path: str = "spec") -> list[str]:

@@ -140,6 +140,17 @@ STATUS_SCHEMA: dict[str, Any] = {
         },
         "lastScaleTime": {"type": "string", "format": "date-time"},
         "lastScaleReason": {"type": "string"},
+        "scalingState": {
+            "type": "string",
+            "enum": ["Active", "Sleeping"],
+            "description": "Sleeping: at 0 replicas (minReplicas 0), records waiting in Kafka.",
+        },
+        "nextWakeTime": {
+            "type": "string",
+            "format": "date-time",
+            "description": "While sleeping: when the ResourceManager wakes it if the input stays "
+            "as measured.",
+        },
         "batch": BATCH_STATUS_SCHEMA,
     },
 }
@@ -149,6 +160,8 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Topic", "type": "string", "jsonPath": ".status.topic.name", "priority": 1},
     {"name": "Partitions", "type": "integer", "jsonPath": ".status.topic.partitions"},
     {"name": "Replicas", "type": "integer", "jsonPath": ".status.replicas"},
+    {"name": "State", "type": "string", "jsonPath": ".status.scalingState"},
+    {"name": "Next-Wake", "type": "string", "jsonPath": ".status.nextWakeTime"},
     {"name": "Lag", "type": "integer", "jsonPath": ".status.lag"},
     {"name": "Time-Lag", "type": "string", "jsonPath": ".status.timeLag"},
     {"name": "Freshness", "type": "string", "jsonPath": ".status.freshness"},

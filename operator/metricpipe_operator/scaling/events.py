@@ -25,3 +25,12 @@ def build_event(
         "source": {"component": "metricpipe-resourcemanager"},
         "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
     }  # fmt: skip
+
+
+def decide_event_reason(current: int, target: int) -> str:
+    """The Event reason of a scale: `Sleeping` (to 0), `Woken` (from 0), else the direction."""
+    if target == 0:
+        return "Sleeping"
+    if current == 0:
+        return "Woken"
+    return "ScaledUp" if target > current else "ScaledDown"

@@ -27,7 +27,7 @@ from ..reconcile.statuswrite import build_merged_status, write_pipeline_status
 from .archive_loop import ArchiveScaler
 from .cache import CACHE_QUERIES
 from .collect import QUERIES, MetricsUnavailableError, MetricValues, fetch_metric_values
-from .events import build_event
+from .events import build_event, decide_event_reason
 from .model import Decision, MetricSample, PolicyConfig
 from .observe import fetch_observed
 from .plan import (
@@ -240,7 +240,7 @@ class ResourceManager:
         except ApiException as error:
             log.warning("scale failed", pipeline=meta["name"], status=error.status)
             return None
-        direction = "ScaledUp" if decision.replicas > current else "ScaledDown"
+        direction = decide_event_reason(current, decision.replicas)
         log.info(
             "scaled", pipeline=f"{meta['namespace']}/{meta['name']}", replicas=decision.replicas,
             previous=current, reason=decision.reason, limited_by=decision.limited_by,

@@ -34,11 +34,14 @@ from .collect import MetricValues, build_sample
 from .model import Decision, MetricSample, PipelineScaling, PolicyConfig
 from .observe import Observed, build_health_conditions
 from .report import build_scaling_conditions, build_scaling_status
+from .wake import build_sleep_status
 
 Policy = Callable[[Sequence[MetricSample], PipelineScaling, PolicyConfig, float], Decision]
 REASON_CHARS = 1024  # of lastScaleReason and an Event's message
 NUMERIC_FIELDS = ("lag", "timeLagSeconds", "freshnessSeconds", "sloAttainment", "inputRate",
                   "capacityPerReplica", "rejectedShare", "lateRecords")  # fmt: skip
+# shown forms of numbers, and an estimate: written with the next write, never one of their own
+QUIET_FIELDS = ("timeLag", "freshness", "rejected", "nextWakeTime")
 
 
 @dataclass(frozen=True)
@@ -129,7 +132,7 @@ def decide_status_due(old: dict[str, Any], new: dict[str, Any], age: float, max_
                 floor, 0.1 * abs(float(previous))
             ):
                 return True
-        elif key not in ("timeLag", "freshness", "rejected") and old.get(key) != value:
+        elif key not in QUIET_FIELDS and old.get(key) != value:
             return True
     return False
 
@@ -149,8 +152,15 @@ def build_pipeline_scaling(spec: MetricPipelineSpec, status: dict[str, Any]) -> 
         freshness_target_seconds=parse_duration(spec.freshness.target),
         allowed_lateness_seconds=parse_duration(spec.metric.allowed_lateness),
         scale_down_stabilization_seconds=parse_duration(spec.scaling.scale_down_stabilization),
-        last_scale_at=last_at,
+        last_scale_at=last_at, known_capacity=_known_capacity(status),
     )  # fmt: skip
+
+
+def _known_capacity(status: Mapping[str, Any]) -> float | None:
+    """status.capacityPerReplica, the last capacity measured (what a sleeping pipeline plans
+    its wake with)."""
+    value = status.get("capacityPerReplica")
+    return float(value) if isinstance(value, int | float) and value > 0 else None
 
 
 def plan_cycle(
@@ -196,19 +206,21 @@ def plan_stream_pipeline(
         sample = build_sample(key, inputs.values, running, now)
         history.append(sample)
     history = [s for s in history if s.at >= now - rules.keep_seconds]
-    if inputs.values is None:
+    asleep = spec.scaling.enabled and facts.current_replicas == 0 and facts.min_replicas == 0
+    if inputs.values is None and not asleep:
         why = f"metrics unavailable, no change: {inputs.unavailable}"
         decision = Decision(facts.current_replicas, why, metrics_available=False)
     elif not spec.scaling.enabled:
         decision = Decision(facts.current_replicas, "scaling disabled in the spec")
-    else:
+    else:  # asleep and blind, the sleep layer wakes it: it never stays asleep on no metrics
         decision = rules.policy(history, facts, rules.policy_config, now)
     scale = None
-    if (spec.scaling.enabled and decision.metrics_available
+    if (spec.scaling.enabled and (decision.metrics_available or asleep)
             and decision.replicas != facts.current_replicas):  # fmt: skip
         scale = ScaleAction(facts.current_replicas, decision)
     target = facts.freshness_target_seconds
     new_status = build_scaling_status(decision, sample, history, target)
+    new_status |= build_sleep_status(decision, sample, facts, now)
     conditions = build_scaling_conditions(decision, sample, target)
     observed_pods = inputs.observed.consumer_pods
     pods = None if observed_pods is None else observed_pods.get(key, [])

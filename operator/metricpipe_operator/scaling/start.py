@@ -15,15 +15,16 @@ from .model import PolicyConfig
 def build_resource_manager(config: OperatorConfig, api: client.ApiClient) -> ResourceManager | None:
     if not config.prometheus_url:
         return None
-    from .policy import decide  # noqa: PLC0415 - the policy loads only when scaling runs
+    from .wake import decide_stream  # noqa: PLC0415 - the policy loads only when scaling runs
 
     settings = LoopSettings(
         prometheus_url=config.prometheus_url, interval_seconds=config.scaling_interval_seconds,
         namespace=config.scaling_namespace,
     )  # fmt: skip
     policy = PolicyConfig(startup_seconds=config.startup_seconds,
-                          rebalance_seconds=config.rebalance_seconds)  # fmt: skip
-    return ResourceManager(api, settings, policy, decide)
+                          rebalance_seconds=config.rebalance_seconds,
+                          sleep_max_events_per_hour=config.sleep_max_events_per_hour)  # fmt: skip
+    return ResourceManager(api, settings, policy, decide_stream)
 
 
 def start_in_thread(manager: ResourceManager) -> threading.Event:

@@ -1,0 +1,140 @@
+"""Scale to zero in the operator (scaling/wake.py and the plan around it), pure, by table: which
+policy a pipeline gets, the sleeping status and its wake estimate, the Event reasons, and that a
+sleeping pipeline is woken when Prometheus does not answer."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from metricpipe_operator.scaling.collect import QUERIES
+from metricpipe_operator.scaling.events import decide_event_reason
+from metricpipe_operator.scaling.model import Decision, MetricSample, PipelineScaling, PolicyConfig
+from metricpipe_operator.scaling.observe import Observed
+from metricpipe_operator.scaling.plan import CycleInputs, PlanRules, plan_pipeline
+from metricpipe_operator.scaling.wake import (
+    build_sleep_status,
+    decide_stream,
+    plan_wake_in_seconds,
+)
+
+NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
+
+
+def facts(current: int, minimum: int = 0) -> PipelineScaling:
+    return PipelineScaling(current_replicas=current, min_replicas=minimum, max_replicas=4,
+                           target_utilization=0.7, freshness_target_seconds=600.0,
+                           allowed_lateness_seconds=40.0,
+                           scale_down_stabilization_seconds=60.0)  # fmt: skip
+
+
+def asleep(peak: float | None, capacity: float | None) -> Decision:
+    return Decision(0, "asleep", per_replica_rate=capacity, predicted_freshness_seconds=peak)
+
+
+def sample(rate: float | None) -> MetricSample:
+    return MetricSample(at=NOW, replicas=0, input_rate=rate)
+
+
+# limit = 0.9 x 600 - 40 = 500 s of predicted peak
+@pytest.mark.parametrize(
+    ("decision", "current", "rate", "expected"),
+    [
+        (asleep(300.0, 100.0), 0, 0.0, 200.0),  # no input: the peak grows with the age only
+        (asleep(300.0, 100.0), 0, 20.0, 160.0),  # 200 x (100 - 20) / 100
+        (asleep(300.0, 100.0), 0, None, 200.0),  # input unknown: as none
+        (asleep(300.0, None), 0, 5.0, 100.0),  # a probe's bound grows 2 s a second
+        (asleep(520.0, 100.0), 0, 5.0, 0.0),  # past the limit: due now
+        (asleep(300.0, 100.0), 0, 150.0, 0.0),  # input above capacity: due now
+        (asleep(None, 100.0), 0, 5.0, None),  # nothing predicted
+        (asleep(300.0, 100.0), 1, 5.0, None),  # going to sleep now: one replica's prediction
+        (Decision(1, "awake", predicted_freshness_seconds=30.0), 1, 5.0, None),
+    ],
+)  # fmt: skip
+def test_when_a_sleeping_pipeline_is_woken(
+    decision: Decision, current: int, rate: float | None, expected: float | None
+) -> None:
+    assert plan_wake_in_seconds(decision, sample(rate), facts(current)) == expected
+
+
+@pytest.mark.parametrize(
+    ("decision", "current", "expected"),
+    [
+        (asleep(300.0, 100.0), 0, {"scalingState": "Sleeping",
+                                   "nextWakeTime": "2027-01-15T08:03:20Z"}),
+        (asleep(300.0, 100.0), 1, {"scalingState": "Sleeping", "nextWakeTime": None}),
+        (Decision(2, "up"), 1, {"scalingState": "Active", "nextWakeTime": None}),
+    ],
+)  # fmt: skip
+def test_the_sleeping_status(decision: Decision, current: int, expected: dict[str, Any]) -> None:
+    assert build_sleep_status(decision, sample(0.0), facts(current), NOW) == expected
+
+
+def test_the_wake_time_is_rounded_to_ten_seconds() -> None:
+    status = build_sleep_status(asleep(300.0, 100.0), sample(0.0), facts(0), NOW + 4.0)
+    assert status["nextWakeTime"] == "2027-01-15T08:03:20Z"  # 204 s ahead, shown as 200
+
+
+@pytest.mark.parametrize(
+    ("current", "target", "reason"),
+    [(1, 0, "Sleeping"), (0, 1, "Woken"), (0, 3, "Woken"), (1, 2, "ScaledUp"),
+     (3, 1, "ScaledDown")],
+)  # fmt: skip
+def test_event_reasons(current: int, target: int, reason: str) -> None:
+    assert decide_event_reason(current, target) == reason
+
+
+def test_min_replicas_zero_takes_the_sleep_layer_and_one_the_policy() -> None:
+    """No samples: the sleep layer, asleep, wakes (it cannot tell when to); the policy keeps
+    what it has."""
+    config = PolicyConfig()
+    woken = decide_stream([], facts(0, minimum=0), config, NOW)
+    assert woken.replicas == 1
+    assert "asleep without current metrics" in woken.reason
+    kept = decide_stream([], facts(2, minimum=1), config, NOW)
+    assert kept.replicas == 2
+
+
+def sleep_forever(history: Sequence[MetricSample], pipeline: PipelineScaling,
+                  config: PolicyConfig, now: float) -> Decision:  # fmt: skip
+    return decide_stream(history, pipeline, config, now)
+
+
+def pipeline_obj(replicas: int, minimum: int) -> dict[str, Any]:
+    return {
+        "metadata": {"namespace": "team-a", "name": "web", "uid": "u-1", "generation": 1,
+                     "resourceVersion": "7"},
+        "spec": {"source": {"tag": "web"}, "metric": {"aggregation": "count"},
+                 "replicas": replicas, "scaling": {"minReplicas": minimum, "maxReplicas": 4}},
+        "status": {"replicas": replicas, "readyReplicas": replicas, "capacityPerReplica": 80.0},
+    }  # fmt: skip
+
+
+def test_a_sleeping_pipeline_is_woken_when_prometheus_does_not_answer() -> None:
+    rules = PlanRules(sleep_forever, PolicyConfig())
+    blind = CycleInputs(None, "connection refused", Observed(consumer_pods={}), NOW)
+    plan = plan_pipeline(pipeline_obj(0, 0), blind, None, rules)
+    assert plan is not None
+    assert plan.scale is not None
+    assert plan.scale.decision.replicas == 1
+    assert plan.status["scalingState"] == "Active"
+    # a pipeline that does not sleep keeps its replicas on no metrics, as before
+    kept = plan_pipeline(pipeline_obj(2, 1), blind, None, rules)
+    assert kept is not None
+    assert kept.scale is None
+
+
+def test_the_last_measured_capacity_reaches_the_policy() -> None:
+    seen: list[float | None] = []
+
+    def record(history: Sequence[MetricSample], pipeline: PipelineScaling,
+               config: PolicyConfig, now: float) -> Decision:  # fmt: skip
+        seen.append(pipeline.known_capacity)
+        return Decision(pipeline.current_replicas, "kept")
+
+    values = {name: {"team-a/web": 1.0} for name in QUERIES}
+    reads = CycleInputs(values, "", Observed(consumer_pods={}), NOW)
+    plan_pipeline(pipeline_obj(0, 0), reads, None, PlanRules(record, PolicyConfig()))
+    assert seen == [80.0]
