@@ -155,6 +155,9 @@ class OperatorConfig(KafkaClientSettings):
     )
     startup_seconds: float = Field(default=30.0, ge=0, description="A new replica's start-up.")
     rebalance_seconds: float = Field(default=10.0, ge=0, description="A group rebalance's pause.")
+    scaling_cooldown_seconds: float = Field(
+        default=60.0, ge=0, description="Least time between two scale changes of a pipeline."
+    )
     sleep_max_events_per_hour: float = Field(
         default=4.0, gt=0,
         description="minReplicas 0: a pipeline sleeps only when its sleep-and-wake cycle lasts "

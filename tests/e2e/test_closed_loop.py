@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from consumers import (
 from exporter_harness import CYCLE_SECONDS
 from freshness_probe import BAND, FreshnessProbe
 from helpers import wait_for
+from live_traffic import Traffic
 from metricpipe_devstack.env import StackEnv
 from node_harness import Node
 from pipelines import condition, create_pipeline, get_pipeline
@@ -113,33 +113,6 @@ def _committed_count(stack: StackEnv, group: str, topic: str) -> int:
     return sum(max(0, offset) for offset in committed_offsets(stack, group, topic).values())
 
 
-class Traffic:
-    """Live events (event time = produce time) at a rate that can be changed while running,
-    each told to the probe."""
-
-    def __init__(self, stack: StackEnv, topic: str, probe: FreshnessProbe) -> None:
-        self.producer = Producer({"bootstrap.servers": stack.kafka_bootstrap, "linger.ms": 5})
-        self.topic, self.rate, self.sent, self.probe = topic, 0.0, 0, probe
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        budget, last = 0.0, time.monotonic()
-        while not self.stop.is_set():
-            now = time.monotonic()
-            budget += (now - last) * self.rate
-            last = now
-            while budget >= 1:
-                stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-                value = json.dumps({"time": stamp, "tag": "e2e"}).encode()
-                self.producer.produce(self.topic, value=value, partition=self.sent % PARTITIONS)
-                self.probe.produced(stamp)
-                self.sent += 1
-                budget -= 1
-            self.producer.poll(0.02)
-        self.producer.flush(30)
-
-
 Sample = tuple[float, int, float | None, float | None]  # time, spec.replicas, freshness, capacity
 
 
@@ -185,7 +158,7 @@ def test_scales_up_for_a_burst_holds_freshness_and_scales_back(
             raise
         return int(status.ready_replicas or 0) if status is not None else 0
 
-    traffic = Traffic(stack, topic, probe)
+    traffic = Traffic(stack, topic, probe, PARTITIONS)
     traffic.thread.start()
     seen: list[Sample] = []
 

@@ -14,8 +14,10 @@ from metricpipe_operator.scaling.events import decide_event_reason
 from metricpipe_operator.scaling.model import Decision, MetricSample, PipelineScaling, PolicyConfig
 from metricpipe_operator.scaling.observe import Observed
 from metricpipe_operator.scaling.plan import CycleInputs, PlanRules, plan_pipeline
+from metricpipe_operator.scaling.sleep import PEAK_FRACTION
 from metricpipe_operator.scaling.wake import (
     build_sleep_status,
+    decide_seen_running,
     decide_stream,
     plan_wake_in_seconds,
 )
@@ -38,18 +40,21 @@ def sample(rate: float | None) -> MetricSample:
     return MetricSample(at=NOW, replicas=0, input_rate=rate)
 
 
-# limit = 0.9 x 600 - 40 = 500 s of predicted peak
+# the sleep layer's limit on the predicted peak, for a 600 s target and 40 s of lateness
+LIMIT = PEAK_FRACTION * 600.0 - 40.0
+
+
 @pytest.mark.parametrize(
     ("decision", "current", "rate", "expected"),
     [
-        (asleep(300.0, 100.0), 0, 0.0, 200.0),  # no input: the peak grows with the age only
-        (asleep(300.0, 100.0), 0, 20.0, 160.0),  # 200 x (100 - 20) / 100
-        (asleep(300.0, 100.0), 0, None, 200.0),  # input unknown: as none
-        (asleep(300.0, None), 0, 5.0, 100.0),  # a probe's bound grows 2 s a second
-        (asleep(520.0, 100.0), 0, 5.0, 0.0),  # past the limit: due now
-        (asleep(300.0, 100.0), 0, 150.0, 0.0),  # input above capacity: due now
+        (asleep(LIMIT - 200, 100.0), 0, 0.0, 200.0),  # no input: the peak grows with the age
+        (asleep(LIMIT - 200, 100.0), 0, 20.0, 160.0),  # 200 x (100 - 20) / 100
+        (asleep(LIMIT - 200, 100.0), 0, None, 200.0),  # input unknown: as none
+        (asleep(LIMIT - 200, None), 0, 5.0, 100.0),  # a probe's bound grows 2 s a second
+        (asleep(LIMIT + 20, 100.0), 0, 5.0, 0.0),  # past the limit: due now
+        (asleep(LIMIT - 200, 100.0), 0, 150.0, 0.0),  # input above capacity: due now
         (asleep(None, 100.0), 0, 5.0, None),  # nothing predicted
-        (asleep(300.0, 100.0), 1, 5.0, None),  # going to sleep now: one replica's prediction
+        (asleep(LIMIT - 200, 100.0), 1, 5.0, None),  # going to sleep now: one replica's view
         (Decision(1, "awake", predicted_freshness_seconds=30.0), 1, 5.0, None),
     ],
 )  # fmt: skip
@@ -62,9 +67,9 @@ def test_when_a_sleeping_pipeline_is_woken(
 @pytest.mark.parametrize(
     ("decision", "current", "expected"),
     [
-        (asleep(300.0, 100.0), 0, {"scalingState": "Sleeping",
-                                   "nextWakeTime": "2027-01-15T08:03:20Z"}),
-        (asleep(300.0, 100.0), 1, {"scalingState": "Sleeping", "nextWakeTime": None}),
+        (asleep(LIMIT - 200, 100.0), 0, {"scalingState": "Sleeping",
+                                         "nextWakeTime": "2027-01-15T08:03:20Z"}),
+        (asleep(LIMIT - 200, 100.0), 1, {"scalingState": "Sleeping", "nextWakeTime": None}),
         (Decision(2, "up"), 1, {"scalingState": "Active", "nextWakeTime": None}),
     ],
 )  # fmt: skip
@@ -73,7 +78,7 @@ def test_the_sleeping_status(decision: Decision, current: int, expected: dict[st
 
 
 def test_the_wake_time_is_rounded_to_ten_seconds() -> None:
-    status = build_sleep_status(asleep(300.0, 100.0), sample(0.0), facts(0), NOW + 4.0)
+    status = build_sleep_status(asleep(LIMIT - 200, 100.0), sample(0.0), facts(0), NOW + 4.0)
     assert status["nextWakeTime"] == "2027-01-15T08:03:20Z"  # 204 s ahead, shown as 200
 
 
@@ -138,3 +143,28 @@ def test_the_last_measured_capacity_reaches_the_policy() -> None:
     reads = CycleInputs(values, "", Observed(consumer_pods={}), NOW)
     plan_pipeline(pipeline_obj(0, 0), reads, None, PlanRules(record, PolicyConfig()))
     assert seen == [80.0]
+
+
+@pytest.mark.parametrize(
+    ("samples", "running"),
+    [
+        ([], False),
+        ([MetricSample(at=NOW - 5, replicas=0, busy_fraction=None)], False),  # pod starting
+        ([MetricSample(at=NOW - 5, replicas=1, busy_fraction=None)], False),  # not measured yet
+        ([MetricSample(at=NOW - 5, replicas=1, busy_fraction=0.02)], True),
+        ([MetricSample(at=NOW - 10, replicas=1, busy_fraction=0.02),
+          MetricSample(at=NOW - 5, replicas=0, busy_fraction=None)], False),  # newest decides
+        ([MetricSample(at=NOW + 5, replicas=1, busy_fraction=0.02)], False),  # not yet
+    ],
+)  # fmt: skip
+def test_a_replica_seen_running(samples: list[MetricSample], running: bool) -> None:
+    assert decide_seen_running(samples, NOW) is running
+
+
+def test_a_pipeline_whose_replica_never_ran_does_not_sleep() -> None:
+    """A new pipeline's lag is small before anything consumed it: that is not being caught up."""
+    starting = [MetricSample(at=NOW - 5, replicas=0, input_rate=40.0, lag_records=10.0,
+                             time_lag_seconds=1.0, busy_fraction=None)]  # fmt: skip
+    decision = decide_stream(starting, facts(1), PolicyConfig(), NOW)
+    assert decision.replicas == 1
+    assert "waiting for a running replica" in decision.reason

@@ -23,6 +23,7 @@ def build_resource_manager(config: OperatorConfig, api: client.ApiClient) -> Res
     )  # fmt: skip
     policy = PolicyConfig(startup_seconds=config.startup_seconds,
                           rebalance_seconds=config.rebalance_seconds,
+                          cooldown_seconds=config.scaling_cooldown_seconds,
                           sleep_max_events_per_hour=config.sleep_max_events_per_hour)  # fmt: skip
     return ResourceManager(api, settings, policy, decide_stream)
 

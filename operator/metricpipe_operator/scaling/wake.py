@@ -27,10 +27,24 @@ WAKE_ROUNDING_SECONDS = 10.0
 def decide_stream(
     history: Sequence[MetricSample], pipeline: PipelineScaling, config: PolicyConfig, now: float
 ) -> Decision:
-    """The stream policy: with minReplicas 0 the sleep layer, else `policy.decide`."""
-    if pipeline.min_replicas == 0:
-        return decide_with_sleep(history, pipeline, config, now)
-    return decide(history, pipeline, config, now)
+    """The stream policy: with minReplicas 0 the sleep layer, else `policy.decide`. A pipeline
+    set to run but whose replica has not been seen running (a new pipeline, a wake whose pod is
+    still starting) keeps its replicas: its lag says nothing yet of what sleeping costs."""
+    if pipeline.min_replicas != 0:
+        return decide(history, pipeline, config, now)
+    if pipeline.current_replicas > 0 and not decide_seen_running(history, now):
+        return Decision(pipeline.current_replicas,
+                        "waiting for a running replica before deciding to sleep")  # fmt: skip
+    return decide_with_sleep(history, pipeline, config, now)
+
+
+def decide_seen_running(history: Sequence[MetricSample], now: float) -> bool:
+    """Whether the newest sample saw a replica ready and measured how busy it was."""
+    seen = [s for s in history if s.at <= now]
+    if not seen:
+        return False
+    newest = max(seen, key=lambda s: s.at)
+    return newest.replicas > 0 and newest.busy_fraction is not None
 
 
 def plan_wake_in_seconds(
