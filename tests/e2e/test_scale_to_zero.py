@@ -91,6 +91,7 @@ def test_sleeps_wakes_drains_and_sleeps_again_within_the_target(
     traffic = Traffic(stack, topic, probe, PARTITIONS)
     timeline: list[tuple[float, int, int, str | None]] = []  # time, spec, ready pods, state
     shown: list[str] = []
+    asleep_numbers: list[tuple[Any, Any, Any]] = []  # lag, time lag, freshness while asleep
 
     def sample() -> tuple[float, int, int, str | None]:
         obj = get_pipeline(kube, namespace, name)
@@ -99,6 +100,9 @@ def test_sleeps_wakes_drains_and_sleeps_again_within_the_target(
                  status.get("scalingState"))  # fmt: skip
         if point[1] == 0 and status.get("nextWakeTime") and not shown:
             shown.append(kubectl_get(stack, namespace, name))
+        if point[1] == 0 and point[2] == 0:
+            asleep_numbers.append((status.get("lag"), status.get("timeLagSeconds"),
+                                   status.get("freshnessSeconds")))  # fmt: skip
         timeline.append(point)
         return point
 
@@ -138,6 +142,11 @@ def test_sleeps_wakes_drains_and_sleeps_again_within_the_target(
     # It slept for real: no consumer pod ran while spec.replicas was 0 for long.
     asleep = [p for t, r, p, _ in timeline if r == 0 and t > began]
     assert asleep.count(0) >= len(asleep) // 2, timeline
+    # With no consumer running, the lag, time lag and freshness are still reported (the
+    # exporter reads Kafka and the sink, not the consumers): the wake is decided on them.
+    reported = [n for n in asleep_numbers if None not in n]
+    assert len(reported) >= len(asleep_numbers) // 2, asleep_numbers
+    assert any(lag > 0 for lag, _, _ in reported), asleep_numbers  # records waited in Kafka
     # Every window that ended before the last sleep began holds all its records, no more, in
     # its final documents, each within the target of its end.
     assert not any(r.excess for r in probe.readings), "the sink holds more than was sent"
