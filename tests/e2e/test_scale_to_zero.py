@@ -124,12 +124,13 @@ def test_sleeps_wakes_drains_and_sleeps_again_within_the_target(
         try:
             wait_for(lambda: ready_pods(kube, namespace, name) == 1, 180, "one ready consumer")
             wait_for(cycles_done, 900, f"{WAKES} wakes, each followed by a sleep", interval=3)
-            # the last sleep's windows: the traffic goes on until the next wake drains them
-            last_sleep = time.time()
-            wait_for(lambda: sample()[1] > 0, 300, "the next wake", interval=3)
-            wait_for(lambda: min(probe.final_at, default=0) > 0
-                     and max(probe.final_at) >= last_sleep - WINDOW_SECONDS - 5, 240,
-                     "the windows of the last sleep finalised", interval=3)  # fmt: skip
+            # the windows that ended before the last wake: its drain finalised them
+            last_wake = max(b[0] for a, b in pairwise(timeline) if a[1] == 0 and b[1] > 0)
+            closed = sorted({s - s % WINDOW_SECONDS for s in probe.sent
+                             if s - s % WINDOW_SECONDS + WINDOW_SECONDS <= last_wake})  # fmt: skip
+            wait_for(lambda: set(closed) <= set(probe.final_at), 60,
+                     "the final documents of every window closed before the last wake",
+                     interval=2)  # fmt: skip
         except AssertionError:
             print(f"status: {get_pipeline(kube, namespace, name).get('status')}")
             print(f"operator log:\n{operator.log()[-4000:]}")
@@ -147,14 +148,11 @@ def test_sleeps_wakes_drains_and_sleeps_again_within_the_target(
     reported = [n for n in asleep_numbers if None not in n]
     assert len(reported) >= len(asleep_numbers) // 2, asleep_numbers
     assert any(lag > 0 for lag, _, _ in reported), asleep_numbers  # records waited in Kafka
-    # Every window that ended before the last sleep began holds all its records, no more, in
-    # its final documents, each within the target of its end.
+    # Every window that ended before the last wake holds all its records, no more, in its
+    # final documents, each within the target of its end.
     assert not any(r.excess for r in probe.readings), "the sink holds more than was sent"
-    closed = sorted({s - s % WINDOW_SECONDS for s in probe.sent
-                     if s - s % WINDOW_SECONDS + WINDOW_SECONDS <= last_sleep})  # fmt: skip
+    assert len(closed) >= 2, closed
     delays = probe.window_delays()
-    missing = [w for w in closed if w not in delays]
-    assert missing == [], f"windows never complete in the sink: {missing}"
     late = {w: d for w, d in delays.items() if w in closed and d > TARGET_SECONDS}
     assert late == {}, f"windows final after the target: {late}"
     # What a user sees: the state and the next wake in `kubectl get mp`, and Events saying why.
