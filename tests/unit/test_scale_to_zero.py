@@ -1,9 +1,9 @@
 """Scale to zero (scaling/sleep.py), by tables: when a pipeline with `minReplicas: 0` sleeps,
 stays asleep, wakes and how many replicas it wakes with. The expected numbers are worked out
 here from the module's formulas with the defaults (start-up 30 s + rebalance 10 s = S = 40 s, a
-decision every 15 s as the samples are spaced, a peak of 95 % of the target, cycles of at least
-30 minutes), not by calling its helpers; the pure plans (`plan_sleep`, `plan_quit`) have their
-own tables."""
+decision every 15 s as the samples are spaced, a peak limit of the target less the larger of
+5 % of it and S / 2 + 15 s, cycles of at least 30 minutes), not by calling its helpers; the
+pure plans (`peak_limit`, `plan_sleep`, `plan_quit`) have their own tables."""
 
 from __future__ import annotations
 
@@ -12,7 +12,13 @@ from dataclasses import replace
 import pytest
 
 from metricpipe_operator.scaling.model import MetricSample, PipelineScaling, PolicyConfig
-from metricpipe_operator.scaling.sleep import SleepPlan, decide_with_sleep, plan_quit, plan_sleep
+from metricpipe_operator.scaling.sleep import (
+    SleepPlan,
+    decide_with_sleep,
+    peak_limit,
+    plan_quit,
+    plan_sleep,
+)
 
 NOW = 100_000.0
 C = 50_000.0  # one replica's capacity, records/s (status.capacityPerReplica)
@@ -50,15 +56,17 @@ def pipeline(current: int, target: float = 3600.0, known: float | None = C,
 
 
 # -- awake: when does one replica go to sleep -------------------------------------------------
-# Woken at the last decision that keeps P = W + S within 0.95 T, P is at least 0.95 T - 15:
-# W = 0.95 T - 15 - 40, a cycle of (W + 40) c / (c - r) that must last 1800 s. At 1 h: W = 3365 s
-# (cycle 3474.5 s at 1,000 rec/s). At 5 min: W = 230 s, cycle 275.5 s: it stays awake.
+# Woken at the last decision that keeps P = W + S within the limit (3420 s at 1 h), P is at least
+# limit - 15: W = limit - 15 - 40, a cycle of (W + 40) c / (c - r) that must last 1800 s. At 1 h:
+# W = 3365 s
+# (cycle 3474.5 s at 1,000 rec/s). At 5 min the limit is 300 - (20 + 15) = 265 s (half of S and
+# a decision, more than 5 % of the target): W = 210 s, cycle 255.1 s: it stays awake.
 # Records left now = lag + r x 15 - c x 15 (the newest sample is 15 s old, the replica consumed
 # all along); drained (<= 0) it sleeps; else, with delta = left / (c - r) s of drain to go, it
 # sleeps when (15 - delta)(1 - r/c) > (15 + left / r) x 40 / cycle (at 1,000 rec/s: delta < 9.41).
 AWAKE = [
     ("1h, 1,000 rec/s, caught up: sleeps ~3365 s", 3600.0, 1_000.0, 3_000.0, 3.0, 0),
-    ("5m, same input: a cycle of 276 s costs more than it saves", 300.0, 1_000.0, 3_000.0, 3.0,
+    ("5m, same input: a cycle of 255 s costs more than it saves", 300.0, 1_000.0, 3_000.0, 3.0,
      1),
     ("1h, 30,000 rec/s: over half of one replica", 3600.0, 30_000.0, 90_000.0, 3.0, 1),
     ("1h, 25,000 rec/s: half of one replica, sleeps", 3600.0, 25_000.0, 75_000.0, 3.0, 0),
@@ -90,9 +98,9 @@ def test_one_replica_sleeps_only_when_a_sleep_pays(
 @pytest.mark.parametrize(
     ("target", "rate", "events_per_hour", "expected"),
     [
-        (300.0, 1_000.0, 4.0, 1),  # cycle 275.5 s < 1800 s
-        (300.0, 1_000.0, 15.0, 1),  # cycles of 480 s: 275.5 s is still too short
-        (300.0, 1_000.0, 30.0, 0),  # cycles of 240 s: sleeps ~230 s
+        (300.0, 1_000.0, 4.0, 1),  # cycle 255.1 s < 1800 s
+        (300.0, 1_000.0, 15.0, 1),  # cycles of 480 s: 255.1 s is still too short
+        (300.0, 1_000.0, 30.0, 0),  # cycles of 240 s: sleeps ~210 s
         (3600.0, 1_000.0, 1.5, 1),  # cycles of 4800 s: 3474.5 s is too short
         (3600.0, 25_000.0, 1.5, 0),  # half a replica: cycle 3405 x 2 = 6810 s
     ],
@@ -166,6 +174,10 @@ def test_asleep_it_wakes_at_the_last_decision_that_keeps_the_peak_within_the_lim
     if expected == 0:
         peak = age + newest_age + spacing + 40.0
         assert decision.predicted_freshness_seconds == pytest.approx(peak)
+        # for the status: the peak grows 1 s a second, so the wake is due when it reaches 3420
+        assert decision.details == pytest.approx(
+            {"peak_limit_seconds": 3420.0, "wake_in_seconds": 3420.0 - peak}
+        )
 
 
 def test_asleep_without_current_metrics_it_wakes() -> None:
@@ -212,20 +224,40 @@ def test_woken_one_replica_is_kept_while_it_drains(
 
 # -- the pure plans ---------------------------------------------------------------------------
 @pytest.mark.parametrize(
+    ("target", "lateness", "startup", "rebalance", "period", "expected"),
+    [
+        (3600.0, 0.0, 30.0, 10.0, 15.0, 3420.0),  # 5 % of the target: 180 s
+        (3600.0, 60.0, 30.0, 10.0, 15.0, 3360.0),  # less the allowed lateness
+        (300.0, 0.0, 30.0, 10.0, 15.0, 265.0),  # half of S and a decision: 20 + 15 > 15
+        (150.0, 5.0, 20.0, 5.0, 5.0, 127.5),  # tests/e2e/test_scale_to_zero.py: 12.5 + 5 > 7.5
+    ],
+)
+def test_peak_limit(
+    target: float, lateness: float, startup: float, rebalance: float, period: float,
+    expected: float,
+) -> None:  # fmt: skip
+    """The target less the allowed lateness and the larger margin: 5 % of the target, or a
+    start-up and rebalance half as long again as configured plus one decision missed."""
+    facts = replace(pipeline(0, target), allowed_lateness_seconds=lateness)
+    config = replace(CONFIG, startup_seconds=startup, rebalance_seconds=rebalance)
+    assert peak_limit(facts, config, period) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
     ("target", "rate", "period", "expected"),
     [
         (3600.0, 1_000.0, 15.0, (3365.0, 3405.0, 3405.0 * 50 / 49)),
         (3600.0, 25_000.0, 15.0, (3365.0, 3405.0, 6810.0)),
         (3600.0, 1_000.0, 60.0, (3320.0, 3360.0, 3360.0 * 50 / 49)),
         (3600.0, 25_001.0, 15.0, None),  # over half of one replica
-        (300.0, 1_000.0, 15.0, None),  # a cycle of 275.5 s
-        (80.0, 0.0, 15.0, None),  # W = 76 - 15 - 40 = 21 s: shorter than a wake's start
+        (300.0, 1_000.0, 15.0, None),  # limit 265 s: a cycle of 255 s
+        (90.0, 0.0, 15.0, None),  # W = 90 - 35 - 15 - 40 = 0 s: shorter than a wake's start
     ],
 )
 def test_plan_sleep(
     target: float, rate: float, period: float, expected: tuple[float, float, float] | None
 ) -> None:
-    config = replace(CONFIG, sleep_max_events_per_hour=1e6) if target == 80.0 else CONFIG
+    config = replace(CONFIG, sleep_max_events_per_hour=1e6) if target == 90.0 else CONFIG
     plan = plan_sleep(rate, C, pipeline(1, target), config, period)
     if expected is None:
         assert plan is None

@@ -12,12 +12,12 @@ the replica takes records faster than they arrive and that age falls. So the fre
 
 and the cycle (sleep, start, drain of r (W + S) at c - r) lasts (W + S) c / (c - r).
 
-Awake, one replica goes to sleep (1 -> 0) when the input leaves it at least half idle, the cycle
-a sleep allows (P up to PEAK_FRACTION of the target, less the allowed lateness) is long enough
-for `PolicyConfig.sleep_max_events_per_hour` (a sleep and its wake are two scale events: a
-shorter cycle costs more than it saves, and it stays awake; at a 5-minute target it always
-does), and the drain is over, or so nearly over that staying until the next decision would cost
-more replica-time than the shorter next sleep that the few records left behind bring
+Awake, one replica goes to sleep (1 -> 0) when the input leaves it at least half idle, the
+cycle a sleep allows (P up to `peak_limit`: the target less the allowed lateness and a margin)
+is long enough for `PolicyConfig.sleep_max_events_per_hour` (a sleep and its wake are two scale
+events: a shorter cycle costs more than it saves, and it stays awake; at a 5-minute target it
+always does), and the drain is over, or so nearly over that staying until the next decision
+would cost more replica-time than the shorter next sleep that the few records left behind bring
 (`plan_quit`). It knows the drain's progress without waiting for a scrape to show it: the
 newest sample's backlog, drained at c - r since the replica started consuming. Asleep, it wakes
 (0 -> 1) at the last decision that keeps P within the limit, P read from the measured backlog's
@@ -40,7 +40,8 @@ from dataclasses import dataclass, replace
 from .model import Decision, MetricSample, PipelineScaling, PolicyConfig
 from .policy import Evaluation, decide, evaluate_samples
 
-PEAK_FRACTION = 0.95  # the freshness a sleep cycle may reach, as a share of the target
+PEAK_FRACTION = 0.95  # the freshness a sleep cycle may reach, as a share of the target ...
+START_ERROR = 0.5  # ... and at most the target less this share of S and one decision period
 MAX_SLEEP_UTILIZATION = 0.5  # sleep only when one replica would be at most this busy
 CAUGHT_UP_SECONDS = 30.0  # a replica whose capacity is unknown sleeps only with a lag under this
 DECISION_SECONDS = 15.0  # the decision period when the samples do not show it (one per decision)
@@ -130,7 +131,7 @@ def _decide_awake(
         return replace(base, replicas=0, limited_by=None, reason=(
             f"{_numbers(ev, c)}, {max(0.0, left):,.0f} rec left now: 1 → 0 (sleeping "
             f"~{plan.sleep_seconds:.0f} s: woken before freshness reaches "
-            f"{_peak_limit(pipeline):.0f} s)"))  # fmt: skip
+            f"{peak_limit(pipeline, config, period):.0f} s)"))  # fmt: skip
     peak = _drain_peak(ev, pipeline, config)
     ceiling = pipeline.freshness_target_seconds - pipeline.allowed_lateness_seconds
     if (
@@ -168,7 +169,7 @@ def plan_sleep(
     if rate > MAX_SLEEP_UTILIZATION * c:
         return None
     start = _start_seconds(config)
-    peak = _peak_limit(pipeline) - period
+    peak = peak_limit(pipeline, config, period) - period
     plan = SleepPlan(peak - start, peak, peak * c / (c - rate))
     return plan if _pays(plan, config) else None
 
@@ -179,7 +180,7 @@ def plan_probe_sleep(
     """A probe's sleep: P = 2 (W + S) within the limit (as if c = 2 r and the drain took as long
     as the sleep), a cycle of 2 (W + S), and it must pay."""
     start = _start_seconds(config)
-    peak = _peak_limit(pipeline) / 2 - period
+    peak = peak_limit(pipeline, config, period) / 2 - period
     plan = SleepPlan(peak - start, 2 * peak, 2 * peak)
     return plan if _pays(plan, config) else None
 
@@ -254,13 +255,13 @@ def _decide_asleep(
         replicas = min(needed, awake.max_replicas, ev.partitions or needed)
         return wake(replicas, f"{_numbers(ev, c)}: input too high to sleep")
     peak = peak_after_wake(ev, config, now, period)
-    limit = _peak_limit(awake)
+    limit = peak_limit(awake, config, period)
     if peak > limit:
         return wake(1, f"{_numbers(ev, c)}: woken, freshness would pass {limit:.0f} s")
     return Decision(
         replicas=0, per_replica_rate=c, predicted_freshness_seconds=peak,
         reason=f"{_numbers(ev, c)}: asleep (woken at {limit:.0f} s of predicted freshness, "
-        f"{peak:.0f} s now)",
+        f"{peak:.0f} s now)", details=_wake_details(limit, peak, 1.0),
     )  # fmt: skip
 
 
@@ -269,13 +270,21 @@ def _decide_asleep_probing(
 ) -> Decision:
     """Asleep since a probe (capacity not measured): its bound, twice the peak after a wake."""
     peak = 2 * peak_after_wake(ev, config, now, period)
-    limit = _peak_limit(awake)
+    limit = peak_limit(awake, config, period)
     if peak > limit:
         why = f"capacity not measured yet, woken at {peak:.0f} s of the probe's bound: 0 → 1"
         return Decision(replicas=1, reason=why)
     why = (f"input {ev.input_now:,.1f} rec/s, capacity not measured yet: asleep until "
            f"{limit:.0f} s of the probe's bound ({peak:.0f} s now)")  # fmt: skip
-    return Decision(replicas=0, predicted_freshness_seconds=peak, reason=why)
+    return Decision(replicas=0, predicted_freshness_seconds=peak, reason=why,
+                    details=_wake_details(limit, peak, 2.0))  # fmt: skip
+
+
+def _wake_details(limit: float, peak: float, growth: float) -> dict[str, float]:
+    """For the status: the limit, and the seconds until the peak predicted for a wake at the
+    next decision passes it if the input stays as measured (it grows `growth` s a second: the
+    oldest record's age, twice that for a probe's bound)."""
+    return {"peak_limit_seconds": limit, "wake_in_seconds": max(0.0, limit - peak) / growth}
 
 
 def peak_after_wake(ev: Evaluation, config: PolicyConfig, now: float, period: float) -> float:
@@ -302,9 +311,13 @@ def _pays(plan: SleepPlan, config: PolicyConfig) -> bool:
     return plan.sleep_seconds > _start_seconds(config) and plan.cycle_seconds >= shortest
 
 
-def _peak_limit(pipeline: PipelineScaling) -> float:
+def peak_limit(pipeline: PipelineScaling, config: PolicyConfig, period: float) -> float:
+    """The freshness a sleep may reach: the target less the allowed lateness and a margin, the
+    larger of (1 - PEAK_FRACTION) of the target and START_ERROR of S plus one decision period
+    (a start-up and rebalance half as long again as configured, a decision missed)."""
     target = pipeline.freshness_target_seconds
-    return PEAK_FRACTION * target - pipeline.allowed_lateness_seconds
+    margin = max((1 - PEAK_FRACTION) * target, START_ERROR * _start_seconds(config) + period)
+    return target - margin - pipeline.allowed_lateness_seconds
 
 
 def _capacity(ev: Evaluation | str, pipeline: PipelineScaling) -> float | None:
