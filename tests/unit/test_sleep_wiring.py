@@ -14,7 +14,6 @@ from metricpipe_operator.scaling.events import decide_event_reason
 from metricpipe_operator.scaling.model import Decision, MetricSample, PipelineScaling, PolicyConfig
 from metricpipe_operator.scaling.observe import Observed
 from metricpipe_operator.scaling.plan import CycleInputs, PlanRules, plan_pipeline
-from metricpipe_operator.scaling.sleep import PEAK_FRACTION
 from metricpipe_operator.scaling.wake import (
     build_sleep_status,
     decide_seen_running,
@@ -32,53 +31,42 @@ def facts(current: int, minimum: int = 0) -> PipelineScaling:
                            scale_down_stabilization_seconds=60.0)  # fmt: skip
 
 
-def asleep(peak: float | None, capacity: float | None) -> Decision:
-    return Decision(0, "asleep", per_replica_rate=capacity, predicted_freshness_seconds=peak)
-
-
-def sample(rate: float | None) -> MetricSample:
-    return MetricSample(at=NOW, replicas=0, input_rate=rate)
-
-
-# the sleep layer's limit on the predicted peak, for a 600 s target and 40 s of lateness
-LIMIT = PEAK_FRACTION * 600.0 - 40.0
-
-
-@pytest.mark.parametrize(
-    ("decision", "current", "rate", "expected"),
-    [
-        (asleep(LIMIT - 200, 100.0), 0, 0.0, 200.0),  # no input: the peak grows with the age
-        (asleep(LIMIT - 200, 100.0), 0, 20.0, 160.0),  # 200 x (100 - 20) / 100
-        (asleep(LIMIT - 200, 100.0), 0, None, 200.0),  # input unknown: as none
-        (asleep(LIMIT - 200, None), 0, 5.0, 100.0),  # a probe's bound grows 2 s a second
-        (asleep(LIMIT + 20, 100.0), 0, 5.0, 0.0),  # past the limit: due now
-        (asleep(LIMIT - 200, 100.0), 0, 150.0, 0.0),  # input above capacity: due now
-        (asleep(None, 100.0), 0, 5.0, None),  # nothing predicted
-        (asleep(LIMIT - 200, 100.0), 1, 5.0, None),  # going to sleep now: one replica's view
-        (Decision(1, "awake", predicted_freshness_seconds=30.0), 1, 5.0, None),
-    ],
-)  # fmt: skip
-def test_when_a_sleeping_pipeline_is_woken(
-    decision: Decision, current: int, rate: float | None, expected: float | None
-) -> None:
-    assert plan_wake_in_seconds(decision, sample(rate), facts(current)) == expected
+def asleep(wake_in: float | None) -> Decision:
+    details = {} if wake_in is None else {"wake_in_seconds": wake_in, "peak_limit_seconds": 500.0}
+    return Decision(0, "asleep", per_replica_rate=100.0, details=details)
 
 
 @pytest.mark.parametrize(
     ("decision", "current", "expected"),
     [
-        (asleep(LIMIT - 200, 100.0), 0, {"scalingState": "Sleeping",
-                                         "nextWakeTime": "2027-01-15T08:03:20Z"}),
-        (asleep(LIMIT - 200, 100.0), 1, {"scalingState": "Sleeping", "nextWakeTime": None}),
+        (asleep(200.0), 0, 200.0),
+        (asleep(0.0), 0, 0.0),  # due now
+        (asleep(-3.0), 0, 0.0),  # overdue: now
+        (asleep(None), 0, None),  # nothing predicted
+        (asleep(200.0), 1, None),  # going to sleep now: the next cycle says when it wakes
+        (Decision(1, "awake", details={"wake_in_seconds": 5.0}), 1, None),
+    ],
+)  # fmt: skip
+def test_when_a_sleeping_pipeline_is_woken(
+    decision: Decision, current: int, expected: float | None
+) -> None:
+    assert plan_wake_in_seconds(decision, facts(current)) == expected
+
+
+@pytest.mark.parametrize(
+    ("decision", "current", "expected"),
+    [
+        (asleep(200.0), 0, {"scalingState": "Sleeping", "nextWakeTime": "2027-01-15T08:03:20Z"}),
+        (asleep(200.0), 1, {"scalingState": "Sleeping", "nextWakeTime": None}),
         (Decision(2, "up"), 1, {"scalingState": "Active", "nextWakeTime": None}),
     ],
 )  # fmt: skip
 def test_the_sleeping_status(decision: Decision, current: int, expected: dict[str, Any]) -> None:
-    assert build_sleep_status(decision, sample(0.0), facts(current), NOW) == expected
+    assert build_sleep_status(decision, facts(current), NOW) == expected
 
 
 def test_the_wake_time_is_rounded_to_ten_seconds() -> None:
-    status = build_sleep_status(asleep(LIMIT - 200, 100.0), sample(0.0), facts(0), NOW + 4.0)
+    status = build_sleep_status(asleep(200.0), facts(0), NOW + 4.0)
     assert status["nextWakeTime"] == "2027-01-15T08:03:20Z"  # 204 s ahead, shown as 200
 
 

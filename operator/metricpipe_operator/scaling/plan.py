@@ -220,7 +220,7 @@ def plan_stream_pipeline(
         scale = ScaleAction(facts.current_replicas, decision)
     target = facts.freshness_target_seconds
     new_status = build_scaling_status(decision, sample, history, target)
-    new_status |= build_sleep_status(decision, sample, facts, now)
+    new_status |= build_sleep_status(decision, facts, now)
     conditions = build_scaling_conditions(decision, sample, target)
     observed_pods = inputs.observed.consumer_pods
     pods = None if observed_pods is None else observed_pods.get(key, [])

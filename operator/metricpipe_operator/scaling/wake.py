@@ -1,14 +1,8 @@
 """Scale to zero in the operator (pure): which decision a stream pipeline gets, and what its
 status says of sleeping — `status.scalingState` (`Sleeping` at 0 replicas, else `Active`) and,
-while asleep, `status.nextWakeTime`, the time the sleep layer's rule would wake it if the input
-stays as measured.
-
-The estimate: asleep, the layer wakes one replica when P, the freshness peak predicted for a
-wake one decision later, reaches its limit (0.9 x target - allowed lateness). P grows with the
-oldest record's age (1 s a second) and with the records that arrive meanwhile (r / (c - r) s a
-second), so it reaches the limit after (limit - P) (c - r) / c seconds; asleep as a probe (no
-capacity measured) P = 2 (age + lead + start) grows 2 s a second. It is rounded to 10 s so
-that small moves of the input do not rewrite the status every cycle.
+while asleep, `status.nextWakeTime`: when the sleep layer's rule wakes it if the input stays as
+measured (the layer's own `wake_in_seconds`), rounded to 10 s so that small moves of the input
+do not rewrite the status every cycle.
 """
 
 from __future__ import annotations
@@ -19,7 +13,7 @@ from typing import Any
 
 from .model import Decision, MetricSample, PipelineScaling, PolicyConfig
 from .policy import decide
-from .sleep import PEAK_FRACTION, decide_with_sleep
+from .sleep import decide_with_sleep
 
 WAKE_ROUNDING_SECONDS = 10.0
 
@@ -47,33 +41,21 @@ def decide_seen_running(history: Sequence[MetricSample], now: float) -> bool:
     return newest.replicas > 0 and newest.busy_fraction is not None
 
 
-def plan_wake_in_seconds(
-    decision: Decision, sample: MetricSample | None, pipeline: PipelineScaling
-) -> float | None:
+def plan_wake_in_seconds(decision: Decision, pipeline: PipelineScaling) -> float | None:
     """Seconds until an asleep pipeline is woken (None: not asleep yet, or nothing predicted;
-    the decision that puts a pipeline to sleep predicts for one replica, so the first estimate
-    comes with the next cycle)."""
-    peak = decision.predicted_freshness_seconds
-    if decision.replicas != 0 or pipeline.current_replicas != 0 or peak is None:
+    the decision that puts a pipeline to sleep has no wake estimate, so the first one comes
+    with the next cycle)."""
+    wake_in = decision.details.get("wake_in_seconds")
+    if decision.replicas != 0 or pipeline.current_replicas != 0 or wake_in is None:
         return None
-    limit = PEAK_FRACTION * pipeline.freshness_target_seconds - pipeline.allowed_lateness_seconds
-    left = max(0.0, limit - peak)
-    capacity = decision.per_replica_rate
-    if capacity is None:  # a probe's bound grows twice as fast as the age
-        return left / 2
-    rate = sample.input_rate if sample is not None and sample.input_rate is not None else 0.0
-    if rate >= capacity:
-        return 0.0
-    return left * (capacity - rate) / capacity
+    return max(0.0, wake_in)
 
 
-def build_sleep_status(
-    decision: Decision, sample: MetricSample | None, pipeline: PipelineScaling, now: float
-) -> dict[str, Any]:
+def build_sleep_status(decision: Decision, pipeline: PipelineScaling, now: float) -> dict[str, Any]:
     """`scalingState` and `nextWakeTime` (None removes it from the status)."""
     if decision.replicas != 0:
         return {"scalingState": "Active", "nextWakeTime": None}
-    wake_in = plan_wake_in_seconds(decision, sample, pipeline)
+    wake_in = plan_wake_in_seconds(decision, pipeline)
     if wake_in is None:
         return {"scalingState": "Sleeping", "nextWakeTime": None}
     at = round((now + wake_in) / WAKE_ROUNDING_SECONDS) * WAKE_ROUNDING_SECONDS
