@@ -28,10 +28,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sim_acceptance import acceptance
 from sim_engine import PolicyFn, RunResult, SimParams, simulate
 from sim_robustness import build_robustness_jobs, report_robustness
 from sim_trace import (
     DEFAULT_WINDOWS,
+    NAMED_TRACES,
     Trace,
     TraceError,
     cut,
@@ -49,8 +51,6 @@ from metricpipe_operator.scaling.sleep import decide_with_sleep
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_TRACES = ("worldcup98_requests_per_minute.csv", "nab_elb_request_count_5min_2014-04.csv")
-GOAL_WORK_RATIO_AT_1H = 1.35
-GOAL_EVENTS_PER_HOUR = 4.0
 
 
 @dataclass(frozen=True)
@@ -137,16 +137,21 @@ def run_job(job: Job) -> RunResult:
 
 
 def load_traces(args: argparse.Namespace) -> list[Trace]:
-    paths = [Path(p) for p in args.trace]
-    if not paths:
+    """The traces to run: each `--trace` (a file, or a name in NAMED_TRACES); by default the
+    real files under `--data-dir` (or a generated 3-day trace when there are none) and every
+    named generated trace."""
+    named = [NAMED_TRACES[t]() for t in args.trace if t in NAMED_TRACES]
+    paths = [Path(p) for p in args.trace if p not in NAMED_TRACES]
+    if not args.trace:
+        named = [make() for make in NAMED_TRACES.values()]
         folder = Path(args.data_dir) / "arrival_rates"
         paths = [folder / n for n in REAL_TRACES if (folder / n).exists()]
-    if not paths:
-        print(
-            f"NOTE: no --trace given and no real trace in {args.data_dir}/arrival_rates: "
-            "running on a GENERATED synthetic trace (3 days, daily cycle and bursts)"
-        )
-        return [generated_trace()]
+        if not paths:
+            print(
+                f"NOTE: no --trace given and no real trace in {args.data_dir}/arrival_rates: "
+                "running on a GENERATED synthetic trace (3 days, daily cycle and bursts)"
+            )
+            return [generated_trace(), *named]
     traces = []
     for path in paths:
         trace = read_trace(path)
@@ -157,7 +162,7 @@ def load_traces(args: argparse.Namespace) -> list[Trace]:
             start = start or DEFAULT_WINDOWS[trace.name][0]
             hours = hours or DEFAULT_WINDOWS[trace.name][1]
         traces.append(cut(trace, start, hours))
-    return traces
+    return traces + named
 
 
 def fmt_time(seconds: float) -> str:
@@ -219,7 +224,8 @@ def plot(path: Path, trace: Trace, target: float, runs: dict[str, RunResult], ra
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     data = os.environ.get("METRICPIPE_DATA_DIR", str(REPO.parent / "shared" / "data"))
     add = (parser := argparse.ArgumentParser(description=__doc__.split("\n\n")[0])).add_argument
-    add("--trace", action="append", default=[], help="CSV timestamp,count (repeatable)")
+    add("--trace", action="append", default=[], help="CSV timestamp,count, or one of "
+        f"{', '.join(NAMED_TRACES)} (repeatable)")  # fmt: skip
     add("--data-dir", default=data, help="holds arrival_rates/ (default: %(default)s)")
     add("--start", help="window start, ISO or epoch (default: the WorldCup98 knockout stage)")
     add("--hours", type=float, help="window length (default: 384 for WorldCup98, else all)")
@@ -266,6 +272,7 @@ def report_trace(
     work = trace.total / rate / 3600.0
     entry: dict[str, Any] = {
         "name": trace.name, "source": trace.source,
+        "generated": trace.source.startswith("generated"),
         "window_start": datetime.fromtimestamp(trace.start, UTC).isoformat(),
         "hours": round(trace.duration / 3600.0, 2), "total_records": round(trace.total),
         "peak_replicas": round(trace.peak_rate / rate, 2),
@@ -299,27 +306,6 @@ def report_trace(
     return entry
 
 
-def acceptance(entries: list[dict[str, Any]]) -> dict[str, Any]:
-    mine = [r for e in entries for r in e["runs"] if r["policy"] == "metricpipe"]
-    if not mine:
-        return {}
-    at_1h = [r["ratio_to_work_bound"] for r in mine if r["target_seconds"] == 3600]
-    rate = sum(r["events_per_hour"] for r in mine) / len(mine)
-    checks = {
-        "zero_violation_minutes": all(r["slo_violation_minutes"] == 0 for r in mine),
-        "work_ratio_at_1h": at_1h,
-        "work_ratio_at_1h_ok": bool(at_1h) and max(at_1h) <= GOAL_WORK_RATIO_AT_1H,
-        "mean_events_per_hour": round(rate, 3),
-        "events_ok": rate <= GOAL_EVENTS_PER_HOUR,
-    }
-    print(
-        f"metricpipe: 0 SLO-violation minutes everywhere: {checks['zero_violation_minutes']}; "
-        f"replica-hours / work bound at 1h: {at_1h} (goal <= {GOAL_WORK_RATIO_AT_1H}); "
-        f"mean scale events/h {rate:.2f} (goal <= {GOAL_EVENTS_PER_HOUR})"
-    )
-    return checks
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     began = time.perf_counter()
@@ -341,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     jobs = build_jobs(args, traces, params)
     variants = [] if args.no_robustness else build_robustness_jobs(jobs)
     setup = Setup(max_replicas=args.partitions, target_utilization=args.target_utilization)
-    zero = [] if args.no_zero else build_zero_jobs(timed, params, Job, setup)
+    lows = [t for t in timed if t.name not in NAMED_TRACES]  # scale to zero: not spike and step
+    zero = [] if args.no_zero else build_zero_jobs(lows, params, Job, setup)
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         everything = list(pool.map(run_job, jobs + variants + zero))
     results, robust = everything[: len(jobs)], everything[len(jobs) : len(jobs) + len(variants)]

@@ -160,9 +160,10 @@ class Group:
             self.sums[i] += value - self.rings[i][slot]
             self.rings[i][slot] = value
         age = 0.0
-        if self.backlog > 1e-6 * p.per_replica_rate:
+        crumb = 1e-6 * p.per_replica_rate  # less than a record: rounding, not a waiting record
+        if self.backlog > crumb:
             cumulative = self.cumulative
-            while cumulative[self.oldest + 1] <= self.processed:
+            while cumulative[self.oldest + 1] <= self.processed + crumb:
                 self.oldest += 1
             share = (self.processed - cumulative[self.oldest]) / max(
                 self.arrivals[self.oldest], 1e-12

@@ -21,7 +21,7 @@ import csv
 import io
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -223,3 +223,42 @@ def generated_trace(days: float = 3.0, seed: int = 1998) -> Trace:
     return Trace(
         "generated", "generated (no real trace found)", 0.0, offsets, np.array(counts), 60.0
     )
+
+
+def spike_trace(hours: float = 6.0, seed: int = 2301) -> Trace:
+    """A low, slightly noisy base (1/32 of the peak: half a replica at the default peak of 16
+    replicas) with one 1-minute spike at the peak, half-way through. Per minute, seeded."""
+    rng = random.Random(seed)
+    minutes = int(hours * 60)
+    counts = [1000.0 * rng.uniform(0.9, 1.1) for _ in range(minutes)]
+    counts[minutes // 2] = 32_000.0
+    return _minutes_trace("spike-1min", "generated: one 1-minute spike on a low base", counts)
+
+
+# (minutes, level as a share of the peak): steps up and down, held long enough to settle
+STEP_LEVELS = ((90, 0.125), (90, 0.5), (60, 0.1875), (90, 1.0), (60, 0.375), (90, 0.0625),
+               (60, 0.75), (90, 0.25), (60, 0.625), (60, 0.125))  # fmt: skip
+
+
+def step_trace(seed: int = 2302) -> Trace:
+    """Input that steps up and down between held levels (STEP_LEVELS), with +-10 % per-minute
+    noise. Per minute, seeded."""
+    rng = random.Random(seed)
+    counts = [
+        10_000.0 * level * rng.uniform(0.9, 1.1)
+        for minutes, level in STEP_LEVELS
+        for _ in range(minutes)
+    ]
+    return _minutes_trace("step-updown", "generated: steps up and down between held levels", counts)
+
+
+def _minutes_trace(name: str, source: str, counts: list[float]) -> Trace:
+    offsets = np.arange(len(counts)) * 60.0
+    return Trace(name, source, 0.0, offsets, np.array(counts), 60.0)
+
+
+# generated traces the simulator runs by name (`--trace spike-1min`) and by default
+NAMED_TRACES: dict[str, Callable[[], Trace]] = {
+    "spike-1min": spike_trace,
+    "step-updown": step_trace,
+}

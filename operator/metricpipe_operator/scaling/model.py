@@ -47,9 +47,17 @@ class PolicyConfig:
     rebalance_seconds: float = 10.0  # the group's pause on any membership change
     stale_after_seconds: float = 60.0  # a newest sample older than this: fail static
     max_step_up: int = 8  # replicas added at most per decision
-    max_step_down: int = 1  # replicas removed at most per decision
+    # replicas removed at most per decision; 0: no limit (a scale-down goes straight to the
+    # highest recommendation of the stabilisation window, itself sized from the measured capacity)
+    max_step_down: int = 0
     budget_fraction: float = 0.5  # share of the freshness target a catch-up may use
     cooldown_seconds: float = 60.0  # minimum time between two scale changes
+    # the input of this window (or the stabilisation window, if longer) is replayed to find the
+    # fewest replicas that absorb its ups and downs with the backlog (scaling/replay.py) ...
+    variability_window_seconds: float = 1200.0
+    replay_hold_multiple: float = 2.0  # ... keeping the replayed lag within this many holds
+    # a scale-down (other than to the minimum) removes more than this share of the replicas
+    scale_down_min_fraction: float = 1.0 / 3.0
     # minReplicas 0 (sleep.py): a sleep and its wake are two scale events; a cycle shorter than
     # 2 / this hours does not sleep
     sleep_max_events_per_hour: float = 4.0

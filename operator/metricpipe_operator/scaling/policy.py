@@ -5,16 +5,16 @@ fraction / replicas, median of recent estimates), the input rate to plan for (sm
 the freshness budget leaves after the reaction time, plus its upward trend), the backlog in
 records and seconds, and the backlog predicted for when replicas added now would be working.
 
-decide: needed = input / (target_utilization * per_replica) + backlog / (budget * per_replica),
-budget = target * budget_fraction - time lag - start-up - rebalance (floored). Fewer replicas,
-down to the input's own floor, are acceptable while the predicted lag stays within the hold
-(HOLD_FRACTION of the budget) should the input surge to input / target_utilization: to stay,
-until such a surge is seen and answered; to scale down, for a whole stabilisation window and
-within half the hold. So a long budget lets replicas run full and a backlog come and go, a short
-one keeps the utilisation headroom. Clamp to [min, max] and the partition count; scale up fast
-(max_step_up; the cooldown only holds back a group that keeps up); scale down slowly (the
-highest recommendation over the stabilisation window, recomputed from the samples, max_step_down,
-cooldown, never while draining). Unknown or stale metrics: no change (fail static).
+decide: needed(u) = input / (u * per_replica) + backlog / (budget * per_replica), budget =
+target * budget_fraction - time lag - start-up - rebalance (floored). A count is acceptable to
+stay at while the predicted lag stays within the hold (HOLD_FRACTION of the budget) until a
+change would take effect. Scale up only when the current count is not acceptable at the planned
+input (the trigger), and then to a count ready for a surge to input / target_utilization, for
+the backlog and for the recent input's own variability (replay.py). Scale down, straight, to the
+fewest replicas that keep the lag within half the hold for a stabilisation window and would have
+carried the replayed window's input, when the step removes more than scale_down_min_fraction
+(or reaches the minimum), the cooldown has passed and the group is not draining. Clamp to
+[min, max] and the partition count. Unknown or stale metrics: no change (fail static).
 
 It never reads the clock and does no I/O: the operator, the unit tests and
 bench/autoscale_sim.py run this same code. See docs/autoscaling.md.
@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import math
 import statistics
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .model import Decision, MetricSample, PipelineScaling, PolicyConfig
+from .replay import replay_level
 
 RATE_WINDOW_SECONDS = 60.0  # a sample's rates cover its last minute (PromQL rate(...[1m]))
 CAPACITY_ESTIMATES = 9  # per-replica capacity: median of the newest estimates (one bad is harmless)
@@ -40,7 +41,7 @@ STRICT_HOLD = 0.5  # scaling down needs the lag to stay within half that (hyster
 BUDGET_FLOOR_FRACTION = 0.1  # the catch-up budget never drops below this share of the target
 BUDGET_FLOOR_SECONDS = 30.0  # ... nor below this
 SMALL_LAG_FRACTION = 0.05  # a time lag under this share of the target (and under
-SMALL_LAG_SECONDS = 30.0  # this, whichever is larger) is caught up: scaling down is allowed
+SMALL_LAG_SECONDS = 10.0  # this, whichever is larger) is caught up: scaling down is allowed
 
 
 @dataclass(frozen=True)
@@ -89,20 +90,50 @@ def decide(
     ev = evaluate_samples(ctx.samples, ctx.ats, pipeline, config, now=now, current=current)
     if isinstance(ev, str):
         return _static(current, ev)
-    keep = _recommend(ev, pipeline, strict=False)
-    if keep is None:
+    levels = _levels(ctx, ev)
+    if levels is None:
         return _static(current, "per-replica capacity unknown: no sample with a processing "
                        "rate and a busy fraction above 5 % while records arrive")  # fmt: skip
-    lower = max(keep, _recommend(ev, pipeline, strict=True) or keep)
-    target, limited, note = _choose(ctx, ev, now, keep, lower)
+    target, limited, note = _choose(ctx, ev, now, levels)
     line = f"{_summary(ev, pipeline)}: {current} → {target}{note}"
-    return _decision(ev, pipeline, target, line, limited)
+    return _decision(ev, pipeline, target, line, limited, levels=levels)
+
+
+@dataclass(frozen=True)
+class Levels:
+    """The replica counts a decision compares the current one with (before bounds)."""
+
+    trigger: int  # fewer than this cannot hold the lag until a change would work: scale up
+    up: int  # ... then to this: headroom for a surge to input / target_utilization, and the
+    # level the recent input's own variability needs
+    down: int  # more than this for the whole stabilisation window: scale down to it
+    level: int  # the recent input's variability (replay.replay_level)
+    gaps: bool = False  # a sample in the replayed window has no input rate: no scale-down
+
+
+def _levels(ctx: _Context, ev: Evaluation) -> Levels | None:
+    """None: the capacity of a replica is unknown while records arrive."""
+    pipeline = ctx.pipeline
+    keep = _recommend(ev, pipeline, _utilization(pipeline), strict=False)
+    if keep is None or ev.per_replica is None:
+        return None if keep is None else Levels(keep, keep, keep, keep)
+    trigger = _recommend(ev, pipeline, 1.0, strict=False, floored=False) or keep
+    calm = _recommend(ev, pipeline, 1.0, strict=True) or keep
+    window = max(ctx.config.variability_window_seconds, pipeline.scale_down_stabilization_seconds)
+    first = bisect_left(ctx.ats, ev.at - window)
+    window_samples = [s for s in ctx.samples[first:] if s.at <= ev.at]
+    points = [(s.at, s.input_rate) for s in window_samples if s.input_rate is not None]
+    upper = min(pipeline.max_replicas, ev.partitions or pipeline.max_replicas)
+    bound = ctx.config.replay_hold_multiple * ev.hold_lag
+    level = replay_level(points, ev.per_replica, max(1, upper), bound)
+    gaps = len(points) < len(window_samples)
+    return Levels(trigger, max(keep, trigger, level), max(trigger, calm, level), level, gaps)
 
 
 Choice = tuple[int, str | None, str]  # target, the bound that limited it, a note for the reason
 
 
-def _choose(ctx: _Context, ev: Evaluation, now: float, keep: int, lower: int) -> Choice:
+def _choose(ctx: _Context, ev: Evaluation, now: float, levels: Levels) -> Choice:
     pipeline, config = ctx.pipeline, ctx.config
     current = pipeline.current_replicas
     lowest = max(1, pipeline.min_replicas)
@@ -114,41 +145,46 @@ def _choose(ctx: _Context, ev: Evaluation, now: float, keep: int, lower: int) ->
         pipeline.last_scale_at is not None
         and now - pipeline.last_scale_at < config.cooldown_seconds
     )
-    up, up_bound = _clamp(keep, ev.partitions, pipeline)
-    if up > current:
-        if up - current > config.max_step_up:
-            up, up_bound = current + config.max_step_up, "max_step"
-        behind = _capacity(ev, current) < ev.input_rate or ev.age > _small_lag(pipeline)
-        if cooling and not behind:
-            return current, "cooldown", f" (wants {up}: cooldown {config.cooldown_seconds:.0f} s)"
-        return up, up_bound, _bound_note(up_bound)
-    if keep > current:  # more wanted, but a bound holds it here
+    if levels.trigger <= current:
+        return _choose_down(ctx, ev, levels, cooling)
+    up, up_bound = _clamp(levels.up, ev.partitions, pipeline)
+    if up <= current:  # more wanted, but a bound holds it here
         return current, up_bound, _bound_note(up_bound)
-    return _choose_down(ctx, ev, now, lower, cooling)
+    if up - current > config.max_step_up:
+        up, up_bound = current + config.max_step_up, "max_step"
+    behind = _capacity(ev, current) < ev.input_rate or ev.age > _small_lag(pipeline)
+    if cooling and not behind:
+        return current, "cooldown", f" (wants {up}: cooldown {config.cooldown_seconds:.0f} s)"
+    return up, up_bound, _bound_note(up_bound)
 
 
-def _choose_down(ctx: _Context, ev: Evaluation, now: float, lower: int, cooling: bool) -> Choice:
+def _choose_down(ctx: _Context, ev: Evaluation, levels: Levels, cooling: bool) -> Choice:
     pipeline, config = ctx.pipeline, ctx.config
     current = pipeline.current_replicas
-    target, limited = _clamp(lower, ev.partitions, pipeline)
-    why = ""
+    target, limited = _clamp(levels.down, ev.partitions, pipeline)
     if target >= current:
         return current, None, ""
-    if ev.age > _small_lag(pipeline):
+    if levels.gaps:
+        why, limited = "a sample in the window has no input rate", "stabilization"
+    elif ev.age > _small_lag(pipeline):
         why = "no scale-down while draining"
     elif cooling:
         why, limited = f"cooldown {config.cooldown_seconds:.0f} s", "cooldown"
+    elif target > max(1, pipeline.min_replicas) and not decide_step_pays(current, target, config):
+        share = config.scale_down_min_fraction
+        why, limited = f"removes {share:.0%} or less of the replicas", "hysteresis"
+    elif 0 < config.max_step_down < current - target:
+        stepped = current - config.max_step_down
+        return stepped, "max_step", f" (wants {target}: step {config.max_step_down})"
     else:
-        highest = _highest_recent(ctx, now, target)
-        if highest >= current:
-            window = pipeline.scale_down_stabilization_seconds
-            why, limited = f"{highest} within {window:.0f} s", "stabilization"
-        elif current - highest > config.max_step_down:
-            stepped = current - config.max_step_down
-            return stepped, "max_step", f" (wants {highest}: step {config.max_step_down})"
-        else:
-            return highest, limited, _bound_note(limited)
+        return target, limited, _bound_note(limited)
     return current, limited, f" (wants {target}: {why})"
+
+
+def decide_step_pays(current: int, target: int, config: PolicyConfig) -> bool:
+    """Whether a scale-down from `current` to `target` removes enough to pay for its rebalance
+    and its scale event: more than `scale_down_min_fraction` of the replicas."""
+    return current - target > config.scale_down_min_fraction * current + 1e-9
 
 
 def evaluate_samples(
@@ -283,33 +319,37 @@ def _backlog_ahead(
     return waiting + input_rate * config.rebalance_seconds
 
 
-def _recommend(ev: Evaluation, pipeline: PipelineScaling, *, strict: bool) -> int | None:
-    """Replicas the demand asks for, before bounds: ceil(needed), or fewer (down to the input's
-    own floor) while the lag they let build stays within the hold. None: capacity unknown."""
+def _recommend(
+    ev: Evaluation, pipeline: PipelineScaling, utilization: float, *, strict: bool,
+    floored: bool = True,
+) -> int | None:  # fmt: skip
+    """Replicas the demand asks for at `utilization`, before bounds: ceil(needed), or fewer
+    (down to the input's own floor, or to 1 when not `floored`) while the lag they let build
+    stays within the hold. None: capacity unknown."""
     c = ev.per_replica
     if c is None or c <= 0:
         return pipeline.min_replicas if ev.input_rate <= 0 and ev.backlog <= 0 else None
-    up = max(1, math.ceil(_needed(ev, pipeline, c) - 1e-9))
-    floor = max(1, math.floor(ev.input_rate / c))
+    up = max(1, math.ceil(_needed(ev, utilization, c) - 1e-9))
+    floor = max(1, math.floor(ev.input_rate / c)) if floored else 1
     low = up
-    while low - 1 >= floor and _within_hold(ev, pipeline, low - 1, strict=strict):
+    while low - 1 >= floor and _within_hold(ev, utilization, low - 1, strict=strict):
         low -= 1
     return low
 
 
-def _needed(ev: Evaluation, pipeline: PipelineScaling, c: float) -> float:
-    return ev.input_rate / (_utilization(pipeline) * c) + ev.backlog_ahead / (ev.budget * c)
+def _needed(ev: Evaluation, utilization: float, c: float) -> float:
+    return ev.input_rate / (utilization * c) + ev.backlog_ahead / (ev.budget * c)
 
 
 def _utilization(pipeline: PipelineScaling) -> float:
     return min(1.0, max(0.05, pipeline.target_utilization))
 
 
-def _within_hold(ev: Evaluation, pipeline: PipelineScaling, replicas: int, *, strict: bool) -> bool:
+def _within_hold(ev: Evaluation, utilization: float, replicas: int, *, strict: bool) -> bool:
     """Whether `replicas` keeps the predicted lag within the hold for the hold horizon, should
-    the input rise to input / target_utilization (the surge the headroom is sized for)."""
+    the input rise to input / utilization."""
     capacity = _capacity(ev, replicas)
-    surge = ev.input_rate / _utilization(pipeline)
+    surge = ev.input_rate / utilization
     growth = max(0.0, 1.0 - capacity / surge) if surge > 0 else 0.0
     allowed = ev.hold_lag * (STRICT_HOLD if strict else 1.0)
     horizon = ev.hold_horizon if strict else ev.react_seconds
@@ -334,29 +374,6 @@ def _clamp(
     return wanted, None
 
 
-def _highest_recent(ctx: _Context, now: float, lowest: int) -> int:
-    """The highest (strict) recommendation over the stabilisation window, each recomputed from
-    the samples up to its own newest one: no state is kept between calls. Stops early once one
-    reaches the current replicas; a sample that cannot be evaluated counts as current."""
-    samples, pipeline = ctx.samples, ctx.pipeline
-    current = pipeline.current_replicas
-    delay = now - samples[-1].at
-    first = bisect_right(ctx.ats, samples[-1].at - pipeline.scale_down_stabilization_seconds)
-    highest = lowest
-    for i in range(len(samples) - 2, first - 1, -1):
-        ev = evaluate_samples(
-            samples, ctx.ats, pipeline, ctx.config, now=samples[i].at + delay,
-            current=samples[i].replicas, newest=i,
-        )  # fmt: skip
-        wanted = None if isinstance(ev, str) else _recommend(ev, pipeline, strict=True)
-        if isinstance(ev, str) or wanted is None:
-            return current
-        highest = max(highest, _clamp(wanted, ev.partitions, pipeline)[0])
-        if highest >= current:
-            break
-    return highest
-
-
 def _small_lag(pipeline: PipelineScaling) -> float:
     return max(SMALL_LAG_SECONDS, SMALL_LAG_FRACTION * pipeline.freshness_target_seconds)
 
@@ -374,8 +391,9 @@ def _summary(ev: Evaluation, pipeline: PipelineScaling) -> str:
 
 
 def _decision(
-    ev: Evaluation, pipeline: PipelineScaling, replicas: int, reason: str, limited: str | None
-) -> Decision:
+    ev: Evaluation, pipeline: PipelineScaling, replicas: int, reason: str, limited: str | None,
+    *, levels: Levels,
+) -> Decision:  # fmt: skip
     c = ev.per_replica
     capacity = _capacity(ev, replicas)
     drain = None
@@ -387,7 +405,9 @@ def _decision(
         "time_lag_seconds": ev.age, "budget_seconds": ev.budget, "hold_lag_seconds": ev.hold_lag,
     }  # fmt: skip
     if c:
-        details["needed_replicas"] = round(_needed(ev, pipeline, c), 3)
+        details["needed_replicas"] = round(_needed(ev, _utilization(pipeline), c), 3)
+        details.update(trigger_replicas=levels.trigger, up_replicas=levels.up,
+                       down_replicas=levels.down, variability_replicas=levels.level)  # fmt: skip
     return Decision(
         replicas=replicas, reason=reason, limited_by=limited, per_replica_rate=c,
         predicted_drain_seconds=drain, predicted_freshness_seconds=ev.age_ahead,
