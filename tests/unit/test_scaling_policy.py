@@ -197,10 +197,11 @@ def dropped(minutes_ago: float, minutes: float = 30) -> list[MetricSample]:
 @pytest.mark.parametrize(
     ("minutes_ago", "replicas", "limited_by", "variability"),
     [
-        # the 20-minute window still holds 15 minutes at 6,000 rec/s: replayed, 6 replicas keep
-        # the lag within twice the hold (165 s), 5 would not; 8 -> 6 removes too little
-        (5, 8, "hysteresis", 6),
-        # 8 minutes at 6,000 in the window: 5 replicas would have held it (lag ~80 s)
+        # the 20-minute window still holds 18 minutes at 6,000 rec/s: replayed through 5
+        # replicas, its last record would wait 1,080,000 / 5,000 = 216 s, past 70 % of the
+        # target (210 s); 6 keep up. 8 -> 6 removes too little
+        (2, 8, "hysteresis", 6),
+        # 8 minutes at 6,000 in the window: 5 replicas would have held it (96 s), 4 not (240 s)
         (12, 5, None, 5),
         # all of the window at 1,000 rec/s: one replica's worth, in one step
         (21, 1, None, 1),
@@ -220,12 +221,12 @@ def test_max_step_down_limits_one_decision() -> None:
 
 
 def test_a_drained_spike_is_left_in_one_step_to_what_its_replay_needs() -> None:
-    # 16,000 rec/s for one minute 12 minutes ago, 500 otherwise; 17 replicas, caught up. A
-    # replay of the window through 4 replicas drains the spike in ~206 s (past 165 s), through 5
-    # in ~147 s: 17 -> 5 at once, not one replica a minute
+    # 16,000 rec/s for one minute 12 minutes ago, 500 otherwise; 17 replicas, caught up.
+    # Replayed through 4 replicas, the spike's last record waits 720,000 / 4,000 = 180 s (within
+    # 70 % of the target, 210 s), through 3 260 s: 17 -> 4 at once, not one replica a minute
     spike = series(lambda ago: 16000.0 if 720 <= ago < 780 else 500.0, replicas=17)
     decision = run(spike, replace(PIPE, current_replicas=17))
-    assert (decision.replicas, decision.details["variability_replicas"]) == (5, 5)
+    assert (decision.replicas, decision.details["variability_replicas"]) == (4, 4)
 
 
 def test_noisy_input_is_absorbed_by_the_backlog_not_by_headroom() -> None:

@@ -1,6 +1,7 @@
 """The input replay the scaling policy sizes a level from (scaling/replay.py), against closed
-forms: a group of capacity c facing rate r > c for t seconds has processed c·t of r·t records,
-so its oldest waiting record arrived at c·t / r and is t·(1 - c/r) old."""
+forms: a group of capacity c facing rate r > c for t seconds ends with (r - c)·t records
+waiting, first in first out, so the last of them waits (r - c)·t / c; a burst that drains
+within the replay counts with the oldest record's age when it is processed."""
 
 from __future__ import annotations
 
@@ -17,14 +18,14 @@ def steady(rate: float, seconds: float, step: float = 15.0) -> list[tuple[float,
     ("points", "capacity", "age"),
     [
         (steady(1000.0, 600), 1000.0, 0.0),  # carried exactly: nothing waits
-        (steady(1500.0, 600), 1000.0, 200.0),  # 600 s x (1 - 1/1.5)
-        (steady(3000.0, 300), 1000.0, 200.0),  # 300 s x (1 - 1/3)
+        (steady(1500.0, 600), 1000.0, 300.0),  # 500 x 600 / 1,000
+        (steady(3000.0, 300), 1000.0, 600.0),  # 2,000 x 300 / 1,000
         # twice the capacity for 60 s, then nothing: 30 s old when the burst ends, drained after
         ([(0.0, 0.0), (60.0, 2000.0), (120.0, 0.0), (180.0, 0.0)], 1000.0, 30.0),
         ([(0.0, 0.0)], 1000.0, 0.0),  # one point: no interval
     ],
 )  # fmt: skip
-def test_replay_age_is_the_oldest_records_greatest_age(
+def test_replay_age_is_the_longest_wait_of_a_record(
     points: list[tuple[float, float]], capacity: float, age: float
 ) -> None:
     assert replay_age(points, capacity) == pytest.approx(age)
@@ -34,8 +35,8 @@ def test_replay_age_is_the_oldest_records_greatest_age(
     ("points", "bound", "upper", "level"),
     [
         (steady(2000.0, 600), 10.0, 32, 2),  # exactly two replicas' worth
-        (steady(1500.0, 600), 150.0, 32, 2),  # one replica: 200 s old, past the bound
-        (steady(1500.0, 600), 250.0, 32, 1),  # ... within this one
+        (steady(1500.0, 600), 250.0, 32, 2),  # one replica: 300 s, past the bound
+        (steady(1500.0, 600), 350.0, 32, 1),  # ... within this one
         (steady(9000.0, 600), 10.0, 4, 4),  # capped
         ([(0.0, 500.0)], 10.0, 32, 1),  # too few points to say
     ],

@@ -55,7 +55,7 @@ class PolicyConfig:
     # the input of this window (or the stabilisation window, if longer) is replayed to find the
     # fewest replicas that absorb its ups and downs with the backlog (scaling/replay.py) ...
     variability_window_seconds: float = 1200.0
-    replay_hold_multiple: float = 2.0  # ... keeping the replayed lag within this many holds
+    replay_target_fraction: float = 0.7  # ... no record waiting longer than this share of target
     # a scale-down (other than to the minimum) removes more than this share of the replicas
     scale_down_min_fraction: float = 1.0 / 3.0
     # minReplicas 0 (sleep.py): a sleep and its wake are two scale events; a cycle shorter than

@@ -124,7 +124,7 @@ def _levels(ctx: _Context, ev: Evaluation) -> Levels | None:
     window_samples = [s for s in ctx.samples[first:] if s.at <= ev.at]
     points = [(s.at, s.input_rate) for s in window_samples if s.input_rate is not None]
     upper = min(pipeline.max_replicas, ev.partitions or pipeline.max_replicas)
-    bound = ctx.config.replay_hold_multiple * ev.hold_lag
+    bound = ctx.config.replay_target_fraction * pipeline.freshness_target_seconds
     level = replay_level(points, ev.per_replica, max(1, upper), bound)
     gaps = len(points) < len(window_samples)
     return Levels(trigger, max(keep, trigger, level), max(trigger, calm, level), level, gaps)

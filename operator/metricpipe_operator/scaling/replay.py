@@ -16,9 +16,10 @@ Point = tuple[float, float]  # (time, input rate in records/s over the step endi
 
 
 def replay_age(points: Sequence[Point], capacity: float) -> float:
-    """The oldest record's greatest age (seconds, FIFO) had a group processing `capacity`
-    records/s met this input from no backlog. Each rate holds from the previous point's time to
-    its own."""
+    """The greatest age (seconds) a record reaches before it is processed, had a group processing
+    `capacity` records/s met this input from no backlog, first in first out; records still
+    waiting at the end count with the wait the backlog ahead of them gives them. Each rate holds
+    from the previous point's time to its own."""
     arrived = [0.0]  # records arrived by each point
     for (before, _), (at, rate) in pairwise(points):
         arrived.append(arrived[-1] + max(0.0, rate) * (at - before))
@@ -36,6 +37,10 @@ def replay_age(points: Sequence[Point], capacity: float) -> float:
         share = (done - arrived[oldest]) / span if span > 0 else 0.0
         came = points[oldest][0] + share * (points[oldest + 1][0] - points[oldest][0])
         worst = max(worst, points[i][0] - came)
+    if backlog > 0.0 and capacity > 0.0:  # still waiting at the end: served in order, later
+        end, done = points[-1][0], arrived[-1] - backlog
+        for j in range(oldest + 1, len(points)):
+            worst = max(worst, end - points[j][0] + (arrived[j] - done) / capacity)
     return worst
 
 
