@@ -113,6 +113,19 @@ def test_a_1_minute_rate_that_trails_the_surge_is_corrected_by_the_backlog() -> 
     assert run(history).details["planned_input_rate"] == pytest.approx(6000.0)
 
 
+def test_a_shrinking_backlog_is_no_surge() -> None:
+    # a drain has just ended: the 1-minute processing rate still counts it (12,000 rec/s) while
+    # the last 15,000 records went in the last 15 s; the input is what arrives, 500 rec/s, not
+    # 12,000 - 1,000
+    *older, before, last = series(500.0, replicas=17)
+    drained = [
+        *older,
+        replace(before, lag_records=15_000.0),
+        replace(last, processing_rate=12_000.0, busy_fraction=12_000.0 / (C * 17)),
+    ]
+    assert run(drained, replace(PIPE, current_replicas=17)).details["planned_input_rate"] == 500.0
+
+
 def test_small_backlog_drains_inside_the_budget_without_scaling() -> None:
     # 60,000 records (30 s at the input rate) and a 1,000 rec/s surplus: drains in time
     decision = run(series(2000.0, lag=60_000.0, age=30.0))

@@ -296,6 +296,8 @@ def _input_now(samples: Sequence[MetricSample], ats: Sequence[float], k: int) ->
     ):  # fmt: skip
         return rate  # a rebalance in the window: the backlog's growth says little
     growth = (s.lag_records - before.lag_records) / (s.at - before.at)
+    if growth <= 0:  # a shrinking backlog is no surge (the 1-minute processing rate may still
+        return rate  # count a drain that has ended)
     return max(rate, growth + s.processing_rate)
 
 
