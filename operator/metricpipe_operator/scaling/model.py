@@ -52,9 +52,10 @@ class PolicyConfig:
     max_step_down: int = 0
     budget_fraction: float = 0.5  # share of the freshness target a catch-up may use
     cooldown_seconds: float = 60.0  # minimum time between two scale changes
-    # the input of this window (or the stabilisation window, if longer) is replayed to find the
-    # fewest replicas that absorb its ups and downs with the backlog (scaling/replay.py) ...
-    variability_window_seconds: float = 1200.0
+    # the input of this many stabilisation windows (spec.scaling.scaleDownStabilization; 20 min
+    # at its default 10m, at least a minute) is replayed to find the fewest replicas that absorb
+    # its ups and downs with the backlog (scaling/replay.py) ...
+    variability_window_stabilizations: float = 2.0
     replay_target_fraction: float = 0.7  # ... no record waiting longer than this share of target
     # a scale-down (other than to the minimum) removes more than this share of the replicas
     scale_down_min_fraction: float = 1.0 / 3.0

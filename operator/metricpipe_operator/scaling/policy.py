@@ -119,7 +119,8 @@ def _levels(ctx: _Context, ev: Evaluation) -> Levels | None:
         return None if keep is None else Levels(keep, keep, keep, keep)
     trigger = _recommend(ev, pipeline, 1.0, strict=False, floored=False) or keep
     calm = _recommend(ev, pipeline, 1.0, strict=True) or keep
-    window = max(ctx.config.variability_window_seconds, pipeline.scale_down_stabilization_seconds)
+    window = max(RATE_WINDOW_SECONDS, ctx.config.variability_window_stabilizations
+                 * pipeline.scale_down_stabilization_seconds)  # fmt: skip
     first = bisect_left(ctx.ats, ev.at - window)
     window_samples = [s for s in ctx.samples[first:] if s.at <= ev.at]
     points = [(s.at, s.input_rate) for s in window_samples if s.input_rate is not None]
