@@ -108,9 +108,9 @@ def test_apply_creates_topic_route_and_consumer(
     wait_for(lambda: apps.list_namespaced_replica_set(namespace).items, what="a ReplicaSet")
 
     headers, _ = printed_table(kube, namespace)
-    assert headers == ["NAME", "MODE", "TOPIC", "PARTITIONS", "REPLICAS", "LAG", "TIME-LAG",
-                       "FRESHNESS", "SLO", "REJECTED", "INPUT/S", "CAP/S", "READY", "REASON",
-                       "AGE"]  # fmt: skip
+    assert headers == ["NAME", "MODE", "TOPIC", "PARTITIONS", "REPLICAS", "STATE", "NEXT-WAKE",
+                       "LAG", "TIME-LAG", "FRESHNESS", "SLO", "REJECTED", "INPUT/S", "CAP/S",
+                       "READY", "REASON", "AGE"]  # fmt: skip
 
     def table_shows_the_pipeline() -> list[Any] | None:
         """The row once the consumer's pod exists (REPLICAS follows the Deployment's status),
