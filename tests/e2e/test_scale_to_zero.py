@@ -31,7 +31,7 @@ from node_harness import Node
 from pipelines import create_pipeline, get_pipeline
 
 TARGET_SECONDS = 150
-WINDOW_SECONDS = 60
+WINDOW_SECONDS = 30  # short windows: several close within the test
 PARTITIONS = 2
 RATE = 40.0  # records/s: one replica is busy enough to measure, and well under half busy
 SPEC: dict[str, Any] = {
