@@ -20,7 +20,7 @@ from ..reconcile.status import now_rfc3339
 from ..reconcile.statuswrite import write_pipeline_status
 from .archive_plan import ARCHIVE_LABEL, ARCHIVE_QUERIES, ArchivePlan, plan_archive
 from .collect import MetricsUnavailableError, MetricValues, fetch_metric_values
-from .events import build_event
+from .events import build_event, decide_event_reason
 from .model import MetricSample, PolicyConfig
 from .plan import Policy, state_key
 
@@ -99,7 +99,7 @@ class ArchiveScaler:
                 self.objects.patch_namespaced_custom_object_scale(
                     *where, {"spec": {"replicas": plan.decision.replicas}}
                 )
-                direction = "ScaledUp" if plan.decision.replicas > current else "ScaledDown"
+                direction = decide_event_reason(current, plan.decision.replicas)
                 message = f"{current} → {plan.decision.replicas}: {plan.decision.reason}"
                 log.info("archivers scaled", archive=plan.key, replicas=plan.decision.replicas,
                          previous=current, reason=plan.decision.reason)  # fmt: skip
