@@ -7,9 +7,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export METRICPIPE_CACHE ?= $(HOME)/.cache/metricpipe
 VENV_STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+# the archiver's native row maker, for the tests, the bench and the archivers they start
+export METRICPIPE_ARCHIVE_NATIVE_LIB ?= $(shell bash hack/build-native.sh --path)
 
 .PHONY: help prereqs venv stack-deps stack-up stack-down stack-status lint format unit \
-        integration e2e test demo bench clean crds manifests locks demo-down images chart
+        integration e2e test demo bench clean crds manifests locks demo-down images chart native
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -30,7 +32,10 @@ venv: $(VENV_STAMP) ## Create the virtualenv with runtime and dev dependencies
 images: venv ## Build the operator, consumer and pause images (cached by content in the cache)
 	@bash hack/build-images.sh
 
-stack-deps: venv images ## Build kube/etcd and fetch Kafka, HDFS, ES, OpenSearch, Prometheus, Spark connector
+native: ## Build the archiver's native row maker (consumers/native) into the cache
+	@bash hack/build-native.sh >/dev/null
+
+stack-deps: venv images native ## Build kube/etcd and fetch Kafka, HDFS, ES, OpenSearch, Prometheus, Spark connector
 	@bash hack/build-go-bins.sh all
 	@bash hack/fetch-deps.sh all
 
@@ -74,7 +79,7 @@ format: venv ## Apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-unit: venv ## Pure tests, no servers (promtool, a binary, checks the rules)
+unit: venv native ## Pure tests, no servers (promtool, a binary, checks the rules)
 	@bash hack/fetch-deps.sh prometheus
 	$(VENV)/bin/pytest tests/unit
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -38,3 +39,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         tier = item.path.relative_to(REPO_ROOT / "tests").parts[0]
         if tier in ("integration", "e2e"):
             item.add_marker(getattr(pytest.mark, tier))
+
+
+@pytest.fixture(scope="session")
+def native_rows_path() -> Path:
+    """The archiver's native row maker: METRICPIPE_ARCHIVE_NATIVE_LIB (`make` exports it), or
+    built into the cache by hack/build-native.sh when a test runs outside make."""
+    configured = os.environ.get("METRICPIPE_ARCHIVE_NATIVE_LIB")
+    if configured and Path(configured).is_file():
+        return Path(configured)
+    built = subprocess.run(["bash", str(REPO_ROOT / "hack" / "build-native.sh")],
+                           check=True, capture_output=True, text=True)  # fmt: skip
+    return Path(built.stdout.strip())

@@ -1,6 +1,7 @@
-"""The archiver's batch way (archive/columnar.py) against its per-record definition
-(plan.build_row): the same rows, value for value, on the real access log and on hostile
-records; the same hour files as plan.plan_hour_files."""
+"""The archiver's batch way (archive/columnar.py), in Python and with the native row maker
+(archive/native.py), against its per-record definition (plan.build_row): the same rows, value
+for value, on the real access log and on hostile records; the same hour files as
+plan.plan_hour_files."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from metricpipe_consumers.archive.columnar import (
     measure_batch,
     plan_hour_tables,
 )
+from metricpipe_consumers.archive.native import NativeRows
 from metricpipe_consumers.archive.plan import Row, build_row, plan_hour_files
 from shared_data import access_log_lines
 
@@ -32,12 +34,20 @@ def expected_rows(partition: int, values: list[bytes | None], keys: list[bytes |
             for i, (key, value) in enumerate(zip(keys, values, strict=True))]  # fmt: skip
 
 
-def assert_same_rows(values: list[bytes | None], fmt: str = "apache_combined",
+@pytest.fixture(params=["python", "native"])
+def native(request: pytest.FixtureRequest, native_rows_path: Path) -> NativeRows | None:
+    """Each test runs both ways: every row in Python, and with the native row maker."""
+    return NativeRows(native_rows_path) if request.param == "native" else None
+
+
+def assert_same_rows(values: list[bytes | None], native: NativeRows | None,
+                     fmt: str = "apache_combined",
                      keys: list[bytes | None] | None = None) -> None:  # fmt: skip
     keys = keys if keys is not None else [None] * len(values)
     offsets = [100 + i for i in range(len(values))]
     times = [T + i * 60_000 for i in range(len(values))]
-    batch = build_record_batch(4, offsets, times, keys, values, source_format=fmt)  # type: ignore[arg-type]
+    batch = build_record_batch(4, offsets, times, keys, values, source_format=fmt,  # type: ignore[arg-type]
+                               native=native)  # fmt: skip
     got = [Row(**row) for row in batch.to_pylist()]
     want = expected_rows(4, values, keys, fmt)
     for mine, theirs in zip(got, want, strict=True):
@@ -49,12 +59,13 @@ def wrapped(line: str, **others: Any) -> bytes:
     return json.dumps({"message": line, **others}).encode()
 
 
-def test_the_real_log_as_fluentd_sends_it(data_dir: Path) -> None:
+def test_the_real_log_as_fluentd_sends_it(data_dir: Path, native: NativeRows | None) -> None:
     lines = access_log_lines(data_dir)
-    assert_same_rows([wrapped(line, stream="stdout") for line in lines])
-    assert_same_rows([line.encode() for line in lines])  # unwrapped lines
-    assert_same_rows([json.dumps({"log": line}).encode() for line in lines[:500]])
-    assert_same_rows([wrapped(line, stream="stdout", n=3, tags=["a"]) for line in lines[:500]])
+    assert_same_rows([wrapped(line, stream="stdout") for line in lines], native)
+    assert_same_rows([line.encode() for line in lines], native)  # unwrapped lines
+    assert_same_rows([json.dumps({"log": line}).encode() for line in lines[:500]], native)
+    assert_same_rows([wrapped(line, stream="stdout", n=3, tags=["a"]) for line in lines[:500]],
+                     native)  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -68,6 +79,7 @@ def test_the_real_log_as_fluentd_sends_it(data_dir: Path) -> None:
         json.dumps({"message": 7, "log": LINE}).encode(),  # the first string wrapper wins
         json.dumps({"message": LINE, "log": "other"}).encode(),
         b'{"message": "' + LINE.replace('"', '\\"').encode() + b'", "message": "x"}',  # twice
+        b'{"s": "a", "message": "' + LINE.replace('"', '\\"').encode() + b'", "s": "b"}',
         b'{"message": "\\ud800 ' + LINE.replace('"', '\\"').encode() + b'"}',  # lone surrogate
         b'{"message": "' + LINE.replace('"', '\\"').encode() + b'", "n": NaN}',
         b'{"message": "' + LINE.replace('"', '\\"').encode() + b'", "n": 1e400}',
@@ -103,33 +115,38 @@ def test_the_real_log_as_fluentd_sends_it(data_dir: Path) -> None:
         HEAD.replace('"GET /a.png HTTP/1.1"', '"-"').encode(),
         HEAD.replace('"GET /a.png HTTP/1.1"', '"GET /x HTTP/1.0 HTTP/1.1"').encode(),
         HEAD.replace('"GET /a.png HTTP/1.1"', '"GET HTTP/1.1"').encode(),
+        HEAD.replace('"GET /a.png HTTP/1.1"', '"GET /a.png HTTP/"').encode(),  # no version
+        HEAD.replace('"GET /a.png HTTP/1.1"', '"GET /a HTTP/ HTTP/1.0"').encode(),
+        HEAD.replace(" 200 ", " 000 ").replace(" 7", " 0000").encode(),
         HEAD.replace("83.149.9.216", "a\u00a0b").encode(),  # Unicode whitespace in the host
         b"not an access log line",
         b"",
         None,
     ],
 )
-def test_hostile_records_are_the_rows_build_row_makes(value: bytes | None) -> None:
-    assert_same_rows([wrapped(LINE, stream="stdout"), value, wrapped(LINE)])
+def test_hostile_records_are_the_rows_build_row_makes(
+    value: bytes | None, native: NativeRows | None
+) -> None:
+    assert_same_rows([wrapped(LINE, stream="stdout"), value, wrapped(LINE)], native)
 
 
 @pytest.mark.parametrize("fmt", ["json", "text"])
-def test_other_formats_are_the_rows_build_row_makes(fmt: str) -> None:
+def test_other_formats_are_the_rows_build_row_makes(fmt: str, native: NativeRows | None) -> None:
     values: list[bytes | None] = [b'{"level": "error", "n": 3}', b'{"a": 1, "a": 2}',
                                   b"{broken", b"caf\xe9", LINE.encode(), None]  # fmt: skip
-    assert_same_rows(values, fmt)
+    assert_same_rows(values, native, fmt)
 
 
-def test_keys_are_kept_as_build_row_keeps_them() -> None:
-    assert_same_rows([wrapped(LINE)] * 3, keys=[None, b"k", b"caf\xe9"])
+def test_keys_are_kept_as_build_row_keeps_them(native: NativeRows | None) -> None:
+    assert_same_rows([wrapped(LINE)] * 3, native, keys=[None, b"k", b"caf\xe9"])
 
 
-def test_hours_and_offset_order_are_plan_hour_files() -> None:
+def test_hours_and_offset_order_are_plan_hour_files(native: NativeRows | None) -> None:
     offsets = [5, 3, 4, 6, 9, 8]
     times = [T + HOUR, T, T + 10, T, T - 1, T + 5 * HOUR]
     values: list[bytes | None] = [wrapped(LINE)] * len(offsets)
     batch = build_record_batch(1, offsets, times, [None] * 6, values,
-                               source_format="apache_combined")  # fmt: skip
+                               source_format="apache_combined", native=native)  # fmt: skip
     planned = plan_hour_tables(pa.Table.from_batches([batch]))
     rows = [Row(**row) for row in batch.to_pylist()]
     assert {h: t.column("offset").to_pylist() for h, t in planned.items()} == {

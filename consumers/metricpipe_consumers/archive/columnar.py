@@ -29,6 +29,7 @@ from metricpipe_contract.archive import HOUR_MS, build_hour_key
 
 from ..apache import APACHE_COMBINED
 from ..records import decode_json_object
+from .native import NativeRows
 from .parquet import SCHEMA
 from .plan import Format, build_row, find_wrapper
 
@@ -108,25 +109,51 @@ def _apache_columns(values: Sequence[bytes | None]) -> tuple[list[str | None], l
 def build_record_batch(
     partition: int, offsets: Sequence[int], times: Sequence[int],
     keys: Sequence[bytes | None], values: Sequence[bytes | None], *, source_format: Format,
+    native: NativeRows | None = None,
 ) -> pa.RecordBatch:  # fmt: skip
-    """One partition's records, in the order read, as rows of the archive's schema."""
+    """One partition's records, in the order read, as rows of the archive's schema. With
+    `native`, apache_combined rows are made in native code wherever it takes the record, the
+    rest here."""
     count = len(values)
-    if source_format == "apache_combined":
-        raws, fields = _apache_columns(values)
-    else:
-        raws, fields = [None] * count, [None] * count
-    for i, done in enumerate(fields):
-        if done is None:  # as build_row makes it
-            row = build_row(partition, offsets[i], times[i], keys[i], values[i],
-                            source_format=source_format)  # fmt: skip
-            raws[i], fields[i] = row.raw, row.fields
-    key_texts = [None if k is None else k.decode("utf-8", "backslashreplace") for k in keys]
+    made = (native.build_columns(pa.array(values, pa.binary()))
+            if source_format == "apache_combined" and native is not None else None)  # fmt: skip
+    declined = range(count) if made is None else np.flatnonzero(~made.made).tolist()
+    raws, fields = _python_columns(partition, offsets, times, keys, values,
+                                   indices=declined, source_format=source_format)  # fmt: skip
+    if made is None:
+        raw_column, fields_column = pa.array(raws, pa.string()), pa.array(fields, pa.string())
+    else:  # the Python way's rows into the places the native side declined
+        mask = pa.array(~made.made)
+        raw_column = pc.replace_with_mask(made.raw, mask, pa.array(raws, pa.string()))
+        fields_column = pc.replace_with_mask(made.fields, mask, pa.array(fields, pa.string()))
+    key_column = (pa.nulls(count, pa.string()) if all(k is None for k in keys) else
+                  pa.array([None if k is None else k.decode("utf-8", "backslashreplace")
+                            for k in keys], pa.string()))  # fmt: skip
     return pa.RecordBatch.from_arrays(
         [pa.array(np.full(count, partition, np.int32)), pa.array(offsets, pa.int64()),
-         pa.array(times, pa.int64()), pa.array(key_texts, pa.string()),
-         pa.array(raws, pa.string()), pa.array(fields, pa.string())],
+         pa.array(times, pa.int64()), key_column, raw_column, fields_column],
         schema=SCHEMA,
     )  # fmt: skip
+
+
+def _python_columns(
+    partition: int, offsets: Sequence[int], times: Sequence[int],
+    keys: Sequence[bytes | None], values: Sequence[bytes | None], *, indices: Sequence[int],
+    source_format: Format,
+) -> tuple[list[str], list[str]]:  # fmt: skip
+    """(raw, fields) of the records at indices, made in Python."""
+    chosen = [values[i] for i in indices]
+    if source_format == "apache_combined":
+        raws, fields = _apache_columns(chosen)
+    else:
+        raws, fields = [None] * len(chosen), [None] * len(chosen)
+    for j, done in enumerate(fields):
+        if done is None:  # as build_row makes it
+            i = indices[j]
+            row = build_row(partition, offsets[i], times[i], keys[i], values[i],
+                            source_format=source_format)  # fmt: skip
+            raws[j], fields[j] = row.raw, row.fields
+    return raws, fields  # type: ignore[return-value]
 
 
 def measure_batch(batch: pa.RecordBatch) -> int:

@@ -86,6 +86,10 @@ class ArchiverConfig(BaseSettings):
         default=30_000, ge=1000,
         description="Kafka group session: how long a dead archiver's partitions wait.",
     )  # fmt: skip
+    archive_native_lib: Path | None = Field(
+        default=None,
+        description="The native row maker (consumers/native); unset: every row made in Python.",
+    )
     sink_username: str | None = Field(default=None, description="spec.index's, by Secret.")
     sink_password: SecretStr | None = None
     sink_api_key: SecretStr | None = None  # Elasticsearch: instead of user name and password

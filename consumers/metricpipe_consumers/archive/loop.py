@@ -32,6 +32,7 @@ from .columnar import build_record_batch, measure_batch, plan_hour_tables
 from .document import ArchiveDocument, ArchiverConfig
 from .index import LogIndexer
 from .metrics import ArchiverMetrics
+from .native import load_native_rows
 from .parquet import encode_table
 from .plan import decide_closed_hours, decide_flush
 from .store import ArchiveStore
@@ -88,6 +89,9 @@ class Archiver:
         self.metrics = metrics or ArchiverMetrics(document.key)
         self.next_expiry = 0.0  # monotonic time of the next retention pass
         self.admin = AdminClient(dict(kafka_settings or {}))
+        self.native = load_native_rows(config.archive_native_lib)
+        log.info("rows made", way="native" if self.native else "python",
+                 library=str(config.archive_native_lib or ""))  # fmt: skip
         self.consumer = consumer_factory({
             **(kafka_settings or {}),
             "group.id": document.consumer_group,
@@ -177,7 +181,8 @@ class Archiver:
             into.values.append(message.value())
         for partition, into in consumed.items():
             batch = build_record_batch(partition, into.offsets, into.times, into.keys,
-                                       into.values, source_format=self.document.format)  # fmt: skip
+                                       into.values, source_format=self.document.format,
+                                       native=self.native)  # fmt: skip
             pending = self.pending.setdefault(partition, Pending(since=now))
             if not pending.records:
                 pending.since, pending.first = now, into.offsets[0]
