@@ -1,24 +1,24 @@
 """Benchmark: the log archive on the stack's real HDFS.
 
-1. records/s of one archiver (the deployed defaults: 64 MiB / 60 s rolls, zstd level 6)
-   against a raw consume loop on the same topic in the same run (goal >= 0.5x), and the part
-   of its time spent turning records into rows. The archiver's clock runs from its first
-   record to the end of the flush that commits the last one (a graceful stop writes what it
-   holds, so the 60 s roll is not waited for). Two runs on the 2-core stack: 4,511 and 4,810
-   records/s = 0.007 and 0.005 x the raw loop (671,451 and 951,079 records/s), of which 1.48
-   and 1.13 s rows; the rest is mostly HDFS (docs/archive.md, "Measured");
-   The ceiling beside it: consuming as the archiver does, its four calls per record and one
-   Parquet encoding at the deployed level, nothing parsed and nothing written (two runs:
-   0.246 and 0.211 x the raw loop, 0.34-0.35 s of ~0.45 s encoding), and the archiver's own
-   rows encoded at zstd 3 and 6 (1,130,369 and 334,585 records/s; 0.212 and 0.177 bytes per
-   byte of line);
-2. bytes on HDFS / raw bytes of the lines (goal <= 0.25 for the Apache log; 0.154 and 0.157);
-3. the peek API's reader (consumers/peek/scan.py, in-process: no HTTP, no auth, no edge):
-   first page (100 records) of one hour, p50 and p95 over 20 warm requests (goal p95 <= 1 s),
-   and a grep over a whole hour in MB/s of Parquet read.
+1. Live: records/s of one archiver with the deployed defaults (native rows, zstd level 3,
+   64 MiB / 60 s rolls) against a raw consume loop on the same topic in the same run (goal
+   >= 0.5x; the baseline is the faster of two raw runs, one before and one after the
+   archivers), and the same archiver with every row made in Python. The topic holds
+   `--records` records (default 1,000,000: the Apache log 100 times, as Fluentd sends it,
+   {"message": line}), stamped as they are sent, as a live stream is: a batch spans an hour or
+   two. A million records is what it takes to measure consuming rather than copying out of
+   librdkafka's prefetch queue (64 MiB, which holds a 100,000-record topic whole).
+2. Replay: the Apache log `--copies` times with its own times (84 hours in 10,000 records, so
+   every batch writes a file per hour: the catch-up of an old log), archived the same way;
+   bytes on HDFS / raw bytes of the lines for both (goal <= 0.25 for the Apache log).
+3. Encoding: the archiver's rows encoded at zstd 3 (deployed) and 6, records/s and bytes.
+4. The peek API's reader (consumers/peek/scan.py, in-process: no HTTP, no auth, no edge) on the
+   replay's busiest hour: first page (100 records), p50 and p95 over 20 warm requests (goal
+   p95 <= 1 s), and a grep over the whole hour in MB/s of Parquet read.
 
-Data: the shared Apache log (10,000 lines), replayed `--copies` times with its own times, as
-Fluentd sends it ({"message": line}), into 3 partitions. Results: bench/results/archive-*.json.
+Each archiver's clock runs from its first record to the end of the flush that commits the
+last one (a graceful stop writes what it holds, so the 60 s roll is not waited for). Results:
+bench/results/archive-*.json; figures in docs/archive.md ("Measured").
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import statistics
+import subprocess
 import threading
 import time
 import uuid
@@ -45,7 +47,6 @@ from consumer_throughput import ensure_stack
 from metricpipe_consumers.archive.columnar import build_record_batch
 from metricpipe_consumers.archive.document import ArchiveDocument, ArchiverConfig
 from metricpipe_consumers.archive.loop import Archiver
-from metricpipe_consumers.archive.parquet import encode_table
 from metricpipe_consumers.archive.store import ArchiveStore
 from metricpipe_consumers.kafka_access import build_plaintext_access
 from metricpipe_consumers.peek.match import RecordFilter
@@ -59,6 +60,7 @@ from metricpipe_devstack.env import StackEnv
 
 PARTITIONS = 3
 USER = "metricpipe-archiver"
+REPO = Path(__file__).resolve().parents[1]
 
 
 def say(text: str) -> None:
@@ -70,8 +72,20 @@ def clf_ms(line: str) -> int:
     return int(datetime.strptime(stamp, "%d/%b/%Y:%H:%M:%S %z").timestamp() * 1000)
 
 
-def produce_log(stack: StackEnv, topic: str, data_dir: Path, copies: int) -> tuple[int, int]:
-    """(records, raw bytes of their lines)."""
+def native_lib() -> Path:
+    """The native row maker the deployed archiver loads (`make bench` exports its path)."""
+    configured = os.environ.get("METRICPIPE_ARCHIVE_NATIVE_LIB")
+    if configured:
+        return Path(configured)
+    built = subprocess.run(["bash", str(REPO / "hack" / "build-native.sh")], check=True,
+                           capture_output=True, text=True)  # fmt: skip
+    return Path(built.stdout.strip())
+
+
+def produce_log(
+    stack: StackEnv, topic: str, data_dir: Path, copies: int, *, live: bool
+) -> tuple[int, int]:
+    """(records, raw bytes of their lines); live: stamped as sent, else with the log's times."""
     admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
     admin.create_topics([NewTopic(topic, PARTITIONS, 1, config={"retention.ms": "-1"})])[
         topic
@@ -83,12 +97,14 @@ def produce_log(stack: StackEnv, topic: str, data_dir: Path, copies: int) -> tup
     last = 0
     for copy in range(copies):
         for line in lines:
-            with contextlib.suppress(IndexError, ValueError):  # a cut line: its predecessor's
-                last = clf_ms(line)
+            if not live:
+                with contextlib.suppress(IndexError, ValueError):  # a cut line: its predecessor's
+                    last = clf_ms(line)
             value = json.dumps({"message": line, "stream": "stdout"}).encode()
+            stamp = 0 if live else last + copy  # 0: librdkafka stamps it as sent
             while True:
                 try:
-                    producer.produce(topic, value=value, timestamp=last + copy)
+                    producer.produce(topic, value=value, timestamp=stamp)
                     break
                 except BufferError:
                     producer.poll(0.1)
@@ -116,46 +132,9 @@ def raw_consume_rate(stack: StackEnv, topic: str, total: int) -> float:
     return seen / elapsed
 
 
-def ceiling_rate(stack: StackEnv, topic: str, total: int) -> tuple[float, float]:
-    """(records/s, seconds encoding) of the least any archiver of this format does in Python:
-    consume as the archiver does (2,000 a call), gather each record's partition, offset, time
-    and value (the loop's per-record calls), make the rows' columns with the raw value as the
-    line and empty fields (no JSON, no parsing), and encode them as one Parquet file at the
-    deployed compression; no HDFS. Timed from the first record to the end of the encoding."""
-    consumer = Consumer({"bootstrap.servers": stack.kafka_bootstrap,
-                         "group.id": f"ceiling-{uuid.uuid4()}", "auto.offset.reset": "earliest",
-                         "enable.auto.commit": False})  # fmt: skip
-    consumer.subscribe([topic])
-    partitions: list[int | None] = []
-    offsets: list[int | None] = []
-    times: list[int] = []
-    values: list[bytes | None] = []
-    started = 0.0
-    while len(values) < total:
-        batch = [m for m in consumer.consume(2000, timeout=0.5) if m.error() is None]
-        if batch and not started:
-            started = time.perf_counter()
-        partitions += [m.partition() for m in batch]
-        offsets += [m.offset() for m in batch]
-        times += [m.timestamp()[1] for m in batch]
-        values += [m.value() for m in batch]
-    encoding = time.perf_counter()
-    raw = pa.array(values, pa.binary()).cast(pa.string())
-    table = pa.table({
-        "partition": pa.array(partitions, pa.int32()), "offset": pa.array(offsets, pa.int64()),
-        "time_ms": pa.array(times, pa.int64()), "key": pa.nulls(len(values), pa.string()),
-        "raw": raw, "fields": pa.array([""] * len(values), pa.string()),
-    })  # fmt: skip
-    encoded = encode_table(table)
-    ended = time.perf_counter()
-    consumer.close()
-    assert encoded, "nothing encoded"
-    return len(values) / (ended - started), ended - encoding
-
-
 def zstd_levels(stack: StackEnv, topic: str, total: int, raw_bytes: int) -> dict[str, Any]:
     """Records/s and bytes per byte of line of the archiver's own rows (the real log, parsed as
-    it parses them) encoded at zstd levels 3 and 6 (the deployed one), outside Kafka and HDFS."""
+    it parses them) encoded at zstd levels 3 (the deployed one) and 6, outside Kafka and HDFS."""
     consumer = Consumer({"bootstrap.servers": stack.kafka_bootstrap,
                          "group.id": f"levels-{uuid.uuid4()}", "auto.offset.reset": "earliest",
                          "enable.auto.commit": False})  # fmt: skip
@@ -179,16 +158,18 @@ def zstd_levels(stack: StackEnv, topic: str, total: int, raw_bytes: int) -> dict
     return found
 
 
-def run_archiver(stack: StackEnv, topic: str, root: str, total: int) -> tuple[float, float, Any]:
+def run_archiver(
+    stack: StackEnv, topic: str, root: str, total: int, *, name: str, native: Path | None
+) -> tuple[float, float, Any]:
     """(records/s from the first record to the end of the last commit, seconds spent turning
-    consumed records into rows, the archiver's stats)."""
+    consumed records into rows, the archiver's stats) of archive bench/<name>."""
     document = ArchiveDocument.model_validate({
-        "archive": {"namespace": "bench", "name": "edge"}, "topic": topic,
+        "archive": {"namespace": "bench", "name": name}, "topic": topic,
         "consumerGroup": f"bench-{uuid.uuid4()}", "kafka": {"bootstrap": stack.kafka_bootstrap},
         "hdfs": {"webhdfsUrl": stack.webhdfs_url, "user": USER, "root": root},
         "format": "apache_combined", "retentionDays": 36500,
     })  # fmt: skip
-    config = ArchiverConfig()  # the deployed defaults
+    config = ArchiverConfig(archive_native_lib=native)  # the deployed defaults otherwise
     store = ArchiveStore(WebHdfs(document.hdfs.webhdfs_url, USER), document.directory)
     kafka = build_plaintext_access(stack.kafka_bootstrap)
     archiver = Archiver(document, config, store, kafka_settings=dict(kafka.settings))
@@ -252,51 +233,78 @@ def peek_timings(stack: StackEnv, root: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def archive_once(
+    stack: StackEnv, topic: str, root: str, total: int, *, name: str, native: Path | None
+) -> dict[str, Any]:
+    rate, reading, stats = run_archiver(stack, topic, root, total, name=name, native=native)
+    stored = hdfs_bytes(stack, f"{root}/bench/{name}")
+    return {"records_per_s": rate, "seconds": total / rate, "rows_seconds": reading,
+            "files": stats.files, "batches": stats.batches, "hdfs_bytes": stored,
+            "rows": "native" if native else "python"}  # fmt: skip
+
+
+def report(label: str, found: dict[str, Any], raw_rate: float, raw_bytes: int) -> None:
+    say(
+        f"   {label}: {found['records_per_s']:,.0f} records/s = "
+        f"{found['records_per_s'] / raw_rate:.3f} x the raw loop; {found['seconds']:.1f} s, of "
+        f"which {found['rows_seconds']:.2f} s making rows; {found['files']} files, "
+        f"{found['hdfs_bytes'] / raw_bytes:.3f} bytes on HDFS per byte of line"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=1_000_000, help="records of the live run")
     parser.add_argument("--copies", type=int, default=10, help="replays of the Apache log")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     stack = ensure_stack()
     if not stack.webhdfs_url:
         raise SystemExit("the stack has no HDFS (METRICPIPE_WEBHDFS_URL); run 'make stack-up'")
+    native = native_lib()
     run = uuid.uuid4().hex[:8]
-    topic, root = f"bench-archive-{run}", f"/bench-archive-{run}"
+    root = f"/bench-archive-{run}"
     superuser = requests.get(f"{stack.webhdfs_url}/", params={"op": "GETFILESTATUS"},
                              timeout=10).json()["FileStatus"]["owner"]  # fmt: skip
     for op, extra in (("MKDIRS", {}), ("SETOWNER", {"owner": USER})):
         requests.put(f"{stack.webhdfs_url}{root}", timeout=10,
                      params={"op": op, "user.name": superuser, **extra})  # fmt: skip
-    say(f"== producing the Apache log x{args.copies} into {topic}")
-    total, raw_bytes = produce_log(stack, topic, stack.data_dir, args.copies)
-    say(f"== raw consume loop over {total} records")
-    raw_rate = raw_consume_rate(stack, topic, total)
-    say(f"   {raw_rate:,.0f} records/s")
-    say("== the ceiling: the archiver's per-record calls and Parquet, nothing else")
-    ceiling, encoding = ceiling_rate(stack, topic, total)
+    lines = len(list(iter_access_log_lines(stack.data_dir)))
+    live_topic, replay_topic = f"bench-archive-{run}-live", f"bench-archive-{run}-replay"
+    say(f"== live: producing {args.records:,} records (the Apache log, stamped as sent)")
+    total, raw_bytes = produce_log(stack, live_topic, stack.data_dir,
+                                   -(-args.records // lines), live=True)  # fmt: skip
+    say(f"== raw consume loop over {total:,} records")
+    raw_before = raw_consume_rate(stack, live_topic, total)
+    say(f"   {raw_before:,.0f} records/s")
+    say("== one archiver, deployed defaults (native rows)")
+    live = archive_once(stack, live_topic, root, total, name="live", native=native)
+    report("archiver", live, raw_before, raw_bytes)
+    say("== one archiver, every row made in Python")
+    python = archive_once(stack, live_topic, root, total, name="live-python", native=None)
+    report("archiver", python, raw_before, raw_bytes)
+    say("== raw consume loop again")
+    raw_after = raw_consume_rate(stack, live_topic, total)
+    raw_rate = max(raw_before, raw_after)
     say(
-        f"   {ceiling:,.0f} records/s = {ceiling / raw_rate:.3f} x the raw loop "
-        f"({encoding:.2f} s of it encoding Parquet at the deployed zstd level)"
+        f"   {raw_after:,.0f} records/s; baseline {raw_rate:,.0f}: the archiver "
+        f"{live['records_per_s'] / raw_rate:.3f} x, with rows in Python "
+        f"{python['records_per_s'] / raw_rate:.3f} x"
     )
-    levels = zstd_levels(stack, topic, total, raw_bytes)
-    for name, figures in levels.items():
+    say(f"== replay: the Apache log x{args.copies} with its own times")
+    replay_total, replay_bytes = produce_log(stack, replay_topic, stack.data_dir, args.copies,
+                                             live=False)  # fmt: skip
+    replay_raw = raw_consume_rate(stack, replay_topic, replay_total)
+    replay = archive_once(stack, replay_topic, root, replay_total, name="edge", native=native)
+    report("archiver", replay, replay_raw, replay_bytes)
+    levels = zstd_levels(stack, replay_topic, replay_total, replay_bytes)
+    for level, figures in levels.items():
         say(
-            f"   the archiver's rows encoded with {name}: "
+            f"   the archiver's rows encoded with {level}: "
             f"{figures['records_per_s']:,.0f} records/s, "
             f"{figures['bytes_over_raw']:.3f} bytes per byte of line"
         )
-    say("== one archiver, deployed defaults")
-    rate, reading, stats = run_archiver(stack, topic, root, total)
-    stored = hdfs_bytes(stack, f"{root}/bench/edge")
-    say(
-        f"   {rate:,.0f} records/s = {rate / raw_rate:.3f} x the raw loop; {stats.files} files, "
-        f"{stored:,} bytes on HDFS for {raw_bytes:,} bytes of lines = {stored / raw_bytes:.3f}"
-    )
-    say(
-        f"   of its {total / rate:.1f} s: {reading:.2f} s turning records into rows "
-        f"({total / reading:,.0f} records/s), the rest encoding, writing to HDFS, compacting"
-    )
-    say("== peek reader on the busiest hour")
+    say("== peek reader on the replay's busiest hour")
     peek = peek_timings(stack, root)
     say(
         f"   first page p50 {peek['first_page_p50_s'] * 1000:.0f} ms, p95 "
@@ -304,22 +312,26 @@ def main() -> int:
         f"{peek['grep_mb_per_s']:.1f} MB/s ({peek['grep_hour_scanned_bytes']:,} bytes)"
     )
     result = {
-        "when": datetime.now(UTC).isoformat(), "records": total, "raw_bytes": raw_bytes,
-        "raw_loop_records_per_s": raw_rate, "archiver_records_per_s": rate,
-        "ceiling_records_per_s": ceiling, "ceiling_vs_raw": ceiling / raw_rate,
-        "ceiling_encoding_seconds": encoding, "encoding_levels": levels,
-        "archiver_vs_raw": rate / raw_rate, "archiver_seconds": total / rate,
-        "rows_seconds": reading, "rows_records_per_s": total / reading,
-        "files": stats.files, "hdfs_bytes": stored,
-        "hdfs_over_raw": stored / raw_bytes, "peek": peek,
-        "goals": {"archiver_vs_raw": ">= 0.5", "hdfs_over_raw": "<= 0.25",
+        "when": datetime.now(UTC).isoformat(), "native_lib": str(native),
+        "live": {"records": total, "raw_bytes": raw_bytes,
+                 "raw_loop_records_per_s": [raw_before, raw_after], "baseline": raw_rate,
+                 "archiver": live, "archiver_python_rows": python,
+                 "archiver_vs_raw": live["records_per_s"] / raw_rate,
+                 "archiver_python_rows_vs_raw": python["records_per_s"] / raw_rate,
+                 "hdfs_over_raw": live["hdfs_bytes"] / raw_bytes},
+        "replay": {"records": replay_total, "raw_bytes": replay_bytes,
+                   "raw_loop_records_per_s": replay_raw, "archiver": replay,
+                   "archiver_vs_raw": replay["records_per_s"] / replay_raw,
+                   "hdfs_over_raw": replay["hdfs_bytes"] / replay_bytes},
+        "encoding_levels": levels, "peek": peek,
+        "goals": {"archiver_vs_raw": ">= 0.5 (live)", "hdfs_over_raw": "<= 0.25",
                   "first_page_p95_s": "<= 1"},
     }  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"archive-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
     path.write_text(json.dumps(result, indent=2))
     say(f"== results written to {path}")
-    return 0
+    return 0 if live["records_per_s"] >= 0.5 * raw_rate else 1
 
 
 if __name__ == "__main__":
