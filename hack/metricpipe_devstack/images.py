@@ -57,6 +57,7 @@ class BaseRecipe:
 BASES = (
     BaseRecipe("base-python", PYTHON_PACKAGES),
     BaseRecipe("base-jre", (*PYTHON_PACKAGES, "openjdk-17-jre-headless")),
+    BaseRecipe("base-gcc", ("gcc", "libc6-dev")),  # compiles the consumer's native row maker
 )
 
 
@@ -77,7 +78,7 @@ IMAGES = (
         "consumer",
         CONSUMER_REF,
         "consumers/Dockerfile",
-        (("BASE_IMAGE", "base-python"), ("RUNTIME_BASE", "base-jre")),
+        (("BASE_IMAGE", "base-python"), ("RUNTIME_BASE", "base-jre"), ("BUILD_BASE", "base-gcc")),
         (("JARS", "jars-context"),),
     ),
     ImageRecipe("exporter", EXPORTER_REF, "exporters/Dockerfile", (("BASE_IMAGE", "base-python"),)),

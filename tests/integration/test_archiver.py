@@ -150,9 +150,10 @@ def listing(hdfs: Hdfs, directory: str) -> list[str]:
 
 
 class Archivers:
-    def __init__(self, tmp_path: Path, config: Path) -> None:
+    def __init__(self, tmp_path: Path, config: Path, native: Path) -> None:
         self.tmp_path = tmp_path
         self.config = config
+        self.native = native  # the deployed way: rows made by the native row maker
         self.running: list[tuple[subprocess.Popen[bytes], Path]] = []
         self.ports: dict[int, int] = {}  # pid -> metrics port
 
@@ -164,6 +165,7 @@ class Archivers:
                 [sys.executable, "-m", "metricpipe_consumers.archive"],
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                 env={**os.environ, "METRICPIPE_ARCHIVE_CONFIG": str(self.config),
+                     "METRICPIPE_ARCHIVE_NATIVE_LIB": str(self.native),
                      "METRICPIPE_ARCHIVE_ROLL_SECONDS": "0.5",
                      "METRICPIPE_ARCHIVE_ROLL_BYTES": "400000",
                      "METRICPIPE_ARCHIVE_COMPACT_GRACE_SECONDS": "0",
@@ -199,7 +201,7 @@ def wait_for(what: str, check: Any, timeout: float, archivers: Archivers) -> Non
 
 
 def test_every_record_on_hdfs_exactly_once_through_kills_and_rescaling(
-    stack: StackEnv, tmp_path: Path, unique_name: str
+    stack: StackEnv, tmp_path: Path, unique_name: str, native_rows_path: Path
 ) -> None:
     assert stack.webhdfs_url, ".stack/env lacks METRICPIPE_WEBHDFS_URL; run 'make stack-up'"
     hdfs = Hdfs(stack.webhdfs_url)
@@ -235,7 +237,7 @@ def test_every_record_on_hdfs_exactly_once_through_kills_and_rescaling(
                   "prefix": prefix, "retentionDays": 36500},
     }))  # fmt: skip
     directory = f"{root}/it/{unique_name}"
-    archivers = Archivers(tmp_path, config)
+    archivers = Archivers(tmp_path, config, native_rows_path)
     marks = {"produced": time.monotonic()}
     try:
         # -- four crashes at the points that matter, each the process's own SIGKILL; each
@@ -248,6 +250,9 @@ def test_every_record_on_hdfs_exactly_once_through_kills_and_rescaling(
             process, log = archivers.start(METRICPIPE_FAULT_EXIT_AT=point)
             assert process.wait(timeout=120) == -signal.SIGKILL, archivers.logs()
             said = log.read_text(errors="replace")
+            assert '"way": "native"' in said, said[
+                -3000:
+            ]  # rows as the deployed archiver makes them
             assert "fault injected" in said, said[-3000:]
             assert point in said, said[-3000:]
             if previous is not None:

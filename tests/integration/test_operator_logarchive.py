@@ -162,7 +162,7 @@ def test_a_log_archive_reaches_hdfs_and_is_removed_keeping_its_files(
     produced_at = time.time()  # every record was acknowledged by Kafka before this
     directory = f"{root}/{namespace}/edge"
 
-    def archiver_said() -> str:
+    def archiver_said(tail: int = 3000) -> str:
         pods = client.CoreV1Api(kube).list_namespaced_pod(
             namespace, label_selector="app.kubernetes.io/name=metricpipe-archiver"
         )
@@ -174,7 +174,7 @@ def test_a_log_archive_reaches_hdfs_and_is_removed_keeping_its_files(
                     name, namespace, container="archiver"))  # fmt: skip
             except ApiException as error:
                 said.append(f"{name}: no log ({error.status}) {pod.status}")
-        return "\n".join(said)[-3000:]
+        return "\n".join(said)[-tail:]
 
     try:
         wait_for(lambda: hdfs.parquet_files(directory), 75, "a first file on HDFS", 0.5)
@@ -205,6 +205,9 @@ def test_a_log_archive_reaches_hdfs_and_is_removed_keeping_its_files(
                                                     for r in rows)  # fmt: skip
     assert {h["_source"]["message"] for h in hits} == {r["raw"] for r in rows}
 
+    # the pod makes rows with the image's native row maker (consumers/Dockerfile sets its path)
+    said = archiver_said(tail=10**7)
+    assert '"way": "native"' in said, said[-3000:]
     files = hdfs.parquet_files(directory)  # every record is in: no file comes any more
 
     def counted() -> dict[str, Any]:

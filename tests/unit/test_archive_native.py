@@ -13,6 +13,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from metricpipe_consumers.archive import native as native_module
+from metricpipe_consumers.archive.columnar import build_record_batch
 from metricpipe_consumers.archive.native import NativeRows, NativeRowsError, load_native_rows
 from metricpipe_consumers.archive.plan import build_row
 from shared_data import access_log_lines
@@ -64,6 +66,7 @@ def native(native_rows_path: Path) -> NativeRows:
 def compare(native: NativeRows, values: list[bytes]) -> tuple[int, int]:
     """(records taken, records compared); fails on the first difference."""
     made = native.build_columns(pa.array(values, pa.binary()))
+    assert made is not None
     raws, fields = made.raw.to_pylist(), made.fields.to_pylist()
     taken = 0
     for i, value in enumerate(values):
@@ -98,6 +101,7 @@ def test_random_edits_are_made_as_build_row_makes_them(
 def test_a_batch_with_nulls_and_empties_declines_them(native: NativeRows) -> None:
     line = '1.2.3.4 - - [17/May/2015:10:05:03 +0000] "GET / HTTP/1.1" 200 7 "-" "c"'
     made = native.build_columns(pa.array([None, b"", line.encode(), None], pa.binary()))
+    assert made is not None
     assert made.made.tolist() == [False, False, True, False]
     assert made.raw.to_pylist()[2] == line
 
@@ -108,3 +112,16 @@ def test_a_configured_library_that_cannot_load_is_a_clear_error(tmp_path: Path) 
     with pytest.raises(NativeRowsError, match="make native"):
         load_native_rows(broken)
     assert load_native_rows(None) is None
+
+
+def test_a_batch_too_big_for_int32_offsets_is_made_in_python(
+    native: NativeRows, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    line = '1.2.3.4 - - [17/May/2015:10:05:03 +0000] "GET / HTTP/1.1" 200 7 "-" "c"'
+    values: list[bytes | None] = [json.dumps({"message": line}).encode()] * 3
+    monkeypatch.setattr(native_module, "MAX_COLUMN", 200)  # two records' fields fill it
+    assert native.build_columns(pa.array(values, pa.binary())) is None
+    batch = build_record_batch(0, [0, 1, 2], [0, 0, 0], [None] * 3, values,
+                               source_format="apache_combined", native=native)  # fmt: skip
+    want = build_row(0, 0, 0, None, values[0], source_format="apache_combined")
+    assert batch.column("fields").to_pylist() == [want.fields] * 3

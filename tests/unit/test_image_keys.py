@@ -62,12 +62,14 @@ def test_the_image_key_changes_with_every_input_and_nothing_else() -> None:
 
 
 def test_the_base_key_follows_its_packages() -> None:
-    python, jre = BASES
+    python, jre, gcc = BASES
     assert build_base_key(python) == build_base_key(python)
     assert build_base_key(python) != build_base_key(jre)
     assert build_base_key(python) != build_base_key(python, sources=("deb http://x bookworm main",))
     assert "openjdk-17-jre-headless" in jre.packages
     assert set(python.packages) <= set(jre.packages)  # the JRE base is the Python base + JRE
+    assert "gcc" in gcc.packages
+    assert build_base_key(gcc) not in {build_base_key(python), build_base_key(jre)}
 
 
 def test_the_pause_key_follows_source_and_compiler() -> None:

@@ -19,6 +19,7 @@ import pyarrow as pa
 
 ABI = 1  # metricpipe_rows_abi() of the C file this binding speaks to
 FIELDS_PER_RECORD = 192  # the fields column's own text (keys, braces, numbers) per record
+MAX_COLUMN = 2**31 - 1  # a string column's int32 offsets
 
 
 class NativeRowsError(RuntimeError):
@@ -56,8 +57,9 @@ class NativeRows:
         self._make = make
         self.path = path
 
-    def build_columns(self, values: pa.BinaryArray) -> NativeColumns:
-        """The raw and fields columns of apache_combined records (nulls are declined)."""
+    def build_columns(self, values: pa.BinaryArray) -> NativeColumns | None:
+        """The raw and fields columns of apache_combined records (nulls are declined); None
+        when the columns would outgrow int32 offsets (the caller makes the rows in Python)."""
         count = len(values)
         values = _without_nulls(values)
         offsets = np.frombuffer(values.buffers()[1], np.int32, count + 1, values.offset * 4)
@@ -67,7 +69,7 @@ class NativeRows:
         relative = offsets - start if start else offsets
         size = end - start
         raw = pa.allocate_buffer(size, resizable=True)
-        fields_cap = 2 * size + FIELDS_PER_RECORD * count
+        fields_cap = min(2 * size + FIELDS_PER_RECORD * count, MAX_COLUMN)
         fields = pa.allocate_buffer(fields_cap, resizable=True)
         raw_offsets = np.empty(count + 1, np.int32)
         fields_offsets = np.empty(count + 1, np.int32)
@@ -78,8 +80,8 @@ class NativeRows:
             fields.address, fields_cap, fields_offsets.ctypes.data, scratch.ctypes.data,
             scratch.size, made.ctypes.data,
         )  # fmt: skip
-        if written < 0:
-            raise NativeRowsError("the native row maker's output outgrew its buffers")
+        if written < 0:  # the fields of a huge batch reached MAX_COLUMN
+            return None
         raw.resize(int(raw_offsets[-1]))
         fields.resize(int(fields_offsets[-1]))
         raw_column = pa.Array.from_buffers(

@@ -15,7 +15,9 @@ from .plan import Row
 TYPES = {"int32": pa.int32(), "int64": pa.int64(), "string": pa.string()}
 SCHEMA = pa.schema([(name, TYPES[kind]) for name, kind in COLUMNS])
 COMPRESSION = "zstd"
-COMPRESSION_LEVEL = 3  # bench/archive_throughput.py: 3.6x faster than 6 for ~20 % more bytes (0.21 of the lines)
+COMPRESSION_LEVEL = (
+    3  # bench/archive_throughput.py: 3.6x faster than 6 for ~20 % more bytes (0.21 of the lines)
+)
 
 
 def encode_rows(rows: Sequence[Row]) -> bytes:
