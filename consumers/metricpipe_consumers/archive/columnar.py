@@ -122,6 +122,8 @@ def build_record_batch(
                                    indices=declined, source_format=source_format)  # fmt: skip
     if made is None:
         raw_column, fields_column = pa.array(raws, pa.string()), pa.array(fields, pa.string())
+    elif not declined:  # the common batch: every row made natively
+        raw_column, fields_column = made.raw, made.fields
     else:  # the Python way's rows into the places the native side declined
         mask = pa.array(~made.made)
         raw_column = pc.replace_with_mask(made.raw, mask, pa.array(raws, pa.string()))
